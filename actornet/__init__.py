@@ -1,0 +1,106 @@
+"""actornet: Erlang/Elixir-style processes, supervision and distribution for Python.
+
+Processes with pids and mailboxes, links, monitors and exit signals, registered
+names, GenServers and supervisors inside a node; named nodes that talk over
+ZeroMQ with a shared cookie.
+
+Example:
+    >>> import actornet
+    >>> pid = actornet.spawn(lambda parent: actornet.send(parent, "hi"), actornet.self())
+    >>> actornet.receive(timeout=5)
+    'hi'
+"""
+
+from __future__ import annotations
+
+import logging
+
+from actornet._gen import call, cast, reply
+from actornet._ids import Pid, Ref
+from actornet.errors import (
+    ActornetError,
+    AlreadyRegistered,
+    AuthenticationError,
+    CallDeadlock,
+    CallError,
+    Crash,
+    DecodeError,
+    NodeDown,
+    NoProc,
+    PayloadTooLarge,
+    ProcessExit,
+    ProtocolError,
+    Timeout,
+)
+from actornet.gen_server import NOREPLY, GenServer
+from actornet.node import Node
+from actornet.process import (
+    demonitor,
+    exit,
+    is_alive,
+    link,
+    make_ref,
+    monitor,
+    processes,
+    receive,
+    register,
+    registered,
+    self,
+    send,
+    spawn,
+    spawn_link,
+    spawn_monitor,
+    trap_exit,
+    unlink,
+    unregister,
+    whereis,
+)
+
+logging.getLogger("actornet").addHandler(logging.NullHandler())
+
+__all__ = [
+    # processes
+    "Pid",
+    "Ref",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "self",
+    "send",
+    "receive",
+    "register",
+    "unregister",
+    "whereis",
+    "registered",
+    "link",
+    "unlink",
+    "monitor",
+    "demonitor",
+    "exit",
+    "trap_exit",
+    "is_alive",
+    "make_ref",
+    "processes",
+    # behaviours
+    "GenServer",
+    "NOREPLY",
+    "call",
+    "cast",
+    "reply",
+    # nodes
+    "Node",
+    # errors
+    "ActornetError",
+    "AlreadyRegistered",
+    "AuthenticationError",
+    "CallDeadlock",
+    "CallError",
+    "Crash",
+    "DecodeError",
+    "NodeDown",
+    "NoProc",
+    "PayloadTooLarge",
+    "ProcessExit",
+    "ProtocolError",
+    "Timeout",
+]

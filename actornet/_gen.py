@@ -1,0 +1,156 @@
+"""Call, cast and reply: the plumbing every behaviour shares (OTP's `gen`).
+
+A call is ``("$gen_call", (caller, ref), request)``; a cast is
+``("$gen_cast", request)``. The caller monitors the server under the call's
+ref and waits on an *alias slot* for that ref, so the reply and the DOWN land
+in the same place and nothing reaches the caller's mailbox: a dead server fails
+the call at once, and a reply that arrives after a timeout is dropped (OTP 24's
+process aliases).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actornet._ids import Pid, Ref
+from actornet._runtime import current_node
+from actornet.errors import CallDeadlock, CallError, NodeDown, NoProc, Timeout
+
+__all__ = ["call", "cast", "reply", "wait_exit"]
+
+CALL = "$gen_call"
+CAST = "$gen_cast"
+STOP = "$gen_stop"
+
+
+def _check_timeout(timeout: float | None, what: str) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{what} timeout must be seconds (a number) or None, got {timeout!r}")
+    if timeout <= 0:
+        raise ValueError(f"{what} timeout must be > 0 seconds, got {timeout!r}")
+
+
+def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send `request` to a GenServer and wait for its reply (Erlang `gen_server:call/3`).
+
+    `server` is a pid, a local name, `(name, node)` or `("global", name)`.
+
+    Raises:
+        Timeout: no reply within `timeout` seconds (a `TimeoutError`).
+        NoProc: the server does not exist.
+        NodeDown: the server's node is down or became unreachable.
+        CallError: the server exited while handling the call (`.reason` says why).
+        CallDeadlock: a process called itself.
+
+    Example:
+        >>> import actornet
+        >>> class Echo(actornet.GenServer):
+        ...     def handle_call(self, request, from_):
+        ...         return ("echo", request)
+        >>> pid = Echo.start()
+        >>> actornet.call(pid, "hi")
+        ('echo', 'hi')
+        >>> actornet.GenServer.stop(pid)
+    """
+    _check_timeout(timeout, "call")
+    node = current_node()
+    me = node.current()
+    target = node._resolve(server)
+    if target == me.pid:
+        raise CallDeadlock(
+            f"process {me.pid!r} called itself ({server!r}): it can never answer its own "
+            "call; handle the request directly or reply later with NOREPLY"
+        )
+    ref, slot = node._new_alias()
+    slot.watcher = me
+    node._monitor(me, target, ref)
+    try:
+        node.send(target, (CALL, (me.pid, ref), request))
+    except BaseException:
+        node._drop_alias(ref)
+        node.demonitor(ref)
+        raise
+    if not slot.wait(timeout):
+        if node._drop_alias(ref):
+            node.demonitor(ref)
+            raise Timeout(f"call to {server!r} timed out after {timeout} s (request: {request!r})")
+        slot.wait(None)  # the answer is being delivered right now
+    if slot.kind == "reply":
+        node._demonitor_target(target, ref, me.pid)
+        return slot.value
+    raise _call_failed(server, target, request, slot.value)
+
+
+def _call_failed(server: Any, target: Any, request: Any, reason: Any) -> Exception:
+    if reason == "noproc":
+        return NoProc(f"call to {server!r} failed: no such process")
+    if reason == "noconnection":
+        node = target.node if isinstance(target, Pid) else target[1]
+        return NodeDown(f"call to {server!r} failed: node {node} is down or unreachable")
+    return CallError(
+        f"call to {server!r} failed: the server exited with reason {reason!s} "
+        f"while handling {request!r}",
+        reason,
+    )
+
+
+def cast(server: Any, request: Any) -> None:
+    """Send `request` to a GenServer without waiting (Erlang `gen_server:cast/2`).
+
+    Like Erlang, a cast to a dead pid is silently dropped; a cast to an
+    unregistered local name raises `NoProc`.
+
+    Example:
+        >>> import actornet
+        >>> class Sink(actornet.GenServer):
+        ...     def handle_cast(self, request):
+        ...         self.last = request
+        >>> pid = Sink.start()
+        >>> actornet.cast(pid, "hello")
+        >>> actornet.GenServer.stop(pid)
+    """
+    current_node().send(server, (CAST, request))
+
+
+def reply(from_: tuple[Pid, Ref], value: Any) -> None:
+    """Answer a call later, after `handle_call` returned `NOREPLY` (Erlang `gen_server:reply/2`).
+
+    Example:
+        >>> import actornet
+        >>> class Later(actornet.GenServer):
+        ...     def handle_call(self, request, from_):
+        ...         actornet.reply(from_, request * 2)
+        ...         return actornet.NOREPLY
+        >>> pid = Later.start()
+        >>> actornet.call(pid, 21)
+        42
+        >>> actornet.GenServer.stop(pid)
+    """
+    current_node().reply(from_, value)
+
+
+def wait_exit(server: Any, message: Any, timeout: float | None) -> Any:
+    """Monitor `server`, send it `message`, and wait for it to exit; return its reason."""
+    _check_timeout(timeout, "stop")
+    node = current_node()
+    me = node.current()
+    target = node._resolve(server)
+    if target == me.pid:
+        raise CallDeadlock(f"process {me.pid!r} cannot wait for its own exit")
+    ref, slot = node._new_alias()
+    slot.watcher = me
+    node._monitor(me, target, ref)
+    node.send(target, message)
+    if not slot.wait(timeout):
+        if node._drop_alias(ref):
+            node.demonitor(ref)
+            raise Timeout(f"{server!r} did not exit within {timeout} s")
+        slot.wait(None)
+    reason = slot.value
+    if reason == "noproc":
+        raise NoProc(f"no such process: {server!r}")
+    if reason == "noconnection":
+        raise NodeDown(f"the node of {server!r} went down")
+    return reason

@@ -1,0 +1,116 @@
+"""Process identifiers and references: the names that travel between nodes.
+
+A `Pid` names one process of one *incarnation* of one node. The incarnation
+(``creation``) changes every time a node with a given name starts, so a pid of a
+node that died never reaches a process of the node that replaced it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Final
+
+__all__ = ["Pid", "Ref"]
+
+
+class Pid:
+    """A process identifier, as returned by `spawn` and `self`.
+
+    Pids are immutable, hashable and comparable; they can be sent in messages,
+    to the same node or across nodes.
+
+    Example:
+        >>> p = Pid("a@127.0.0.1", 42, 1)
+        >>> p.node, p.id
+        ('a@127.0.0.1', 42)
+        >>> p == Pid("a@127.0.0.1", 42, 1)
+        True
+    """
+
+    __slots__ = ("_hash", "creation", "id", "node")
+
+    node: str
+    id: int
+    creation: int
+
+    def __init__(self, node: str, id: int, creation: int = 0) -> None:  # noqa: A002
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "creation", creation)
+        object.__setattr__(self, "_hash", hash((node, id, creation, "pid")))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Pid is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Pid:
+            return NotImplemented
+        return (
+            self.id == other.id  # type: ignore[attr-defined]
+            and self.node == other.node  # type: ignore[attr-defined]
+            and self.creation == other.creation  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return]
+
+    def __lt__(self, other: Pid) -> bool:
+        return (self.node, self.creation, self.id) < (other.node, other.creation, other.id)
+
+    def __repr__(self) -> str:
+        return f"<{self.node}.{self.id}.{self.creation}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Pid, (self.node, self.id, self.creation))
+
+
+class Ref:
+    """A unique reference, as returned by `make_ref` and `monitor`.
+
+    Example:
+        >>> r = Ref("a@127.0.0.1", 7, 1)
+        >>> r == Ref("a@127.0.0.1", 7, 1), r == Ref("a@127.0.0.1", 8, 1)
+        (True, False)
+    """
+
+    __slots__ = ("_hash", "creation", "id", "node")
+
+    node: str
+    id: int
+    creation: int
+
+    def __init__(self, node: str, id: int, creation: int = 0) -> None:  # noqa: A002
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "creation", creation)
+        object.__setattr__(self, "_hash", hash((node, id, creation, "ref")))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Ref is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Ref:
+            return NotImplemented
+        return (
+            self.id == other.id  # type: ignore[attr-defined]
+            and self.node == other.node  # type: ignore[attr-defined]
+            and self.creation == other.creation  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"#Ref<{self.node}.{self.id}.{self.creation}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Ref, (self.node, self.id, self.creation))
+
+
+# One counter per interpreter for refs: refs only need to be unique per node
+# incarnation, and a shared counter keeps several in-process nodes simple.
+_ref_ids: Final = itertools.count(1)
+
+
+def _next_ref_id() -> int:
+    return next(_ref_ids)

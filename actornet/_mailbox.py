@@ -1,0 +1,131 @@
+"""A process mailbox with Erlang's selective receive.
+
+Any thread may `put`; only the owning process receives. Incoming messages land
+in a C-level `SimpleQueue`; messages that a selective receive passed over wait
+in a private *save queue* (a deque) in arrival order, exactly like the BEAM's
+save pointer, so the next receive looks at them first.
+
+The mailbox also speaks pykka's inbox protocol (`put`, `get`, `empty`), so a
+GenServer's pykka actor loop reads the very same mailbox.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pykka._envelope import Envelope
+
+__all__ = ["Mailbox", "WAKE"]
+
+
+class _Wake:
+    """Sentinel put into a mailbox to wake its owner for a signal."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<wake>"
+
+
+WAKE: Any = _Wake()
+
+
+class Mailbox:
+    """A multi-producer, single-consumer message queue with selective receive."""
+
+    __slots__ = ("_incoming", "_saved", "check", "closed", "put")
+
+    def __init__(self) -> None:
+        self._incoming: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._saved: deque[Any] = deque()
+        self.put: Callable[[Any], None] = self._incoming.put
+        # Called with no argument whenever the owner wakes; raises to abort the
+        # receive (the owning process sets it to "raise if I was killed").
+        self.check: Callable[[], None] = _no_check
+        # Set once the owner is gone, so pykka's teardown stops draining.
+        self.closed = False
+
+    def put_wake(self) -> None:
+        """Wake the owner so it looks at its process's state."""
+        self._incoming.put(WAKE)
+
+    def __len__(self) -> int:
+        return len(self._saved) + self._incoming.qsize()
+
+    def receive(self, match: Callable[[Any], object] | None, timeout: float | None) -> Any:
+        """Remove and return the first message `match` accepts (any, if None).
+
+        Raises `queue.Empty` when `timeout` seconds pass without one.
+        """
+        saved = self._saved
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if match is None:
+            if saved:
+                return saved.popleft()
+            return self._take(deadline)
+        for i, msg in enumerate(saved):
+            if match(msg):
+                del saved[i]
+                return msg
+        while True:
+            msg = self._take(deadline)
+            # Saved before matching: a match function that raises loses nothing.
+            saved.append(msg)
+            if match(msg):
+                saved.pop()
+                return msg
+
+    def _take(self, deadline: float | None) -> Any:
+        get = self._incoming.get
+        while True:
+            if deadline is None:
+                msg = get()
+            else:
+                remaining = deadline - time.monotonic()
+                msg = get(True, remaining) if remaining > 0 else get(False)
+            if msg is WAKE:
+                # A signal woke us: let the owner act on it (it raises if the
+                # process was killed), else keep waiting until the deadline.
+                self.check()
+                continue
+            return msg
+
+    def drain(self) -> list[Any]:
+        """Remove and return every queued message (used when a process dies)."""
+        out = list(self._saved)
+        self._saved.clear()
+        while True:
+            try:
+                msg = self._incoming.get_nowait()
+            except queue.Empty:
+                return out
+            if msg is not WAKE:
+                out.append(msg)
+
+    def peek_all(self) -> list[Any]:
+        """Return the saved messages (for introspection; not the incoming ones)."""
+        return list(self._saved)
+
+    # pykka's ActorInbox protocol -----------------------------------------------
+
+    def get(self) -> Envelope[Any]:
+        """Block for the next message, wrapped for pykka's actor loop.
+
+        `WAKE` is passed through (the GenServer looks at its state on it):
+        raising here would reach pykka's loop, which stops every actor.
+        """
+        if self._saved:
+            return Envelope(self._saved.popleft())
+        return Envelope(self._incoming.get())
+
+    def empty(self) -> bool:
+        """True when no message is waiting."""
+        return self.closed or (not self._saved and self._incoming.empty())
+
+
+def _no_check() -> None:
+    return None

@@ -1,0 +1,103 @@
+"""Which node and which process the calling thread belongs to.
+
+A thread that runs a process knows its process (and so its node). Any other
+thread acts on the *default node*: the oldest running named node, else a
+local-only node ``nonode@nohost`` created on first use, as a fresh `erl`
+without ``-name`` is.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actornet._process import Process
+    from actornet.node import Node
+
+_local = threading.local()
+_nodes: list[Node] = []
+_nodes_lock = threading.Lock()
+
+
+def bind(proc: Process) -> None:
+    """Make `proc` the calling thread's process (the thread runs it)."""
+    _local.proc = proc
+
+
+def unbind() -> None:
+    _local.proc = None
+
+
+class _AdoptedThread:
+    """Lives in an adopted thread's locals; ends its process when the thread ends."""
+
+    __slots__ = ("__weakref__", "proc")
+
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+
+    def __del__(self) -> None:
+        proc = self.proc
+        if proc.alive and proc.node.running:
+            proc.node._exit(proc, "normal")
+
+
+def adopt(proc: Process) -> None:
+    """Make `proc` the process of a thread the runtime did not start."""
+    _local.proc = proc
+    _local.adopted = _AdoptedThread(proc)
+
+
+def thread_process() -> Process | None:
+    """The calling thread's process, if it has one."""
+    return getattr(_local, "proc", None)
+
+
+def node_started(node: Node) -> None:
+    with _nodes_lock:
+        _nodes.append(node)
+
+
+def node_stopped(node: Node) -> None:
+    with _nodes_lock:
+        if node in _nodes:
+            _nodes.remove(node)
+
+
+def current_node() -> Node:
+    """The node the calling thread acts on (see the module docstring)."""
+    proc = getattr(_local, "proc", None)
+    if proc is not None and proc.node.running:
+        return proc.node  # type: ignore[no-any-return]
+    nodes = _nodes
+    for node in nodes:
+        if node.name != "nonode@nohost":
+            return node
+    if nodes:
+        return nodes[0]
+    from actornet.node import Node
+
+    with _creating:
+        if _nodes:
+            return _nodes[0]
+        return Node()
+
+
+def running_nodes() -> list[Node]:
+    """Every running node of this interpreter, oldest first."""
+    with _nodes_lock:
+        return list(_nodes)
+
+
+_creating = threading.Lock()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # Peers hear at once that we are gone, and the port mapper forgets us.
+    for node in reversed(running_nodes()):
+        with contextlib.suppress(Exception):  # interpreter exit: best effort
+            node.stop(timeout=2.0)

@@ -1,0 +1,162 @@
+"""Exceptions raised by actornet, and `Crash`, the exit reason of a crashed process.
+
+Every error actornet raises on purpose derives from `ActornetError`, and also
+from the built-in exception a Python user would reach for (`LookupError`,
+`ConnectionError`, `TimeoutError`, `ValueError`), so either can be caught.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from typing import Any
+
+__all__ = [
+    "ActornetError",
+    "AlreadyRegistered",
+    "AuthenticationError",
+    "CallError",
+    "CallDeadlock",
+    "Crash",
+    "NoProc",
+    "NodeDown",
+    "PayloadTooLarge",
+    "ProcessExit",
+    "ProtocolError",
+    "DecodeError",
+    "Timeout",
+]
+
+
+class ActornetError(Exception):
+    """Base class of every error actornet raises on purpose."""
+
+
+class NoProc(ActornetError, KeyError):
+    """The process or name does not exist (Erlang's ``noproc``).
+
+    Example:
+        >>> try:
+        ...     raise NoProc("no process registered as 'x'")
+        ... except KeyError as e:
+        ...     print(e)
+        no process registered as 'x'
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "noproc"
+
+
+class NodeDown(ActornetError, ConnectionError):
+    """The node hosting the process is down or unreachable (``noconnection``)."""
+
+
+class Timeout(ActornetError, TimeoutError):
+    """A `receive` or `call` ran out of time.
+
+    Catch it as the built-in `TimeoutError` too.
+    """
+
+
+class CallError(ActornetError):
+    """The server of a `call` exited before replying; `reason` says why.
+
+    Example:
+        >>> err = CallError("call to <a@h.1.0> failed", reason="shutdown")
+        >>> err.reason
+        'shutdown'
+    """
+
+    def __init__(self, message: str, reason: Any = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CallDeadlock(ActornetError, RuntimeError):
+    """A process called itself with `call`, which can never be answered."""
+
+
+class AlreadyRegistered(ActornetError, ValueError):
+    """A name is already registered, or a process already has a name."""
+
+
+class PayloadTooLarge(ActornetError, ValueError):
+    """An encoded message is larger than the node's size limit."""
+
+
+class ProtocolError(ActornetError):
+    """A peer broke the wire protocol (bad frame, wrong version, bad handshake)."""
+
+
+class DecodeError(ProtocolError, ValueError):
+    """Bytes from the network are not a valid actornet term."""
+
+
+class AuthenticationError(ProtocolError):
+    """A peer could not prove it knows the cookie."""
+
+
+class ProcessExit(BaseException):
+    """Raised inside a process to end it with `reason`.
+
+    Like `SystemExit`, it is not an `Exception`, so ``except Exception`` in
+    user code does not swallow an exit signal.
+
+    Example:
+        >>> e = ProcessExit("shutdown")
+        >>> e.reason
+        'shutdown'
+    """
+
+    def __init__(self, reason: Any = "normal") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Crash:
+    """The exit reason of a process that raised an exception.
+
+    It carries the exception's type name and message (and the formatted
+    traceback), so it means the same thing on every node. Locally the original
+    exception is kept in `exception` (``None`` after crossing nodes).
+
+    Example:
+        >>> c = Crash.from_exception(ZeroDivisionError("division by zero"))
+        >>> c.type, c.message
+        ('ZeroDivisionError', 'division by zero')
+        >>> str(c)
+        'ZeroDivisionError: division by zero'
+    """
+
+    __slots__ = ("exception", "message", "traceback", "type")
+
+    def __init__(
+        self,
+        type: str,  # noqa: A002
+        message: str,
+        traceback: str = "",
+        exception: BaseException | None = None,
+    ) -> None:
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+        self.exception = exception
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Crash:
+        """Build the reason for a process that died of `exc`."""
+        tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(type(exc).__name__, str(exc), tb, exc)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Crash):
+            return NotImplemented
+        return (self.type, self.message) == (other.type, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.message))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    def __repr__(self) -> str:
+        return f"Crash({self.type!r}, {self.message!r})"

@@ -1,0 +1,686 @@
+"""A node: one process table, one name registry, one delivery path.
+
+A `Node` is actornet's BEAM VM. It owns every process it spawned, the local
+name registry and the signal paths (message, exit, link, monitor, down). Each
+path has one entry point taking pids, which the local API and the distribution
+layer both call, so a remote pid behaves like a local one.
+
+Concurrency: process-table and link/monitor bookkeeping is guarded by one node
+lock; message delivery to a local pid takes no lock (a dict lookup and a
+`SimpleQueue.put`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actornet import _runtime
+from actornet._ids import Pid, Ref, _next_ref_id
+from actornet._process import ADOPTED, FUNCTION, Killed, Process
+from actornet._terms import check_term
+from actornet.errors import (
+    AlreadyRegistered,
+    Crash,
+    NoProc,
+    ProcessExit,
+)
+
+__all__ = ["Node", "LOCAL_NODE_NAME"]
+
+log = logging.getLogger("actornet")
+
+LOCAL_NODE_NAME = "nonode@nohost"
+
+
+class _CallSlot:
+    """Where the reply (or the DOWN) of one pending `call` lands."""
+
+    __slots__ = ("_lock", "kind", "value", "watcher")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.kind = ""
+        self.value: Any = None
+        self.watcher: Process | None = None  # whose monitor guards the call
+
+    def set(self, kind: str, value: Any) -> None:
+        # Only the thread that popped the slot from the alias table calls this.
+        self.kind = kind
+        self.value = value
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(True, timeout)
+
+
+class Node:
+    """One actornet node: processes, names, and (once started) distribution.
+
+    Most programs never touch a `Node` directly: `actornet.spawn`, `send` and
+    friends act on the current node. Tests use several nodes in one
+    interpreter through these methods.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.Node("demo@localhost") as n:
+        ...     pid = n.spawn(print, "hello from", "a process")
+    """
+
+    def __init__(self, name: str = LOCAL_NODE_NAME, *, creation: int | None = None) -> None:
+        if "@" not in name:
+            raise ValueError(f"node name must look like 'name@host', got {name!r}")
+        self.name = name
+        self.creation = creation if creation is not None else _new_creation()
+        self._procs: dict[int, Process] = {}
+        self._names: dict[str, Process] = {}
+        self._aliases: dict[Ref, _CallSlot] = {}
+        self._node_monitors: dict[str, list[Pid]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._running = True
+        self._dist: Any = None  # actornet.dist transport, when distributed
+        _runtime.node_started(self)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {'running' if self._running else 'stopped'}>"
+
+    @property
+    def running(self) -> bool:
+        """True until `stop` is called."""
+        return self._running
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every process (servers get `terminate`), then the transport.
+
+        Idempotent. Peers are told at once, so they see this node go down
+        without waiting for a tick timeout.
+        """
+        if not self._running:
+            return
+        from actornet.gen_server import GenServer
+
+        deadline = time.monotonic() + timeout
+        # Oldest first: a supervisor stops its own children before we reach them.
+        for proc in sorted(self._procs.values(), key=lambda p: p.pid.id):
+            if proc.alive and proc.server is not None:
+                remaining = max(0.1, deadline - time.monotonic())
+                with contextlib.suppress(Exception):
+                    GenServer.stop(proc.pid, "shutdown", timeout=remaining)
+        for proc in list(self._procs.values()):
+            self._kill(proc, "shutdown")
+        self._running = False
+        if self._dist is not None:
+            self._dist.stop()
+        _runtime.node_stopped(self)
+
+    # -- identifiers ---------------------------------------------------------------
+
+    def make_ref(self) -> Ref:
+        """Return a reference unique on this node incarnation (Erlang `make_ref/0`)."""
+        return Ref(self.name, _next_ref_id(), self.creation)
+
+    def _new_process(self, kind: str, mailbox: Any = None) -> Process:
+        if not self._running:
+            raise RuntimeError(f"node {self.name} is stopped")
+        pid = Pid(self.name, next(self._ids), self.creation)
+        proc = Process(pid, self, kind, mailbox)
+        self._procs[pid.id] = proc
+        return proc
+
+    def _local(self, pid: Pid) -> Process | None:
+        """The live local process for `pid`, or None (dead, or not ours)."""
+        proc = self._procs.get(pid.id)
+        if proc is not None and proc.pid.creation == pid.creation and pid.node == self.name:
+            return proc
+        return None
+
+    def is_local(self, pid: Pid) -> bool:
+        """True if `pid` names a process of this node incarnation."""
+        return pid.node == self.name and pid.creation == self.creation
+
+    # -- processes -------------------------------------------------------------------
+
+    def current(self) -> Process:
+        """The calling thread's process on this node (adopting the thread if needed)."""
+        proc = _runtime.thread_process()
+        if proc is not None and proc.node is self and proc.alive:
+            return proc
+        proc = self._new_process(ADOPTED)
+        proc.thread_id = threading.get_ident()
+        proc.function = threading.current_thread().name
+        _runtime.adopt(proc)
+        return proc
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> Pid:
+        """Start `fn(*args)` as a new process on this node and return its pid."""
+        return self._spawn(fn, args)[0]
+
+    def spawn_link(self, fn: Callable[..., Any], *args: Any) -> Pid:
+        """Like `spawn`, atomically linked to the calling process."""
+        return self._spawn(fn, args, link=True)[0]
+
+    def spawn_monitor(self, fn: Callable[..., Any], *args: Any) -> tuple[Pid, Ref]:
+        """Like `spawn`, atomically monitored by the calling process."""
+        pid, ref = self._spawn(fn, args, monitor=True)
+        assert ref is not None
+        return pid, ref
+
+    def _spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        *,
+        link: bool = False,
+        monitor: bool = False,
+    ) -> tuple[Pid, Ref | None]:
+        if not callable(fn):
+            raise TypeError(f"spawn needs a callable, got {type(fn).__name__!r}")
+        parent = self.current() if (link or monitor) else None
+        proc = self._new_process(FUNCTION)
+        proc.function = getattr(fn, "__qualname__", repr(fn))
+        ref = None
+        if parent is not None:
+            with self._lock:
+                if link:
+                    parent.links.add(proc.pid)
+                    proc.links.add(parent.pid)
+                if monitor:
+                    ref = self.make_ref()
+                    parent.monitors[ref] = proc.pid
+                    proc.monitored_by[ref] = parent.pid
+        thread = threading.Thread(
+            target=self._run, args=(proc, fn, args), name=f"actornet{proc.pid!r}", daemon=True
+        )
+        thread.start()
+        return proc.pid, ref
+
+    def _run(self, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        proc.thread_id = threading.get_ident()
+        _runtime.bind(proc)
+        reason: Any = "normal"
+        try:
+            try:
+                proc.enter_user_code()
+                if proc.alive:
+                    fn(*args)
+            finally:
+                proc.leave_user_code()
+        except Killed:
+            return  # already dead: whoever killed it did the bookkeeping
+        except ProcessExit as e:
+            reason = e.reason
+        except BaseException as e:
+            reason = Crash.from_exception(e)
+            log.error("process %r crashed (%s) running %s", proc.pid, reason, proc.function,
+                      exc_info=e)
+        finally:
+            _runtime.unbind()
+        self._exit(proc, reason)
+
+    # -- dying ------------------------------------------------------------------------------
+
+    def _exit(self, proc: Process, reason: Any) -> bool:
+        """Mark `proc` dead with `reason` and fire its links and monitors. Once."""
+        with self._lock:
+            if not proc.alive:
+                return False
+            proc.alive = False
+            proc.exit_reason = reason
+            self._procs.pop(proc.pid.id, None)
+            if proc.name is not None:
+                self._names.pop(proc.name, None)
+            links, proc.links = proc.links, set()
+            watchers, proc.monitored_by = proc.monitored_by, {}
+            mine, proc.monitors = proc.monitors, {}
+        proc.mailbox.closed = True
+        pid = proc.pid
+        for ref, target in mine.items():
+            self._demonitor_target(target, ref, pid)
+        for other in links:
+            self._route_exit(other, pid, reason, linked=True)
+        for ref, watcher in watchers.items():
+            self._route_down(watcher, ref, pid, reason)
+        return True
+
+    def _kill(self, proc: Process, reason: Any) -> None:
+        """End `proc` by an exit signal and stop its thread.
+
+        When the signal is handled in the victim's own thread (it linked to a
+        dead pid, say), nothing is raised here, mid-bookkeeping: the API call
+        in progress ends with `check_alive`, and a receive wakes and raises.
+        """
+        if self._exit(proc, reason):
+            proc.interrupt()
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def send(self, dest: Any, msg: Any) -> None:
+        """Send `msg` to a pid, a registered name, or `(name, node)`. Never blocks."""
+        cls = dest.__class__
+        if cls is Pid:
+            if dest.node == self.name:
+                check_term(msg)
+                proc = self._procs.get(dest.id)
+                if proc is not None and proc.pid.creation == dest.creation:
+                    proc.mailbox.put(msg)
+                return  # sending to a dead pid is not an error, as in Erlang
+            self._remote().send(dest, msg)
+            return
+        if cls is str:
+            check_term(msg)
+            proc = self._names.get(dest)
+            if proc is None:
+                raise NoProc(f"no process is registered as {dest!r} on {self.name}")
+            proc.mailbox.put(msg)
+            return
+        if cls is tuple and len(dest) == 2:
+            name, node = dest
+            if name == "global":
+                from actornet import global_
+
+                global_.send(node, msg)
+                return
+            if isinstance(name, str) and isinstance(node, str):
+                if node == self.name:
+                    self.send(name, msg)
+                else:
+                    self._remote().send_name(self.current().pid, name, node, msg)
+                return
+        raise TypeError(
+            f"cannot send to {dest!r}: a destination is a Pid, a registered name (str), "
+            "or a (name, node) tuple"
+        )
+
+    def _deliver(self, pid: Pid, msg: Any) -> None:
+        """Put `msg` in the mailbox of local `pid`, if it lives (transport entry)."""
+        proc = self._procs.get(pid.id)
+        if proc is not None and proc.pid.creation == pid.creation:
+            proc.mailbox.put(msg)
+
+    def _deliver_name(self, name: str, msg: Any) -> None:
+        proc = self._names.get(name)
+        if proc is not None:
+            proc.mailbox.put(msg)
+
+    def receive(self, match: Callable[[Any], object] | None = None,
+                timeout: float | None = None) -> Any:
+        """Selective receive for the calling thread's process on this node."""
+        if timeout is not None:
+            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+                raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+            if timeout < 0:
+                raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        proc = self.current()
+        proc.check_alive()
+        import queue
+
+        try:
+            return proc.mailbox.receive(match, timeout)
+        except queue.Empty:
+            from actornet.errors import Timeout
+
+            raise Timeout(f"no matching message within {timeout} s") from None
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def register(self, name: str, pid: Pid) -> None:
+        """Register `pid` (a live local process) as `name` on this node."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a registered name is a non-empty str, got {name!r}")
+        if not isinstance(pid, Pid):
+            raise TypeError(f"register needs a Pid, got {type(pid).__name__!r}")
+        if not self.is_local(pid):
+            raise ValueError(f"cannot register {pid!r}: it is not a process of {self.name}")
+        with self._lock:
+            proc = self._local(pid)
+            if proc is None or not proc.alive:
+                raise NoProc(f"cannot register {name!r}: process {pid!r} is not alive")
+            holder = self._names.get(name)
+            if holder is not None:
+                raise AlreadyRegistered(f"name {name!r} is already registered to {holder.pid!r}")
+            if proc.name is not None:
+                raise AlreadyRegistered(f"process {pid!r} is already registered as {proc.name!r}")
+            proc.name = name
+            self._names[name] = proc
+
+    def unregister(self, name: str) -> None:
+        """Remove the registered name `name`; raises `NoProc` if not registered."""
+        with self._lock:
+            proc = self._names.pop(name, None)
+            if proc is None:
+                raise NoProc(f"no process is registered as {name!r} on {self.name}")
+            proc.name = None
+
+    def whereis(self, name: str) -> Pid | None:
+        """The pid registered as `name` on this node, or None."""
+        proc = self._names.get(name)
+        return proc.pid if proc is not None else None
+
+    def registered(self) -> list[str]:
+        """All locally registered names."""
+        return sorted(self._names)
+
+    def processes(self) -> list[Pid]:
+        """Pids of every live process on this node (Erlang `processes/0`)."""
+        return [p.pid for p in list(self._procs.values())]
+
+    def _resolve(self, dest: Any) -> Pid | tuple[str, str]:
+        """A pid for `dest`, or `(name, node)` for a remote name; raises NoProc."""
+        if dest.__class__ is Pid:
+            return dest  # type: ignore[no-any-return]
+        if isinstance(dest, str):
+            proc = self._names.get(dest)
+            if proc is None:
+                raise NoProc(f"no process is registered as {dest!r} on {self.name}")
+            return proc.pid
+        if isinstance(dest, tuple) and len(dest) == 2:
+            name, node = dest
+            if name == "global":
+                from actornet import global_
+
+                pid = global_.whereis_name(node)
+                if pid is None:
+                    raise NoProc(f"no process is globally registered as {node!r}")
+                return pid
+            if isinstance(name, str) and isinstance(node, str):
+                return self._resolve(name) if node == self.name else (name, node)
+        raise TypeError(
+            f"{dest!r} is not a process: expected a Pid, a registered name, (name, node) "
+            "or ('global', name)"
+        )
+
+    # -- links --------------------------------------------------------------------------------
+
+    def link(self, pid: Pid) -> None:
+        """Link the calling process and `pid` (Erlang `link/1`)."""
+        _require_pid(pid, "link")
+        me = self.current()
+        if pid == me.pid:
+            return
+        if not self.is_local(pid):
+            with self._lock:
+                me.links.add(pid)
+            self._remote().link(me.pid, pid)
+            return
+        with self._lock:
+            other = self._local(pid)
+            if other is not None:
+                me.links.add(pid)
+                other.links.add(me.pid)
+                return
+        # Linking to a dead process: an exit signal with reason noproc.
+        self._signal_exit(me.pid, pid, "noproc", linked=True, force=True)
+        me.check_alive()
+
+    def unlink(self, pid: Pid) -> None:
+        """Remove the link between the calling process and `pid`, if any."""
+        _require_pid(pid, "unlink")
+        me = self.current()
+        with self._lock:
+            me.links.discard(pid)
+            other = self._local(pid) if self.is_local(pid) else None
+            if other is not None:
+                other.links.discard(me.pid)
+        if not self.is_local(pid):
+            self._remote().unlink(me.pid, pid)
+
+    def _signal_link(self, to: Pid, from_: Pid) -> None:
+        """A remote process `from_` linked to local `to` (transport entry)."""
+        with self._lock:
+            proc = self._local(to)
+            if proc is not None:
+                proc.links.add(from_)
+                return
+        self._route_exit(from_, to, "noproc", linked=True)
+
+    def _signal_unlink(self, to: Pid, from_: Pid) -> None:
+        with self._lock:
+            proc = self._local(to)
+            if proc is not None:
+                proc.links.discard(from_)
+
+    # -- exit signals ---------------------------------------------------------------------------
+
+    def exit(self, pid: Pid, reason: Any) -> None:
+        """Send an exit signal to `pid` from the calling process (Erlang `exit/2`)."""
+        _require_pid(pid, "exit")
+        check_term(reason)
+        me = self.current()
+        if self.is_local(pid):
+            self._signal_exit(pid, me.pid, reason, linked=False)
+        else:
+            self._remote().exit(me.pid, pid, reason, linked=False)
+        me.check_alive()
+
+    def _route_exit(self, to: Pid, from_: Pid, reason: Any, *, linked: bool) -> None:
+        if self.is_local(to):
+            self._signal_exit(to, from_, reason, linked=linked)
+        elif self._dist is not None:
+            self._dist.exit(from_, to, reason, linked=linked)
+
+    def _signal_exit(
+        self, to: Pid, from_: Pid, reason: Any, *, linked: bool, force: bool = False
+    ) -> None:
+        """Exit signal from `from_` to local `to`, with Erlang's rules (transport entry).
+
+        `linked` signals come from a link and are void once the link is gone
+        (`force` skips that check, for the noproc of linking to a dead pid).
+        """
+        proc = self._local(to)
+        if proc is None:
+            return
+        if linked and not force:
+            with self._lock:
+                if from_ not in proc.links:
+                    return  # unlinked meanwhile: the signal is void
+                proc.links.discard(from_)
+        if reason == "kill" and not linked:
+            self._kill(proc, "killed")
+        elif proc.trap_exit:
+            proc.mailbox.put(("EXIT", from_, reason))
+        elif reason == "normal":
+            if from_ == to and not linked:
+                self._kill(proc, "normal")
+        else:
+            self._kill(proc, reason)
+
+    def trap_exit(self, flag: bool) -> bool:
+        """Set the calling process's trap_exit flag; return the old value."""
+        me = self.current()
+        old, me.trap_exit = me.trap_exit, bool(flag)
+        return old
+
+    # -- monitors -------------------------------------------------------------------------------
+
+    def monitor(self, target: Any) -> Ref:
+        """Monitor a process (pid, name or (name, node)); DOWN arrives once."""
+        me = self.current()
+        ref = self.make_ref()
+        self._monitor(me, target, ref)
+        return ref
+
+    def _monitor(self, me: Process, target: Any, ref: Ref) -> None:
+        try:
+            resolved = self._resolve(target)
+        except NoProc:
+            item = (target, self.name) if isinstance(target, str) else target
+            self._signal_down(me.pid, ref, item, "noproc")
+            return
+        if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
+            with self._lock:
+                proc = self._local(resolved)  # type: ignore[arg-type]
+                if proc is not None:
+                    proc.monitored_by[ref] = me.pid
+                    me.monitors[ref] = resolved
+                    return
+            self._signal_down(me.pid, ref, resolved, "noproc")
+            return
+        with self._lock:
+            me.monitors[ref] = resolved
+        self._remote().monitor(me.pid, resolved, ref)
+
+    def demonitor(self, ref: Ref) -> bool:
+        """Stop a monitor; no DOWN for it arrives afterwards. True if it was active."""
+        if not isinstance(ref, Ref):
+            raise TypeError(f"demonitor needs a Ref, got {type(ref).__name__!r}")
+        me = self.current()
+        with self._lock:
+            target = me.monitors.pop(ref, None)
+        if target is None:
+            return False
+        self._demonitor_target(target, ref, me.pid)
+        return True
+
+    def _demonitor_target(self, target: Any, ref: Ref, watcher: Pid) -> None:
+        if target.__class__ is Pid and self.is_local(target):
+            self._signal_demonitor(target, ref)
+        elif self._dist is not None:
+            self._dist.demonitor(watcher, target, ref)
+
+    def _signal_monitor(self, target: Any, watcher: Pid, ref: Ref) -> None:
+        """A remote `watcher` monitors local `target` (pid or name) (transport entry)."""
+        with self._lock:
+            proc = self._names.get(target) if isinstance(target, str) else self._local(target)
+            if proc is not None:
+                proc.monitored_by[ref] = watcher
+                return
+        item = (target, self.name) if isinstance(target, str) else target
+        self._route_down(watcher, ref, item, "noproc")
+
+    def _signal_demonitor(self, target: Any, ref: Ref) -> None:
+        with self._lock:
+            proc = self._names.get(target) if isinstance(target, str) else self._local(target)
+            if proc is not None:
+                proc.monitored_by.pop(ref, None)
+
+    def _route_down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
+        if self.is_local(watcher):
+            self._signal_down(watcher, ref, item, reason)
+        elif self._dist is not None:
+            self._dist.down(watcher, ref, item, reason)
+
+    def _signal_down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
+        """Monitor `ref` of local `watcher` fired (transport entry)."""
+        slot = self._aliases.pop(ref, None)
+        if slot is not None:
+            # a pending call's monitor: the DOWN goes to the call, not the mailbox
+            if slot.watcher is not None:
+                slot.watcher.monitors.pop(ref, None)
+            slot.set("down", reason)
+            return
+        proc = self._local(watcher)
+        if proc is None:
+            return
+        with self._lock:
+            if proc.monitors.pop(ref, None) is None:
+                return  # demonitored meanwhile
+        proc.mailbox.put(("DOWN", ref, "process", item, reason))
+
+    # -- call plumbing (shared by GenServer, Supervisor, global_, pg) ----------------------------
+
+    def _new_alias(self) -> tuple[Ref, _CallSlot]:
+        ref = self.make_ref()
+        slot = _CallSlot()
+        self._aliases[ref] = slot
+        return ref, slot
+
+    def _deliver_alias(self, ref: Ref, value: Any) -> None:
+        """A reply for the pending call `ref` (transport entry); late ones are dropped."""
+        slot = self._aliases.pop(ref, None)
+        if slot is not None:
+            # The call's monitor is over: a DOWN racing this reply is dropped.
+            if slot.watcher is not None:
+                slot.watcher.monitors.pop(ref, None)
+            slot.set("reply", value)
+
+    def _drop_alias(self, ref: Ref) -> bool:
+        return self._aliases.pop(ref, None) is not None
+
+    def reply(self, from_: tuple[Pid, Ref], value: Any) -> None:
+        """Answer a call whose `from_` a server got in `handle_call`."""
+        pid, ref = from_
+        if pid.node == self.name:
+            self._deliver_alias(ref, value)
+        else:
+            check_term(value)
+            self._remote().alias_send(pid, ref, value)
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def monitor_node(self, node: str, flag: bool = True) -> None:
+        """Get `("nodedown", node)` in the calling process's mailbox when `node` goes down."""
+        me = self.current()
+        with self._lock:
+            subs = self._node_monitors.setdefault(node, [])
+            if flag:
+                subs.append(me.pid)
+            elif me.pid in subs:
+                subs.remove(me.pid)
+        if flag and node != self.name and (self._dist is None or not self._dist.connect(node)):
+            self._deliver(me.pid, ("nodedown", node))
+            with self._lock, contextlib.suppress(ValueError):
+                self._node_monitors.get(node, []).remove(me.pid)
+
+    def _node_down(self, node: str) -> None:
+        """Every link, monitor and call towards `node` fires with noconnection."""
+        with self._lock:
+            subscribers = self._node_monitors.pop(node, [])
+            procs = list(self._procs.values())
+        for pid in subscribers:
+            self._deliver(pid, ("nodedown", node))
+        for proc in procs:
+            with self._lock:
+                dead_links = [p for p in proc.links if p.node == node]
+                dead_mons = [
+                    (ref, t) for ref, t in proc.monitors.items() if _node_of(t) == node
+                ]
+                for ref in [r for r, w in proc.monitored_by.items() if w.node == node]:
+                    del proc.monitored_by[ref]
+            for ref, target in dead_mons:
+                self._signal_down(proc.pid, ref, target, "noconnection")
+            for other in dead_links:
+                self._signal_exit(proc.pid, other, "noconnection", linked=True)
+
+    def _remote(self) -> Any:
+        if self._dist is None:
+            from actornet.errors import NodeDown
+
+            raise NodeDown(
+                f"node {self.name} is not distributed: start it with actornet.start_node("
+                "'name@host') to reach other nodes"
+            )
+        return self._dist
+
+
+def _node_of(target: Any) -> str:
+    if target.__class__ is Pid:
+        return target.node  # type: ignore[no-any-return]
+    return target[1] if isinstance(target, tuple) else ""
+
+
+def _require_pid(pid: Any, what: str) -> None:
+    if pid.__class__ is not Pid:
+        raise TypeError(f"{what} needs a Pid, got {type(pid).__name__!r}")
+
+
+def _new_creation() -> int:
+    return int.from_bytes(os.urandom(4), "big") or 1
+
