@@ -55,6 +55,7 @@ from actornet.process import (
     unregister,
     whereis,
 )
+from actornet.supervisor import ChildSpec, Supervisor, child_spec
 
 logging.getLogger("actornet").addHandler(logging.NullHandler())
 
@@ -87,6 +88,9 @@ __all__ = [
     "call",
     "cast",
     "reply",
+    "Supervisor",
+    "ChildSpec",
+    "child_spec",
     # nodes
     "Node",
     # errors

@@ -54,6 +54,11 @@ def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
         ('echo', 'hi')
         >>> actornet.GenServer.stop(pid)
     """
+    return call_any(server, request, timeout, check=True)
+
+
+def call_any(server: Any, request: Any, timeout: float | None, *, check: bool) -> Any:
+    """`call`; with `check` False a local request may hold any Python object."""
     _check_timeout(timeout, "call")
     node = current_node()
     me = node.current()
@@ -67,7 +72,7 @@ def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
     slot.watcher = me
     node._monitor(me, target, ref)
     try:
-        node.send(target, (CALL, (me.pid, ref), request))
+        node._send(target, (CALL, (me.pid, ref), request), check)
     except BaseException:
         node._drop_alias(ref)
         node.demonitor(ref)

@@ -274,10 +274,16 @@ class Node:
 
     def send(self, dest: Any, msg: Any) -> None:
         """Send `msg` to a pid, a registered name, or `(name, node)`. Never blocks."""
+        self._send(dest, msg, True)
+
+    def _send(self, dest: Any, msg: Any, check: bool) -> None:
+        """`send`; with `check` False a local message may hold any Python object
+        (the runtime's own messages, e.g. a child spec with its start function)."""
         cls = dest.__class__
         if cls is Pid:
             if dest.node == self.name:
-                check_term(msg)
+                if check:
+                    check_term(msg)
                 proc = self._procs.get(dest.id)
                 if proc is not None and proc.pid.creation == dest.creation:
                     proc.mailbox.put(msg)
@@ -285,7 +291,8 @@ class Node:
             self._remote().send(dest, msg)
             return
         if cls is str:
-            check_term(msg)
+            if check:
+                check_term(msg)
             proc = self._names.get(dest)
             if proc is None:
                 raise NoProc(f"no process is registered as {dest!r} on {self.name}")
@@ -300,7 +307,7 @@ class Node:
                 return
             if isinstance(name, str) and isinstance(node, str):
                 if node == self.name:
-                    self.send(name, msg)
+                    self._send(name, msg, check)
                 else:
                     self._remote().send_name(self.current().pid, name, node, msg)
                 return
@@ -522,19 +529,19 @@ class Node:
             resolved = self._resolve(target)
         except NoProc:
             item = (target, self.name) if isinstance(target, str) else target
+            me.monitors[ref] = item
             self._signal_down(me.pid, ref, item, "noproc")
-            return
-        if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
-            with self._lock:
-                proc = self._local(resolved)  # type: ignore[arg-type]
-                if proc is not None:
-                    proc.monitored_by[ref] = me.pid
-                    me.monitors[ref] = resolved
-                    return
-            self._signal_down(me.pid, ref, resolved, "noproc")
             return
         with self._lock:
             me.monitors[ref] = resolved
+            if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
+                proc = self._local(resolved)  # type: ignore[arg-type]
+                if proc is not None:
+                    proc.monitored_by[ref] = me.pid
+                    return
+        if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
+            self._signal_down(me.pid, ref, resolved, "noproc")
+            return
         self._remote().monitor(me.pid, resolved, ref)
 
     def demonitor(self, ref: Ref) -> bool:

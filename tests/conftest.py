@@ -1,0 +1,19 @@
+"""Shared fixtures: every test runs on a fresh node, stopped afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import actornet
+
+
+@pytest.fixture(autouse=True)
+def node() -> Iterator[actornet.Node]:
+    """A fresh local node that the module-level API acts on during the test."""
+    n = actornet.Node("test@localhost")
+    try:
+        yield n
+    finally:
+        n.stop(timeout=5.0)

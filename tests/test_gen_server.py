@@ -1,0 +1,265 @@
+"""GenServer: callbacks, call/cast/reply, names, failures, stop, OTP semantics."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+import pytest
+
+import actornet
+from actornet import CallDeadlock, CallError, GenServer, NoProc
+
+from .helpers import wait_until
+
+
+class Counter(GenServer):
+    def init(self, start: int = 0) -> None:
+        self.n = start
+
+    def handle_call(self, request: Any, from_: Any) -> Any:
+        if request == "get":
+            return self.n
+        if request == "crash":
+            raise ZeroDivisionError("division by zero")
+        if request == "self_call":
+            return actornet.call(self.gen_pid, "get")
+        if request == "slow":
+            threading.Event().wait(1.0)
+            return "late"
+        if request == "deferred":
+            actornet.spawn(lambda: actornet.reply(from_, ("deferred", self.n)))
+            return actornet.NOREPLY
+        if request == "whoami":
+            return actornet.self()
+        return ("unknown", request)
+
+    def handle_cast(self, request: Any) -> None:
+        if request == "inc":
+            self.n += 1
+
+    def handle_info(self, msg: Any) -> None:
+        self.last_info = msg
+        if isinstance(msg, tuple) and msg[0] == "report":
+            actornet.send(msg[1], ("info_seen", self.n))
+
+
+def test_start_call_cast() -> None:
+    pid = Counter.start(5)
+    assert isinstance(pid, actornet.Pid)
+    actornet.cast(pid, "inc")
+    actornet.cast(pid, "inc")
+    assert actornet.call(pid, "get") == 7
+    assert actornet.call(pid, "whoami") == pid, "self() in a callback is the server's pid"
+
+
+def test_start_runs_on_pykka_threading_actor() -> None:
+    pid = Counter.start()
+    assert issubclass(Counter, pykka.ThreadingActor)
+    assert any(ref.actor_class is Counter for ref in pykka.ActorRegistry.get_all())
+    GenServer.stop(pid)
+
+
+def test_named_server_and_name_errors() -> None:
+    pid = Counter.start(1, name="counter")
+    assert actornet.whereis("counter") == pid
+    assert actornet.call("counter", "get") == 1
+    assert actornet.call(("counter", "test@localhost"), "get") == 1
+    with pytest.raises(actornet.AlreadyRegistered):
+        Counter.start(2, name="counter")
+    assert len([p for p in actornet.processes() if p != actornet.self()]) == 1, "nothing left"
+
+
+def test_handle_info_gets_plain_messages() -> None:
+    pid = Counter.start(3)
+    actornet.send(pid, ("report", actornet.self()))
+    assert actornet.receive(timeout=5) == ("info_seen", 3)
+
+
+def test_deferred_reply_with_noreply() -> None:
+    pid = Counter.start(9)
+    assert actornet.call(pid, "deferred") == ("deferred", 9)
+
+
+def test_call_timeout_raises_timeout_error_and_late_reply_is_dropped() -> None:
+    pid = Counter.start()
+    with pytest.raises(TimeoutError, match="timed out"):
+        actornet.call(pid, "slow", timeout=0.1)
+    assert actornet.call(pid, "get", timeout=5) == 0
+    with pytest.raises(TimeoutError):
+        actornet.receive(timeout=0.05)  # the late reply never reaches the mailbox
+
+
+def test_call_rejects_non_positive_timeout() -> None:
+    pid = Counter.start()
+    with pytest.raises(ValueError, match="> 0"):
+        actornet.call(pid, "get", timeout=0)
+    with pytest.raises(ValueError):
+        actornet.call(pid, "get", timeout=-1)
+
+
+def test_call_to_dead_or_unknown_server_raises_noproc() -> None:
+    with pytest.raises(NoProc):
+        actornet.call("no_such_server", "get")
+    pid = Counter.start()
+    GenServer.stop(pid)
+    with pytest.raises(NoProc):
+        actornet.call(pid, "get", timeout=5)
+
+
+def test_exception_in_handle_call_crashes_server_and_caller_gets_error() -> None:
+    pid = Counter.start()
+    ref = actornet.monitor(pid)
+    with pytest.raises(CallError, match="ZeroDivisionError") as info:
+        actornet.call(pid, "crash", timeout=5)
+    assert info.value.reason.type == "ZeroDivisionError"
+    assert "'crash'" in str(info.value), "the error says which call failed"
+    assert actornet.receive(lambda m: m[1] == ref, timeout=5)[4].type == "ZeroDivisionError"
+
+
+def test_crash_travels_along_links() -> None:
+    actornet.trap_exit(True)
+    pid = Counter.start_link()
+    with pytest.raises(CallError):
+        actornet.call(pid, "crash")
+    msg = actornet.receive(lambda m: m[0] == "EXIT" and m[1] == pid, timeout=5)
+    assert msg[2].type == "ZeroDivisionError"
+
+
+def test_call_to_self_raises_deadlock_error() -> None:
+    pid = Counter.start()
+    with pytest.raises(CallError, match="CallDeadlock"):
+        actornet.call(pid, "self_call")
+    me = actornet.self()
+    actornet.register("me", me)
+    with pytest.raises(CallDeadlock, match="called itself"):
+        actornet.call("me", "anything")
+
+
+def test_init_failure_raises_that_error_and_leaves_no_process() -> None:
+    class Broken(GenServer):
+        def init(self) -> None:
+            raise KeyError("missing config")
+
+    before = set(actornet.processes())
+    with pytest.raises(KeyError, match="missing config"):
+        Broken.start()
+    actornet.trap_exit(True)
+    with pytest.raises(KeyError):
+        Broken.start_link()
+    wait_until(lambda: set(actornet.processes()) <= before | {actornet.self()})
+    with pytest.raises(TimeoutError):
+        actornet.receive(timeout=0.1)  # start_link reported by exception, not a signal
+
+
+def test_stop_runs_terminate_with_reason() -> None:
+    me = actornet.self()
+
+    class Reporter(GenServer):
+        def terminate(self, reason: Any) -> None:
+            actornet.send(me, ("terminated", reason))
+
+    pid = Reporter.start()
+    GenServer.stop(pid, reason="shutdown")
+    assert actornet.receive(timeout=5) == ("terminated", "shutdown")
+    assert not actornet.is_alive(pid)
+    with pytest.raises(NoProc):
+        GenServer.stop(pid)
+
+
+def test_server_is_a_process_linkable_monitorable_registrable() -> None:
+    pid = Counter.start()
+    ref = actornet.monitor(pid)
+    actornet.register("srv", pid)
+    actornet.exit(pid, "kill")
+    assert actornet.receive(lambda m: m[1] == ref, timeout=5)[4] == "killed"
+    assert actornet.whereis("srv") is None
+
+
+def test_trapping_server_gets_exit_messages_in_handle_info() -> None:
+    me = actornet.self()
+
+    class Watcher(GenServer):
+        def init(self) -> None:
+            actornet.trap_exit(True)
+            self.child = actornet.spawn_link(actornet.receive)
+
+        def handle_call(self, request: Any, from_: Any) -> Any:
+            return self.child
+
+        def handle_info(self, msg: Any) -> None:
+            actornet.send(me, msg)
+
+    pid = Watcher.start()
+    child = actornet.call(pid, "child")
+    actornet.exit(child, "bye")
+    assert actornet.receive(timeout=5) == ("EXIT", child, "bye")
+    GenServer.stop(pid)
+
+
+def test_parent_exit_stops_trapping_server_with_terminate() -> None:
+    me = actornet.self()
+
+    class Child(GenServer):
+        def init(self) -> None:
+            actornet.trap_exit(True)
+
+        def terminate(self, reason: Any) -> None:
+            actornet.send(me, ("child_terminated", reason))
+
+    def parent() -> None:
+        actornet.send(me, ("child", Child.start_link()))
+        actornet.receive()
+
+    p = actornet.spawn(parent)
+    child = actornet.receive(lambda m: m[0] == "child", timeout=5)[1]
+    actornet.exit(p, "shutdown")
+    assert actornet.receive(timeout=5) == ("child_terminated", "shutdown")
+    wait_until(lambda: not actornet.is_alive(child))
+
+
+def test_selective_receive_inside_a_callback() -> None:
+    me = actornet.self()
+
+    class Waiter(GenServer):
+        def init(self) -> None:
+            self.infos: list[Any] = []
+
+        def handle_call(self, request: Any, from_: Any) -> Any:
+            if request == "infos":
+                return self.infos
+            actornet.send(me, "waiting")
+            return actornet.receive(lambda m: m == ("token", request), timeout=5)
+
+        def handle_info(self, msg: Any) -> None:
+            self.infos.append(msg)
+
+    pid = Waiter.start()
+    actornet.spawn(lambda: actornet.send(me, ("result", actornet.call(pid, 1))))
+    assert actornet.receive(lambda m: m == "waiting", timeout=5)
+    actornet.send(pid, "passed over")
+    actornet.send(pid, ("token", 1))
+    assert actornet.receive(lambda m: m[0] == "result", timeout=5) == ("result", ("token", 1))
+    assert actornet.call(pid, "infos") == ["passed over"], "skipped messages stay queued"
+
+
+def test_many_concurrent_callers() -> None:
+    pid = Counter.start()
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        for _ in range(50):
+            actornet.cast(pid, "inc")
+        value = actornet.call(pid, "get")
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 8
+    assert actornet.call(pid, "get") == 400
