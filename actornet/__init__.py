@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from actornet import rpc
 from actornet._gen import call, cast, reply
 from actornet._ids import Pid, Ref
 from actornet.errors import (
@@ -33,6 +34,7 @@ from actornet.errors import (
     Timeout,
 )
 from actornet.gen_server import NOREPLY, GenServer
+from actornet.net_kernel import disconnect_node, monitor_node, node, nodes, ping, start_node
 from actornet.node import Node
 from actornet.process import (
     demonitor,
@@ -93,6 +95,13 @@ __all__ = [
     "child_spec",
     # nodes
     "Node",
+    "start_node",
+    "node",
+    "nodes",
+    "ping",
+    "monitor_node",
+    "disconnect_node",
+    "rpc",
     # errors
     "ActornetError",
     "AlreadyRegistered",

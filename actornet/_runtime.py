@@ -70,7 +70,10 @@ def node_stopped(node: Node) -> None:
 def current_node() -> Node:
     """The node the calling thread acts on (see the module docstring)."""
     proc = getattr(_local, "proc", None)
-    if proc is not None and proc.node.running:
+    # A thread that runs a process belongs to its node; an adopted thread (the
+    # main thread, a REPL) follows the default node, so start_node() after
+    # earlier local use moves it over, as `net_kernel:start` would.
+    if proc is not None and proc.kind != "adopted" and proc.node.running:
         return proc.node  # type: ignore[no-any-return]
     nodes = _nodes
     for node in nodes:

@@ -88,7 +88,8 @@ class Node:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._running = True
-        self._dist: Any = None  # actornet.dist transport, when distributed
+        self._dist: Any = None  # the ZeroMQ transport, once distributed
+        self._closers: list[Callable[[], None]] = []  # run by stop(), e.g. port-mapper entry
         _runtime.node_started(self)
 
     # -- lifecycle --------------------------------------------------------------
@@ -129,6 +130,9 @@ class Node:
         self._running = False
         if self._dist is not None:
             self._dist.stop()
+        for close in self._closers:
+            with contextlib.suppress(Exception):
+                close()
         _runtime.node_stopped(self)
 
     # -- identifiers ---------------------------------------------------------------
@@ -206,11 +210,47 @@ class Node:
                     ref = self.make_ref()
                     parent.monitors[ref] = proc.pid
                     proc.monitored_by[ref] = parent.pid
+        self._start(proc, fn, args)
+        return proc.pid, ref
+
+    def _start(self, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         thread = threading.Thread(
             target=self._run, args=(proc, fn, args), name=f"actornet{proc.pid!r}", daemon=True
         )
         thread.start()
-        return proc.pid, ref
+
+    # -- remote spawn (transport entries and the requesting side) ----------------------------
+
+    def _spawn_request(self, requester: Pid, ref: Ref, module: str, qualname: str,
+                       args: tuple[Any, ...], flags: int) -> None:
+        """A peer asks for a process running ``module.qualname(*args)`` here."""
+        from actornet import _wire as w
+        from actornet.rpc import _rpc_runner, _run_named
+
+        proc = self._new_process(FUNCTION)
+        proc.function = f"{module}.{qualname}"
+        with self._lock:
+            if flags & w.SPAWN_LINK:
+                proc.links.add(requester)
+            if flags & (w.SPAWN_MONITOR | w.SPAWN_RPC):
+                proc.monitored_by[ref] = requester
+        if flags & w.SPAWN_RPC:
+            self._start(proc, _rpc_runner, (requester, ref, module, qualname, args))
+            return
+        # The reply goes out before the process can run, so a link's EXIT can
+        # never overtake it on the wire.
+        self._remote().spawn_reply(requester, ref, proc.pid, flags)
+        self._start(proc, _run_named, (module, qualname, args))
+
+    def _spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
+        """The answer to our spawn request (transport entry, in wire order)."""
+        from actornet import _wire as w
+
+        proc = self._local(requester)
+        if proc is not None and flags & w.SPAWN_LINK and result.__class__ is Pid:
+            with self._lock:
+                proc.links.add(result)
+        self._deliver_alias(ref, result)
 
     def _run(self, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         proc.thread_id = threading.get_ident()
@@ -625,6 +665,7 @@ class Node:
         """Answer a call whose `from_` a server got in `handle_call`."""
         pid, ref = from_
         if pid.node == self.name:
+            check_term(value)
             self._deliver_alias(ref, value)
         else:
             check_term(value)
@@ -635,13 +676,16 @@ class Node:
     def monitor_node(self, node: str, flag: bool = True) -> None:
         """Get `("nodedown", node)` in the calling process's mailbox when `node` goes down."""
         me = self.current()
+        address, node = node, _base_node_name(node)
         with self._lock:
             subs = self._node_monitors.setdefault(node, [])
             if flag:
                 subs.append(me.pid)
             elif me.pid in subs:
                 subs.remove(me.pid)
-        if flag and node != self.name and (self._dist is None or not self._dist.connect(node)):
+        if flag and node != self.name and (
+            self._dist is None or not self._dist.connect(address)
+        ):
             self._deliver(me.pid, ("nodedown", node))
             with self._lock, contextlib.suppress(ValueError):
                 self._node_monitors.get(node, []).remove(me.pid)
@@ -675,6 +719,12 @@ class Node:
                 "'name@host') to reach other nodes"
             )
         return self._dist
+
+
+def _base_node_name(address: str) -> str:
+    """``name@host`` of ``name@host:port``."""
+    name, _, host = address.partition("@")
+    return f"{name}@{host.split(':')[0]}"
 
 
 def _node_of(target: Any) -> str:

@@ -52,7 +52,9 @@ def spawn(fn: Callable[..., Any], *args: Any, node: str | None = None) -> Pid:
     """
     here = current_node()
     if node is not None and node != here.name:
-        return here._remote().spawn(node, fn, args, link=False)  # type: ignore[no-any-return]
+        from actornet import rpc
+
+        return rpc.spawn(node, fn, args, link=False)
     return here._spawn(fn, args)[0]
 
 
@@ -70,7 +72,9 @@ def spawn_link(fn: Callable[..., Any], *args: Any, node: str | None = None) -> P
     """
     here = current_node()
     if node is not None and node != here.name:
-        return here._remote().spawn(node, fn, args, link=True)  # type: ignore[no-any-return]
+        from actornet import rpc
+
+        return rpc.spawn(node, fn, args, link=True)
     return here._spawn(fn, args, link=True)[0]
 
 
@@ -265,7 +269,12 @@ def is_alive(pid: Pid) -> bool:
         return node._local(pid) is not None
     if pid.node == node.name:
         return False  # an older incarnation of this node
-    return bool(node._remote().is_alive(pid))
+    from actornet import errors, rpc
+
+    try:
+        return bool(rpc.call(pid.node, is_alive, pid))
+    except errors.NodeDown:
+        return False
 
 
 def make_ref() -> Ref:

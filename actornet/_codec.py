@@ -1,0 +1,409 @@
+"""The wire codec: terms as explicit msgpack between nodes, never pickle.
+
+`encode` turns a term into bytes; `decode` turns them back into an equal term
+of the same types, and raises `DecodeError` for any input that is not exactly
+one valid term. Both are pure functions, safe to call from any thread.
+
+Wire format (a public contract)
+-------------------------------
+A term is ONE msgpack object (https://github.com/msgpack/msgpack/blob/master/spec.md)
+with nothing after it. None, bool, float (float 64), str (UTF-8; a lone
+surrogate as Python's "surrogatepass" writes it), bytes (bin), list (array),
+dict (map; keys may be any hashable term) and int in ``-2**63 <= n < 2**64``
+are native msgpack. The other types are ext types, the ext's data (payload)
+being:
+
+====  =========  ==============================================================
+code  type       payload
+====  =========  ==============================================================
+1     tuple      a msgpack array of the items (each a term, exts included)
+2     set        a msgpack array of the elements, in any order
+3     frozenset  as for set
+4     int        an int outside the native range: two's complement, big-endian,
+                 in the fewest bytes that hold its sign bit
+5     Pid        a msgpack array ``[node: str, id: int, creation: int]``
+6     Ref        as for Pid
+7     Crash      a msgpack array ``[type: str, message: str, traceback: str]``
+                 (``exception`` is not sent: it decodes as None)
+====  =========  ==============================================================
+
+Any ext form (fixext 1-16, ext 8/16/32) may carry any code. Codes 0 and 8-127
+are reserved; negative codes (msgpack's, such as -1 timestamp) are invalid.
+Exts nest at most `MAX_DEPTH` deep inside each other, and as in msgpack each
+payload (and the top level) nests at most 1024 arrays/maps. Decoders accept
+repeated map keys (the last wins) and set elements.
+
+Sending: subclasses of str, int, float, bytes, tuple, list, dict, set and
+frozenset go as their base type (a NamedTuple arrives as a tuple, an IntEnum as
+an int); bytearray and memoryview go as bytes. Anything else raises TypeError.
+(msgpack's own ``ExtType`` and ``Timestamp`` objects are not checked: they are
+written raw, and a receiver only accepts them if they form a valid term.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from msgpack import ExtType, Packer, Timestamp, Unpacker, unpackb
+from msgpack.exceptions import ExtraData, FormatError, OutOfData, StackError
+
+from actornet._ids import Pid, Ref
+from actornet._terms import SENDABLE
+from actornet.errors import Crash, DecodeError, PayloadTooLarge
+
+__all__ = ["encode", "decode", "MAX_DEPTH"]
+
+TUPLE, SET, FROZENSET, BIGINT, PID, REF, CRASH = 1, 2, 3, 4, 5, 6, 7  # ext codes
+MAX_DEPTH: Final = 32  # exts (tuples, sets...) nested in each other, at most
+
+_INT_MIN: Final = -(2**63)
+_UINT_MAX: Final = 2**64 - 1
+_KEEP_PACKER_UNDER: Final = 256 * 1024  # a pooled Packer that wrote more is dropped
+_CHECK_OVER: Final = 512  # bytes; see _check_whole
+_CHECK_ARRAYS: Final = 16  # array 16/32 header bytes; see _check_whole
+_TIMESTAMP_PRE: Final = frozenset({0xD6, 0xD7, 4, 8, 12})  # see _may_hold_timestamp
+_new_ext = tuple.__new__  # makes an ExtType without its slow, validating __new__
+
+
+class _Unsendable(TypeError):
+    """Raised inside the packer for a value that cannot be sent."""
+
+    def __init__(self, value: Any, what: str = "") -> None:
+        super().__init__(what)
+        self.value, self.what = value, what
+
+
+class _TooDeep(ValueError):
+    """Raised inside the packer when exts nest more than MAX_DEPTH deep."""
+
+
+def _make_pack(unicode_errors: str | None) -> Callable[[Any, int], bytes]:
+    """Build ``pack(value, level)``: msgpack `value`, the payload of a level-1 ext.
+
+    A Packer is not re-entrant, so each call takes one out of the level's pool
+    and puts it back when done (list pop/append are atomic): payloads nested in
+    the value, other threads and re-entrant calls all use other Packers.
+    """
+    pools: list[list[Packer]] = [[] for _ in range(MAX_DEPTH + 2)]
+    defaults: list[Callable[[Any], Any]] = []
+
+    def pack(value: Any, level: int) -> bytes:
+        pool = pools[level]
+        try:
+            packer = pool.pop()
+        except IndexError:
+            if level > MAX_DEPTH:
+                raise _TooDeep from None
+            packer = Packer(
+                default=defaults[level], strict_types=True, unicode_errors=unicode_errors
+            )
+        data: bytes = packer.pack(value)
+        if len(data) < _KEEP_PACKER_UNDER:
+            pool.append(packer)
+        return data
+
+    defaults.extend(_make_default(pack, level + 1) for level in range(MAX_DEPTH + 1))
+    return pack
+
+
+def _make_default(pack: Callable[[Any, int], bytes], inner: int) -> Callable[[Any], Any]:
+    """Build the msgpack ``default`` hook of one level; payloads go to level `inner`."""
+
+    def default(obj: Any) -> Any:
+        cls = obj.__class__
+        if cls is tuple:
+            return _new_ext(ExtType, (TUPLE, pack(list(obj), inner)))
+        if cls is Pid or cls is Ref:
+            ext = _ID_EXTS.get(obj)
+            if ext is None or inner > MAX_DEPTH:
+                ext = _new_ext(ExtType, (PID if cls is Pid else REF, pack(_id_fields(obj), inner)))
+                _cache(_ID_EXTS, obj, ext)
+            return ext
+        if isinstance(obj, int):  # outside the native range, or a subclass (IntEnum)
+            n = int.__int__(obj)
+            if _INT_MIN <= n <= _UINT_MAX:
+                return n
+            return _new_ext(ExtType, (BIGINT, n.to_bytes(_bigint_len(n), "big", signed=True)))
+        for base, convert in _BASE_CONVERSIONS:  # the base's own method: no override runs
+            if isinstance(obj, base):
+                return convert(obj)
+        if isinstance(obj, (tuple, set, frozenset)):
+            code = TUPLE if isinstance(obj, tuple) else SET if isinstance(obj, set) else FROZENSET
+            return _new_ext(ExtType, (code, pack(list(obj), inner)))
+        if isinstance(obj, Crash):
+            fields = [obj.type, obj.message, obj.traceback]
+            if not all(isinstance(f, str) for f in fields):
+                raise _Unsendable(obj, "a Crash whose type, message, traceback are not str")
+            return _new_ext(ExtType, (CRASH, pack([str.__str__(f) for f in fields], inner)))
+        raise _Unsendable(obj)
+
+    return default
+
+
+def _id_fields(pid: Pid | Ref) -> list[Any]:
+    node, id_, creation = pid.node, pid.id, pid.creation
+    if type(node) is not str or type(id_) is not int or type(creation) is not int:
+        raise _Unsendable(pid, f"a {type(pid).__name__} whose fields are not (str, int, int)")
+    return [node, id_, creation]
+
+
+def _cache(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember key -> value in `cache`, which never grows over 4096 entries."""
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[key] = value
+
+
+# Pids and Refs are immutable and few, so their encodings and decodings are cached.
+_ID_EXTS: Final[dict[Pid | Ref, ExtType]] = {}
+_DECODED_IDS: Final[dict[tuple[int, bytes], Pid | Ref]] = {}
+
+_BASE_CONVERSIONS: Final = (
+    (str, str.__str__),
+    (float, float.__float__),
+    ((bytes, bytearray), lambda b: bytes(memoryview(b))),
+    (list, list.copy),
+    (dict, dict.copy),
+)
+
+
+def _bigint_len(n: int) -> int:
+    """Fewest bytes that hold `n` in two's complement, sign bit included."""
+    return (n if n >= 0 else ~n).bit_length() // 8 + 1
+
+
+_pack = _make_pack(None)
+_pack_surrogates = _make_pack("surrogatepass")  # slower; only for strs that need it
+
+
+def encode(value: Any, *, max_size: int | None = None) -> bytes:
+    """Encode the term `value` to bytes, in the format described above.
+
+    Raises `TypeError` naming the type and the place of a value that cannot be
+    sent, `ValueError` if `value` nests too deeply (or is cyclic), and
+    `PayloadTooLarge` if the result is longer than `max_size` bytes.
+
+    Example:
+        >>> data = encode(("msg", "alice", [1, 2.5, b"x"]))
+        >>> decode(data)
+        ('msg', 'alice', [1, 2.5, b'x'])
+        >>> encode({"to": ("x", object())})
+        Traceback (most recent call last):
+        ...
+        TypeError: cannot send a value of type 'object' at msg['to'][1]: ...
+    """
+    try:
+        try:
+            data = _pack(value, 0)
+        except UnicodeEncodeError:  # a str with a lone surrogate
+            data = _pack_surrogates(value, 0)
+    except (ValueError, TypeError, BufferError) as exc:
+        raise _encode_error(value, exc) from None
+    if max_size is not None and len(data) > max_size:
+        raise PayloadTooLarge(f"message is {len(data)} bytes encoded, over the {max_size} limit")
+    return data
+
+
+def _encode_error(value: Any, exc: Exception) -> Exception:
+    """The error `encode` raises for `exc`, raised while packing `value`."""
+    if isinstance(exc, _TooDeep) or "recursion limit" in str(exc):
+        return ValueError(
+            f"cannot send a value nested more than {MAX_DEPTH} tuples/sets deep, or 1024 "
+            "lists/dicts deep between two, or a cyclic value"
+        )
+    if isinstance(exc, _Unsendable):
+        bad, what = exc.value, exc.what or f"a value of type {type(exc.value).__name__!r}"
+    elif isinstance(exc, BufferError):
+        bad, what = None, "a non-contiguous memoryview"
+    else:
+        return exc
+    return TypeError(f"cannot send {what} at {_path_to(value, bad)}: actornet sends {SENDABLE}")
+
+
+def _path_to(value: Any, bad: Any) -> str:
+    """Where `bad` (if None: a non-contiguous memoryview) is in `value`, as ``msg[1]``."""
+    stack: list[tuple[Any, str]] = [(value, "msg")]
+    seen: set[int] = set()
+    while stack:
+        item, path = stack.pop()
+        if bad is None and type(item) is memoryview and not item.contiguous:
+            return path
+        if item is bad and bad is not None:
+            return path
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            for k, v in reversed(item.items()):
+                stack += [(v, f"{path}[{k!r}]"), (k, f"{path}.keys()")]
+        elif isinstance(item, (tuple, list, set, frozenset)):
+            stack += reversed([(x, f"{path}[{i}]") for i, x in enumerate(item)])
+    return "msg"
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_size: int | None = None) -> Any:
+    """Decode the one term that `data` holds, as written by `encode`.
+
+    Raises `DecodeError` (and nothing else) if `data` is longer than
+    `max_size` bytes or is not exactly one valid term.
+
+    Example:
+        >>> decode(encode({("a", 1): {Pid("n@h", 1, 2)}}))
+        {('a', 1): {<n@h.1.2>}}
+        >>> decode(b"\\x92\\x01")
+        Traceback (most recent call last):
+        ...
+        actornet.errors.DecodeError: invalid term: truncated data
+    """
+    if data.__class__ is not bytes and data.__class__ is not bytearray:
+        view = memoryview(data)
+        if max_size is not None and view.nbytes > max_size:
+            raise DecodeError(f"message is {view.nbytes} bytes, over the {max_size} limit")
+        data = view.tobytes()
+    if max_size is not None and len(data) > max_size:
+        raise DecodeError(f"message is {len(data)} bytes, over the {max_size} limit")
+    try:
+        if len(data) > _CHECK_OVER and data.count(0xDC) + data.count(0xDD) > _CHECK_ARRAYS:
+            _check_whole(data)  # see _check_whole
+            value = _unpack(data, _CHECKED_EXT_HOOK)
+        else:
+            value = _unpack(data, _EXT_HOOK)
+    except (DecodeError, MemoryError):
+        raise
+    except Exception as exc:
+        raise DecodeError(f"invalid term: {_explain(exc)}") from exc
+    if 255 in data and _may_hold_timestamp(data):
+        _reject_timestamps(value)
+    return value
+
+
+def _unpack(data: bytes | bytearray, ext_hook: Callable[[int, bytes], Any]) -> Any:
+    """Unpack `data` (one msgpack object), exts through `ext_hook`."""
+    return unpackb(data, ext_hook=ext_hook, strict_map_key=False, unicode_errors="surrogatepass")
+
+
+def _check_whole(data: bytes | bytearray) -> None:
+    """Check that `data` is one complete msgpack object, building nothing.
+
+    msgpack allocates an array's claimed length (capped by the input's size)
+    before reading its items, and only array 16/32 (bytes 0xdc, 0xdd) claim
+    more than 15. So `decode` checks inputs over 512 bytes that hold more than
+    16 such bytes first, then also checks each of their payloads over 512
+    bytes that holds one: every claimed item then exists, except at most 512
+    bytes' worth, and a few pointers a byte of waste is the worst case.
+    """
+    unpacker = Unpacker(max_buffer_size=len(data))
+    unpacker.feed(data)
+    unpacker.skip()
+    if unpacker.tell() != len(data):
+        raise ExtraData(None, b"")
+
+
+def _make_ext_hook(level: int, checked: bool) -> Callable[[int, bytes], Any]:
+    """Build the msgpack ``ext_hook`` for exts at `level` (payloads: level + 1).
+
+    `checked`: check long payloads first, as `_check_whole` says.
+    """
+    inner = _make_ext_hook(level + 1, checked) if level < MAX_DEPTH else None
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == TUPLE and not checked and inner is not None:  # the fast path
+            items = unpackb(
+                data, ext_hook=inner, strict_map_key=False, unicode_errors="surrogatepass"
+            )
+            if items.__class__ is list:
+                return tuple(items)
+        return _decode_ext(code, data, inner, checked)
+
+    return ext_hook
+
+
+def _decode_ext(code: int, data: bytes, inner: Any, checked: bool) -> Any:
+    """Decode an ext of any type; payloads through the hook `inner` (None: too deep)."""
+    if code == BIGINT:
+        n = int.from_bytes(data, "big", signed=True)
+        if _INT_MIN <= n <= _UINT_MAX or len(data) != _bigint_len(n):
+            raise DecodeError("invalid term: a big int in the native range, or not minimal")
+        return n
+    if not TUPLE <= code <= CRASH:
+        raise DecodeError(f"invalid term: unknown ext type {code}")
+    if inner is None:
+        raise DecodeError(f"invalid term: exts nested more than {MAX_DEPTH} deep")
+    if code in (PID, REF):
+        found = _DECODED_IDS.get((code, data))
+        if found is not None:
+            return found
+    if checked and len(data) > _CHECK_OVER and (0xDC in data or 0xDD in data):
+        _check_whole(data)
+    items = _unpack(data, inner)
+    if items.__class__ is not list:
+        raise DecodeError(f"invalid term: the payload of ext type {code} is not an array")
+    if code == TUPLE:
+        return tuple(items)
+    if code in (SET, FROZENSET):
+        return set(items) if code == SET else frozenset(items)
+    if code == CRASH:
+        if [type(x) for x in items] == [str, str, str]:
+            return Crash(*items)
+        raise DecodeError("invalid term: a Crash that is not [str, str, str]")
+    if len(items) != 3 or [type(x) for x in items] != [str, int, int]:
+        raise DecodeError("invalid term: a Pid or Ref that is not [str, int, int]")
+    pid = Pid(*items) if code == PID else Ref(*items)
+    _cache(_DECODED_IDS, (code, data), pid)
+    return pid
+
+
+_EXT_HOOK: Final = _make_ext_hook(0, checked=False)
+_CHECKED_EXT_HOOK: Final = _make_ext_hook(0, checked=True)
+
+
+def _may_hold_timestamp(data: bytes | bytearray) -> bool:
+    """Whether `data` may hold a msgpack timestamp (false positives just cost time).
+
+    msgpack decodes an ext of type -1 (a timestamp, of length 4, 8 or 12)
+    itself, not through the hook: its 0xff type byte follows 0xd6 or 0xd7
+    (fixext 4/8) or a length byte 4, 8 or 12 (ext 8/16/32).
+    """
+    i = data.find(255, 1)
+    for _ in range(8):
+        if i < 0:
+            return False
+        if data[i - 1] in _TIMESTAMP_PRE:
+            return True
+        i = data.find(255, i + 1)
+    return True
+
+
+def _reject_timestamps(value: Any) -> None:
+    """Raise DecodeError if the decoded `value` holds a msgpack `Timestamp`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        cls = item.__class__
+        if cls is list or cls is tuple or cls is set or cls is frozenset:
+            stack.extend(item)
+        elif cls is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif cls is Timestamp:
+            raise DecodeError("invalid term: msgpack timestamps (ext type -1) are not terms")
+
+
+def _explain(exc: Exception) -> str:
+    """A short reason for a failed unpack."""
+    if isinstance(exc, ExtraData):
+        return "trailing bytes after the term"
+    if isinstance(exc, (StackError, RecursionError)):
+        return "nested too deeply"
+    if isinstance(exc, OutOfData) or "incomplete input" in str(exc):
+        return "truncated data"
+    if "exceeds max_" in str(exc):
+        return f"a length longer than the data ({exc})"
+    if isinstance(exc, FormatError):
+        return "a byte that starts no msgpack object"
+    if isinstance(exc, UnicodeDecodeError):
+        return "a str that is not UTF-8"
+    if isinstance(exc, TypeError):
+        return f"an unhashable dict key or set element ({exc})"
+    return f"{type(exc).__name__}: {exc}"

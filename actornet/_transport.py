@@ -1,0 +1,727 @@
+"""The ZeroMQ transport of a node: one I/O thread owns every socket.
+
+Sockets: one ROUTER bound on the node's port reads everything peers send; one
+DEALER per peer, connected to that peer's ROUTER, carries everything this node
+sends to it. So each direction of a node pair is its own connection with its
+own handshake (`_handshake`) and sequence numbers (`_wire`); a pair is
+*connected* once this side's DEALER is authenticated.
+
+Threads: process threads encode an operation (raising `TypeError` for an
+unsendable value, right at the `send`) and put ``(peer, bytes)`` on the outbox,
+a `SimpleQueue`, waking the I/O thread through an eventfd only when it sleeps.
+The I/O thread batches what it finds per peer into one ZeroMQ message, reads
+the ROUTER, runs handshakes and ticks, and calls the node's entry points
+(`Node._deliver` and friends) for what arrives. Nothing else touches a socket.
+
+Back-pressure: when a peer's unsent backlog passes `busy_limit` bytes, senders
+to that peer wait until it drains (as the BEAM suspends a sender on a busy
+distribution port). Nothing is dropped while the peer is connected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from actornet import _wire as w
+from actornet._handshake import Acceptor, Established, Failed, Initiator, Send, curve_keypair
+from actornet._ids import Pid, Ref
+from actornet.errors import ActornetError, DecodeError, ProtocolError
+
+if TYPE_CHECKING:
+    from actornet.node import Node
+
+__all__ = ["Transport"]
+
+log = logging.getLogger("actornet.dist")
+
+_BATCH = 512  # ops per ZeroMQ message at most
+_READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
+_FAIL_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CLOSED
+    | zmq.EVENT_CONNECT_RETRIED
+    | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
+    | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+    | getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
+)
+
+
+class _Peer:
+    """Everything about one remote node, as seen from here."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = "new"  # new | connecting | up | down
+        self.endpoint: str | None = None
+        self.dealer: zmq.Socket[Any] | None = None
+        self.monitor: zmq.Socket[Any] | None = None
+        self.handshake: Initiator | None = None
+        self.deadline = 0.0
+        self.ops: deque[bytes] = deque()  # encoded ops not yet handed to ZeroMQ
+        self.backlog = 0  # bytes in `ops`
+        self.seq = 0
+        self.creation: int | None = None
+        self.inbound: _Inbound | None = None
+        self.up_since = 0.0
+        self.last_sent = 0.0
+        self.changed = threading.Condition()  # notified when a connection attempt ends
+        self.attempts_done = 0
+        self.busy = False
+        self.drained = threading.Condition()
+        self.waiting_pollout = False
+
+
+class _Inbound:
+    """One connection into our ROUTER, identified by its routing id."""
+
+    def __init__(self, rid: bytes, acceptor: Acceptor, now: float) -> None:
+        self.rid = rid
+        self.acceptor = acceptor
+        self.state = "handshake"  # handshake | up | dead
+        self.peer: _Peer | None = None
+        self.seq = 0
+        self.started = now
+        self.last_seen = now
+
+
+class Transport:
+    """ZeroMQ distribution for one node; created by `actornet.start_node`."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        bind_ip: str,
+        advertise_host: str,
+        port: int,
+        cookie: bytes,
+        secure: bool = False,
+        tick_time: float = 4.0,
+        handshake_timeout: float = 5.0,
+        max_message_size: int = 64 * 1024 * 1024,
+        busy_limit: int = 8 * 1024 * 1024,
+        mesh: bool = True,
+        resolve: Any = None,
+    ) -> None:
+        self.node = node
+        self.cookie = cookie
+        self.secure = secure
+        self.tick_time = tick_time
+        self.handshake_timeout = handshake_timeout
+        self.max_message_size = max_message_size
+        self.busy_limit = busy_limit
+        self.mesh = mesh
+        self._resolve = resolve  # name -> endpoint (port mapper lookup), may block
+        self._ctx = zmq.Context()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.MAXMSGSIZE, max_message_size + 4096)
+        self._router.setsockopt(zmq.RCVHWM, 0)
+        if secure:
+            public, secret = curve_keypair(cookie)
+            self._router.curve_server = True
+            self._router.curve_publickey = public
+            self._router.curve_secretkey = secret
+        try:
+            if port:
+                self._router.bind(f"tcp://{bind_ip}:{port}")
+                self.port = port
+            else:
+                self.port = self._router.bind_to_random_port(f"tcp://{bind_ip}")
+        except zmq.ZMQError as e:
+            self._router.close()
+            self._ctx.term()
+            raise ActornetError(f"cannot listen on {bind_ip}:{port or 'any port'}: {e}") from e
+        self.endpoint = f"tcp://{advertise_host}:{self.port}"
+        self._peers: dict[str, _Peer] = {}
+        self._inbound: dict[bytes, _Inbound] = {}
+        self._lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
+        self._sleeping = False
+        self._running = True
+        self._poller = zmq.Poller()
+        self._poller.register(self._router, zmq.POLLIN)
+        self._poller.register(self._wake_fd, zmq.POLLIN)
+        self._sockets: dict[Any, tuple[str, _Peer]] = {}
+        self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
+                      "ticks_out": 0, "bad_frames": 0}
+        self._thread = threading.Thread(target=self._loop, name=f"actornet-io {node.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # == API for other threads ===================================================
+
+    def _wake(self) -> None:
+        if self._sleeping:
+            self._sleeping = False
+            os.eventfd_write(self._wake_fd, 1)  # type: ignore[attr-defined]
+
+    def _peer(self, name: str) -> _Peer:
+        peer = self._peers.get(name)
+        if peer is None:
+            if "@" not in name:
+                raise ValueError(f"node names look like 'name@host', got {name!r}")
+            with self._lock:
+                peer = self._peers.get(name)
+                if peer is None:
+                    peer = self._peers[name] = _Peer(name)
+        return peer
+
+    def _enqueue(self, node: str, op: list[Any]) -> None:
+        data = w.encode_op(op, self.max_message_size)
+        peer = self._peer(_base_name(node))
+        if peer.busy and threading.current_thread() is not self._thread:
+            with peer.drained:
+                peer.drained.wait_for(lambda: not peer.busy or not self._running, timeout=None)
+        self._outbox.put((peer, data))
+        if self._sleeping:
+            self._wake()
+
+    def send(self, pid: Pid, msg: Any) -> None:
+        self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg])
+
+    def send_name(self, from_: Pid, name: str, node: str, msg: Any) -> None:
+        self._enqueue(node, [w.REG_SEND, from_, name, msg])
+
+    def link(self, from_: Pid, to: Pid) -> None:
+        self._enqueue(to.node, [w.LINK, from_, to])
+
+    def unlink(self, from_: Pid, to: Pid) -> None:
+        self._enqueue(to.node, [w.UNLINK, from_, to])
+
+    def exit(self, from_: Pid, to: Pid, reason: Any, *, linked: bool) -> None:
+        self._enqueue(to.node, [w.EXIT if linked else w.EXIT2, from_, to, reason])
+
+    def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
+        node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
+        self._enqueue(node, [w.MONITOR, watcher, what, ref])
+
+    def demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
+        node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
+        if isinstance(what, str) and what.startswith("$"):
+            return  # the monitor of a pending remote spawn: nothing to undo remotely
+        self._enqueue(node, [w.DEMONITOR, watcher, what, ref])
+
+    def down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
+        self._enqueue(watcher.node, [w.DOWN, watcher, ref, item, reason])
+
+    def alias_send(self, to: Pid, ref: Ref, msg: Any) -> None:
+        self._enqueue(to.node, [w.ALIAS, to, ref, msg])
+
+    def spawn_request(self, node: str, requester: Pid, ref: Ref, module: str, qualname: str,
+                      args: tuple[Any, ...], flags: int) -> None:
+        self._enqueue(node, [w.SPAWN, requester, ref, module, qualname, args, flags])
+
+    def spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
+        self._enqueue(requester.node, [w.SPAWN_REPLY, requester, ref, result, flags])
+
+    def connect(self, node: str, timeout: float | None = None) -> bool:
+        """Connect to `node` if needed; True once connected, False if it failed."""
+        name = _base_name(node)
+        if name == self.node.name:
+            return True
+        peer = self._peer(name)
+        if peer.state == "up":
+            return True
+        if not self._running:
+            return False
+        done = peer.attempts_done
+        self._outbox.put((None, ("connect", peer, node)))
+        self._wake()
+        with peer.changed:
+            peer.changed.wait_for(
+                lambda: peer.state == "up" or peer.attempts_done > done or not self._running,
+                timeout or self.handshake_timeout + 6.0,
+            )
+        return peer.state == "up"
+
+    def nodes(self) -> list[str]:
+        """Peers connected in either direction (a peer that just connected to us
+        counts at once, while our connection back to it is still being made)."""
+        return sorted(
+            p.name for p in list(self._peers.values())
+            if p.state == "up" or (p.inbound is not None and p.inbound.state == "up")
+        )
+
+    def peer_info(self) -> dict[str, dict[str, Any]]:
+        return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "creation": p.creation,
+                         "endpoint": p.endpoint} for p in list(self._peers.values())}
+
+    def disconnect(self, node: str) -> None:
+        """Drop the connection to `node` as if it went down (Erlang `disconnect_node/1`)."""
+        self._outbox.put((None, ("disconnect", _base_name(node))))
+        self._wake()
+
+    def stop(self) -> None:
+        """Tell connected peers we are leaving, close every socket, end the I/O thread."""
+        if not self._running:
+            return
+        self._outbox.put((None, ("stop",)))
+        self._wake()
+        self._thread.join(5.0)
+
+    # == the I/O thread ============================================================
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.tick_time / 4
+        try:
+            while self._running:
+                self._sleeping = True
+                timeout = 0 if not self._outbox.empty() else max(
+                    0, int((next_tick - time.monotonic()) * 1000))
+                ready = dict(self._poller.poll(timeout))
+                self._sleeping = False
+                if self._wake_fd in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(self._wake_fd)  # type: ignore[attr-defined]
+                if self._router in ready:
+                    self._read_router()
+                for sock in [s for s in ready if s in self._sockets]:
+                    kind, peer = self._sockets[sock]
+                    if kind == "dealer":
+                        self._on_dealer(peer, ready[sock])
+                    else:
+                        self._on_monitor_event(peer)
+                self._drain_outbox()
+                now = time.monotonic()
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + self.tick_time / 4
+        except Exception:
+            log.exception("node %s: the I/O thread crashed", self.node.name)
+        finally:
+            self._close_all()
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def _drain_outbox(self) -> None:
+        touched: set[_Peer] = set()
+        get = self._outbox.get_nowait
+        for _ in range(20000):
+            try:
+                peer, item = get()
+            except queue.Empty:
+                break
+            if peer is None:
+                self._command(item)
+                if not self._running:
+                    return
+                continue
+            peer.ops.append(item)
+            peer.backlog += len(item)
+            touched.add(peer)
+        for peer in touched:
+            if peer.state == "up":
+                self._flush(peer)
+            elif peer.state in ("new", "down"):
+                self._start_connect(peer, peer.name)
+            if peer.backlog > self.busy_limit:
+                peer.busy = True
+
+    def _flush(self, peer: _Peer) -> None:
+        dealer = peer.dealer
+        assert dealer is not None
+        ops = peer.ops
+        while ops:
+            n = min(len(ops), _BATCH)
+            batch = [w.pack_header(peer.seq)]
+            batch.extend(ops.popleft() for _ in range(n))
+            try:
+                dealer.send_multipart(batch, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                ops.extendleft(reversed(batch[1:]))
+                if not peer.waiting_pollout:
+                    peer.waiting_pollout = True
+                    self._poller.modify(dealer, zmq.POLLIN | zmq.POLLOUT)
+                return
+            size = sum(len(b) for b in batch)
+            peer.backlog -= size - len(batch[0])
+            peer.seq += 1
+            peer.last_sent = time.monotonic()
+            self.stats["bytes_out"] += size
+            self.stats["batches_out"] += 1
+        if peer.waiting_pollout:
+            peer.waiting_pollout = False
+            self._poller.modify(dealer, zmq.POLLIN)
+        if peer.busy and peer.backlog <= self.busy_limit // 2:
+            self._release(peer)
+
+    def _attempt_done(self, peer: _Peer) -> None:
+        with peer.changed:
+            peer.attempts_done += 1
+            peer.changed.notify_all()
+
+    def _release(self, peer: _Peer) -> None:
+        with peer.drained:
+            peer.busy = False
+            peer.drained.notify_all()
+
+    def _command(self, cmd: tuple[Any, ...]) -> None:
+        if cmd[0] == "connect":
+            peer = cmd[1]
+            if peer.state in ("new", "down"):
+                self._start_connect(peer, cmd[2])
+            elif peer.state == "up":
+                self._attempt_done(peer)
+        elif cmd[0] == "dial":
+            self._dial(cmd[1], cmd[2], cmd[3])
+        elif cmd[0] == "disconnect":
+            peer = self._peers.get(cmd[1])
+            if peer is not None and peer.state in ("up", "connecting"):
+                self._peer_down(peer, "disconnected by request")
+        elif cmd[0] == "stop":
+            self._goodbye()
+            self._running = False
+
+    def _start_connect(self, peer: _Peer, address: str) -> None:
+        """Find the peer's endpoint (off this thread: a port-mapper lookup blocks), then dial."""
+        peer.state = "connecting"
+        peer.deadline = time.monotonic() + self.handshake_timeout + 5.0
+
+        def resolve() -> None:
+            try:
+                endpoint = _endpoint_of(address) or self._resolve(peer.name)
+                error = None if endpoint else f"cannot find node {peer.name}"
+            except Exception as e:
+                endpoint, error = None, str(e)
+            self._outbox.put((None, ("dial", peer, endpoint, error)))
+            self._wake()
+
+        threading.Thread(target=resolve, name=f"actornet-resolve {peer.name}", daemon=True).start()
+
+    def _dial(self, peer: _Peer, endpoint: str | None, error: str | None) -> None:
+        if peer.state != "connecting":
+            return
+        if endpoint is None:
+            self._peer_down(peer, error or "no endpoint")
+            return
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.RECONNECT_IVL, -1)  # a broken connection stays broken
+        dealer.setsockopt(zmq.SNDHWM, 1000)
+        dealer.setsockopt(zmq.MAXMSGSIZE, 65536)  # it only ever reads handshake frames
+        if self.secure:
+            public, secret = curve_keypair(self.cookie)
+            dealer.curve_serverkey = public
+            dealer.curve_publickey = public
+            dealer.curve_secretkey = secret
+        monitor = dealer.get_monitor_socket(_FAIL_EVENTS)
+        dealer.connect(endpoint)
+        peer.dealer, peer.monitor, peer.endpoint = dealer, monitor, endpoint
+        self._sockets[dealer] = ("dealer", peer)
+        self._sockets[monitor] = ("monitor", peer)
+        self._poller.register(dealer, zmq.POLLIN)
+        self._poller.register(monitor, zmq.POLLIN)
+        flags = 1 if self.secure else 0
+        peer.handshake = Initiator(self.cookie, self.node.name, self.node.creation,
+                                   self.endpoint, peer.name, flags)
+        peer.deadline = time.monotonic() + self.handshake_timeout
+        dealer.send(peer.handshake.start(), zmq.NOBLOCK)
+
+    def _on_dealer(self, peer: _Peer, events: int) -> None:
+        if events & zmq.POLLOUT and peer.state == "up":
+            self._flush(peer)
+        if not events & zmq.POLLIN or peer.dealer is None:
+            return
+        while peer.dealer is not None:
+            try:
+                frames = peer.dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if peer.handshake is None or len(frames) != 1:
+                self._peer_down(peer, "unexpected frames on the outbound connection")
+                return
+            for event in peer.handshake.receive(frames[0]):
+                if isinstance(event, Send):
+                    peer.dealer.send(event.frame, zmq.NOBLOCK)
+                elif isinstance(event, Established):
+                    self._outbound_up(peer, event)
+                elif isinstance(event, Failed):
+                    log.error("node %s: connection to %s refused: %s",
+                              self.node.name, peer.name, event.error)
+                    self._peer_down(peer, str(event.error))
+                    return
+
+    def _outbound_up(self, peer: _Peer, event: Established) -> None:
+        if peer.creation is not None and peer.creation != event.peer_creation and peer.inbound:
+            # The inbound connection belongs to an older incarnation.
+            peer.inbound.state = "dead"
+            peer.inbound = None
+        peer.creation = event.peer_creation
+        peer.state = "up"
+        peer.up_since = peer.last_sent = time.monotonic()
+        peer.handshake = None
+        self._attempt_done(peer)
+        log.info("node %s: connected to %s", self.node.name, peer.name)
+        if self.mesh:
+            # Erlang meshes transitively: the new peer learns our peers, and our
+            # peers learn the new one, so everyone ends up connected to everyone.
+            others = [p for p in self._peers.values()
+                      if p.state == "up" and p is not peer and p.endpoint]
+            peer.ops.append(w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
+            news = w.encode_op([w.NODES, [[peer.name, peer.endpoint]]])
+            for other in others:
+                other.ops.append(news)
+                self._flush(other)
+        self._flush(peer)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def _read_router(self) -> None:
+        router = self._router
+        for _ in range(_READ_BUDGET):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            rid = frames[0]
+            conn = self._inbound.get(rid)
+            if conn is not None and conn.state == "up":
+                self._on_batch(conn, frames)
+            elif conn is not None and conn.state == "dead":
+                self.stats["bad_frames"] += 1
+            else:
+                self._on_handshake_frame(rid, conn, frames)
+
+    def _on_handshake_frame(self, rid: bytes, conn: _Inbound | None, frames: list[bytes]) -> None:
+        now = time.monotonic()
+        if conn is None:
+            flags = 1 if self.secure else 0
+            conn = _Inbound(rid, Acceptor(self.cookie, self.node.name, self.node.creation, flags),
+                            now)
+            self._inbound[rid] = conn
+        if len(frames) != 2:
+            self.stats["bad_frames"] += 1
+            log.warning("node %s: dropped a %d-frame message from an unauthenticated peer",
+                        self.node.name, len(frames) - 1)
+            conn.state = "dead"
+            return
+        for event in conn.acceptor.receive(frames[1]):
+            if isinstance(event, Send):
+                try:
+                    self._router.send_multipart([rid, event.frame], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    conn.state = "dead"
+            elif isinstance(event, Established):
+                self._inbound_up(conn, event, now)
+            elif isinstance(event, Failed):
+                conn.state = "dead"
+                self.stats["bad_frames"] += 1
+                log.warning("node %s: refused an incoming connection: %s",
+                            self.node.name, event.error)
+
+    def _inbound_up(self, conn: _Inbound, event: Established, now: float) -> None:
+        peer = self._peer(event.peer_name)
+        old = peer.inbound
+        if peer.creation is not None and peer.creation != event.peer_creation:
+            if peer.state in ("up", "connecting"):
+                self._peer_down(peer, "it restarted (new incarnation)")
+            peer = self._peer(event.peer_name)
+        elif old is not None and old is not conn:
+            old.state = "dead"
+        conn.state = "up"
+        conn.peer = peer
+        conn.last_seen = now
+        peer.inbound = conn
+        peer.creation = event.peer_creation
+        if peer.state in ("new", "down") and event.peer_endpoint:
+            self._start_connect(peer, _with_endpoint(peer.name, event.peer_endpoint))
+
+    def _on_batch(self, conn: _Inbound, frames: list[bytes]) -> None:
+        peer = conn.peer
+        assert peer is not None
+        conn.last_seen = time.monotonic()
+        self.stats["batches_in"] += 1
+        try:
+            seq = w.unpack_header(frames[1])
+        except ProtocolError as e:
+            self._bad_frame(peer, f"bad batch header: {e}")
+            return
+        if seq != conn.seq:
+            self._bad_frame(peer, f"batch {seq} arrived when {conn.seq} was due: data was lost")
+            self._peer_down(peer, "lost data on the connection")
+            return
+        conn.seq += 1
+        node = self.node
+        for frame in frames[2:]:
+            self.stats["bytes_in"] += len(frame)
+            try:
+                op = w.decode_op(frame, self.max_message_size)
+            except (DecodeError, ProtocolError) as e:
+                self._bad_frame(peer, str(e))
+                continue
+            try:
+                self._dispatch(node, peer, op)
+            except Exception:
+                log.exception("node %s: failed to handle %r from %s", node.name, op[:2], peer.name)
+        if peer.state == "up" and peer.ops:
+            self._flush(peer)
+
+    def _bad_frame(self, peer: _Peer, why: str) -> None:
+        self.stats["bad_frames"] += 1
+        log.error("node %s: dropped a frame from %s: %s", self.node.name, peer.name, why)
+
+    def _dispatch(self, node: Node, peer: _Peer, op: list[Any]) -> None:
+        code = op[0]
+        if code == w.SEND:
+            proc = node._procs.get(op[1])
+            if proc is not None and proc.pid.creation == op[2]:
+                proc.mailbox.put(op[3])
+        elif code == w.REG_SEND:
+            node._deliver_name(op[2], op[3])
+        elif code == w.ALIAS:
+            node._deliver_alias(op[2], op[3])
+        elif code == w.TICK:
+            pass
+        elif code == w.LINK:
+            node._signal_link(op[2], op[1])
+        elif code == w.UNLINK:
+            node._signal_unlink(op[2], op[1])
+        elif code == w.EXIT:
+            node._signal_exit(op[2], op[1], op[3], linked=True)
+        elif code == w.EXIT2:
+            node._signal_exit(op[2], op[1], op[3], linked=False)
+        elif code == w.MONITOR:
+            node._signal_monitor(op[2], op[1], op[3])
+        elif code == w.DEMONITOR:
+            node._signal_demonitor(op[2], op[3])
+        elif code == w.DOWN:
+            node._signal_down(op[1], op[2], op[3], op[4])
+        elif code == w.SPAWN:
+            node._spawn_request(*op[1:])
+        elif code == w.SPAWN_REPLY:
+            node._spawn_reply(*op[1:])
+        elif code == w.GOODBYE:
+            self._peer_down(peer, "it stopped")
+        elif code == w.NODES and self.mesh:
+            for name, endpoint in op[1]:
+                if isinstance(name, str) and isinstance(endpoint, str) and name != node.name:
+                    other = self._peer(name)
+                    if other.state in ("new", "down"):
+                        self._start_connect(other, _with_endpoint(name, endpoint))
+
+    # -- failure detection --------------------------------------------------------------
+
+    def _on_monitor_event(self, peer: _Peer) -> None:
+        monitor = peer.monitor
+        while monitor is not None:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int.from_bytes(frames[0][:2], "little")
+            if event & _FAIL_EVENTS and peer.state in ("up", "connecting"):
+                what = "connection lost" if peer.state == "up" else "connection failed"
+                if event & (getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+                            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
+                            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)):
+                    what = "transport handshake failed (secure=True on one side only?)"
+                self._peer_down(peer, what)
+                return
+
+    def _tick(self, now: float) -> None:
+        for peer in list(self._peers.values()):
+            if peer.state == "connecting" and now > peer.deadline:
+                self._peer_down(peer, "connection timed out")
+            elif peer.state == "up":
+                conn = peer.inbound
+                if conn is None or conn.state != "up":
+                    if now - peer.up_since > self.tick_time:
+                        self._peer_down(peer, "it never connected back")
+                        continue
+                elif now - conn.last_seen > self.tick_time:
+                    self._peer_down(peer, f"no tick for {now - conn.last_seen:.1f} s")
+                    continue
+                if now - peer.last_sent >= self.tick_time / 4:
+                    peer.ops.append(w.encode_op([w.TICK]))
+                    self.stats["ticks_out"] += 1
+                    self._flush(peer)
+        for rid, conn in list(self._inbound.items()):
+            if conn.state == "dead" or (
+                conn.state == "handshake" and now - conn.started > self.handshake_timeout
+            ):
+                if conn.state == "handshake":
+                    log.warning("node %s: dropped a connection that did not finish the "
+                                "handshake in %.1f s", self.node.name, self.handshake_timeout)
+                del self._inbound[rid]
+
+    def _peer_down(self, peer: _Peer, why: str) -> None:
+        was_up = peer.state == "up"
+        if was_up:
+            log.warning("node %s: node %s is down: %s", self.node.name, peer.name, why)
+        else:
+            log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
+        for sock in (peer.dealer, peer.monitor):
+            if sock is not None:
+                self._poller.unregister(sock)
+                self._sockets.pop(sock, None)
+                sock.close(linger=0)
+        peer.dealer = peer.monitor = None
+        peer.handshake = None
+        peer.state = "down"
+        peer.ops.clear()
+        peer.backlog = 0
+        peer.seq = 0
+        if peer.inbound is not None:
+            peer.inbound.state = "dead"
+            peer.inbound = None
+        self._attempt_done(peer)
+        self._release(peer)
+        self.node._node_down(peer.name)
+
+    def _goodbye(self) -> None:
+        for peer in list(self._peers.values()):
+            if peer.state == "up" and peer.dealer is not None:
+                peer.ops.append(w.encode_op([w.GOODBYE]))
+                self._flush(peer)
+                peer.dealer.setsockopt(zmq.LINGER, 1000)
+
+    def _close_all(self) -> None:
+        self._running = False
+        for peer in list(self._peers.values()):
+            for sock in (peer.monitor, peer.dealer):
+                if sock is not None:
+                    sock.close()
+            peer.dealer = peer.monitor = None
+            peer.state = "down"
+            self._attempt_done(peer)
+            self._release(peer)
+        self._router.close(linger=0)
+        os.close(self._wake_fd)
+        self._ctx.term()
+
+
+def _base_name(node: str) -> str:
+    """``name@host`` from ``name@host:port``."""
+    name, _, host = node.partition("@")
+    if host.count(":") == 1:
+        host = host.split(":")[0]
+    return f"{name}@{host}"
+
+
+def _endpoint_of(address: str) -> str | None:
+    """The endpoint of ``name@host:port``, or None when no port is given."""
+    _, _, host = address.partition("@")
+    if host.startswith("tcp://"):
+        return host
+    if host.count(":") == 1:
+        h, p = host.split(":")
+        if p.isdigit():
+            return f"tcp://{h}:{p}"
+    return None
+
+
+def _with_endpoint(name: str, endpoint: str) -> str:
+    return f"{name.partition('@')[0]}@{endpoint}"
+

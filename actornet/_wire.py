@@ -1,0 +1,118 @@
+"""Data frames between authenticated nodes: operations and batches. No I/O.
+
+After the handshake (`_handshake`), node A sends to node B over A's DEALER,
+which B's ROUTER reads. Each ZeroMQ message is one *batch*::
+
+    frame 0   header: b"AD" + u64 big-endian sequence number of the batch
+    frame 1.. one operation each, a codec-encoded list [OP, args...]
+
+Sequence numbers start at 0 per connection and go up by one per batch, so a
+lost batch is a detected gap (the connection is then declared broken, like a
+dropped TCP connection in Erlang), never a silent hole.
+
+Operations mirror Erlang's distribution protocol:
+
+=================  ======================================================
+``[SEND, id, creation, msg]``             message to a local pid
+``[REG_SEND, from, name, msg]``           message to a registered name
+``[LINK, from, to]`` / ``[UNLINK, ...]``  link bookkeeping
+``[EXIT, from, to, reason]``              exit signal through a link
+``[EXIT2, from, to, reason]``             ``exit/2``
+``[MONITOR, watcher, target, ref]``       target is a pid or a name
+``[DEMONITOR, watcher, target, ref]``
+``[DOWN, watcher, ref, item, reason]``    a monitor fired
+``[ALIAS, to, ref, msg]``                 a reply to a pending call
+``[SPAWN, requester, ref, module, qualname, args, flags]``
+``[SPAWN_REPLY, requester, ref, result, flags]``  result: Pid or error text
+``[TICK]``                                keep-alive
+``[GOODBYE]``                             the sender is stopping
+``[NODES, [[name, endpoint], ...]]``      the sender's peers, for meshing
+=================  ======================================================
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from actornet._codec import decode, encode
+from actornet._ids import Pid, Ref
+from actornet.errors import ProtocolError
+
+__all__ = ["pack_header", "unpack_header", "encode_op", "decode_op"]
+
+SEND = 1
+REG_SEND = 2
+LINK = 3
+UNLINK = 4
+EXIT = 5
+EXIT2 = 6
+MONITOR = 7
+DEMONITOR = 8
+DOWN = 9
+ALIAS = 10
+SPAWN = 11
+SPAWN_REPLY = 12
+TICK = 13
+GOODBYE = 14
+NODES = 15
+
+# spawn flags
+SPAWN_LINK = 1
+SPAWN_RPC = 2
+SPAWN_MONITOR = 4
+
+_HEADER = struct.Struct("!2sQ")
+_MAGIC = b"AD"
+
+# op code -> the types its arguments must have (after the op code)
+_SHAPES: dict[int, tuple[Any, ...]] = {
+    SEND: (int, int, object),
+    REG_SEND: (Pid, str, object),
+    LINK: (Pid, Pid),
+    UNLINK: (Pid, Pid),
+    EXIT: (Pid, Pid, object),
+    EXIT2: (Pid, Pid, object),
+    MONITOR: (Pid, (Pid, str), Ref),
+    DEMONITOR: (Pid, (Pid, str), Ref),
+    DOWN: (Pid, Ref, object, object),
+    ALIAS: (Pid, Ref, object),
+    SPAWN: (Pid, Ref, str, str, tuple, int),
+    SPAWN_REPLY: (Pid, Ref, (Pid, str), int),
+    TICK: (),
+    GOODBYE: (),
+    NODES: (list,),
+}
+
+
+def pack_header(seq: int) -> bytes:
+    """The first frame of batch number `seq`."""
+    return _HEADER.pack(_MAGIC, seq)
+
+
+def unpack_header(frame: bytes) -> int:
+    """The sequence number of a batch header; `ProtocolError` if it is not one."""
+    if len(frame) != _HEADER.size or frame[:2] != _MAGIC:
+        raise ProtocolError(f"not a data batch header ({len(frame)} bytes)")
+    return int(_HEADER.unpack(frame)[1])
+
+
+def encode_op(op: list[Any], max_size: int | None = None) -> bytes:
+    """Encode one operation (raises `TypeError` for an unsendable value in it)."""
+    return encode(op, max_size=max_size)
+
+
+def decode_op(frame: bytes, max_size: int | None = None) -> list[Any]:
+    """Decode and validate one operation; `ProtocolError`/`DecodeError` if malformed."""
+    op = decode(frame, max_size=max_size)
+    if op.__class__ is not list or not op or op[0].__class__ is not int:
+        raise ProtocolError(f"an operation is a list starting with an op code, got {op!r:.80}")
+    shape = _SHAPES.get(op[0])
+    if shape is None:
+        raise ProtocolError(f"unknown op code {op[0]}")
+    if len(op) != len(shape) + 1:
+        raise ProtocolError(f"op {op[0]} takes {len(shape)} arguments, got {len(op) - 1}")
+    for arg, want in zip(op[1:], shape, strict=True):
+        if want is not object and not isinstance(arg, want):
+            raise ProtocolError(f"op {op[0]}: bad argument {arg!r:.60}")
+    return op  # type: ignore[no-any-return]

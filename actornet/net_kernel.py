@@ -1,0 +1,216 @@
+"""Named nodes: starting one, the cookie, and the node BIFs (`node`, `nodes`, `ping`).
+
+``start_node("a@127.0.0.1", cookie="secret")`` is ``erl -name a@127.0.0.1
+-setcookie secret``: the node listens on a free port of the address its host
+part names (loopback for ``127.0.0.1`` or ``localhost``), registers that port
+with the local port mapper (starting one if none runs, as ``erl`` starts
+epmd), and connects to other nodes on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import stat
+from pathlib import Path
+
+from actornet._runtime import current_node
+from actornet._transport import Transport, _base_name
+from actornet.errors import ActornetError
+from actornet.node import Node
+
+__all__ = [
+    "start_node",
+    "node",
+    "nodes",
+    "ping",
+    "monitor_node",
+    "disconnect_node",
+    "load_cookie",
+    "COOKIE_FILE",
+]
+
+COOKIE_FILE = Path("~/.actornet.cookie")
+
+
+def load_cookie(cookie: str | bytes | None = None) -> bytes:
+    """The cookie to use: `cookie`, else ``$ACTORNET_COOKIE``, else the cookie file.
+
+    The file (``~/.actornet.cookie``) is created with a random cookie and mode
+    0600 on first use, like ``~/.erlang.cookie``; a file that others can read
+    is refused.
+
+    Example:
+        >>> load_cookie("secret")
+        b'secret'
+    """
+    if cookie is None:
+        cookie = os.environ.get("ACTORNET_COOKIE") or _cookie_file()
+    raw = cookie.encode() if isinstance(cookie, str) else bytes(cookie)
+    if not raw:
+        raise ValueError("the cookie must not be empty")
+    return raw
+
+
+def _cookie_file() -> bytes:
+    path = COOKIE_FILE.expanduser()
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ActornetError(
+            f"cookie file {path} is readable by others (mode {mode:04o}); "
+            f"fix it with: chmod 600 {path}"
+        )
+    return path.read_bytes().strip()
+
+
+def start_node(
+    name: str,
+    cookie: str | bytes | None = None,
+    *,
+    port: int | None = None,
+    secure: bool = False,
+    tick_time: float = 4.0,
+    handshake_timeout: float = 5.0,
+    max_message_size: int = 64 * 1024 * 1024,
+    mesh: bool = True,
+) -> Node:
+    """Start a named node in this OS process and return it.
+
+    Args:
+        name: ``"name@host"``; the node listens on the address of `host`.
+        cookie: shared secret of the cluster (see `load_cookie` for the default).
+        port: listen on this port and skip the port mapper (0: any free port).
+        secure: encrypt every connection with CurveZMQ, keys derived from the cookie.
+        tick_time: a peer silent for this many seconds is declared down.
+        handshake_timeout: seconds a connection may take to authenticate.
+        max_message_size: bytes; larger messages are refused when sent and received.
+        mesh: connect to the peers of every node we connect to, as Erlang does.
+
+    Raises:
+        AlreadyRegistered: a node with this name already runs on this host.
+        ActornetError: the address cannot be listened on, or the cookie file is unsafe.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("doc@127.0.0.1", cookie="secret", port=0) as n:
+        ...     actornet.node()
+        'doc@127.0.0.1'
+    """
+    short, sep, host = name.partition("@")
+    if not sep or not short or not host or ":" in host:
+        raise ValueError(f"a node name looks like 'name@host', got {name!r}")
+    raw_cookie = load_cookie(cookie)
+    bind_ip = _address_of(host)
+    use_epmd = port is None
+    # Imported here: `python -m actornet.epmd` must not find itself half-imported.
+    from actornet import epmd
+
+    if use_epmd:
+        epmd.ensure_running()
+        _check_name_free(short)
+    n = Node(name)
+    try:
+        transport = Transport(
+            n,
+            bind_ip=bind_ip,
+            advertise_host=host,
+            port=port or 0,
+            cookie=raw_cookie,
+            secure=secure,
+            tick_time=tick_time,
+            handshake_timeout=handshake_timeout,
+            max_message_size=max_message_size,
+            mesh=mesh,
+            resolve=_lookup,
+        )
+        n._dist = transport
+        if use_epmd:
+            registration = epmd.register(short, transport.port)
+            n._closers.append(registration.close)
+    except BaseException:
+        n.stop()
+        raise
+    return n
+
+
+def _check_name_free(short: str) -> None:
+    from actornet import epmd
+
+    if epmd.lookup(short, "127.0.0.1") is not None:
+        raise epmd.NameInUse(
+            f"a node named {short!r} is already running on this host "
+            "(see `python -m actornet.epmd --names`)"
+        )
+
+
+def _address_of(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError as e:
+        raise ActornetError(f"cannot resolve the host part {host!r} of the node name: {e}") from e
+
+
+def _lookup(name: str) -> str | None:
+    from actornet import epmd
+
+    short, _, host = name.partition("@")
+    port = epmd.lookup(short, host)
+    return None if port is None else f"tcp://{host}:{port}"
+
+
+def node() -> str:
+    """This node's name, ``"nonode@nohost"`` when not distributed (Erlang `node/0`).
+
+    Example:
+        >>> import actornet
+        >>> isinstance(actornet.node(), str)
+        True
+    """
+    return current_node().name
+
+
+def nodes() -> list[str]:
+    """The nodes this one is connected to, not itself (Erlang `nodes/0`)."""
+    dist = current_node()._dist
+    return [] if dist is None else dist.nodes()  # type: ignore[no-any-return]
+
+
+def ping(name: str, timeout: float | None = None) -> str:
+    """Connect to `name` if needed: ``"pong"`` if it answers, else ``"pang"`` (`net_adm:ping/1`).
+
+    `name` may carry a port (``"b@host:5555"``) to bypass the port mapper.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("pingdoc@127.0.0.1", cookie="c", port=0):
+        ...     actornet.ping("nobody@127.0.0.1:1")
+        'pang'
+    """
+    here = current_node()
+    if _base_name(name) == here.name:
+        return "pong"
+    if here._dist is None:
+        return "pang"
+    return "pong" if here._dist.connect(name, timeout) else "pang"
+
+
+def monitor_node(name: str, flag: bool = True) -> None:
+    """``("nodedown", name)`` arrives in the caller's mailbox when `name` goes down.
+
+    Connects first if needed; if that fails the message arrives at once, as in
+    Erlang. With `flag` False, one subscription is removed.
+    """
+    current_node().monitor_node(name, flag)
+
+
+def disconnect_node(name: str) -> None:
+    """Drop the connection to `name`: both sides see it go down (`disconnect_node/1`)."""
+    dist = current_node()._dist
+    if dist is not None:
+        dist.disconnect(name)
+

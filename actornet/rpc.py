@@ -1,0 +1,132 @@
+"""Remote procedure calls and remote spawns (Erlang's `rpc`/`erpc` and ``spawn(Node, ...)``).
+
+A function travels by name, as ``module`` and ``qualname``: it must be a
+module-level function importable on both nodes (a lambda or a nested function
+cannot travel). The remote node imports it in the new process, so an import
+failure is that process's crash, reported to the caller as `RemoteImportError`.
+
+Any node that knows the cookie may run any importable function here, as in
+Erlang: the cookie is full trust.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from actornet import _wire as w
+from actornet._ids import Pid, Ref
+from actornet._runtime import current_node
+from actornet.errors import ActornetError, CallError, Crash, NodeDown, Timeout
+
+__all__ = ["call", "RemoteImportError", "function_name"]
+
+
+class RemoteImportError(ActornetError, ImportError):
+    """The remote node could not import the function it was asked to run."""
+
+
+def function_name(fn: Callable[..., Any]) -> tuple[str, str]:
+    """``(module, qualname)`` of a function that can run on another node.
+
+    Example:
+        >>> import os.path
+        >>> function_name(os.path.join)
+        ('posixpath', 'join')
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise TypeError(
+            f"{fn!r} cannot run on another node: pass a module-level function importable "
+            "there (not a lambda, a nested function or a bound method)"
+        )
+    return module, qualname
+
+
+def call(node: str, fn: Callable[..., Any], *args: Any, timeout: float | None = 5.0) -> Any:
+    """Run ``fn(*args)`` in a new process on `node` and return its result (Erlang `erpc:call`).
+
+    Raises:
+        NodeDown: `node` cannot be reached, or went down during the call.
+        RemoteImportError: `node` cannot import `fn`.
+        CallError: `fn` raised there (`.reason` is the `Crash`).
+        Timeout: no answer within `timeout` seconds.
+
+    Example:
+        >>> import os, actornet
+        >>> with actornet.start_node("rpcdoc@127.0.0.1", cookie="doc", port=0) as n:
+        ...     actornet.rpc.call("rpcdoc@127.0.0.1", os.getpid) == os.getpid()
+        True
+    """
+    module, qualname = function_name(fn)
+    here = current_node()
+    if node == here.name:
+        return fn(*args)
+    value = _request(node, module, qualname, args, w.SPAWN_RPC, timeout)
+    return value[1]
+
+
+def spawn(node: str, fn: Callable[..., Any], args: tuple[Any, ...], *, link: bool) -> Pid:
+    """Start ``fn(*args)`` on `node`; used by ``actornet.spawn(..., node=...)``."""
+    module, qualname = function_name(fn)
+    pid = _request(node, module, qualname, args, w.SPAWN_LINK if link else 0, 10.0)
+    if not isinstance(pid, Pid):
+        raise ActornetError(f"spawn on {node} failed: {pid!r}")
+    return pid
+
+
+def _request(node: str, module: str, qualname: str, args: tuple[Any, ...], flags: int,
+             timeout: float | None) -> Any:
+    here = current_node()
+    transport = here._remote()
+    me = here.current()
+    ref, slot = here._new_alias()
+    slot.watcher = me
+    # Filed under a pseudo-target on `node`, so the node going down fails the wait.
+    me.monitors[ref] = ("$spawn", node)
+    try:
+        transport.spawn_request(node, me.pid, ref, module, qualname, tuple(args), flags)
+    except BaseException:
+        here._drop_alias(ref)
+        me.monitors.pop(ref, None)
+        raise
+    if not slot.wait(timeout):
+        if here._drop_alias(ref):
+            me.monitors.pop(ref, None)
+            raise Timeout(f"{module}.{qualname} on {node} did not answer within {timeout} s")
+        slot.wait(None)
+    if slot.kind == "reply":
+        return slot.value
+    reason = slot.value
+    if reason == "noconnection":
+        raise NodeDown(f"node {node} is down or unreachable ({module}.{qualname})")
+    if isinstance(reason, Crash) and reason.type == "RemoteImportError":
+        raise RemoteImportError(reason.message)
+    raise CallError(f"{module}.{qualname} on {node} failed: {reason}", reason)
+
+
+def _import(module: str, qualname: str) -> Callable[..., Any]:
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as e:
+        here = current_node().name
+        raise RemoteImportError(
+            f"node {here} cannot import {module}.{qualname}: {type(e).__name__}: {e}"
+        ) from e
+    if not callable(obj):
+        raise RemoteImportError(f"{module}.{qualname} on {current_node().name} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _run_named(module: str, qualname: str, args: tuple[Any, ...]) -> Any:
+    return _import(module, qualname)(*args)
+
+
+def _rpc_runner(requester: Pid, ref: Ref, module: str, qualname: str,
+                args: tuple[Any, ...]) -> None:
+    result = _import(module, qualname)(*args)
+    current_node().reply((requester, ref), ("ok", result))

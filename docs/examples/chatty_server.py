@@ -1,0 +1,104 @@
+# docs/examples/chatty_server.py
+"""The Chatty lab's server.erl, ported to a function process, with two scripted clients."""
+
+from typing import Any
+
+import actornet
+from actornet import Pid
+
+# -- server.erl ------------------------------------------------------------------------
+
+
+def start() -> Pid:
+    pid = actornet.spawn(server_init)
+    actornet.register("myserver", pid)
+    return pid
+
+
+def stop() -> None:
+    actornet.send("myserver", "stop")
+
+
+def server_init() -> None:
+    actornet.trap_exit(True)  # notice clients that die / lose connection
+    server_loop({})
+
+
+def server_loop(clients: dict[Pid, str]) -> None:
+    while True:  # Erlang's tail call loop(New) becomes a loop over mutable state
+        match actornet.receive():
+            case ("client_join_req", name, pid):
+                actornet.link(pid)
+                clients[pid] = name
+                broadcast(clients, ("join", name))  # the joiner sees its own join
+            case ("client_leave_req", name, pid):
+                actornet.unlink(pid)
+                broadcast(clients, ("exit", name))  # the leaver sees its own exit
+                clients.pop(pid, None)
+            case ("send", name, text):
+                broadcast(clients, ("msg", name, text))
+            case ("EXIT", pid, _reason):
+                name = clients.pop(pid, None)
+                if name is not None:
+                    broadcast(clients, ("exit", name))
+            case "stop":
+                return
+
+
+def broadcast(clients: dict[Pid, str], msg: Any) -> None:
+    for pid in clients:
+        actornet.send(pid, msg)
+
+
+# -- a minimal client (client.erl) that reports what it would print ---------------------
+
+
+def client(server: Any, name: str, transcript: Pid) -> None:
+    me = actornet.self()
+    actornet.send(server, ("client_join_req", name, me))
+    while True:
+        match actornet.receive():
+            case ("say", text):
+                actornet.send(server, ("send", name, text))
+            case "leave":
+                actornet.send(server, ("client_leave_req", name, me))
+                actornet.receive(lambda m: m == ("exit", name), timeout=5)
+                actornet.send(transcript, (name, f"[EXIT] {name} left"))
+                return
+            case ("join", who):
+                actornet.send(transcript, (name, f"[JOIN] {who} joined"))
+            case ("exit", who):
+                actornet.send(transcript, (name, f"[EXIT] {who} left"))
+            case ("msg", who, text):
+                actornet.send(transcript, (name, f"[{who}] {text}"))
+
+
+def show(name: str) -> None:
+    """Print the next line client `name` reported (one client's lines stay in order)."""
+    print(*actornet.receive(lambda m: m[0] == name, timeout=5), sep=": ")
+
+
+me = actornet.self()
+start()
+alice = actornet.spawn(client, "myserver", "alice", me)
+show("alice")
+bob = actornet.spawn(client, "myserver", "bob", me)
+show("alice")
+show("bob")
+actornet.send(alice, ("say", "hello from alice"))
+show("alice")
+show("bob")
+actornet.exit(bob, "kill")  # bob's process dies: the server gets ("EXIT", bob, "killed")
+show("alice")
+actornet.send(alice, "leave")
+show("alice")
+stop()
+
+# Output:
+# alice: [JOIN] alice joined
+# alice: [JOIN] bob joined
+# bob: [JOIN] bob joined
+# alice: [alice] hello from alice
+# bob: [alice] hello from alice
+# alice: [EXIT] bob left
+# alice: [EXIT] alice left

@@ -1,0 +1,267 @@
+"""Distribution between real OS processes over loopback: every primitive across nodes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import actornet
+from actornet import NodeDown, NoProc
+
+from . import remote
+from .cluster import COOKIE, Cluster, cluster_fixture, unique
+from .helpers import wait_until
+
+
+@pytest.fixture(autouse=True)
+def node() -> Iterator[None]:
+    """Overrides the suite's local node: here the `local` named node is the default."""
+    yield None
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    yield from cluster_fixture()
+
+
+@pytest.fixture
+def local() -> Iterator[actornet.Node]:
+    """A named node in the test process, with a short tick so failures show fast."""
+    n = actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=1.5)
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def down_of(ref: actornet.Ref, timeout: float = 10) -> tuple[Any, ...]:
+    return actornet.receive(lambda m: m[0] == "DOWN" and m[1] == ref, timeout=timeout)
+
+
+def test_ping_nodes_and_node(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    assert actornet.node() == local.name
+    assert actornet.ping(b.address) == "pong"
+    assert actornet.nodes() == [b.name]
+    assert actornet.rpc.call(b.name, actornet.nodes) == [local.name]
+    assert actornet.ping("nobody@127.0.0.1:1") == "pang"
+
+
+def test_send_by_pid_and_by_name_keeps_types(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    assert actornet.ping(b.address) == "pong"
+    pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+    me = actornet.self()
+    payload = ("t", [1, 2], {"k": (3, frozenset({4}))}, {5}, b"x", None, 1.5, True, me)
+    actornet.send(pid, (me, payload))
+    tag, echoed = actornet.receive(timeout=5)
+    assert (tag, echoed) == ("echo", payload)
+    assert type(echoed) is tuple and type(echoed[1]) is list and type(echoed[2]["k"]) is tuple
+    assert echoed[8] == me
+    actornet.send(("echo", b.name), (me, "by name"))
+    assert actornet.receive(timeout=5) == ("echo", "by name")
+
+
+def test_unsendable_value_raises_type_error_at_send(local: actornet.Node,
+                                                    cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+    with pytest.raises(TypeError, match="'object'"):
+        actornet.send(pid, (actornet.self(), object()))
+
+
+def test_remote_gen_server_call_cast_and_errors(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    pid = actornet.rpc.call(b.name, remote.start_counter, "counter", 10)
+    assert pid.node == b.name
+    actornet.cast(pid, "inc")
+    assert actornet.call(pid, "get") == 11
+    assert actornet.call(("counter", b.name), "node") == b.name
+    with pytest.raises(NoProc):
+        actornet.call(("no_such", b.name), "get")
+    with pytest.raises(actornet.CallError, match="ValueError: remote crash"):
+        actornet.call(pid, "crash")
+    with pytest.raises(TimeoutError):
+        actornet.call(actornet.rpc.call(b.name, remote.start_counter, "c2"), "hang", timeout=0.3)
+
+
+def test_links_and_monitors_across_nodes(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    actornet.trap_exit(True)
+    worker = actornet.spawn_link(remote.echo, node=b.name)
+    ref = actornet.monitor(worker)
+    actornet.exit(worker, "stop_now")
+    assert down_of(ref)[4] == "stop_now"
+    msg = actornet.receive(lambda m: m[0] == "EXIT", timeout=5)
+    assert msg == ("EXIT", worker, "stop_now")
+    # a crash's reason crosses nodes with its type and message
+    crasher = actornet.spawn_link(remote.raise_value_error, "from b", node=b.name)
+    reason = actornet.receive(lambda m: m[0] == "EXIT" and m[1] == crasher, timeout=5)[2]
+    assert isinstance(reason, actornet.Crash)
+    assert (reason.type, reason.message) == ("ValueError", "from b")
+    # monitor of a dead remote pid: noproc at once
+    ref2 = actornet.monitor(worker)
+    assert down_of(ref2)[4] == "noproc"
+    # remote process links to us; we exit -> it dies
+    waiter = actornet.spawn(remote.linked_waiter, actornet.self(), node=b.name)
+    ref3 = actornet.monitor(waiter)
+    actornet.exit(waiter, "kill")
+    assert down_of(ref3)[4] == "killed"
+
+
+def test_rpc_and_remote_spawn_errors(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    assert actornet.rpc.call(b.name, remote.add, 2, 3) == 5
+    assert actornet.rpc.call(b.name, os.getpid) == b.proc.pid
+    with pytest.raises(actornet.CallError, match="ValueError: nope"):
+        actornet.rpc.call(b.name, remote.raise_value_error, "nope")
+    fake = type(remote.add)(remote.add.__code__, {}, "missing_function")
+    fake.__module__ = "tests.no_such_module"
+    with pytest.raises(actornet.rpc.RemoteImportError, match=r"tests\.no_such_module"):
+        actornet.rpc.call(b.name, fake)
+    with pytest.raises(TypeError, match="lambda"):
+        actornet.rpc.call(b.name, lambda: 1)
+    assert actornet.is_alive(actornet.rpc.call(b.name, remote.start_echo, "e"))
+
+
+def test_sigkill_fires_links_monitors_nodedown_and_pending_calls(
+    local: actornet.Node, cluster: Cluster
+) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    counter = actornet.rpc.call(b.name, remote.start_counter, "counter")
+    actornet.trap_exit(True)
+    linked = actornet.spawn_link(remote.echo, node=b.name)
+    ref = actornet.monitor(counter)
+    actornet.monitor_node(b.name)
+    me = actornet.self()
+    caller = actornet.spawn(lambda: _call_and_report(me, counter))
+    actornet.receive(lambda m: m == "calling", timeout=5)
+    t0 = time.monotonic()
+    os.kill(b.proc.pid, signal.SIGKILL)
+    assert actornet.receive(lambda m: m[0] == "call_result", timeout=10)[1] == "NodeDown"
+    assert down_of(ref) == ("DOWN", ref, "process", counter, "noconnection")
+    assert actornet.receive(lambda m: m[0] == "EXIT", timeout=10) == ("EXIT", linked,
+                                                                       "noconnection")
+    assert actornet.receive(lambda m: m[0] == "nodedown", timeout=10) == ("nodedown", b.name)
+    assert time.monotonic() - t0 < 5.0
+    assert b.name not in actornet.nodes()
+    # exactly once
+    with pytest.raises(TimeoutError):
+        actornet.receive(lambda m: m[0] in ("DOWN", "EXIT", "nodedown"), timeout=0.3)
+    assert caller
+
+
+def _call_and_report(me: actornet.Pid, server: actornet.Pid) -> None:
+    actornet.send(me, "calling")
+    try:
+        actornet.call(server, "hang", timeout=30)
+        actornet.send(me, ("call_result", "returned"))
+    except NodeDown:
+        actornet.send(me, ("call_result", "NodeDown"))
+
+
+def test_sigstop_frozen_node_is_declared_down(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"), extra=["--tick-time", "1.5"])
+    actornet.ping(b.address)
+    actornet.monitor_node(b.name)
+    t0 = time.monotonic()
+    b.signal(signal.SIGSTOP)
+    try:
+        assert actornet.receive(lambda m: m[0] == "nodedown", timeout=10) == ("nodedown", b.name)
+        assert time.monotonic() - t0 < 1.5 + 2.0
+    finally:
+        b.signal(signal.SIGCONT)
+
+
+def test_stop_tells_peers_at_once(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"), extra=["--tick-time", "30"])
+    actornet.ping(b.address)
+    actornet.monitor_node(b.name)
+    t0 = time.monotonic()
+    assert b.terminate() == 0
+    actornet.receive(lambda m: m[0] == "nodedown", timeout=10)
+    assert time.monotonic() - t0 < 5.0, "goodbye, not a tick timeout"
+
+
+def test_restarted_node_is_a_new_incarnation(local: actornet.Node, cluster: Cluster) -> None:
+    name = unique("b")
+    b1 = cluster.start(name)
+    actornet.ping(b1.address)
+    old = actornet.rpc.call(name, remote.start_echo, "echo")
+    actornet.monitor_node(name)
+    b1.kill()
+    actornet.receive(lambda m: m[0] == "nodedown", timeout=10)
+    b2 = cluster.start(name, port=b1.port)
+    assert actornet.ping(b2.address) == "pong"
+    new = actornet.rpc.call(name, remote.start_echo, "echo")
+    assert new.id == old.id and new != old, "same slot, new incarnation"
+    me = actornet.self()
+    actornet.send(old, (me, "to the old incarnation"))
+    actornet.send(new, (me, "to the new one"))
+    assert actornet.receive(timeout=5) == ("echo", "to the new one")
+    with pytest.raises(TimeoutError):
+        actornet.receive(timeout=0.3)
+    assert not actornet.is_alive(old)
+
+
+def test_per_pair_fifo_across_nodes(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    senders, per_sender = 4, 300
+    sink = actornet.spawn(remote.collector, actornet.self(), senders * per_sender, node=b.name)
+
+    def send_all(i: int) -> None:
+        for seq in range(per_sender):
+            actornet.send(sink, (i, seq))
+
+    for i in range(senders):
+        actornet.spawn(send_all, i)
+    got = actornet.receive(lambda m: m[0] == "collected", timeout=30)[1]
+    assert len(got) == senders * per_sender
+    for i in range(senders):
+        assert [seq for s, seq in got if s == i] == list(range(per_sender))
+
+
+def test_slow_consumer_loses_nothing(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    actornet.ping(b.address)
+    count = 20000
+    sink = actornet.spawn(remote.slow_consumer, actornet.self(), count, node=b.name)
+    blob = b"x" * 1000
+    for i in range(count):
+        actornet.send(sink, (i, blob))
+    got = actornet.receive(lambda m: m[0] == "slow_done", timeout=60)[1]
+    assert [i for i, _ in got] == list(range(count))
+
+
+def test_payload_size_limit(cluster: Cluster) -> None:
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0,
+                             max_message_size=10_000) as local:
+        b = cluster.start(unique("b"))
+        actornet.ping(b.address)
+        pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+        with pytest.raises(actornet.PayloadTooLarge, match="10000"):
+            actornet.send(pid, (actornet.self(), b"x" * 20_000))
+        actornet.send(pid, (actornet.self(), b"x" * 100))
+        assert actornet.receive(timeout=5) == ("echo", b"x" * 100)
+        assert local.running
+
+
+def test_transitive_mesh(local: actornet.Node, cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    c = cluster.start(unique("c"))
+    assert actornet.ping(b.address) == "pong"
+    assert actornet.rpc.call(b.name, actornet.ping, c.address) == "pong"
+    # we are connected to b, b to c: we connect to c by ourselves
+    wait_until(lambda: c.name in actornet.nodes(), what="the mesh to reach c")
+    assert sorted(actornet.nodes()) == sorted([b.name, c.name])

@@ -1,0 +1,122 @@
+"""The docs cannot rot: their examples run, and what the docs show is what runs.
+
+- Every ``docs/examples/*.py`` runs in a fresh interpreter, exits 0 within
+  `RUN_TIMEOUT` seconds, writes nothing to stderr, and prints exactly the lines
+  of its trailing ``# Output:`` comment block.
+- Every fenced ``python`` block in ``docs/*.md`` whose first line is
+  ``# docs/examples/NAME.py`` is byte-identical to that file, and every
+  example file is shown in some doc.
+- Every ``pycon`` block (``>>>`` lines) in ``docs/*.md`` passes as a doctest,
+  one fresh interpreter per document, blocks run in order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+RUN_TIMEOUT = 20.0
+
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.py"))
+DOC_FILES = sorted(DOCS.glob("*.md"))
+
+_FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+_EXAMPLE_HEADER = re.compile(r"# (docs/examples/[\w-]+\.py)\n")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # Import the package from this checkout, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.pop("ACTORNET_COOKIE", None)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        encoding="utf-8", timeout=RUN_TIMEOUT, check=False,
+    )
+
+
+def expected_output(source: str) -> list[str]:
+    """The lines of the example's trailing ``# Output:`` block, without the ``# ``."""
+    _, sep, tail = source.rpartition("\n# Output:\n")
+    assert sep, "an example ends with a '# Output:' comment block listing what it prints"
+    lines = tail.splitlines()
+    assert lines and all(line == "#" or line.startswith("# ") for line in lines), (
+        "every line after '# Output:' is a comment ('# text', or '#' for an empty line)"
+    )
+    return [line[2:] for line in lines]
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``(language, body)`` of each fenced block; `body` ends with a newline."""
+    return [(m.group(1), m.group(2)) for m in _FENCE.finditer(text)]
+
+
+def shown_examples() -> dict[str, list[tuple[str, str]]]:
+    """Example path -> ``(doc name, block body)`` for each doc block that claims to be it."""
+    shown: dict[str, list[tuple[str, str]]] = {}
+    for doc in DOC_FILES:
+        for lang, body in fenced_blocks(doc.read_text(encoding="utf-8")):
+            header = _EXAMPLE_HEADER.match(body)
+            if lang == "python" and header:
+                shown.setdefault(header.group(1), []).append((doc.name, body))
+    return shown
+
+
+def test_there_are_examples_and_docs() -> None:
+    assert EXAMPLE_FILES, f"no examples in {EXAMPLES}"
+    assert {"getting-started.md", "reference.md", "porting-guide.md"} <= {
+        d.name for d in DOC_FILES
+    }
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_example_runs_and_prints_what_it_says(path: Path, tmp_path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    assert source.startswith(f"# docs/examples/{path.name}\n"), (
+        "the first line names the file, so the doc block that shows it can be checked"
+    )
+    want = expected_output(source)
+    result = _run([str(path)], cwd=tmp_path)
+    assert result.returncode == 0, f"{path.name} exited {result.returncode}:\n{result.stderr}"
+    assert result.stderr == "", f"{path.name} wrote to stderr:\n{result.stderr}"
+    assert result.stdout.splitlines() == want
+
+
+def test_doc_blocks_are_byte_identical_to_their_example_files() -> None:
+    shown = shown_examples()
+    for rel, blocks in shown.items():
+        path = ROOT / rel
+        assert path.is_file(), f"{blocks[0][0]} shows {rel}, which does not exist"
+        on_disk = path.read_bytes()
+        for doc, body in blocks:
+            assert body.encode("utf-8") == on_disk, (
+                f"{doc}: the block for {rel} differs from the file; copy the file into the doc"
+            )
+
+
+def test_every_example_is_shown_in_a_doc() -> None:
+    shown = shown_examples()
+    missing = [p.name for p in EXAMPLE_FILES if f"docs/examples/{p.name}" not in shown]
+    assert not missing, f"examples not shown in any docs/*.md: {missing}"
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda p: p.name)
+def test_doc_pycon_blocks_pass_as_doctests(doc: Path, tmp_path: Path) -> None:
+    blocks = [body for lang, body in fenced_blocks(doc.read_text(encoding="utf-8"))
+              if lang == "pycon"]
+    if not blocks:
+        pytest.skip(f"{doc.name} has no pycon blocks")
+    # Blank lines between blocks end each block's expected output.
+    script = tmp_path / f"{doc.stem}.doctest.txt"
+    script.write_text("\n".join(blocks), encoding="utf-8")
+    result = _run(["-m", "doctest", "-o", "ELLIPSIS", str(script)], cwd=tmp_path)
+    assert result.returncode == 0, f"{doc.name} doctests failed:\n{result.stdout}{result.stderr}"
