@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from actornet import rpc
+from actornet import global_, pg, rpc, testing
 from actornet._gen import call, cast, reply
 from actornet._ids import Pid, Ref
 from actornet.errors import (
@@ -34,7 +34,15 @@ from actornet.errors import (
     Timeout,
 )
 from actornet.gen_server import NOREPLY, GenServer
-from actornet.net_kernel import disconnect_node, monitor_node, node, nodes, ping, start_node
+from actornet.net_kernel import (
+    disconnect_node,
+    monitor_node,
+    monitor_nodes,
+    node,
+    nodes,
+    ping,
+    start_node,
+)
 from actornet.node import Node
 from actornet.process import (
     demonitor,
@@ -100,8 +108,12 @@ __all__ = [
     "nodes",
     "ping",
     "monitor_node",
+    "monitor_nodes",
     "disconnect_node",
     "rpc",
+    "global_",
+    "pg",
+    "testing",
     # errors
     "ActornetError",
     "AlreadyRegistered",

@@ -10,13 +10,14 @@ process aliases).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet.errors import CallDeadlock, CallError, NodeDown, NoProc, Timeout
 
-__all__ = ["call", "cast", "reply", "wait_exit"]
+__all__ = ["call", "cast", "reply", "wait_exit", "multi_call"]
 
 CALL = "$gen_call"
 CAST = "$gen_cast"
@@ -159,3 +160,45 @@ def wait_exit(server: Any, message: Any, timeout: float | None) -> Any:
     if reason == "noconnection":
         raise NodeDown(f"the node of {server!r} went down")
     return reason
+
+
+def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
+               ) -> list[tuple[str, Any]]:
+    """Call several servers at once; one ``(kind, value)`` per server, in order.
+
+    `kind` is ``"reply"``, ``"down"`` (value: the exit reason, e.g.
+    ``"noproc"`` or ``"noconnection"``) or ``"timeout"``. Used by `global_`
+    to take cluster-wide locks in one round trip.
+    """
+    _check_timeout(timeout, "call")
+    node = current_node()
+    me = node.current()
+    pending = []
+    for server in servers:
+        try:
+            target = node._resolve(server)
+        except NoProc:
+            pending.append((None, None, None))
+            continue
+        ref, slot = node._new_alias()
+        slot.watcher = me
+        node._monitor(me, target, ref)
+        node.send(target, (CALL, (me.pid, ref), request))
+        pending.append((target, ref, slot))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    results: list[tuple[str, Any]] = []
+    for target, ref, slot in pending:
+        if slot is None:
+            results.append(("down", "noproc"))
+            continue
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not slot.wait(remaining):
+            if node._drop_alias(ref):
+                node.demonitor(ref)
+                results.append(("timeout", None))
+                continue
+            slot.wait(None)
+        if slot.kind == "reply":
+            node._demonitor_target(target, ref, me.pid)
+        results.append((slot.kind, slot.value))
+    return results

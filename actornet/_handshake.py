@@ -292,8 +292,17 @@ class Acceptor(_Machine):
         AuthenticationError("peer 'b@h' rejected the handshake: bad cookie")
     """
 
-    def __init__(self, cookie: bytes, name: str, creation: int, flags: int = 0) -> None:
+    def __init__(
+        self,
+        cookie: bytes,
+        name: str,
+        creation: int,
+        flags: int = 0,
+        refuse: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__(cookie, name, creation, flags)
+        # Policy hook: refuse(peer_name) -> a reason to turn the peer away, or None.
+        self._refuse = refuse
         self._initiator: tuple[str, int, int, str] = ("", 0, 0, "")
         self._nonce_b = b""
         self.state = "wait_hello"
@@ -307,6 +316,9 @@ class Acceptor(_Machine):
             self._peer = f"peer {body['name']!r}"
             if body["to"] != self._name:
                 raise ProtocolError(f"{self._peer} dialled {body['to']!r}, this is {self._name!r}")
+            why = self._refuse(body["name"]) if self._refuse is not None else None
+            if why:
+                raise ProtocolError(f"{self._peer} refused: {why}")
             self._initiator = (body["name"], body["creation"], body["flags"], body["endpoint"])
             self._nonce_b = _nonce()
             self.state = "wait_response"

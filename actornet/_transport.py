@@ -53,6 +53,8 @@ _FAIL_EVENTS = (
     | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
     | getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
 )
+_ZMTP_FAILED = _FAIL_EVENTS & ~(zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+                                | zmq.EVENT_CONNECT_RETRIED)  # the handshake-failed events
 
 
 class _Peer:
@@ -153,7 +155,12 @@ class Transport:
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
         self._poller.register(self._wake_fd, zmq.POLLIN)
+        # CURVE failures never reach our own handshake: this is their only trace here.
+        self._router_monitor = self._router.get_monitor_socket(_ZMTP_FAILED)
+        self._poller.register(self._router_monitor, zmq.POLLIN)
         self._sockets: dict[Any, tuple[str, _Peer]] = {}
+        # fault injection: nodes we pretend cannot be reached -> when to heal (or None)
+        self._cut: dict[str, float | None] = {}
         self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
                       "ticks_out": 0, "bad_frames": 0}
         self._thread = threading.Thread(target=self._loop, name=f"actornet-io {node.name}",
@@ -258,6 +265,21 @@ class Transport:
         return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "creation": p.creation,
                          "endpoint": p.endpoint} for p in list(self._peers.values())}
 
+    def cut(self, node: str, heal_after: float | None = None) -> None:
+        """Fault injection: drop everything to and from `node` until `heal` (and say it is down).
+
+        With `heal_after`, the cut heals by itself after that many seconds and
+        this node connects to `node` again.
+        """
+        heal_at = None if heal_after is None else time.monotonic() + heal_after
+        self._outbox.put((None, ("cut", _base_name(node), heal_at)))
+        self._wake()
+
+    def heal(self, node: str) -> None:
+        """Undo `cut`; the next use (or a ping) connects again."""
+        self._outbox.put((None, ("heal", _base_name(node))))
+        self._wake()
+
     def disconnect(self, node: str) -> None:
         """Drop the connection to `node` as if it went down (Erlang `disconnect_node/1`)."""
         self._outbox.put((None, ("disconnect", _base_name(node))))
@@ -287,6 +309,8 @@ class Transport:
                         os.eventfd_read(self._wake_fd)  # type: ignore[attr-defined]
                 if self._router in ready:
                     self._read_router()
+                if self._router_monitor in ready:
+                    self._on_router_event()
                 for sock in [s for s in ready if s in self._sockets]:
                     kind, peer = self._sockets[sock]
                     if kind == "dealer":
@@ -314,13 +338,22 @@ class Transport:
             except queue.Empty:
                 break
             if peer is None:
+                # Whatever was queued before a command goes out before it runs
+                # (a cut must not swallow the reply queued just before it).
+                self._send_touched(touched)
+                touched.clear()
                 self._command(item)
                 if not self._running:
                     return
                 continue
+            if peer.name in self._cut:
+                continue  # fault injection: the link is cut, the op is lost on the way
             peer.ops.append(item)
             peer.backlog += len(item)
             touched.add(peer)
+        self._send_touched(touched)
+
+    def _send_touched(self, touched: set[_Peer]) -> None:
         for peer in touched:
             if peer.state == "up":
                 self._flush(peer)
@@ -376,6 +409,13 @@ class Transport:
                 self._attempt_done(peer)
         elif cmd[0] == "dial":
             self._dial(cmd[1], cmd[2], cmd[3])
+        elif cmd[0] == "cut":
+            self._cut[cmd[1]] = cmd[2]
+            peer = self._peers.get(cmd[1])
+            if peer is not None and (peer.state in ("up", "connecting") or peer.inbound):
+                self._peer_down(peer, "link cut (fault injection)")
+        elif cmd[0] == "heal":
+            self._cut.pop(cmd[1], None)
         elif cmd[0] == "disconnect":
             peer = self._peers.get(cmd[1])
             if peer is not None and peer.state in ("up", "connecting"):
@@ -386,15 +426,27 @@ class Transport:
 
     def _start_connect(self, peer: _Peer, address: str) -> None:
         """Find the peer's endpoint (off this thread: a port-mapper lookup blocks), then dial."""
+        if peer.name in self._cut:
+            peer.state = "connecting"
+            self._peer_down(peer, "link cut (fault injection)")
+            return
         peer.state = "connecting"
         peer.deadline = time.monotonic() + self.handshake_timeout + 5.0
 
+        known = peer.endpoint
+
         def resolve() -> None:
-            try:
-                endpoint = _endpoint_of(address) or self._resolve(peer.name)
-                error = None if endpoint else f"cannot find node {peer.name}"
-            except Exception as e:
-                endpoint, error = None, str(e)
+            # An address with a port wins; else the port mapper; else the
+            # endpoint the peer had last time (a node started with port=).
+            endpoint, error = _endpoint_of(address), None
+            if endpoint is None:
+                try:
+                    endpoint = self._resolve(peer.name)
+                except Exception as e:  # reported as a failed connection
+                    error = str(e)
+                endpoint = endpoint or known
+                if endpoint is None and error is None:
+                    error = f"cannot find node {peer.name}"
             self._outbox.put((None, ("dial", peer, endpoint, error)))
             self._wake()
 
@@ -427,7 +479,10 @@ class Transport:
         peer.handshake = Initiator(self.cookie, self.node.name, self.node.creation,
                                    self.endpoint, peer.name, flags)
         peer.deadline = time.monotonic() + self.handshake_timeout
-        dealer.send(peer.handshake.start(), zmq.NOBLOCK)
+        # ZeroMQ drops the pipe of a connection that failed at once (no reconnect), maybe
+        # already: then this send fails, and the monitor's event takes the peer down.
+        with contextlib.suppress(zmq.ZMQError):
+            dealer.send(peer.handshake.start(), zmq.NOBLOCK)
 
     def _on_dealer(self, peer: _Peer, events: int) -> None:
         if events & zmq.POLLOUT and peer.state == "up":
@@ -444,7 +499,8 @@ class Transport:
                 return
             for event in peer.handshake.receive(frames[0]):
                 if isinstance(event, Send):
-                    peer.dealer.send(event.frame, zmq.NOBLOCK)
+                    with contextlib.suppress(zmq.ZMQError):  # broken: the monitor will say
+                        peer.dealer.send(event.frame, zmq.NOBLOCK)
                 elif isinstance(event, Established):
                     self._outbound_up(peer, event)
                 elif isinstance(event, Failed):
@@ -464,6 +520,7 @@ class Transport:
         peer.handshake = None
         self._attempt_done(peer)
         log.info("node %s: connected to %s", self.node.name, peer.name)
+        self.node._node_up(peer.name)
         if self.mesh:
             # Erlang meshes transitively: the new peer learns our peers, and our
             # peers learn the new one, so everyone ends up connected to everyone.
@@ -488,6 +545,8 @@ class Transport:
             rid = frames[0]
             conn = self._inbound.get(rid)
             if conn is not None and conn.state == "up":
+                if conn.peer is not None and conn.peer.name in self._cut:
+                    continue
                 self._on_batch(conn, frames)
             elif conn is not None and conn.state == "dead":
                 self.stats["bad_frames"] += 1
@@ -498,8 +557,9 @@ class Transport:
         now = time.monotonic()
         if conn is None:
             flags = 1 if self.secure else 0
-            conn = _Inbound(rid, Acceptor(self.cookie, self.node.name, self.node.creation, flags),
-                            now)
+            acceptor = Acceptor(self.cookie, self.node.name, self.node.creation, flags,
+                                refuse=self._refuse)
+            conn = _Inbound(rid, acceptor, now)
             self._inbound[rid] = conn
         if len(frames) != 2:
             self.stats["bad_frames"] += 1
@@ -520,6 +580,9 @@ class Transport:
                 self.stats["bad_frames"] += 1
                 log.warning("node %s: refused an incoming connection: %s",
                             self.node.name, event.error)
+
+    def _refuse(self, peer_name: str) -> str | None:
+        return "the link is cut (fault injection)" if peer_name in self._cut else None
 
     def _inbound_up(self, conn: _Inbound, event: Established, now: float) -> None:
         peer = self._peer(event.peer_name)
@@ -621,16 +684,39 @@ class Transport:
             except zmq.Again:
                 return
             event = int.from_bytes(frames[0][:2], "little")
+            value = int.from_bytes(frames[0][2:6], "little")
             if event & _FAIL_EVENTS and peer.state in ("up", "connecting"):
                 what = "connection lost" if peer.state == "up" else "connection failed"
-                if event & (getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
-                            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
-                            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)):
-                    what = "transport handshake failed (secure=True on one side only?)"
+                if event & _ZMTP_FAILED:
+                    why = _zmtp_failure(event, value, self.secure, dialer=True)
+                    if why:
+                        log.error("node %s: connection to %s refused: %s",
+                                  self.node.name, peer.name, why)
+                    what = why or "connection failed during the transport handshake"
                 self._peer_down(peer, what)
                 return
 
+    def _on_router_event(self) -> None:
+        """Log incoming connections that failed ZeroMQ's handshake for a configuration
+        mismatch (ZeroMQ cannot tell who the peer was, only its socket's failure)."""
+        while True:
+            try:
+                frames = self._router_monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int.from_bytes(frames[0][:2], "little")
+            value = int.from_bytes(frames[0][2:6], "little")
+            why = _zmtp_failure(event, value, self.secure, dialer=False)
+            if why:
+                log.warning("node %s: refused an incoming connection: %s", self.node.name, why)
+
     def _tick(self, now: float) -> None:
+        for name, heal_at in list(self._cut.items()):
+            if heal_at is not None and now >= heal_at:
+                del self._cut[name]
+                peer = self._peers.get(name)
+                if peer is not None and peer.state in ("new", "down"):
+                    self._start_connect(peer, name)
         for peer in list(self._peers.values()):
             if peer.state == "connecting" and now > peer.deadline:
                 self._peer_down(peer, "connection timed out")
@@ -678,7 +764,7 @@ class Transport:
             peer.inbound = None
         self._attempt_done(peer)
         self._release(peer)
-        self.node._node_down(peer.name)
+        self.node._node_down(peer.name, was_up)
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):
@@ -697,9 +783,26 @@ class Transport:
             peer.state = "down"
             self._attempt_done(peer)
             self._release(peer)
+        self._router.disable_monitor()
+        self._router_monitor.close(linger=0)
         self._router.close(linger=0)
         os.close(self._wake_fd)
         self._ctx.term()
+
+
+def _zmtp_failure(event: int, value: int, secure: bool, *, dialer: bool) -> str | None:
+    """What a failed ZeroMQ handshake (a socket monitor's `event` and `value`) says about the
+    configuration, or None when it looks like an ordinary network failure."""
+    protocol = event & getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+    if protocol and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+        return f"transport handshake failed: secure=True on one side only (here {secure=})"
+    if protocol and secure and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
+        return "encrypted transport handshake failed: the peer has another cookie"
+    if dialer:  # the peer may have seen the mismatch first and closed without a word
+        hint = "secure=True on one side only, or another cookie?" if secure else (
+            "secure=True on one side only?")
+        return f"transport handshake failed ({hint})"
+    return None
 
 
 def _base_name(node: str) -> str:

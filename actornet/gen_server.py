@@ -146,8 +146,8 @@ class GenServer(pykka.ThreadingActor):
 
     @classmethod
     def _gen_start(cls, args: tuple[Any, ...], kwargs: dict[str, Any], name: Any,
-                   *, link: bool) -> Pid:
-        node = _runtime.current_node()
+                   *, link: bool, node: Any = None) -> Pid:
+        node = node if node is not None else _runtime.current_node()
         parent = node.current() if link else None
         boot = _Boot(node, args, kwargs, name, parent)
         pykka.ThreadingActor.start.__func__(cls, boot)  # type: ignore[attr-defined]

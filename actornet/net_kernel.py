@@ -9,10 +9,12 @@ epmd), and connects to other nodes on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import stat
+import tempfile
 from pathlib import Path
 
 from actornet._runtime import current_node
@@ -27,6 +29,7 @@ __all__ = [
     "ping",
     "monitor_node",
     "disconnect_node",
+    "monitor_nodes",
     "load_cookie",
     "COOKIE_FILE",
 ]
@@ -56,9 +59,7 @@ def load_cookie(cookie: str | bytes | None = None) -> bytes:
 def _cookie_file() -> bytes:
     path = COOKIE_FILE.expanduser()
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24))
+        _create_cookie_file(path)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ActornetError(
@@ -66,6 +67,20 @@ def _cookie_file() -> bytes:
             f"fix it with: chmod 600 {path}"
         )
     return path.read_bytes().strip()
+
+
+def _create_cookie_file(path: Path) -> None:
+    """Write a random cookie to a private temporary file, then link it into place: a
+    concurrent first user sees no file or the whole cookie, never an empty one, and
+    whoever links first wins (the others keep its cookie)."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 def start_node(
@@ -129,6 +144,11 @@ def start_node(
             resolve=_lookup,
         )
         n._dist = transport
+        # Like kernel's global and pg, the name server and default scope always run.
+        from actornet import global_, pg
+
+        global_.start_server(n)
+        pg.start_on(n)
         if use_epmd:
             registration = epmd.register(short, transport.port)
             n._closers.append(registration.close)
@@ -206,6 +226,14 @@ def monitor_node(name: str, flag: bool = True) -> None:
     Erlang. With `flag` False, one subscription is removed.
     """
     current_node().monitor_node(name, flag)
+
+
+def monitor_nodes(flag: bool = True) -> None:
+    """``("nodeup", node)``/``("nodedown", node)`` for every node, to the caller.
+
+    Erlang's ``net_kernel:monitor_nodes/1``.
+    """
+    current_node().monitor_nodes(flag)
 
 
 def disconnect_node(name: str) -> None:

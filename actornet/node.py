@@ -85,6 +85,9 @@ class Node:
         self._names: dict[str, Process] = {}
         self._aliases: dict[Ref, _CallSlot] = {}
         self._node_monitors: dict[str, list[Pid]] = {}
+        self._nodes_watchers: list[Pid] = []  # monitor_nodes subscribers
+        self._global: Any = None  # this node's global_ name server, once started
+        self._pg_scopes: dict[str, Any] = {}  # pg scope servers by scope name
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._running = True
@@ -690,12 +693,30 @@ class Node:
             with self._lock, contextlib.suppress(ValueError):
                 self._node_monitors.get(node, []).remove(me.pid)
 
-    def _node_down(self, node: str) -> None:
+    def monitor_nodes(self, flag: bool = True) -> None:
+        """``("nodeup", n)`` and ``("nodedown", n)`` for every node, to the caller."""
+        me = self.current()
+        with self._lock:
+            if flag:
+                self._nodes_watchers.append(me.pid)
+            elif me.pid in self._nodes_watchers:
+                self._nodes_watchers.remove(me.pid)
+
+    def _node_up(self, node: str) -> None:
+        """A connection to `node` came up (transport entry)."""
+        for pid in list(self._nodes_watchers):
+            self._deliver(pid, ("nodeup", node))
+
+    def _node_down(self, node: str, was_up: bool = True) -> None:
         """Every link, monitor and call towards `node` fires with noconnection."""
         with self._lock:
             subscribers = self._node_monitors.pop(node, [])
             procs = list(self._procs.values())
+            self._nodes_watchers = [p for p in self._nodes_watchers if p.node != node]
+            watchers = list(self._nodes_watchers) if was_up else []
         for pid in subscribers:
+            self._deliver(pid, ("nodedown", node))
+        for pid in watchers:
             self._deliver(pid, ("nodedown", node))
         for proc in procs:
             with self._lock:

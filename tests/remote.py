@@ -72,3 +72,120 @@ def slow_consumer(report_to: actornet.Pid, count: int) -> None:
 def linked_waiter(peer: actornet.Pid) -> None:
     actornet.link(peer)
     actornet.receive(lambda m: False)
+
+
+def wait_forever() -> None:
+    actornet.receive(lambda m: False)
+
+
+def pg_members(group: Any, count: int, scope: str | None = None) -> list[actornet.Pid]:
+    """Start `count` processes on this node that each join `group` and stay."""
+    from actornet import pg
+
+    me = actornet.self()
+
+    def member() -> None:
+        pg.join(group, actornet.self(), scope)
+        actornet.send(me, ("joined", actornet.self()))
+        wait_forever()
+
+    pids = [actornet.spawn(member) for _ in range(count)]
+    for _ in pids:
+        actornet.receive(lambda m: m[0] == "joined", timeout=10)
+    return pids
+
+
+def pg_get_members(group: Any, scope: str | None = None) -> list[actornet.Pid]:
+    from actornet import pg
+
+    return pg.get_members(group, scope)
+
+
+def start_scope(scope: str) -> actornet.Pid:
+    from actornet import pg
+
+    return pg.start(scope)
+
+
+def global_register_new(name: Any) -> tuple[str, actornet.Pid]:
+    """Spawn a process here and try to register it globally as `name`."""
+    from actornet import global_
+
+    pid = actornet.spawn(wait_forever)
+    return global_.register_name(name, pid), pid
+
+
+def global_whereis(name: Any) -> actornet.Pid | None:
+    from actornet import global_
+
+    return global_.whereis_name(name)
+
+
+def global_race(names: list[Any]) -> list[str]:
+    """Register a fresh process under each name, in turn; the answers."""
+    return [global_register_new(name)[0] for name in names]
+
+
+def start_global_counter(name: str) -> actornet.Pid:
+    return Counter.start(0, name=("global", name))
+
+
+class Holder(actornet.GenServer):
+    """Holds one value for later `call(holder, "get")`."""
+
+    def init(self, value: Any) -> None:
+        self.value = value
+
+    def handle_call(self, request: Any, from_: Any) -> Any:
+        return self.value
+
+
+class _Watcher(actornet.GenServer):
+    """Monitors a pid and remembers why it died."""
+
+    def init(self, pid: actornet.Pid) -> None:
+        self.reason: Any = None
+        actornet.monitor(pid)
+
+    def handle_info(self, msg: Any) -> None:
+        if msg[0] == "DOWN":
+            self.reason = msg[4]
+
+    def handle_call(self, request: Any, from_: Any) -> Any:
+        return self.reason
+
+
+def global_register_watched(name: str) -> tuple[str, actornet.Pid]:
+    """Like `global_register_new`, with a local watcher named ``watch_<name>``."""
+    from actornet import global_
+
+    pid = actornet.spawn(wait_forever)
+    _Watcher.start(pid, name=f"watch_{name}")
+    return global_.register_name(name, pid), pid
+
+
+def watched_reason(name: str) -> Any:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reason = actornet.call(f"watch_{name}", "get")
+        if reason is not None:
+            return reason
+        time.sleep(0.01)
+    return None
+
+
+def register_when_cut_off(name: str, others: list[str]) -> None:
+    """Start a process that waits until none of `others` is connected, then registers
+    `name` globally and keeps the answer in a Holder named ``result_<name>``."""
+
+    def run() -> None:
+        import time
+
+        deadline = time.monotonic() + 20
+        while any(n in actornet.nodes() for n in others) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        Holder.start(global_register_watched(name), name=f"result_{name}")
+
+    actornet.spawn(run)
