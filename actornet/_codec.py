@@ -10,8 +10,7 @@ A term is ONE msgpack object (https://github.com/msgpack/msgpack/blob/master/spe
 with nothing after it. None, bool, float (float 64), str (UTF-8; a lone
 surrogate as Python's "surrogatepass" writes it), bytes (bin), list (array),
 dict (map; keys may be any hashable term) and int in ``-2**63 <= n < 2**64``
-are native msgpack. The other types are ext types, the ext's data (payload)
-being:
+are native msgpack. Other types are exts, whose data (payload) is:
 
 ====  =========  ==============================================================
 code  type       payload
@@ -29,15 +28,15 @@ code  type       payload
 
 Any ext form (fixext 1-16, ext 8/16/32) may carry any code. Codes 0 and 8-127
 are reserved; negative codes (msgpack's, such as -1 timestamp) are invalid.
-Exts nest at most `MAX_DEPTH` deep inside each other, and as in msgpack each
-payload (and the top level) nests at most 1024 arrays/maps. Decoders accept
-repeated map keys (the last wins) and set elements.
+Exts other than code 4 nest at most `MAX_DEPTH` deep in each other, and as in
+msgpack each payload (and the top level) nests at most 1024 arrays/maps.
+Repeated map keys (the last wins) and set elements are accepted.
 
 Sending: subclasses of str, int, float, bytes, tuple, list, dict, set and
 frozenset go as their base type (a NamedTuple arrives as a tuple, an IntEnum as
 an int); bytearray and memoryview go as bytes. Anything else raises TypeError.
 (msgpack's own ``ExtType`` and ``Timestamp`` objects are not checked: they are
-written raw, and a receiver only accepts them if they form a valid term.)
+written raw, and a receiver only accepts them if they make a valid term.)
 """
 
 from __future__ import annotations
@@ -55,7 +54,7 @@ from actornet.errors import Crash, DecodeError, PayloadTooLarge
 __all__ = ["encode", "decode", "MAX_DEPTH"]
 
 TUPLE, SET, FROZENSET, BIGINT, PID, REF, CRASH = 1, 2, 3, 4, 5, 6, 7  # ext codes
-MAX_DEPTH: Final = 32  # exts (tuples, sets...) nested in each other, at most
+MAX_DEPTH: Final = 32  # exts nested in exts, at most
 
 _INT_MIN: Final = -(2**63)
 _UINT_MAX: Final = 2**64 - 1
@@ -64,6 +63,11 @@ _CHECK_OVER: Final = 512  # bytes; see _check_whole
 _CHECK_ARRAYS: Final = 16  # array 16/32 header bytes; see _check_whole
 _TIMESTAMP_PRE: Final = frozenset({0xD6, 0xD7, 4, 8, 12})  # see _may_hold_timestamp
 _new_ext = tuple.__new__  # makes an ExtType without its slow, validating __new__
+_Hook = Callable[[int, bytes], Any]
+
+# Pids and Refs are immutable and few, so their (short) encodings are cached.
+_ID_EXTS: Final[dict[Pid | Ref, ExtType]] = {}
+_DECODED_IDS: Final[dict[tuple[int, bytes], Pid | Ref]] = {}
 
 
 class _Unsendable(TypeError):
@@ -79,7 +83,7 @@ class _TooDeep(ValueError):
 
 
 def _make_pack(unicode_errors: str | None) -> Callable[[Any, int], bytes]:
-    """Build ``pack(value, level)``: msgpack `value`, the payload of a level-1 ext.
+    """Build ``pack(value, level)``: msgpack `value`, a payload at nesting `level`.
 
     A Packer is not re-entrant, so each call takes one out of the level's pool
     and puts it back when done (list pop/append are atomic): payloads nested in
@@ -108,26 +112,30 @@ def _make_pack(unicode_errors: str | None) -> Callable[[Any, int], bytes]:
 
 
 def _make_default(pack: Callable[[Any, int], bytes], inner: int) -> Callable[[Any], Any]:
-    """Build the msgpack ``default`` hook of one level; payloads go to level `inner`."""
+    """Build the msgpack ``default`` hook of a level: its exts' payloads are at `inner`."""
 
     def default(obj: Any) -> Any:
         cls = obj.__class__
         if cls is tuple:
             return _new_ext(ExtType, (TUPLE, pack(list(obj), inner)))
         if cls is Pid or cls is Ref:
+            node, id_, creation = obj.node, obj.id, obj.creation
+            if type(node) is not str or type(id_) is not int or type(creation) is not int:
+                raise _Unsendable(obj, f"a {cls.__name__} whose fields are not (str, int, int)")
             ext = _ID_EXTS.get(obj)
             if ext is None or inner > MAX_DEPTH:
-                ext = _new_ext(ExtType, (PID if cls is Pid else REF, pack(_id_fields(obj), inner)))
-                _cache(_ID_EXTS, obj, ext)
+                payload = pack([node, id_, creation], inner)
+                ext = _new_ext(ExtType, (PID if cls is Pid else REF, payload))
+                _cache(_ID_EXTS, obj, ext, len(payload))
             return ext
         if isinstance(obj, int):  # outside the native range, or a subclass (IntEnum)
             n = int.__int__(obj)
             if _INT_MIN <= n <= _UINT_MAX:
                 return n
             return _new_ext(ExtType, (BIGINT, n.to_bytes(_bigint_len(n), "big", signed=True)))
-        for base, convert in _BASE_CONVERSIONS:  # the base's own method: no override runs
+        for base, copy in _BASE_COPIES:  # the base's own method: no override runs
             if isinstance(obj, base):
-                return convert(obj)
+                return copy(obj)
         if isinstance(obj, (tuple, set, frozenset)):
             code = TUPLE if isinstance(obj, tuple) else SET if isinstance(obj, set) else FROZENSET
             return _new_ext(ExtType, (code, pack(list(obj), inner)))
@@ -141,25 +149,7 @@ def _make_default(pack: Callable[[Any, int], bytes], inner: int) -> Callable[[An
     return default
 
 
-def _id_fields(pid: Pid | Ref) -> list[Any]:
-    node, id_, creation = pid.node, pid.id, pid.creation
-    if type(node) is not str or type(id_) is not int or type(creation) is not int:
-        raise _Unsendable(pid, f"a {type(pid).__name__} whose fields are not (str, int, int)")
-    return [node, id_, creation]
-
-
-def _cache(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    """Remember key -> value in `cache`, which never grows over 4096 entries."""
-    if len(cache) >= 4096:
-        cache.clear()
-    cache[key] = value
-
-
-# Pids and Refs are immutable and few, so their encodings and decodings are cached.
-_ID_EXTS: Final[dict[Pid | Ref, ExtType]] = {}
-_DECODED_IDS: Final[dict[tuple[int, bytes], Pid | Ref]] = {}
-
-_BASE_CONVERSIONS: Final = (
+_BASE_COPIES: Final[tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...]] = (
     (str, str.__str__),
     (float, float.__float__),
     ((bytes, bytearray), lambda b: bytes(memoryview(b))),
@@ -168,8 +158,16 @@ _BASE_CONVERSIONS: Final = (
 )
 
 
+def _cache(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Remember key -> value if `size` <= 256 bytes; forget all at 4096 entries."""
+    if size <= 256:
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = value
+
+
 def _bigint_len(n: int) -> int:
-    """Fewest bytes that hold `n` in two's complement, sign bit included."""
+    """The fewest bytes that hold `n` in two's complement, sign bit included."""
     return (n if n >= 0 else ~n).bit_length() // 8 + 1
 
 
@@ -206,7 +204,7 @@ def encode(value: Any, *, max_size: int | None = None) -> bytes:
 
 
 def _encode_error(value: Any, exc: Exception) -> Exception:
-    """The error `encode` raises for `exc`, raised while packing `value`."""
+    """The error for `encode` to raise, for `exc` raised while packing `value`."""
     if isinstance(exc, _TooDeep) or "recursion limit" in str(exc):
         return ValueError(
             f"cannot send a value nested more than {MAX_DEPTH} tuples/sets deep, or 1024 "
@@ -222,23 +220,20 @@ def _encode_error(value: Any, exc: Exception) -> Exception:
 
 
 def _path_to(value: Any, bad: Any) -> str:
-    """Where `bad` (if None: a non-contiguous memoryview) is in `value`, as ``msg[1]``."""
+    """Where `bad` (None: a non-contiguous memoryview) is in `value`, like ``msg[1]``."""
     stack: list[tuple[Any, str]] = [(value, "msg")]
     seen: set[int] = set()
     while stack:
         item, path = stack.pop()
-        if bad is None and type(item) is memoryview and not item.contiguous:
+        if item is bad if bad is not None else type(item) is memoryview and not item.contiguous:
             return path
-        if item is bad and bad is not None:
-            return path
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, dict):
-            for k, v in reversed(item.items()):
-                stack += [(v, f"{path}[{k!r}]"), (k, f"{path}.keys()")]
-        elif isinstance(item, (tuple, list, set, frozenset)):
-            stack += reversed([(x, f"{path}[{i}]") for i, x in enumerate(item)])
+        if id(item) not in seen and isinstance(item, (tuple, list, set, frozenset, dict)):
+            seen.add(id(item))
+            if isinstance(item, dict):
+                for k, v in reversed(item.items()):
+                    stack += [(v, f"{path}[{k!r}]"), (k, f"{path}.keys()")]
+            else:
+                stack += reversed([(x, f"{path}[{i}]") for i, x in enumerate(item)])
     return "msg"
 
 
@@ -257,15 +252,15 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int | None = None)
         actornet.errors.DecodeError: invalid term: truncated data
     """
     if data.__class__ is not bytes and data.__class__ is not bytearray:
-        view = memoryview(data)
-        if max_size is not None and view.nbytes > max_size:
-            raise DecodeError(f"message is {view.nbytes} bytes, over the {max_size} limit")
-        data = view.tobytes()
-    if max_size is not None and len(data) > max_size:
-        raise DecodeError(f"message is {len(data)} bytes, over the {max_size} limit")
+        size = memoryview(data).nbytes
+        data = memoryview(data).tobytes() if max_size is None or size <= max_size else b""
+    else:
+        size = len(data)
+    if max_size is not None and size > max_size:
+        raise DecodeError(f"message is {size} bytes, over the {max_size} limit")
     try:
         if len(data) > _CHECK_OVER and data.count(0xDC) + data.count(0xDD) > _CHECK_ARRAYS:
-            _check_whole(data)  # see _check_whole
+            _check_whole(data)
             value = _unpack(data, _CHECKED_EXT_HOOK)
         else:
             value = _unpack(data, _EXT_HOOK)
@@ -278,20 +273,18 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int | None = None)
     return value
 
 
-def _unpack(data: bytes | bytearray, ext_hook: Callable[[int, bytes], Any]) -> Any:
-    """Unpack `data` (one msgpack object), exts through `ext_hook`."""
+def _unpack(data: bytes | bytearray, ext_hook: _Hook) -> Any:
     return unpackb(data, ext_hook=ext_hook, strict_map_key=False, unicode_errors="surrogatepass")
 
 
 def _check_whole(data: bytes | bytearray) -> None:
     """Check that `data` is one complete msgpack object, building nothing.
 
-    msgpack allocates an array's claimed length (capped by the input's size)
-    before reading its items, and only array 16/32 (bytes 0xdc, 0xdd) claim
-    more than 15. So `decode` checks inputs over 512 bytes that hold more than
-    16 such bytes first, then also checks each of their payloads over 512
-    bytes that holds one: every claimed item then exists, except at most 512
-    bytes' worth, and a few pointers a byte of waste is the worst case.
+    msgpack may allocate for an array's claimed length (up to the input's
+    size) before it reads the items, and only array 16/32 (bytes 0xdc, 0xdd)
+    claim over 15. So inputs over 512 bytes with over 16 such bytes are checked
+    first, and then so are their payloads over 512 bytes with one: all claimed
+    items exist but for 512 bytes' worth, and waste stays a few pointers a byte.
     """
     unpacker = Unpacker(max_buffer_size=len(data))
     unpacker.feed(data)
@@ -300,18 +293,13 @@ def _check_whole(data: bytes | bytearray) -> None:
         raise ExtraData(None, b"")
 
 
-def _make_ext_hook(level: int, checked: bool) -> Callable[[int, bytes], Any]:
-    """Build the msgpack ``ext_hook`` for exts at `level` (payloads: level + 1).
-
-    `checked`: check long payloads first, as `_check_whole` says.
-    """
+def _make_ext_hook(level: int, checked: bool) -> _Hook:
+    """Build the msgpack ``ext_hook`` of exts at `level`; `checked`: see _check_whole."""
     inner = _make_ext_hook(level + 1, checked) if level < MAX_DEPTH else None
 
     def ext_hook(code: int, data: bytes) -> Any:
-        if code == TUPLE and not checked and inner is not None:  # the fast path
-            items = unpackb(
-                data, ext_hook=inner, strict_map_key=False, unicode_errors="surrogatepass"
-            )
+        if code == TUPLE and inner is not None and not checked:  # the fast path
+            items = _unpack(data, inner)
             if items.__class__ is list:
                 return tuple(items)
         return _decode_ext(code, data, inner, checked)
@@ -319,8 +307,8 @@ def _make_ext_hook(level: int, checked: bool) -> Callable[[int, bytes], Any]:
     return ext_hook
 
 
-def _decode_ext(code: int, data: bytes, inner: Any, checked: bool) -> Any:
-    """Decode an ext of any type; payloads through the hook `inner` (None: too deep)."""
+def _decode_ext(code: int, data: bytes, inner: _Hook | None, checked: bool) -> Any:
+    """Decode an ext; `inner` is the hook for its payload (None: too deep)."""
     if code == BIGINT:
         n = int.from_bytes(data, "big", signed=True)
         if _INT_MIN <= n <= _UINT_MAX or len(data) != _bigint_len(n):
@@ -339,19 +327,17 @@ def _decode_ext(code: int, data: bytes, inner: Any, checked: bool) -> Any:
     items = _unpack(data, inner)
     if items.__class__ is not list:
         raise DecodeError(f"invalid term: the payload of ext type {code} is not an array")
-    if code == TUPLE:
-        return tuple(items)
-    if code in (SET, FROZENSET):
-        return set(items) if code == SET else frozenset(items)
-    if code == CRASH:
-        if [type(x) for x in items] == [str, str, str]:
-            return Crash(*items)
-        raise DecodeError("invalid term: a Crash that is not [str, str, str]")
-    if len(items) != 3 or [type(x) for x in items] != [str, int, int]:
-        raise DecodeError("invalid term: a Pid or Ref that is not [str, int, int]")
-    pid = Pid(*items) if code == PID else Ref(*items)
-    _cache(_DECODED_IDS, (code, data), pid)
-    return pid
+    if code <= FROZENSET:
+        return tuple(items) if code == TUPLE else set(items) if code == SET else frozenset(items)
+    types = [type(x) for x in items]
+    if code == CRASH and types == [str, str, str]:
+        return Crash(*items)
+    if code != CRASH and types == [str, int, int]:
+        pid = Pid(*items) if code == PID else Ref(*items)
+        _cache(_DECODED_IDS, (code, data), pid, len(data))
+        return pid
+    want = "[str, str, str]" if code == CRASH else "[str, int, int]"
+    raise DecodeError(f"invalid term: ext type {code} holds {types}, not {want}")
 
 
 _EXT_HOOK: Final = _make_ext_hook(0, checked=False)
@@ -359,10 +345,10 @@ _CHECKED_EXT_HOOK: Final = _make_ext_hook(0, checked=True)
 
 
 def _may_hold_timestamp(data: bytes | bytearray) -> bool:
-    """Whether `data` may hold a msgpack timestamp (false positives just cost time).
+    """Whether `data` may hold a msgpack timestamp (false positives cost only time).
 
     msgpack decodes an ext of type -1 (a timestamp, of length 4, 8 or 12)
-    itself, not through the hook: its 0xff type byte follows 0xd6 or 0xd7
+    itself, not with the hook: its 0xff type byte follows 0xd6 or 0xd7
     (fixext 4/8) or a length byte 4, 8 or 12 (ext 8/16/32).
     """
     i = data.find(255, 1)
@@ -380,30 +366,27 @@ def _reject_timestamps(value: Any) -> None:
     stack = [value]
     while stack:
         item = stack.pop()
-        cls = item.__class__
-        if cls is list or cls is tuple or cls is set or cls is frozenset:
+        if isinstance(item, (list, tuple, set, frozenset, dict)):
             stack.extend(item)
-        elif cls is dict:
-            stack.extend(item)
-            stack.extend(item.values())
-        elif cls is Timestamp:
+            if isinstance(item, dict):
+                stack.extend(item.values())
+        elif isinstance(item, Timestamp):
             raise DecodeError("invalid term: msgpack timestamps (ext type -1) are not terms")
 
 
 def _explain(exc: Exception) -> str:
     """A short reason for a failed unpack."""
-    if isinstance(exc, ExtraData):
-        return "trailing bytes after the term"
-    if isinstance(exc, (StackError, RecursionError)):
-        return "nested too deeply"
     if isinstance(exc, OutOfData) or "incomplete input" in str(exc):
         return "truncated data"
-    if "exceeds max_" in str(exc):
-        return f"a length longer than the data ({exc})"
-    if isinstance(exc, FormatError):
-        return "a byte that starts no msgpack object"
-    if isinstance(exc, UnicodeDecodeError):
-        return "a str that is not UTF-8"
-    if isinstance(exc, TypeError):
-        return f"an unhashable dict key or set element ({exc})"
-    return f"{type(exc).__name__}: {exc}"
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return f"{type(exc).__name__}: {exc}"  # a length over the input's, unhashable keys...
+
+
+_REASONS: Final[tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...]] = (
+    (ExtraData, "trailing bytes after the term"),
+    ((StackError, RecursionError), "nested too deeply"),
+    (FormatError, "a byte that starts no msgpack object"),
+    (UnicodeDecodeError, "a str that is not UTF-8"),
+)
