@@ -1,0 +1,340 @@
+"""The chat client: a node of its own, one process that talks to a chat server.
+
+The client process owns the connection: it receives room events and direct
+messages, and it runs the user's commands (each a `call` to the chat server).
+Lines typed by the user reach it as ``("input", line)`` messages from the
+thread that reads the terminal.
+
+Two front ends share it:
+- interactive (a terminal): a prompt_toolkit prompt; incoming events print
+  above the line being typed, never through it;
+- plain (stdin is not a terminal, or ``--plain``): one command per line in,
+  one event per line out, in this stable format (fields separated by one space;
+  the last field, a text, may contain spaces)::
+
+    CONNECTED <nick> <server-node>
+    MSG <room> <id> <nick> <likes> <text>      a room message (id: what /like takes)
+    HIST <room> <id> <nick> <likes> <text>     history sent on joining a room
+    JOIN <room> <nick> | LEAVE <room> <nick> | KICK <room> <nick> <by>
+    LIKES <room> <id> <count>
+    NICK <room> <old> <new>
+    DM <from> <text>
+    WHO <room> <owner> <nick>...
+    ROOMS <room>=<nick>,<nick> ...
+    SERVERS <node>...
+    OK <text> | ERROR <text> | BYE
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import threading
+from typing import Any
+
+import actornet
+
+HELP = """commands:
+  /join ROOM           join (or create) a room; it becomes the current room
+  /leave [ROOM]        leave a room
+  TEXT                 say TEXT in the current room
+  /msg NICK TEXT       direct message
+  /rooms               every room and who is in it
+  /who [ROOM]          who is in a room
+  /history [N]         the last N messages of the current room
+  /kick NICK [ROOM]    remove someone (the room's owner only)
+  /like ID, /unlike ID like a message of the current room
+  /servers             chat nodes online
+  /nick NEW            change nickname
+  /quit                leave"""
+
+
+def render(event: tuple[Any, ...], plain: bool) -> str:
+    """One line for an event (see the module docstring for the plain format)."""
+    kind = event[0]
+    if kind in ("room_msg", "hist"):
+        _, room, seq, nick, text, likes = event
+        tag = "MSG" if kind == "room_msg" else "HIST"
+        if plain:
+            return f"{tag} {room} {seq} {nick} {likes} {text}"
+        hearts = f"  ♥{likes}" if likes else ""
+        return f"[#{room} {seq}] {nick}: {text}{hearts}"
+    if kind == "room_join":
+        return f"JOIN {event[1]} {event[2]}" if plain else f"[#{event[1]}] {event[2]} joined"
+    if kind == "room_leave":
+        return f"LEAVE {event[1]} {event[2]}" if plain else f"[#{event[1]}] {event[2]} left"
+    if kind == "room_kick":
+        return (f"KICK {event[1]} {event[2]} {event[3]}" if plain
+                else f"[#{event[1]}] {event[2]} was kicked by {event[3]}")
+    if kind == "room_likes":
+        return (f"LIKES {event[1]} {event[2]} {event[3]}" if plain
+                else f"[#{event[1]} {event[2]}] ♥{event[3]}")
+    if kind == "room_rename":
+        return (f"NICK {event[1]} {event[2]} {event[3]}" if plain
+                else f"[#{event[1]}] {event[2]} is now {event[3]}")
+    if kind == "dm":
+        return f"DM {event[1]} {event[2]}" if plain else f"[DM from {event[1]}] {event[2]}"
+    return f"INFO {event!r}" if plain else repr(event)
+
+
+class Client:
+    """Runs inside the client process: commands in, events out."""
+
+    def __init__(self, server: str, nick: str, plain: bool, out: Any) -> None:
+        self.server = server
+        self.nick = nick
+        self.plain = plain
+        self.out = out
+        self.room: str | None = None
+        self.running = True
+
+    def show(self, line: str) -> None:
+        self.out(line)
+
+    def ok(self, text: str) -> None:
+        self.show(f"OK {text}" if self.plain else f"* {text}")
+
+    def error(self, text: str) -> None:
+        self.show(f"ERROR {text}" if self.plain else f"! {text}")
+
+    def call(self, *request: Any) -> Any:
+        try:
+            return actornet.call(("chatty", self.server), request, timeout=10)
+        except actornet.NodeDown:
+            return ("error", f"chat node {self.server} is down")
+        except actornet.NoProc:
+            return ("error", f"no chat server on {self.server}")
+        except TimeoutError:
+            return ("error", "the chat service did not answer in time")
+
+    def connect(self) -> bool:
+        reply = self.call("connect", self.nick)
+        if reply[0] != "ok":
+            self.error(reply[1])
+            return False
+        self.show(f"CONNECTED {self.nick} {reply[1]}" if self.plain
+                  else f"* connected to {reply[1]} as {self.nick} (/help for commands)")
+        return True
+
+    def run(self) -> None:
+        while self.running:
+            msg = actornet.receive()
+            if msg[0] == "input":
+                self.command(msg[1])
+            elif msg[0] == "history":
+                for event in msg[2]:
+                    self.show(render(("hist", *event[1:]), self.plain))
+            elif msg[0] == "eof":
+                self.command("/quit")
+            else:
+                self.show(render(msg, self.plain))
+
+    def command(self, line: str) -> None:
+        line = line.strip()
+        if not line:
+            return
+        if not line.startswith("/"):
+            if self.room is None:
+                self.error("join a room first: /join ROOM")
+                return
+            self._expect(self.call("say", self.room, line), "sent")
+            return
+        name, _, rest = line.partition(" ")
+        args = rest.split()
+        handler = getattr(self, "cmd_" + name[1:].lower(), None)
+        if handler is None:
+            self.error(f"unknown command {name} (try /help)")
+            return
+        try:
+            handler(args, rest.strip())
+        except (IndexError, ValueError):
+            self.error(f"usage: {_usage(name)}")
+
+    def _expect(self, reply: Any, what: str) -> Any:
+        if reply[0] == "error":
+            self.error(reply[1])
+            return None
+        if reply[0] == "ok" and what == "sent":
+            self.ok(f"sent {self.room} {reply[1]}")
+        return reply
+
+    def _current(self, args: list[str], index: int = 0) -> str:
+        room = args[index] if len(args) > index else self.room
+        if room is None:
+            raise ValueError("no room")
+        return room
+
+    # -- commands --------------------------------------------------------------------
+
+    def cmd_help(self, args: list[str], rest: str) -> None:
+        for line in HELP.splitlines():
+            self.show(line if not self.plain else f"INFO {line.strip()}")
+
+    def cmd_join(self, args: list[str], rest: str) -> None:
+        room = args[0]
+        if self._expect(self.call("join", room), "joined"):
+            self.room = room
+            self.ok(f"joined {room}")
+
+    def cmd_leave(self, args: list[str], rest: str) -> None:
+        room = self._current(args)
+        if self._expect(self.call("leave", room), "left"):
+            self.ok(f"left {room}")
+            if self.room == room:
+                self.room = None
+
+    def cmd_msg(self, args: list[str], rest: str) -> None:
+        target, _, text = rest.partition(" ")
+        if not target or not text.strip():
+            raise ValueError("usage")
+        reply = self._expect(self.call("dm", target, text.strip()), "dm")
+        if reply:
+            self.ok(reply[1])
+
+    def cmd_rooms(self, args: list[str], rest: str) -> None:
+        reply = self._expect(self.call("rooms"), "rooms")
+        if reply:
+            listing = " ".join(f"{r}={','.join(m)}" for r, m in reply[1])
+            self.show(f"ROOMS {listing}".rstrip() if self.plain
+                      else "\n".join(f"#{r}: {', '.join(m)}" for r, m in reply[1]) or "no rooms")
+
+    def cmd_who(self, args: list[str], rest: str) -> None:
+        reply = self._expect(self.call("who", self._current(args)), "who")
+        if reply:
+            _, room, members, owner = reply
+            self.show(f"WHO {room} {owner} {' '.join(members)}" if self.plain
+                      else f"#{room} (owner {owner}): {', '.join(members)}")
+
+    def cmd_history(self, args: list[str], rest: str) -> None:
+        n = int(args[0]) if args else 20
+        room = self._current([], 0)
+        reply = self._expect(self.call("history", room, n), "history")
+        if reply:
+            for event in reply[2]:
+                self.show(render(("hist", *event[1:]), self.plain))
+
+    def cmd_kick(self, args: list[str], rest: str) -> None:
+        target = args[0]
+        room = self._current(args, 1)
+        if self._expect(self.call("kick", room, target), "kicked"):
+            self.ok(f"kicked {target} from {room}")
+
+    def cmd_like(self, args: list[str], rest: str) -> None:
+        if self._expect(self.call("like", self._current(args, 1), int(args[0])), "liked"):
+            self.ok(f"liked {args[0]}")
+
+    def cmd_unlike(self, args: list[str], rest: str) -> None:
+        if self._expect(self.call("unlike", self._current(args, 1), int(args[0])), "unliked"):
+            self.ok(f"unliked {args[0]}")
+
+    def cmd_servers(self, args: list[str], rest: str) -> None:
+        reply = self._expect(self.call("servers"), "servers")
+        if reply:
+            self.show(f"SERVERS {' '.join(reply[1])}" if self.plain
+                      else "chat nodes: " + ", ".join(reply[1]))
+
+    def cmd_nick(self, args: list[str], rest: str) -> None:
+        reply = self._expect(self.call("nick", args[0]), "nick")
+        if reply:
+            self.nick = args[0]
+            self.ok(reply[1])
+
+    def cmd_quit(self, args: list[str], rest: str) -> None:
+        self.call("quit")
+        self.show("BYE" if self.plain else "* bye")
+        self.running = False
+
+
+def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | None) -> int:
+    """Run a client against chat node `server`; returns the exit status."""
+    if plain is None:
+        plain = not sys.stdin.isatty()
+    me = f"{nick}-{secrets.token_hex(3)}@{host}"
+    try:
+        node = actornet.start_node(me, cookie, port=0)
+    except (actornet.ActornetError, ValueError) as e:
+        print(f"ERROR cannot start the client node: {e}", flush=True)
+        return 1
+    try:
+        if actornet.ping(server) != "pong":
+            print(f"ERROR cannot reach chat node {server}", flush=True)
+            return 1
+        server_name = server.split(":")[0] if server.count(":") == 1 else server
+        out, prompt_loop = _front_end(plain)
+        done = threading.Event()
+        status = [0]
+
+        def client_process() -> None:
+            client = Client(server_name, nick, plain, out)
+            if not client.connect():
+                status[0] = 1
+                done.set()
+                return
+            ready.set()
+            try:
+                client.run()
+            finally:
+                done.set()
+
+        ready = threading.Event()
+        pid = actornet.spawn(client_process)
+        prompt_loop(pid, ready, done)
+        done.wait()
+        return status[0]
+    finally:
+        node.stop()
+
+
+def _front_end(plain: bool) -> tuple[Any, Any]:
+    if plain:
+        def out(line: str) -> None:
+            print(line, flush=True)
+
+        def loop(pid: actornet.Pid, ready: threading.Event, done: threading.Event) -> None:
+            if not _wait_either(ready, done):
+                return
+            for line in sys.stdin:
+                if done.is_set():
+                    return
+                actornet.send(pid, ("input", line.rstrip("\n")))
+            actornet.send(pid, ("eof",))
+
+        return out, loop
+
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    def tty_out(line: str) -> None:
+        print(line, flush=True)
+
+    def tty_loop(pid: actornet.Pid, ready: threading.Event, done: threading.Event) -> None:
+        if not _wait_either(ready, done):
+            return
+        session: PromptSession[str] = PromptSession()
+        with patch_stdout(raw=True):
+            while not done.is_set():
+                try:
+                    line = session.prompt("-> ")
+                except (EOFError, KeyboardInterrupt):
+                    actornet.send(pid, ("eof",))
+                    return
+                actornet.send(pid, ("input", line))
+                if line.strip() == "/quit":
+                    return
+
+    return tty_out, tty_loop
+
+
+def _wait_either(a: threading.Event, b: threading.Event) -> bool:
+    """Wait until `a` (connected) or `b` (finished) is set; True if connected."""
+    while not (a.is_set() or b.is_set()):
+        a.wait(0.05)
+    return a.is_set() and not b.is_set()
+
+
+def _usage(command: str) -> str:
+    for line in HELP.splitlines()[1:]:
+        words = line.split()
+        if words and words[0] == command:
+            return line.strip()
+    return command

@@ -1,0 +1,222 @@
+"""The chat service on one node: a supervised `ChatServer` and the room servers.
+
+Process tree of a chat node (``python -m examples.chatty node``)::
+
+    chatty.sup (Supervisor, one_for_one)
+    ├── chatty        ChatServer: clients of this node, nicknames, commands
+    └── chatty.rooms  Supervisor of Room servers, one per room used here
+
+Nicknames are unique in the cluster: a client's process is registered under the
+global name ``("chatty.nick", nick)``. Chat servers join the pg group
+``"chatty.servers"`` so any node can list the others. A room command is checked
+here, then the client's call is handed to the room's sequencer (see
+`examples.chatty.room`), which answers the client itself once the room's
+replicas have the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import actornet
+from actornet import NOREPLY, GenServer, Supervisor, child_spec, global_, pg
+
+from . import room as rooms
+
+log = logging.getLogger("chatty")
+
+NICK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
+ROOM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
+MAX_TEXT = 2000  # characters in one message
+SERVERS = "chatty.servers"
+
+
+def nick_name(nick: str) -> tuple[str, str]:
+    return ("chatty.nick", nick)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+class ChatServer(GenServer):
+    """Serves the clients connected to this node."""
+
+    def init(self, history_on_join: int = 50) -> None:
+        actornet.trap_exit(True)
+        self.history_on_join = history_on_join
+        self.clients: dict[str, tuple[actornet.Pid, actornet.Ref]] = {}
+        pg.join(SERVERS, self.gen_pid)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _nick_of(self, pid: actornet.Pid) -> str | None:
+        return next((n for n, (p, _) in self.clients.items() if p == pid), None)
+
+    def _to_sequencer(self, room: str, event: tuple[Any, ...], from_: Any) -> Any:
+        """Hand the client's call to the room's sequencer, which will answer it."""
+        rooms.ensure(room, self.history_on_join)
+        leader = global_.whereis_name(rooms.leader_name(room))
+        if leader is None:
+            return ("error", f"room {room} has no sequencer right now; retry")
+        actornet.send(leader, ("$gen_call", from_, ("publish", event)))
+        return NOREPLY
+
+    def _room_info(self, room: str) -> dict[str, Any] | None:
+        leader = global_.whereis_name(rooms.leader_name(room))
+        if leader is None:
+            return None
+        try:
+            return actornet.call(leader, ("info",), timeout=5)  # type: ignore[no-any-return]
+        except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
+            return None
+
+    # -- requests from clients ------------------------------------------------------------
+
+    def handle_call(self, request: Any, from_: Any) -> Any:
+        op = request[0]
+        caller = from_[0]
+        if op == "connect":
+            return self._connect(request[1], caller)
+        nick = self._nick_of(caller)
+        if nick is None:
+            return ("error", "not connected: connect with a nickname first")
+        here = self.gen_node.name
+        if op in ("join", "leave", "say", "kick", "like", "unlike", "history", "who"):
+            room = request[1]
+            if not isinstance(room, str) or not ROOM.match(room):
+                return ("error", f"invalid room name {room!r}: 1-30 of a-z 0-9 _ -, "
+                                 "starting with a letter or digit")
+        if op == "join":
+            return self._to_sequencer(room, ("join", nick, caller, here), from_)
+        if op == "leave":
+            return self._to_sequencer(room, ("leave", nick), from_)
+        if op == "say":
+            text = request[2]
+            if not isinstance(text, str) or not text.strip():
+                return ("error", "empty message")
+            if len(text) > MAX_TEXT:
+                return ("error", f"message too long: {len(text)} characters, "
+                                 f"the limit is {MAX_TEXT}")
+            return self._to_sequencer(room, ("msg", nick, text), from_)
+        if op == "kick":
+            return self._to_sequencer(room, ("kick", request[2], nick), from_)
+        if op in ("like", "unlike"):
+            return self._to_sequencer(room, (op, request[2], nick), from_)
+        if op == "history":
+            local = actornet.whereis(rooms.local_name(room))
+            target = local or global_.whereis_name(rooms.leader_name(room))
+            if target is None:
+                return ("error", f"no room named {room}")
+            return ("history", room, actornet.call(target, ("history", request[2])))
+        if op == "who":
+            info = self._room_info(room)
+            if info is None:
+                return ("error", f"no room named {room}")
+            return ("who", room, info["members"], info["owner"])
+        if op == "rooms":
+            return ("rooms", self._rooms())
+        if op == "servers":
+            return ("servers", sorted({p.node for p in pg.get_members(SERVERS)}))
+        if op == "dm":
+            target, text = request[1], request[2]
+            pid = global_.whereis_name(nick_name(target))
+            if pid is None:
+                return ("error", f"no user named {target}")
+            if len(text) > MAX_TEXT:
+                return ("error", f"message too long: the limit is {MAX_TEXT} characters")
+            actornet.send(pid, ("dm", nick, text))
+            return ("ok", f"sent to {target}")
+        if op == "nick":
+            return self._rename(nick, request[1], caller)
+        if op == "quit":
+            self._disconnect(nick, "quit")
+            return ("ok", "bye")
+        return ("error", f"unknown request {op!r}")
+
+    def _connect(self, nick: Any, pid: actornet.Pid) -> Any:
+        if not isinstance(nick, str) or not NICK.match(nick):
+            return ("error", f"invalid nickname {nick!r}: 1-20 letters, digits, _ or -, "
+                             "starting with a letter")
+        if self._nick_of(pid) is not None:
+            return ("error", f"already connected as {self._nick_of(pid)}")
+        if global_.register_name(nick_name(nick), pid) != "yes":
+            return ("error", f"nickname {nick} is taken")
+        self.clients[nick] = (pid, actornet.monitor(pid))
+        _say(f"[JOIN] {nick} ({pid.node})")
+        return ("ok", self.gen_node.name)
+
+    def _rename(self, old: str, new: Any, pid: actornet.Pid) -> Any:
+        if not isinstance(new, str) or not NICK.match(new):
+            return ("error", f"invalid nickname {new!r}")
+        if global_.register_name(nick_name(new), pid) != "yes":
+            return ("error", f"nickname {new} is taken")
+        global_.unregister_name(nick_name(old))
+        self.clients[new] = self.clients.pop(old)
+        for room in self._rooms_of(old):
+            self._publish_now(room, ("rename", old, new, pid))
+        _say(f"[NICK] {old} is now {new}")
+        return ("ok", f"you are now {new}")
+
+    def _rooms(self) -> list[tuple[str, list[str]]]:
+        out = []
+        for name in global_.registered_names():
+            if isinstance(name, tuple) and len(name) == 2 and name[0] == "chatty.room":
+                info = self._room_info(name[1])
+                if info is not None:
+                    out.append((name[1], info["members"]))
+        return sorted(out)
+
+    def _rooms_of(self, nick: str) -> list[str]:
+        names = [n for n in actornet.registered() if n.startswith("chatty.room:")]
+        result = []
+        for name in names:
+            try:
+                info = actornet.call(name, ("info",), timeout=5)
+            except (actornet.NoProc, actornet.CallError, TimeoutError):
+                continue
+            if nick in info["members"]:
+                result.append(name.split(":", 1)[1])
+        return result
+
+    def _publish_now(self, room: str, event: tuple[Any, ...]) -> None:
+        leader = global_.whereis_name(rooms.leader_name(room))
+        if leader is None:
+            return
+        try:
+            actornet.call(leader, ("publish", event), timeout=5)
+        except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError) as e:
+            log.warning("room %s: could not publish %r: %s", room, event[0], e)
+
+    def _disconnect(self, nick: str, why: str) -> None:
+        entry = self.clients.pop(nick, None)
+        if entry is None:
+            return
+        actornet.demonitor(entry[1])
+        for room in self._rooms_of(nick):
+            self._publish_now(room, ("leave", nick))
+        if global_.whereis_name(nick_name(nick)) == entry[0]:
+            global_.unregister_name(nick_name(nick))
+        _say(f"[EXIT] {nick} ({why})")
+
+    def handle_info(self, msg: Any) -> None:
+        if msg[0] == "DOWN":
+            nick = self._nick_of(msg[3])
+            if nick is not None:
+                self._disconnect(nick, f"connection lost: {msg[4]}")
+        elif msg[0] != "EXIT":
+            super().handle_info(msg)
+
+
+def start(history_on_join: int = 50) -> actornet.Pid:
+    """Start the chat service's supervision tree on the current node."""
+    return Supervisor.start(
+        [
+            child_spec("rooms", Supervisor, [], name="chatty.rooms"),
+            child_spec("chatty", ChatServer, history_on_join, name="chatty"),
+        ],
+        strategy="one_for_one",
+        name="chatty.sup",
+    )
