@@ -43,6 +43,7 @@ __all__ = ["Transport"]
 
 log = logging.getLogger("actornet.dist")
 
+_HIDDEN = 2  # handshake flag bit: the node is hidden
 _BATCH = 512  # ops per ZeroMQ message at most
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 _FAIL_EVENTS = (
@@ -80,6 +81,7 @@ class _Peer:
         self.busy = False
         self.drained = threading.Condition()
         self.waiting_pollout = False
+        self.hidden = False  # a hidden node: not in nodes(), not meshed
 
 
 class _Inbound:
@@ -112,6 +114,7 @@ class Transport:
         max_message_size: int = 64 * 1024 * 1024,
         busy_limit: int = 8 * 1024 * 1024,
         mesh: bool = True,
+        hidden: bool = False,
         resolve: Any = None,
     ) -> None:
         self.node = node
@@ -121,7 +124,10 @@ class Transport:
         self.handshake_timeout = handshake_timeout
         self.max_message_size = max_message_size
         self.busy_limit = busy_limit
-        self.mesh = mesh
+        self.mesh = mesh and not hidden
+        self.hidden = hidden
+        # handshake flags: bit 0 secure (CURVE), bit 1 hidden (not part of the mesh)
+        self._flags = (1 if secure else 0) | (_HIDDEN if hidden else 0)
         self._resolve = resolve  # name -> endpoint (port mapper lookup), may block
         self._ctx = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -258,8 +264,14 @@ class Transport:
         counts at once, while our connection back to it is still being made)."""
         return sorted(
             p.name for p in list(self._peers.values())
-            if p.state == "up" or (p.inbound is not None and p.inbound.state == "up")
+            if (p.state == "up" or (p.inbound is not None and p.inbound.state == "up"))
+            and not p.hidden
         )
+
+    def hidden_nodes(self) -> list[str]:
+        """Connected hidden peers (Erlang ``nodes(hidden)``)."""
+        return sorted(p.name for p in list(self._peers.values())
+                      if p.hidden and p.state == "up")
 
     def peer_info(self) -> dict[str, dict[str, Any]]:
         return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "creation": p.creation,
@@ -475,7 +487,7 @@ class Transport:
         self._sockets[monitor] = ("monitor", peer)
         self._poller.register(dealer, zmq.POLLIN)
         self._poller.register(monitor, zmq.POLLIN)
-        flags = 1 if self.secure else 0
+        flags = self._flags
         peer.handshake = Initiator(self.cookie, self.node.name, self.node.creation,
                                    self.endpoint, peer.name, flags)
         peer.deadline = time.monotonic() + self.handshake_timeout
@@ -515,17 +527,19 @@ class Transport:
             peer.inbound.state = "dead"
             peer.inbound = None
         peer.creation = event.peer_creation
+        peer.hidden = bool(event.peer_flags & _HIDDEN)
         peer.state = "up"
         peer.up_since = peer.last_sent = time.monotonic()
         peer.handshake = None
         self._attempt_done(peer)
         log.info("node %s: connected to %s", self.node.name, peer.name)
-        self.node._node_up(peer.name)
-        if self.mesh:
+        if not peer.hidden:
+            self.node._node_up(peer.name)
+        if self.mesh and not peer.hidden:
             # Erlang meshes transitively: the new peer learns our peers, and our
             # peers learn the new one, so everyone ends up connected to everyone.
             others = [p for p in self._peers.values()
-                      if p.state == "up" and p is not peer and p.endpoint]
+                      if p.state == "up" and p is not peer and p.endpoint and not p.hidden]
             peer.ops.append(w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
             news = w.encode_op([w.NODES, [[peer.name, peer.endpoint]]])
             for other in others:
@@ -556,7 +570,7 @@ class Transport:
     def _on_handshake_frame(self, rid: bytes, conn: _Inbound | None, frames: list[bytes]) -> None:
         now = time.monotonic()
         if conn is None:
-            flags = 1 if self.secure else 0
+            flags = self._flags
             acceptor = Acceptor(self.cookie, self.node.name, self.node.creation, flags,
                                 refuse=self._refuse)
             conn = _Inbound(rid, acceptor, now)
@@ -598,6 +612,7 @@ class Transport:
         conn.last_seen = now
         peer.inbound = conn
         peer.creation = event.peer_creation
+        peer.hidden = bool(event.peer_flags & _HIDDEN)
         if peer.state in ("new", "down") and event.peer_endpoint:
             self._start_connect(peer, _with_endpoint(peer.name, event.peer_endpoint))
 
@@ -688,11 +703,13 @@ class Transport:
             if event & _FAIL_EVENTS and peer.state in ("up", "connecting"):
                 what = "connection lost" if peer.state == "up" else "connection failed"
                 if event & _ZMTP_FAILED:
-                    why = _zmtp_failure(event, value, self.secure, dialer=True)
-                    if why:
+                    what = _zmtp_failure(event, value, self.secure) or ""
+                    if what:
                         log.error("node %s: connection to %s refused: %s",
-                                  self.node.name, peer.name, why)
-                    what = why or "connection failed during the transport handshake"
+                                  self.node.name, peer.name, what)
+                    else:  # the peer saw the mismatch first and closed, or it went away
+                        what = "transport handshake failed (secure=True on one side only" + (
+                            ", or another cookie?)" if self.secure else "?)")
                 self._peer_down(peer, what)
                 return
 
@@ -706,7 +723,7 @@ class Transport:
                 return
             event = int.from_bytes(frames[0][:2], "little")
             value = int.from_bytes(frames[0][2:6], "little")
-            why = _zmtp_failure(event, value, self.secure, dialer=False)
+            why = _zmtp_failure(event, value, self.secure)
             if why:
                 log.warning("node %s: refused an incoming connection: %s", self.node.name, why)
 
@@ -748,6 +765,7 @@ class Transport:
             log.warning("node %s: node %s is down: %s", self.node.name, peer.name, why)
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
+        _stop_monitor(peer.dealer)
         for sock in (peer.dealer, peer.monitor):
             if sock is not None:
                 self._poller.unregister(sock)
@@ -764,7 +782,7 @@ class Transport:
             peer.inbound = None
         self._attempt_done(peer)
         self._release(peer)
-        self.node._node_down(peer.name, was_up)
+        self.node._node_down(peer.name, was_up and not peer.hidden)
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):
@@ -776,6 +794,7 @@ class Transport:
     def _close_all(self) -> None:
         self._running = False
         for peer in list(self._peers.values()):
+            _stop_monitor(peer.dealer)
             for sock in (peer.monitor, peer.dealer):
                 if sock is not None:
                     sock.close()
@@ -783,25 +802,30 @@ class Transport:
             peer.state = "down"
             self._attempt_done(peer)
             self._release(peer)
-        self._router.disable_monitor()
+        _stop_monitor(self._router)
         self._router_monitor.close(linger=0)
         self._router.close(linger=0)
         os.close(self._wake_fd)
         self._ctx.term()
 
 
-def _zmtp_failure(event: int, value: int, secure: bool, *, dialer: bool) -> str | None:
-    """What a failed ZeroMQ handshake (a socket monitor's `event` and `value`) says about the
-    configuration, or None when it looks like an ordinary network failure."""
-    protocol = event & getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
-    if protocol and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
-        return f"transport handshake failed: secure=True on one side only (here {secure=})"
-    if protocol and secure and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
-        return "encrypted transport handshake failed: the peer has another cookie"
-    if dialer:  # the peer may have seen the mismatch first and closed without a word
-        hint = "secure=True on one side only, or another cookie?" if secure else (
-            "secure=True on one side only?")
-        return f"transport handshake failed ({hint})"
+def _stop_monitor(sock: zmq.Socket[Any] | None) -> None:
+    """Stop `sock`'s monitor before its monitor socket is closed: ZeroMQ's I/O thread sends
+    events to it blocking, so one event for a closed monitor socket (a closing connection
+    has several) freezes every connection of the node, for good."""
+    if sock is not None and not sock.closed:
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+
+
+def _zmtp_failure(event: int, value: int, secure: bool) -> str | None:
+    """What a failed ZeroMQ handshake (a socket monitor's `event` and `value`) surely says
+    about the configuration, or None (the peer closed first, or a network failure)."""
+    if event & getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0):
+        if value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+            return f"transport handshake failed: secure=True on one side only (here {secure=})"
+        if secure and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
+            return "encrypted transport handshake failed: the peer has another cookie"
     return None
 
 

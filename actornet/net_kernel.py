@@ -93,6 +93,7 @@ def start_node(
     handshake_timeout: float = 5.0,
     max_message_size: int = 64 * 1024 * 1024,
     mesh: bool = True,
+    hidden: bool = False,
 ) -> Node:
     """Start a named node in this OS process and return it.
 
@@ -105,6 +106,9 @@ def start_node(
         handshake_timeout: seconds a connection may take to authenticate.
         max_message_size: bytes; larger messages are refused when sent and received.
         mesh: connect to the peers of every node we connect to, as Erlang does.
+        hidden: like ``erl -hidden``: connect only where asked, stay out of
+            other nodes' `nodes()`, their mesh and their `monitor_nodes` (a
+            client, a tool, a shell).
 
     Raises:
         AlreadyRegistered: a node with this name already runs on this host.
@@ -141,6 +145,7 @@ def start_node(
             handshake_timeout=handshake_timeout,
             max_message_size=max_message_size,
             mesh=mesh,
+            hidden=hidden,
             resolve=_lookup,
         )
         n._dist = transport

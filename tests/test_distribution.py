@@ -265,3 +265,16 @@ def test_transitive_mesh(local: actornet.Node, cluster: Cluster) -> None:
     # we are connected to b, b to c: we connect to c by ourselves
     wait_until(lambda: c.name in actornet.nodes(), what="the mesh to reach c")
     assert sorted(actornet.nodes()) == sorted([b.name, c.name])
+
+
+def test_hidden_node_stays_out_of_nodes_and_mesh(cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    c = cluster.start(unique("c"))
+    with actornet.start_node(unique("h"), cookie=COOKIE, port=0, hidden=True) as hidden:
+        assert actornet.ping(b.address) == "pong"
+        assert actornet.rpc.call(b.name, actornet.ping, c.address) == "pong"
+        assert hidden.name not in actornet.rpc.call(b.name, actornet.nodes)
+        assert c.name not in actornet.nodes(), "a hidden node is not meshed"
+        pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+        actornet.send(pid, (actornet.self(), "from a hidden node"))
+        assert actornet.receive(timeout=5) == ("echo", "from a hidden node")

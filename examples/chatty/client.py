@@ -251,7 +251,9 @@ def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | No
         plain = not sys.stdin.isatty()
     me = f"{nick}-{secrets.token_hex(3)}@{host}"
     try:
-        node = actornet.start_node(me, cookie, port=0)
+        # hidden, like `erl -hidden`: clients do not join the chat nodes' mesh
+        # (registered with the port mapper: a chat node answers us by name)
+        node = actornet.start_node(me, cookie, hidden=True)
     except (actornet.ActornetError, ValueError) as e:
         print(f"ERROR cannot start the client node: {e}", flush=True)
         return 1
