@@ -255,7 +255,7 @@ class Transport:
         with peer.changed:
             peer.changed.wait_for(
                 lambda: peer.state == "up" or peer.attempts_done > done or not self._running,
-                timeout or self.handshake_timeout + 6.0,
+                timeout if timeout is not None else self.handshake_timeout + 6.0,
             )
         return peer.state == "up"
 
@@ -431,7 +431,10 @@ class Transport:
         elif cmd[0] == "disconnect":
             peer = self._peers.get(cmd[1])
             if peer is not None and peer.state in ("up", "connecting"):
-                self._peer_down(peer, "disconnected by request")
+                if peer.state == "up":  # tell it, so both sides see the link go now
+                    peer.ops.append(w.encode_op([w.GOODBYE]))
+                    self._flush(peer)
+                self._peer_down(peer, "disconnected by request", linger=500)
         elif cmd[0] == "stop":
             self._goodbye()
             self._running = False
@@ -759,7 +762,7 @@ class Transport:
                                 "handshake in %.1f s", self.node.name, self.handshake_timeout)
                 del self._inbound[rid]
 
-    def _peer_down(self, peer: _Peer, why: str) -> None:
+    def _peer_down(self, peer: _Peer, why: str, linger: int = 0) -> None:
         was_up = peer.state == "up"
         if was_up:
             log.warning("node %s: node %s is down: %s", self.node.name, peer.name, why)
@@ -770,7 +773,7 @@ class Transport:
             if sock is not None:
                 self._poller.unregister(sock)
                 self._sockets.pop(sock, None)
-                sock.close(linger=0)
+                sock.close(linger=linger if sock is peer.dealer else 0)
         peer.dealer = peer.monitor = None
         peer.handshake = None
         peer.state = "down"

@@ -107,6 +107,11 @@ class Node:
         return f"<Node {self.name} {'running' if self._running else 'stopped'}>"
 
     @property
+    def port(self) -> int | None:
+        """The TCP port this node listens on (None when not distributed)."""
+        return None if self._dist is None else int(self._dist.port)
+
+    @property
     def running(self) -> bool:
         """True until `stop` is called."""
         return self._running
@@ -689,9 +694,15 @@ class Node:
         if flag and node != self.name and (
             self._dist is None or not self._dist.connect(address)
         ):
-            self._deliver(me.pid, ("nodedown", node))
-            with self._lock, contextlib.suppress(ValueError):
-                self._node_monitors.get(node, []).remove(me.pid)
+            # The failed attempt may have told us already (it fires every
+            # subscription of `node`): say it once.
+            with self._lock:
+                subs = self._node_monitors.get(node, [])
+                still = me.pid in subs
+                if still:
+                    subs.remove(me.pid)
+            if still:
+                self._deliver(me.pid, ("nodedown", node))
 
     def monitor_nodes(self, flag: bool = True) -> None:
         """``("nodeup", n)`` and ``("nodedown", n)`` for every node, to the caller."""

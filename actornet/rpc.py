@@ -12,6 +12,7 @@ Erlang: the cookie is full trust.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,10 @@ def function_name(fn: Callable[..., Any]) -> tuple[str, str]:
     """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
+    bound = getattr(fn, "__self__", None)
+    if not module or not qualname or "<" in qualname or (
+        bound is not None and not inspect.ismodule(bound)
+    ):
         raise TypeError(
             f"{fn!r} cannot run on another node: pass a module-level function importable "
             "there (not a lambda, a nested function or a bound method)"
