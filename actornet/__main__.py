@@ -93,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_shell:
                 stop.wait()
             else:
-                threading.Thread(target=lambda: (sys.stdin.read(), stop.set()),
-                                 daemon=True).start()
+                def until_eof() -> None:
+                    sys.stdin.read()
+                    stop.set()
+
+                threading.Thread(target=until_eof, daemon=True).start()
                 stop.wait()
         else:
             _Shell(node).interact(banner=f"actornet shell on {node.name} "

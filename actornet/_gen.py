@@ -173,7 +173,7 @@ def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
     _check_timeout(timeout, "call")
     node = current_node()
     me = node.current()
-    pending = []
+    pending: list[tuple[Any, Any, Any]] = []
     for server in servers:
         try:
             target = node._resolve(server)

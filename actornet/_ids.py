@@ -52,7 +52,7 @@ class Pid:
         )
 
     def __hash__(self) -> int:
-        return self._hash  # type: ignore[no-any-return]
+        return self._hash  # type: ignore[attr-defined,no-any-return]
 
     def __lt__(self, other: Pid) -> bool:
         return (self.node, self.creation, self.id) < (other.node, other.creation, other.id)
@@ -98,7 +98,7 @@ class Ref:
         )
 
     def __hash__(self) -> int:
-        return self._hash  # type: ignore[no-any-return]
+        return self._hash  # type: ignore[attr-defined,no-any-return]
 
     def __repr__(self) -> str:
         return f"#Ref<{self.node}.{self.id}.{self.creation}>"

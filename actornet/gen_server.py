@@ -119,7 +119,9 @@ class GenServer(pykka.ThreadingActor):
     # -- starting and stopping ------------------------------------------------------
 
     @classmethod
-    def start(cls, *args: Any, name: Any = None, **kwargs: Any) -> Pid:
+    def start(  # type: ignore[override]  # OTP's start, not pykka's
+        cls, *args: Any, name: Any = None, **kwargs: Any
+    ) -> Pid:
         """Start a server running ``init(*args, **kwargs)``; return its pid once init is done.
 
         `name` is None, a local name (str) or ``("global", name)``. If the
@@ -133,7 +135,9 @@ class GenServer(pykka.ThreadingActor):
         return cls._gen_start(args, kwargs, name, link=True)
 
     @staticmethod
-    def stop(server: Any, reason: Any = "normal", timeout: float | None = 5.0) -> None:
+    def stop(  # type: ignore[override]  # OTP's gen_server:stop/3, not pykka's
+        server: Any, reason: Any = "normal", timeout: float | None = 5.0
+    ) -> None:
         """Stop `server` with `reason`: it runs `terminate`, then exits. Waits for it.
 
         Raises `NoProc` if it is not running, `Timeout` if it did not exit in time.

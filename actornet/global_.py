@@ -228,7 +228,7 @@ def start_server(node: Any) -> None:
 _start_lock = threading.Lock()
 
 
-def _servers() -> list[tuple[str, str]]:
+def _servers() -> list[Any]:
     node = _server_node()
     return [(SERVER, n) for n in [node.name, *node._dist.nodes()]] if node._dist else [SERVER]
 

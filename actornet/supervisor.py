@@ -206,9 +206,10 @@ class Supervisor(GenServer):
             except Exception as e:
                 self._children.remove(child)
                 return ("error", f"child {child.spec.id!r} failed to start: {e}")
-        child = self._find(request[1])
-        if child is None:
+        found = self._find(request[1])
+        if found is None:
             return ("error", f"no child with id {request[1]!r}")
+        child = found
         if op == "terminate_child":
             self._stop_children([child])
             if child.spec.restart == "temporary":
