@@ -66,6 +66,7 @@ from actornet.process import (
     whereis,
 )
 from actornet.supervisor import ChildSpec, Supervisor, child_spec
+from actornet.timer import cancel_timer, send_after
 
 logging.getLogger("actornet").addHandler(logging.NullHandler())
 
@@ -92,6 +93,8 @@ __all__ = [
     "is_alive",
     "make_ref",
     "processes",
+    "send_after",
+    "cancel_timer",
     # behaviours
     "GenServer",
     "NOREPLY",

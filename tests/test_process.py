@@ -219,3 +219,25 @@ def test_per_sender_fifo_with_many_senders(plan: list[list[int]]) -> None:
         assert seq == last[index] + 1, f"sender {index}: got {seq} after {last[index]}"
         last[index] = seq
     assert all(last[i] == len(p) - 1 for i, p in enumerate(plan))
+
+
+def test_send_after_and_cancel_timer() -> None:
+    me = actornet.self()
+    actornet.send_after(0.05, me, "later")
+    cancelled = actornet.send_after(0.05, me, "never")
+    assert 0 < actornet.cancel_timer(cancelled) <= 0.05
+    assert actornet.cancel_timer(cancelled) is False
+    assert actornet.receive(timeout=5) == "later"
+    with pytest.raises(TimeoutError):
+        actornet.receive(timeout=0.2)
+    with pytest.raises(ValueError):
+        actornet.send_after(-1, me, "x")
+    with pytest.raises(TypeError):
+        actornet.send_after(1, me, object())
+
+
+def test_timers_fire_in_time_order() -> None:
+    me = actornet.self()
+    for delay in (0.06, 0.02, 0.04):
+        actornet.send_after(delay, me, delay)
+    assert [actornet.receive(timeout=5) for _ in range(3)] == [0.02, 0.04, 0.06]

@@ -1,0 +1,92 @@
+"""Timers, as Erlang's ``erlang:send_after/3`` and ``erlang:cancel_timer/1``.
+
+One thread serves every timer of the interpreter from a heap, so a timer costs
+an entry, not a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+from typing import Any
+
+from actornet._ids import Ref
+from actornet._runtime import current_node
+
+__all__ = ["send_after", "cancel_timer"]
+
+_heap: list[tuple[float, int, Ref]] = []
+_pending: dict[Ref, tuple[float, Any, Any, Any]] = {}  # ref -> (when, node, dest, msg)
+_cond = threading.Condition()
+_counter = itertools.count()
+_thread: threading.Thread | None = None
+
+
+def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
+    """Send `msg` to `dest` after `seconds`; returns a ref for `cancel_timer`.
+
+    The message is checked now (a `TypeError` for an unsendable value) and sent
+    later from the current node; a dead destination drops it, as `send` does.
+
+    Example:
+        >>> import actornet
+        >>> _ = actornet.send_after(0.01, actornet.self(), "tick")
+        >>> actornet.receive(timeout=5)
+        'tick'
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"send_after needs seconds >= 0, got {seconds!r}")
+    from actornet._terms import check_term
+
+    check_term(msg)
+    node = current_node()
+    ref = node.make_ref()
+    when = time.monotonic() + seconds
+    global _thread
+    with _cond:
+        _pending[ref] = (when, node, dest, msg)
+        heapq.heappush(_heap, (when, next(_counter), ref))
+        if _thread is None:
+            _thread = threading.Thread(target=_run, name="actornet-timers", daemon=True)
+            _thread.start()
+        _cond.notify()
+    return ref
+
+
+def cancel_timer(ref: Ref) -> float | bool:
+    """Cancel a `send_after` timer: the seconds it had left, or False if it already fired.
+
+    Example:
+        >>> import actornet
+        >>> ref = actornet.send_after(60, actornet.self(), "never")
+        >>> actornet.cancel_timer(ref) > 59
+        True
+    """
+    with _cond:
+        entry = _pending.pop(ref, None)
+    if entry is None:
+        return False
+    return max(0.0, entry[0] - time.monotonic())
+
+
+def _run() -> None:
+    while True:
+        with _cond:
+            while True:
+                now = time.monotonic()
+                while _heap and _heap[0][2] not in _pending:
+                    heapq.heappop(_heap)  # cancelled
+                if _heap and _heap[0][0] <= now:
+                    _, _, ref = heapq.heappop(_heap)
+                    entry = _pending.pop(ref, None)
+                    break
+                _cond.wait(None if not _heap else _heap[0][0] - now)
+        if entry is None:
+            continue
+        _, node, dest, msg = entry
+        if node.running:
+            with contextlib.suppress(Exception):  # e.g. a name no longer registered: dropped
+                node.send(dest, msg)
