@@ -18,6 +18,8 @@ Two front ends share it:
     JOIN <room> <nick> | LEAVE <room> <nick> | KICK <room> <nick> <by>
     LIKES <room> <id> <count>
     NICK <room> <old> <new>
+    MOVED <room> <nick>                        a member's client resumed on another node
+    RECONNECTED <server-node>                  our chat node died; we carry on through this one
     DM <from> <text>
     WHO <room> <owner> <nick>...
     ROOMS <room>=<nick>,<nick> ...
@@ -27,9 +29,11 @@ Two front ends share it:
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 import threading
+import time
 from typing import Any
 
 import actornet
@@ -59,19 +63,23 @@ def render(event: tuple[Any, ...], plain: bool) -> str:
             return f"{tag} {room} {seq} {nick} {likes} {text}"
         hearts = f"  ♥{likes}" if likes else ""
         return f"[#{room} {seq}] {nick}: {text}{hearts}"
+    room = event[1] if kind.startswith("room_") else ""
     if kind == "room_join":
-        return f"JOIN {event[1]} {event[2]}" if plain else f"[#{event[1]}] {event[2]} joined"
+        return f"JOIN {room} {event[3]}" if plain else f"[#{room}] {event[3]} joined"
     if kind == "room_leave":
-        return f"LEAVE {event[1]} {event[2]}" if plain else f"[#{event[1]}] {event[2]} left"
+        return f"LEAVE {room} {event[3]}" if plain else f"[#{room}] {event[3]} left"
     if kind == "room_kick":
-        return (f"KICK {event[1]} {event[2]} {event[3]}" if plain
-                else f"[#{event[1]}] {event[2]} was kicked by {event[3]}")
+        return (f"KICK {room} {event[3]} {event[4]}" if plain
+                else f"[#{room}] {event[3]} was kicked by {event[4]}")
     if kind == "room_likes":
-        return (f"LIKES {event[1]} {event[2]} {event[3]}" if plain
-                else f"[#{event[1]} {event[2]}] ♥{event[3]}")
+        return (f"LIKES {room} {event[3]} {event[4]}" if plain
+                else f"[#{room} {event[3]}] ♥{event[4]}")
     if kind == "room_rename":
-        return (f"NICK {event[1]} {event[2]} {event[3]}" if plain
-                else f"[#{event[1]}] {event[2]} is now {event[3]}")
+        return (f"NICK {room} {event[3]} {event[4]}" if plain
+                else f"[#{room}] {event[3]} is now {event[4]}")
+    if kind == "room_move":
+        return (f"MOVED {room} {event[3]}" if plain
+                else f"[#{room}] {event[3]} reconnected through another node")
     if kind == "dm":
         return f"DM {event[1]} {event[2]}" if plain else f"[DM from {event[1]}] {event[2]}"
     return f"INFO {event!r}" if plain else repr(event)
@@ -87,6 +95,9 @@ class Client:
         self.out = out
         self.room: str | None = None
         self.running = True
+        self.last_seq: dict[str, int] = {}
+        self.rooms: set[str] = set()  # room -> last event seen: drops duplicates
+        self.servers: list[str] = [server]
 
     def show(self, line: str) -> None:
         self.out(line)
@@ -114,20 +125,75 @@ class Client:
             return False
         self.show(f"CONNECTED {self.nick} {reply[1]}" if self.plain
                   else f"* connected to {reply[1]} as {self.nick} (/help for commands)")
+        self._watch_server()
+        return True
+
+    def _watch_server(self) -> None:
+        actornet.monitor_node(self.server)
+        reply = self.call("servers")
+        if reply[0] == "servers":
+            self.servers = reply[1]
+
+    def failover(self, timeout: float = 10.0) -> bool:
+        """Our chat node is down: resume on another, keeping nick, rooms and place."""
+        dead = self.server
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for candidate in [s for s in self.servers if s != dead]:
+                if actornet.ping(candidate, timeout=2) != "pong":
+                    continue
+                self.server = candidate
+                last = [(room, self.last_seq.get(room, 0)) for room in sorted(self.rooms)]
+                reply = self.call("resume", self.nick, last)
+                if reply[0] == "ok":
+                    self.show(f"RECONNECTED {reply[1]}" if self.plain
+                              else f"* {dead} is down; reconnected through {reply[1]}")
+                    self._watch_server()
+                    return True
+            time.sleep(0.2)  # every candidate refused: let the cluster settle, then retry
+        self.server = dead
+        self.error(f"chat node {dead} is down and no other chat node answered")
+        return False
+
+    def fresh(self, event: tuple[Any, ...]) -> bool:
+        """True the first time a room event is seen (events carry their room's seq)."""
+        room, seq = event[1], event[2]
+        if seq <= self.last_seq.get(room, 0):
+            return False
+        self.last_seq[room] = seq
         return True
 
     def run(self) -> None:
         while self.running:
             msg = actornet.receive()
-            if msg[0] == "input":
+            kind = msg[0]
+            if kind == "input":
                 self.command(msg[1])
-            elif msg[0] == "history":
+            elif kind == "history":
                 for event in msg[2]:
-                    self.show(render(("hist", *event[1:]), self.plain))
-            elif msg[0] == "eof":
+                    if self.fresh(event):
+                        self.show(render(("hist", *event[1:]), self.plain))
+            elif kind == "catchup":
+                for event in msg[2]:
+                    if self.fresh(event):
+                        self.show(render(event, self.plain))
+            elif kind == "nodedown":
+                if msg[1] == self.server and not self.failover():
+                    self.running = False
+            elif kind == "eof":
                 self.command("/quit")
+            elif kind.startswith("room_"):
+                if self.fresh(msg):
+                    self._track(msg)
+                    self.show(render(msg, self.plain))
             else:
                 self.show(render(msg, self.plain))
+
+    def _track(self, event: tuple[Any, ...]) -> None:
+        if event[0] in ("room_kick", "room_leave") and event[3] == self.nick:
+            self.rooms.discard(event[1])
+        elif event[0] == "room_rename" and event[3] == self.nick:
+            self.nick = event[4]
 
     def command(self, line: str) -> None:
         line = line.strip()
@@ -174,12 +240,14 @@ class Client:
         room = args[0]
         if self._expect(self.call("join", room), "joined"):
             self.room = room
+            self.rooms.add(room)
             self.ok(f"joined {room}")
 
     def cmd_leave(self, args: list[str], rest: str) -> None:
         room = self._current(args)
         if self._expect(self.call("leave", room), "left"):
             self.ok(f"left {room}")
+            self.rooms.discard(room)
             if self.room == room:
                 self.room = None
 
@@ -249,7 +317,8 @@ def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | No
     """Run a client against chat node `server`; returns the exit status."""
     if plain is None:
         plain = not sys.stdin.isatty()
-    me = f"{nick}-{secrets.token_hex(3)}@{host}"
+    # The chat server judges the nickname; the node name must be valid whatever it is.
+    me = f"{re.sub(r'[^A-Za-z0-9_-]', '_', nick)[:20] or 'client'}-{secrets.token_hex(3)}@{host}"
     try:
         # hidden, like `erl -hidden`: clients do not join the chat nodes' mesh
         # (registered with the port mapper: a chat node answers us by name)
@@ -299,6 +368,8 @@ def _front_end(plain: bool) -> tuple[Any, Any]:
                 if done.is_set():
                     return
                 actornet.send(pid, ("input", line.rstrip("\n")))
+                if _is_quit(line):
+                    return  # don't wait for more input (or EOF) once told to quit
             actornet.send(pid, ("eof",))
 
         return out, loop
@@ -321,10 +392,14 @@ def _front_end(plain: bool) -> tuple[Any, Any]:
                     actornet.send(pid, ("eof",))
                     return
                 actornet.send(pid, ("input", line))
-                if line.strip() == "/quit":
+                if _is_quit(line):
                     return
 
     return tty_out, tty_loop
+
+
+def _is_quit(line: str) -> bool:
+    return line.strip().split(" ")[0].lower() == "/quit"
 
 
 def _wait_either(a: threading.Event, b: threading.Event) -> bool:

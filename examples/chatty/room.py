@@ -44,9 +44,10 @@ def local_name(room: str) -> str:
 class Room(GenServer):
     """One node's replica of a room, and its sequencer if it holds the global name."""
 
-    def init(self, room: str, history_on_join: int = 50) -> None:
+    def init(self, room: str, history_on_join: int = 50, grace: float = 10.0) -> None:
         actornet.trap_exit(True)
         self.room = room
+        self.grace = grace  # seconds a client of a dead node has to resume elsewhere
         self.history_on_join = history_on_join
         self.seq = 0
         self.events: deque[tuple[int, tuple[Any, ...]]] = deque(maxlen=HISTORY_LIMIT)
@@ -87,6 +88,55 @@ class Room(GenServer):
             return
         raise actornet.ActornetError(f"room {self.room}: no sequencer could be found or elected")
 
+    def _take_over(self) -> None:
+        """The sequencer died: one survivor takes over with every event any survivor has.
+
+        Survivors that lose the race for the global name wait: the winner
+        collects every replica's state (they are idle, so this cannot deadlock),
+        keeps the most advanced, and hands it to each of them (``adopt``).
+        """
+        if global_.register_name(leader_name(self.room), self.gen_pid) != "yes":
+            leader = global_.whereis_name(leader_name(self.room))
+            if leader is not None and leader != self.gen_pid:
+                self.leader = leader  # it adopts us soon; watch it meanwhile
+                self.leader_ref = actornet.monitor(leader)
+            else:  # the name was freed again meanwhile: try once more shortly
+                actornet.send_after(0.2, self.gen_pid, ("elect",))
+            return
+        self.leader = self.gen_pid
+        others = [p for p in pg.get_members(group(self.room)) if p != self.gen_pid]
+        best = self._state()
+        for kind, value in actornet._gen.multi_call(others, ("state",), 5.0):
+            if kind == "reply" and value["seq"] > best["seq"]:
+                best = value
+        self._catch_up(best)
+        actornet._gen.multi_call(others, ("adopt", self._state()), 5.0)
+        here = {self.gen_node.name, *actornet.nodes()}
+        for home in {h for _, h in self.members.values()} - here:
+            self._grace_for(home)
+        log.warning("room %s: %r took over as sequencer at #%d", self.room, self.gen_pid,
+                    self.seq)
+
+    def _catch_up(self, state: dict[str, Any]) -> None:
+        """Apply (and show local clients) the events of `state` this replica lacks."""
+        missing = [tuple(e) for e in state["events"] if e[0] > self.seq]
+        if missing and missing[0][0] != self.seq + 1:
+            self._load(state)  # too far behind for the events kept: take the state whole
+            return
+        for seq, event in missing:
+            self._apply(seq, tuple(event))
+
+    def _grace_for(self, home: str) -> None:
+        """Members who joined through `home` (down) have a while to come back elsewhere."""
+        for nick, (_, where) in list(self.members.items()):
+            if where == home:
+                actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home))
+
+    def _expire(self, nick: str, home: str) -> None:
+        entry = self.members.get(nick)
+        if self.leader == self.gen_pid and entry is not None and entry[1] == home:
+            self._publish(("leave", nick))
+
     def _state(self) -> dict[str, Any]:
         return {"seq": self.seq, "events": list(self.events), "members": dict(self.members),
                 "owner": self.owner, "likes": {k: sorted(v) for k, v in self.likes.items()}}
@@ -104,8 +154,17 @@ class Room(GenServer):
         op = request[0]
         if op == "event":  # from the sequencer
             return self._receive_events(request[1])
-        if op == "sync":
+        if op in ("sync", "state"):
             return self._state()
+        if op == "adopt":  # from a sequencer that just took over
+            self._catch_up(request[1])
+            self.leader = from_[0]
+            if self.leader_ref is not None:
+                actornet.demonitor(self.leader_ref)
+            self.leader_ref = actornet.monitor(self.leader)
+            return "ok"
+        if op == "since":
+            return [self._describe(seq, ev) for seq, ev in self.events if seq > request[1]]
         if op == "publish":  # to the sequencer
             return self._publish(request[1])
         if op == "history":
@@ -121,12 +180,14 @@ class Room(GenServer):
             log.warning("room %s: sequencer %r is gone (%s); electing", self.room, msg[3], msg[4])
             self.leader_ref = None
             self.leader = None
-            self._elect()
+            self._take_over()
+        elif msg[0] == "elect":
+            if self.leader is None:
+                self._take_over()
+        elif msg[0] == "expire":
+            self._expire(msg[1], msg[2])
         elif msg[0] == "nodedown" and self.leader == self.gen_pid:
-            # Clients that joined through a dead node are gone from the room.
-            for nick, (_, home) in list(self.members.items()):
-                if home == msg[1]:
-                    self._publish(("leave", nick))
+            self._grace_for(msg[1])
         elif msg[0] in ("EXIT", "nodeup", "nodedown"):
             pass
         else:
@@ -175,7 +236,7 @@ class Room(GenServer):
                 return f"only the owner of {self.room} ({self.owner}) can kick"
             if target not in self.members:
                 return f"{target} is not in room {self.room}"
-        if kind == "leave" and event[1] not in self.members:
+        if kind in ("leave", "move") and event[1] not in self.members:
             return f"{event[1]} is not in room {self.room}"
         return None
 
@@ -209,6 +270,9 @@ class Room(GenServer):
             self.likes.setdefault(event[1], set()).add(event[2])
         elif kind == "unlike":
             self.likes.get(event[1], set()).discard(event[2])
+        elif kind == "move":  # the client resumed through another node
+            _, nick, pid, home, _last = event
+            self.members[nick] = (pid, home)
         elif kind == "rename":
             _, old, new, pid = event
             if old in self.members:
@@ -227,6 +291,11 @@ class Room(GenServer):
             # the joiner gets the room's recent history first, then live events
             history = [self._describe(s, e) for s, e in self.events if e[0] == "msg"]
             actornet.send(event[2], ("history", self.room, history[-self.history_on_join:]))
+        elif event[0] == "move" and event[3] == here:
+            # a client resuming here gets everything after the last event it saw,
+            # from this replica and before any live event: no gap, no duplicate
+            missed = [self._describe(s, e) for s, e in self.events if event[4] < s < seq]
+            actornet.send(event[2], ("catchup", self.room, missed))
         for pid, home in [*self.members.values(), *also]:
             if home == here:
                 actornet.send(pid, out)
@@ -238,19 +307,21 @@ class Room(GenServer):
         if kind == "msg":
             return ("room_msg", room, seq, event[1], event[2], len(self.likes.get(seq, ())))
         if kind == "join":
-            return ("room_join", room, event[1])
+            return ("room_join", room, seq, event[1])
         if kind == "leave":
-            return ("room_leave", room, event[1])
+            return ("room_leave", room, seq, event[1])
         if kind == "kick":
-            return ("room_kick", room, event[1], event[2])
+            return ("room_kick", room, seq, event[1], event[2])
         if kind in ("like", "unlike"):
-            return ("room_likes", room, event[1], len(self.likes.get(event[1], ())))
+            return ("room_likes", room, seq, event[1], len(self.likes.get(event[1], ())))
         if kind == "rename":
-            return ("room_rename", room, event[1], event[2])
+            return ("room_rename", room, seq, event[1], event[2])
+        if kind == "move":
+            return ("room_move", room, seq, event[1])
         return ("room_event", room, seq, event)
 
 
-def ensure(room: str, history_on_join: int = 50) -> actornet.Pid:
+def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actornet.Pid:
     """The local room server of `room`, started under the rooms supervisor if needed."""
     pid = actornet.whereis(local_name(room))
     if pid is not None:
@@ -259,7 +330,8 @@ def ensure(room: str, history_on_join: int = 50) -> actornet.Pid:
 
     try:
         return Supervisor.start_child("chatty.rooms", child_spec(
-            room, Room, room, history_on_join, name=local_name(room), restart="transient"))
+            room, Room, room, history_on_join, grace, name=local_name(room),
+            restart="transient"))
     except actornet.ActornetError:
         pid = actornet.whereis(local_name(room))
         if pid is None:

@@ -80,6 +80,8 @@ class ChatServer(GenServer):
         caller = from_[0]
         if op == "connect":
             return self._connect(request[1], caller)
+        if op == "resume":
+            return self._resume(request[1], request[2], caller)
         nick = self._nick_of(caller)
         if nick is None:
             return ("error", "not connected: connect with a nickname first")
@@ -148,6 +150,24 @@ class ChatServer(GenServer):
         _say(f"[JOIN] {nick} ({pid.node})")
         return ("ok", self.gen_node.name)
 
+    def _resume(self, nick: Any, last_seen: list[tuple[str, int]], pid: actornet.Pid) -> Any:
+        """A client whose chat node died carries on here, keeping its nick and rooms."""
+        holder = global_.whereis_name(nick_name(nick)) if isinstance(nick, str) else None
+        if holder is None:
+            if global_.register_name(nick_name(nick), pid) != "yes":
+                return ("error", f"nickname {nick} is taken")
+        elif holder != pid:
+            return ("error", f"nickname {nick} is taken")
+        self.clients[nick] = (pid, actornet.monitor(pid))
+        here = self.gen_node.name
+        for room, seq in last_seen:
+            rooms.ensure(room, self.history_on_join)
+            reply = self._publish_now(room, ("move", nick, pid, here, seq))
+            if reply is not None and reply[0] == "error":  # its grace ran out: join again
+                self._publish_now(room, ("join", nick, pid, here))
+        _say(f"[JOIN] {nick} ({pid.node}, resumed)")
+        return ("ok", here)
+
     def _rename(self, old: str, new: Any, pid: actornet.Pid) -> Any:
         if not isinstance(new, str) or not NICK.match(new):
             return ("error", f"invalid nickname {new!r}")
@@ -181,14 +201,16 @@ class ChatServer(GenServer):
                 result.append(name.split(":", 1)[1])
         return result
 
-    def _publish_now(self, room: str, event: tuple[Any, ...]) -> None:
+    def _publish_now(self, room: str, event: tuple[Any, ...]) -> Any:
+        """Publish `event` and wait for the sequencer; its reply, or None on failure."""
         leader = global_.whereis_name(rooms.leader_name(room))
         if leader is None:
-            return
+            return None
         try:
-            actornet.call(leader, ("publish", event), timeout=5)
+            return actornet.call(leader, ("publish", event), timeout=5)
         except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError) as e:
             log.warning("room %s: could not publish %r: %s", room, event[0], e)
+            return None
 
     def _disconnect(self, nick: str, why: str) -> None:
         entry = self.clients.pop(nick, None)
