@@ -567,6 +567,7 @@ class Transport:
                 self._on_batch(conn, frames)
             elif conn is not None and conn.state == "dead":
                 self.stats["bad_frames"] += 1
+                conn.last_seen = time.monotonic()
             else:
                 self._on_handshake_frame(rid, conn, frames)
 
@@ -754,12 +755,15 @@ class Transport:
                     self.stats["ticks_out"] += 1
                     self._flush(peer)
         for rid, conn in list(self._inbound.items()):
-            if conn.state == "dead" or (
-                conn.state == "handshake" and now - conn.started > self.handshake_timeout
-            ):
-                if conn.state == "handshake":
-                    log.warning("node %s: dropped a connection that did not finish the "
-                                "handshake in %.1f s", self.node.name, self.handshake_timeout)
+            if conn.state == "handshake" and now - conn.started > self.handshake_timeout:
+                log.warning("node %s: dropped a connection that did not finish the "
+                            "handshake in %.1f s", self.node.name, self.handshake_timeout)
+                conn.state = "dead"
+                conn.last_seen = now
+            elif conn.state == "dead" and now - conn.last_seen > 3 * self.tick_time:
+                # Kept a while after it died, so what the peer still sends on it
+                # (it learns we dropped it only when our ticks stop) is ignored
+                # quietly instead of looking like an unauthenticated stranger.
                 del self._inbound[rid]
 
     def _peer_down(self, peer: _Peer, why: str, linger: int = 0) -> None:

@@ -3,8 +3,9 @@
 It starts a private port mapper, three chat nodes and four plain-mode clients,
 each in its own OS process; chats across nodes, shows a direct message, history
 on join, likes and a kick; then kills one node with SIGKILL: its client fails
-over to another node and everyone carries on. It prints the transcript and exits 0 when every step showed
-what it should (1 otherwise), leaving no process behind.
+over to another node and everyone carries on. It prints the transcript and
+exits 0 when every step showed what it should (1 otherwise), leaving no
+process behind.
 """
 
 from __future__ import annotations

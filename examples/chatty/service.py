@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import actornet
@@ -55,10 +56,19 @@ class ChatServer(GenServer):
     def _nick_of(self, pid: actornet.Pid) -> str | None:
         return next((n for n, (p, _) in self.clients.items() if p == pid), None)
 
+    def _leader(self, room: str, wait: float = 5.0) -> actornet.Pid | None:
+        """The room's sequencer; during a takeover (no holder for a moment), wait for it."""
+        deadline = time.monotonic() + wait
+        while True:
+            leader = global_.whereis_name(rooms.leader_name(room))
+            if leader is not None or time.monotonic() > deadline:
+                return leader
+            time.sleep(0.01)  # an election is in progress: poll the local table
+
     def _to_sequencer(self, room: str, event: tuple[Any, ...], from_: Any) -> Any:
         """Hand the client's call to the room's sequencer, which will answer it."""
         rooms.ensure(room, self.history_on_join)
-        leader = global_.whereis_name(rooms.leader_name(room))
+        leader = self._leader(room)
         if leader is None:
             return ("error", f"room {room} has no sequencer right now; retry")
         actornet.send(leader, ("$gen_call", from_, ("publish", event)))
@@ -203,7 +213,7 @@ class ChatServer(GenServer):
 
     def _publish_now(self, room: str, event: tuple[Any, ...]) -> Any:
         """Publish `event` and wait for the sequencer; its reply, or None on failure."""
-        leader = global_.whereis_name(rooms.leader_name(room))
+        leader = self._leader(room)
         if leader is None:
             return None
         try:

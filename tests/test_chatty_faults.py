@@ -1,0 +1,176 @@
+"""Chatty under injected faults: one order per room, no acknowledged message lost, failover.
+
+Every node and client is an OS process (the real CLI); nodes are killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from examples.chatty.demo import Child, DemoFailed
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Chat:
+    """A private port mapper, chat nodes and clients; everything killed at the end."""
+
+    def __init__(self) -> None:
+        self.epmd_port = _free_port()
+        self.env = {**os.environ, "ACTORNET_EPMD_PORT": str(self.epmd_port),
+                    "ACTORNET_COOKIE": "faults", "PYTHONUNBUFFERED": "1"}
+        self.children: list[Child] = []
+
+    def _echo(self, label: str, line: str) -> None:
+        print(f"{label:>8} | {line}", flush=True)  # pytest shows it when a test fails
+
+    def node(self, name: str, *extra: str) -> Child:
+        child = Child(name, ["node", "--name", name, "--tick-time", "3", *extra], self.env,
+                      self._echo)
+        self.children.append(child)
+        child.expect("ready")
+        return child
+
+    def client(self, nick: str, server: str) -> Child:
+        child = Child(nick, ["client", "--server", f"{server}@{HOST}", "--nick", nick],
+                      self.env, self._echo)
+        self.children.append(child)
+        child.expect("^CONNECTED")
+        return child
+
+    def close(self) -> None:
+        for child in reversed(self.children):
+            child.kill(signal.SIGKILL)
+        from actornet import epmd
+
+        with contextlib.suppress(Exception):  # nothing may be running
+            epmd.kill(epmd_port=self.epmd_port, timeout=2.0)
+
+
+@pytest.fixture
+def chat() -> Iterator[Chat]:
+    c = Chat()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def messages(child: Child, room: str, since: int = 0) -> list[tuple[int, str, str]]:
+    """(id, nick, text) of every MSG line of `room` a client printed."""
+    rx = re.compile(rf"^MSG {room} (\d+) (\S+) \d+ (.*)$")
+    with child.cond:
+        lines = list(child.lines[since:])
+    return [(int(m[1]), m[2], m[3]) for m in map(rx.match, lines) if m]
+
+
+def wait_messages(child: Child, room: str, count: int, timeout: float = 30) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = messages(child, room)
+        if len(got) >= count:
+            return got
+        with child.cond:
+            child.cond.wait(0.2)
+    raise DemoFailed(f"{child.label} saw {len(messages(child, room))} of {count} messages")
+
+
+def join(room: str, *clients: Child) -> None:
+    for c in clients:
+        c.say(f"/join {room}")
+        c.expect(f"^OK joined {room}")
+
+
+def test_one_order_per_room_with_concurrent_senders(chat: Chat) -> None:
+    chat.node("c1")
+    chat.node("c2", "--join", f"c1@{HOST}")
+    chat.node("c3", "--join", f"c1@{HOST}")
+    clients = [chat.client(f"u{i}", f"c{i}") for i in (1, 2, 3)]
+    join("order", *clients)
+    per_client = 15
+    for c in clients:  # all at once: the three streams interleave
+        assert c.proc.stdin is not None
+        c.proc.stdin.write("".join(f"{c.label} says {k}\n" for k in range(per_client)))
+        c.proc.stdin.flush()
+    seen = [wait_messages(c, "order", 3 * per_client) for c in clients]
+    assert seen[0] == seen[1] == seen[2], "every client sees one order"
+    assert [m[0] for m in seen[0]] == sorted(m[0] for m in seen[0])
+    for c in clients:  # and each sender's own messages in the order it sent them
+        own = [text for _, nick, text in seen[0] if nick == c.label]
+        assert own == [f"{c.label} says {k}" for k in range(per_client)]
+
+
+def test_acknowledged_messages_survive_the_sequencer_node_being_killed(chat: Chat) -> None:
+    n1 = chat.node("s1")
+    chat.node("s2", "--join", f"s1@{HOST}")
+    chat.node("s3", "--join", f"s1@{HOST}")
+    sender = chat.client("sender", "s1")
+    r2, r3 = chat.client("r2", "s2"), chat.client("r3", "s3")
+    join("acks", sender, r2, r3)  # created on s1: s1 sequences the room
+    acked: list[int] = []
+    for k in range(10):
+        mark = sender.mark()
+        sender.say(f"before {k}")
+        acked.append(int(sender.expect(r"^OK sent acks (\d+)", since=mark).group(1)))
+    n1.kill(signal.SIGKILL)  # right after the last acknowledgement
+    sender.expect("^RECONNECTED")
+    for k in range(10):
+        mark = sender.mark()
+        sender.say(f"after {k}")
+        m = sender.expect(r"^(OK sent acks (\d+)|ERROR .*)", since=mark)
+        if m.group(2):
+            acked.append(int(m.group(2)))
+    assert len(acked) >= 15, "the room keeps accepting messages after the takeover"
+    for receiver in (r2, r3):
+        ids = {i for i, _, _ in wait_messages(receiver, "acks", len(acked))}
+        assert set(acked) <= ids, f"{receiver.label} lost {sorted(set(acked) - ids)}"
+    assert messages(r2, "acks") == messages(r3, "acks"), "the survivors agree on the order"
+
+
+def test_client_fails_over_and_misses_nothing(chat: Chat) -> None:
+    chat.node("f1")
+    chat.node("f2", "--join", f"f1@{HOST}")
+    n3 = chat.node("f3", "--join", f"f1@{HOST}")
+    talker = chat.client("talker", "f1")
+    victim = chat.client("victim", "f3")
+    join("fo", talker, victim)
+    talker.say("one")
+    victim.expect("^MSG fo \\d+ talker 0 one")
+    t0 = time.monotonic()
+    n3.kill(signal.SIGKILL)
+    for k in range(5):  # while the victim's node is dead and it fails over
+        talker.say(f"during {k}")
+    victim.expect(f"^RECONNECTED f[12]@{HOST}")
+    assert time.monotonic() - t0 < 3 + 5.0, "reconnected within 5 s of the node being down"
+    talker.say("after")
+    got = [text for _, nick, text in wait_messages(victim, "fo", 7) if nick == "talker"]
+    assert got == ["one", *[f"during {k}" for k in range(5)], "after"], "no gap, no duplicate"
+    victim.say("still victim")
+    talker.expect("^MSG fo \\d+ victim 0 still victim")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses Linux process groups")
+def test_members_of_a_dead_node_leave_after_the_grace_period(chat: Chat) -> None:
+    chat.node("g1")
+    n2 = chat.node("g2", "--join", f"g1@{HOST}")
+    watcher = chat.client("watcher", "g1")
+    gone = chat.client("gone", "g2")
+    join("grace", watcher, gone)
+    gone.kill(signal.SIGKILL)  # the client itself dies: its chat server says so at once
+    watcher.expect("^LEAVE grace gone")
+    assert n2.proc.poll() is None
