@@ -86,8 +86,9 @@ class Process:
             raise Killed(self.exit_reason)
 
     def enter_user_code(self) -> None:
-        with self.lock:
-            self.in_user_code = True
+        # No lock: a killer that reads False here just skips the async exception,
+        # and the process still sees its death at the next receive.
+        self.in_user_code = True
 
     def leave_user_code(self) -> None:
         """Mark that user code is over; cancel a kill still in flight."""

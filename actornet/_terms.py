@@ -31,15 +31,8 @@ def check_term(value: Any) -> None:
         ...
         TypeError: cannot send a value of type 'object' at msg[1]: ...
     """
-    cls = value.__class__
-    if cls in _ATOMIC:
+    if _plain(value, 4):
         return
-    if cls is tuple or cls is list:
-        for item in value:
-            if item.__class__ not in _ATOMIC:
-                break
-        else:
-            return
     bad = _find_bad(value, "msg")
     if bad is not None:
         path, what = bad
@@ -47,6 +40,19 @@ def check_term(value: Any) -> None:
             f"cannot send a value of type {type(what).__name__!r} at {path}: "
             f"actornet sends {SENDABLE}"
         )
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """The fast path: scalars and small nests of tuples/lists of them (calls, replies)."""
+    cls = value.__class__
+    if cls in _ATOMIC:
+        return True
+    if (cls is tuple or cls is list) and depth:
+        for item in value:
+            if item.__class__ not in _ATOMIC and not _plain(item, depth - 1):
+                return False
+        return True
+    return False
 
 
 def _find_bad(value: Any, path: str) -> tuple[str, Any] | None:
