@@ -29,11 +29,14 @@ Two front ends share it:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import secrets
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import actornet
@@ -384,7 +387,7 @@ def _front_end(plain: bool) -> tuple[Any, Any]:
         if not _wait_either(ready, done):
             return
         session: PromptSession[str] = PromptSession()
-        with patch_stdout(raw=True):
+        with patch_stdout(raw=True), _logging_to(sys.stderr):
             while not done.is_set():
                 try:
                     line = session.prompt("-> ")
@@ -396,6 +399,24 @@ def _front_end(plain: bool) -> tuple[Any, Any]:
                     return
 
     return tty_out, tty_loop
+
+
+@contextlib.contextmanager
+def _logging_to(stream: Any) -> Iterator[None]:
+    """Point the log handlers at `stream` (the prompt's patched stderr) for a while.
+
+    Handlers keep the stderr they were created with; without this, a log line
+    (say, "node ... is down") would be written through the line being typed.
+    """
+    handlers = [h for h in logging.getLogger().handlers
+                if type(h) is logging.StreamHandler]
+    old = [h.setStream(stream) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, previous in zip(handlers, old, strict=True):
+            if previous is not None:
+                handler.setStream(previous)
 
 
 def _is_quit(line: str) -> bool:

@@ -56,6 +56,8 @@ class Room(GenServer):
         self.likes: dict[int, set[str]] = {}
         self.leader: actornet.Pid | None = None
         self.leader_ref: actornet.Ref | None = None
+        # Replicas that synced from us as sequencer: pg may not list them here yet.
+        self.synced: set[actornet.Pid] = set()
         actornet.monitor_nodes(True)
         self._elect()
         # Joined after the first sync: the sequencer's events reach us from now
@@ -69,6 +71,11 @@ class Room(GenServer):
         for _ in range(100):
             leader = global_.whereis_name(leader_name(self.room))
             if leader is None:
+                if pg.get_members(group(self.room)):
+                    # Replicas exist: a takeover is under way. A new, empty
+                    # replica must not grab the name and sequence from nothing.
+                    time.sleep(0.05)
+                    continue
                 if global_.register_name(leader_name(self.room), self.gen_pid) == "yes":
                     self.leader = self.gen_pid
                     log.info("room %s: %r sequences from #%d", self.room, self.gen_pid, self.seq)
@@ -154,7 +161,10 @@ class Room(GenServer):
         op = request[0]
         if op == "event":  # from the sequencer
             return self._receive_events(request[1])
-        if op in ("sync", "state"):
+        if op == "sync":
+            self.synced.add(from_[0])  # it must get every event after this state
+            return self._state()
+        if op == "state":
             return self._state()
         if op == "adopt":  # from a sequencer that just took over
             self._catch_up(request[1])
@@ -205,7 +215,9 @@ class Room(GenServer):
         self._apply(self.seq, event)
         # Answer only once every replica has the event: acknowledged = replicated.
         batch = [(self.seq, event)]
-        followers = [p for p in pg.get_members(group(self.room)) if p != self.gen_pid]
+        listed = set(pg.get_members(group(self.room)))
+        self.synced -= listed  # pg knows those now
+        followers = [p for p in listed | self.synced if p != self.gen_pid]
         for _ in range(3):
             lagging: dict[actornet.Pid, int] = {}
             for pid, (kind, value) in zip(
@@ -213,6 +225,8 @@ class Room(GenServer):
                     strict=True):
                 if kind == "reply" and value[0] == "gap":
                     lagging[pid] = value[1]  # a replica that joined late: send what it lacks
+                elif kind != "reply":
+                    self.synced.discard(pid)
             if not lagging:
                 break
             followers = list(lagging)

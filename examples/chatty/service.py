@@ -67,6 +67,9 @@ class ChatServer(GenServer):
 
     def _to_sequencer(self, room: str, event: tuple[Any, ...], from_: Any) -> Any:
         """Hand the client's call to the room's sequencer, which will answer it."""
+        if (event[0] != "join" and actornet.whereis(rooms.local_name(room)) is None
+                and global_.whereis_name(rooms.leader_name(room)) is None):
+            return ("error", f"no room named {room}")  # only /join creates a room
         rooms.ensure(room, self.history_on_join)
         leader = self._leader(room)
         if leader is None:

@@ -1,0 +1,688 @@
+"""The chat service (``python -m examples.chatty``), end to end through its CLI.
+
+Every node and every client is an OS process of its own, started as a user
+would start it (``python -m examples.chatty node ...`` / ``... client ...``).
+Plain-mode clients are driven through their stdin, one command per line, and
+we wait (always with a deadline) for the lines they print in the format
+documented in `examples.chatty.client`. One interactive client runs under a
+pseudo-terminal, to check that incoming messages do not garble the line
+being typed.
+
+The three chat nodes (the third with ``--history 2``) are shared by the whole
+module; each test uses its own nicknames and room names. Everything finds
+everything through a private port mapper on a free port. Every child is
+SIGKILLed at the end (of its test, or of the module for the nodes), and dies
+with the test runner if that dies first (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actornet import epmd
+
+from .cluster import _die_with_parent, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+COOKIE = "chatty-test-cookie"
+WAIT = 15.0  # seconds: the longest any one expected line may take
+GRACE = 10.0  # seconds members of a dead chat node have to resume (examples.chatty.room)
+TAG = f"{os.getpid() % 100000}"  # keeps node names apart from another run's
+
+
+# -- children ------------------------------------------------------------------------------------
+
+
+class Child:
+    """One ``python -m examples.chatty ...`` process: its stdin, its stdout lines."""
+
+    def __init__(self, label: str, args: list[str], env: dict[str, str]) -> None:
+        self.label = label
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "examples.chatty", *args], cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            bufsize=1, preexec_fn=_die_with_parent,
+        )
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self.eof = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.eof = True
+            self._changed.notify_all()
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.errors.append(line.rstrip("\n"))
+
+    def report(self) -> str:
+        with self._changed:
+            out = "\n".join(f"  {x}" for x in self.lines)
+        err = "\n".join(f"  {x}" for x in self.errors[-20:])
+        return f"--- {self.label} stdout:\n{out}\n--- {self.label} stderr (tail):\n{err}"
+
+    def mark(self) -> int:
+        """The number of lines printed so far: a starting point for `expect`."""
+        with self._changed:
+            return len(self.lines)
+
+    def expect(self, pattern: str, since: int = 0, timeout: float = WAIT) -> re.Match[str]:
+        """Wait for a line (from line number `since` on) that `pattern` matches in full."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[since:]:
+                    m = rx.fullmatch(line)
+                    if m:
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.eof:
+                    raise AssertionError(f"{self.label} never printed /{pattern}/ "
+                                         f"(after line {since})\n{self.report()}")
+                self._changed.wait(remaining)
+
+    def index(self, pattern: str, since: int = 0, timeout: float = WAIT) -> int:
+        """Like `expect`, but the line number of the matching line."""
+        m = self.expect(pattern, since, timeout)
+        with self._changed:
+            return self.lines.index(m.string, since)
+
+    def between(self, start: int, end: int) -> list[str]:
+        with self._changed:
+            return self.lines[start:end]
+
+    def say(self, line: str) -> int:
+        """Type `line`; returns the mark from before it, to expect its answer from."""
+        mark = self.mark()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return mark
+
+    def ask(self, line: str, pattern: str) -> re.Match[str]:
+        """Type `line` and wait for the line (printed after it) that `pattern` matches."""
+        return self.expect(pattern, since=self.say(line))
+
+    def wait_exit(self, timeout: float = WAIT) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.label} did not exit\n{self.report()}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        with contextlib.suppress(OSError):  # a broken pipe: it is dead anyway
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+
+
+class Service:
+    """The module's port mapper and chat nodes, and a factory of clients."""
+
+    def __init__(self, epmd_port: int) -> None:
+        self.epmd_port = epmd_port
+        self.env = {**os.environ, "ACTORNET_EPMD_PORT": str(epmd_port),
+                    "ACTORNET_COOKIE": COOKIE, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("PROMPT_TOOLKIT_NO_CPR", None)
+        self.nodes: list[str] = []
+        self.node_procs: list[Child] = []
+        self.children: list[Child] = []
+
+    def start(self, label: str, *args: str) -> Child:
+        child = Child(label, list(args), self.env)
+        self.children.append(child)
+        return child
+
+    def start_node(self, short: str, *extra: str) -> Child:
+        join = ["--join", self.nodes[0]] if self.nodes else []
+        return self.start(short, "node", "--name", short, "--host", HOST, *join, *extra)
+
+    def clients(self, *specs: tuple[str, int]) -> list[Child]:
+        """Start clients (nick, index of the chat node) at once; wait until all connected."""
+        started = [self.start(nick, "client", "--server", self.nodes[i], "--nick", nick)
+                   for nick, i in specs]
+        for child, (nick, i) in zip(started, specs, strict=True):
+            child.expect(rf"CONNECTED {nick} {re.escape(self.nodes[i])}")
+        return started
+
+    def client(self, nick: str, node: int) -> Child:
+        return self.clients((nick, node))[0]
+
+    def kill_all(self, children: list[Child]) -> None:
+        for child in children:
+            with contextlib.suppress(Exception):  # best effort: kill every child
+                child.kill()
+
+
+@pytest.fixture(autouse=True)
+def node() -> Iterator[None]:
+    """Overrides the suite's in-process node: everything here runs in child processes."""
+    yield None
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    """Port mapper + chatty1, chatty2 (joins 1), chatty3 (joins 1, ``--history 2``)."""
+    port = free_port()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "actornet.epmd", "--port", str(port), "--address", HOST],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+    )
+    svc = Service(port)
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                epmd.names(epmd_port=port, timeout=1.0)
+                break
+            except epmd.EpmdError:
+                assert daemon.poll() is None and time.monotonic() < deadline, "no port mapper"
+                time.sleep(0.05)
+        first = svc.start_node(f"chatty1t{TAG}")
+        first.expect(rf"chatty node chatty1t{TAG}@{HOST} ready on tcp://\S+")
+        svc.nodes.append(f"chatty1t{TAG}@{HOST}")
+        svc.node_procs.append(first)
+        others = [svc.start_node(f"chatty2t{TAG}"),
+                  svc.start_node(f"chatty3t{TAG}", "--history", "2")]
+        for i, proc in enumerate(others, start=2):
+            proc.expect(rf"chatty node chatty{i}t{TAG}@{HOST} ready on tcp://\S+")
+            svc.nodes.append(f"chatty{i}t{TAG}@{HOST}")
+            svc.node_procs.append(proc)
+        yield svc
+    finally:
+        svc.kill_all(svc.children)
+        with contextlib.suppress(Exception):  # it may be gone already
+            epmd.kill(epmd_port=port, timeout=2.0)
+        daemon.kill()
+        daemon.wait(10)
+
+
+@pytest.fixture
+def chat(service: Service) -> Iterator[Service]:
+    """The shared service; the clients started during the test are killed after it."""
+    before = len(service.children)
+    try:
+        yield service
+    finally:
+        service.kill_all(service.children[before:])
+
+
+def join_all(room: str, *clients: Child) -> None:
+    """Each client joins `room`, in turn; each sees its own JOIN."""
+    for c in clients:
+        mark = c.say(f"/join {room}")
+        c.expect(f"OK joined {room}", since=mark)
+        c.expect(f"JOIN {room} {c.label}", since=mark)
+
+
+def say(client: Child, room: str, text: str) -> int:
+    """`client` says `text` in its current room `room`; returns the message's id."""
+    return int(client.ask(text, rf"OK sent {room} (\d+)").group(1))
+
+
+def history(client: Child, command: str) -> list[str]:
+    """The HIST lines a /history command prints (ended by the answer to /servers)."""
+    mark = client.say(command)
+    end = client.index(r"SERVERS .*", since=client.say("/servers"))
+    return [x for x in client.between(mark, end) if x.startswith("HIST ")]
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def test_messages_cross_nodes_in_one_order(chat: Service) -> None:
+    ann, bob, cat = chat.clients(("ann", 0), ("bob", 1), ("cat", 2))
+    join_all("cross", ann, bob, cat)
+    first = say(ann, "cross", "hello from node one")
+    for c in (ann, bob, cat):  # room, id, sender, likes, text
+        c.expect(f"MSG cross {first} ann 0 hello from node one")
+    second = say(bob, "cross", "and back from node two")
+    third = say(cat, "cross", "node three: spaces   kept")
+    assert first < second < third
+    for c in (ann, bob, cat):
+        c.expect(f"MSG cross {third} cat 0 node three: spaces   kept")
+    orders = [[x for x in c.between(0, c.mark()) if x.startswith("MSG cross")]
+              for c in (ann, bob, cat)]
+    assert orders[0] == orders[1] == orders[2] and len(orders[0]) == 3
+    assert ann.ask("/servers", "SERVERS .*").group(0) == "SERVERS " + " ".join(sorted(chat.nodes))
+    # the nodes log the service's events
+    chat.node_procs[0].expect(r"\[JOIN\] ann \(ann-\w+@127\.0\.0\.1\)")
+    chat.node_procs[1].expect(r"\[#cross \d+\] join cat .*")
+    ann.ask("/quit", "BYE")
+    assert ann.wait_exit() == 0
+    chat.node_procs[0].expect(r"\[EXIT\] ann \(quit\)")
+    for c in (bob, cat):
+        c.expect("LEAVE cross ann")
+
+
+def test_direct_messages_across_nodes(chat: Service) -> None:
+    dee, eve = chat.clients(("dee", 0), ("eve", 2))
+    dee.ask("/msg eve psst, only for you", "OK sent to eve")
+    eve.expect("DM dee psst, only for you")
+    eve.ask("/msg dee got it", "OK sent to dee")
+    dee.expect("DM eve got it")
+    assert not [x for x in dee.between(0, dee.mark()) if x.startswith("DM dee")]
+
+
+def test_history_on_join_and_history_command(chat: Service) -> None:
+    fay, gus, hal = chat.clients(("fay", 0), ("gus", 1), ("hal", 2))
+    join_all("hist", fay)
+    ids = [say(fay, "hist", f"message {i}") for i in range(1, 5)]
+    # chatty3 runs with --history 2: exactly the last two, before the joiner's own JOIN
+    mark = hal.say("/join hist")
+    end = hal.index("JOIN hist hal", since=mark)
+    assert [x for x in hal.between(mark, end) if x.startswith("HIST")] == [
+        f"HIST hist {ids[2]} fay 0 message 3", f"HIST hist {ids[3]} fay 0 message 4"]
+    # chatty2 has the default (50): all four
+    mark = gus.say("/join hist")
+    end = gus.index("JOIN hist gus", since=mark)
+    assert [x for x in gus.between(mark, end) if x.startswith("HIST")] == [
+        f"HIST hist {i} fay 0 message {n}" for n, i in enumerate(ids, start=1)]
+    # /history N: the last N messages of the current room, whatever the node
+    assert history(fay, "/history 2") == [f"HIST hist {ids[2]} fay 0 message 3",
+                                         f"HIST hist {ids[3]} fay 0 message 4"]
+    assert history(hal, "/history 3") == [f"HIST hist {i} fay 0 message {n}"
+                                         for n, i in list(enumerate(ids, start=1))[1:]]
+    assert len(history(gus, "/history")) == 4
+    assert history(gus, "/history 1") == [f"HIST hist {ids[3]} fay 0 message 4"]
+
+
+def test_likes_are_counted_per_message_and_equal_on_every_node(chat: Service) -> None:
+    ivy, jon, kim = chat.clients(("ivy", 0), ("jon", 1), ("kim", 2))
+    join_all("likes", ivy, jon, kim)
+    liked = say(ivy, "likes", "like me")
+    other = say(jon, "likes", "not this one")
+    jon.ask(f"/like {liked}", f"OK liked {liked}")
+    kim.ask(f"/like {liked}", f"OK liked {liked}")
+    for c in (ivy, jon, kim):
+        c.expect(f"LIKES likes {liked} 2")
+    mark = [c.mark() for c in (ivy, jon, kim)]
+    jon.ask(f"/like {liked}", f"OK liked {liked}")  # twice by one user counts once
+    kim.ask(f"/unlike {liked}", f"OK unliked {liked}")
+    for c, m in zip((ivy, jon, kim), mark, strict=True):
+        c.expect(f"LIKES likes {liked} 2", since=m)
+        c.expect(f"LIKES likes {liked} 1", since=m)
+    # each node's own replica answers /history: the counts agree everywhere
+    for c in (ivy, jon, kim):
+        assert history(c, "/history 2") == [f"HIST likes {liked} ivy 1 like me",
+                                            f"HIST likes {other} jon 0 not this one"]
+    ivy.ask("/like 99999", "ERROR no message #99999 in room likes")
+
+
+def test_who_rooms_and_leave(chat: Service) -> None:
+    leo, mia = chat.clients(("leo", 0), ("mia", 1))
+    join_all("wr-a", leo, mia)
+    join_all("wr-b", mia)  # mia's current room is now wr-b
+    assert mia.ask("/who wr-a", "WHO wr-a .*").group(0) == "WHO wr-a leo leo mia"
+    assert mia.ask("/who", "WHO .*").group(0) == "WHO wr-b mia mia"
+    listing = leo.ask("/rooms", "ROOMS .*").group(0).split()[1:]
+    rooms = dict(entry.split("=", 1) for entry in listing)
+    assert rooms["wr-a"] == "leo,mia" and rooms["wr-b"] == "mia"
+    mark = leo.mark()
+    mia.ask("/leave wr-a", "OK left wr-a")
+    leo.expect("LEAVE wr-a mia", since=mark)
+    assert leo.ask("/who wr-a", "WHO .*").group(0) == "WHO wr-a leo leo"
+    mia.ask("/leave", "OK left wr-b")  # the current room
+    mia.ask("anyone?", "ERROR join a room first: /join ROOM")
+    listing = leo.ask("/rooms", "ROOMS .*").group(0).split()[1:]
+    assert dict(entry.split("=", 1) for entry in listing)["wr-a"] == "leo"
+
+
+def test_kick_by_the_owner_only(chat: Service) -> None:
+    ned, ola, pat = chat.clients(("ned", 0), ("ola", 1), ("pat", 2))
+    join_all("kick", ned, ola, pat)  # ned created the room: ned owns it
+    ola.ask("/kick pat", r"ERROR only the owner of kick \(ned\) can kick")
+    ned.ask("/kick pat", "OK kicked pat from kick")
+    for c in (ned, ola, pat):
+        c.expect("KICK kick pat ned")
+    assert ola.ask("/who kick", "WHO .*").group(0) == "WHO kick ned ned ola"
+    pat.ask("still here?", "ERROR pat is not in room kick")
+    # /kick NICK ROOM works from another current room
+    join_all("kick-other", ned)
+    ned.ask("/kick ola kick", "OK kicked ola from kick")
+    ola.expect("KICK kick ola ned")
+    ned.ask("/kick nobody kick", "ERROR nobody is not in room kick")
+
+
+def test_nick_rename_shows_in_rooms_and_frees_the_old_nick(chat: Service) -> None:
+    quin, rex = chat.clients(("quin", 0), ("rex", 1))
+    join_all("nick", quin, rex)
+    rex.ask("/nick quin", "ERROR nickname quin is taken")
+    rex.ask("/nick 9rex", "ERROR invalid nickname '9rex'")
+    mark = quin.mark()
+    rex.ask("/nick rexy", "OK you are now rexy")
+    quin.expect("NICK nick rex rexy", since=mark)
+    assert quin.ask("/who", "WHO .*").group(0) == "WHO nick quin quin rexy"
+    msg = say(rex, "nick", "new name, same me")
+    quin.expect(f"MSG nick {msg} rexy 0 new name, same me")
+    quin.ask("/msg rexy hi rexy", "OK sent to rexy")
+    rex.expect("DM quin hi rexy")
+    quin.ask("/msg rex hi?", "ERROR no user named rex")
+    # the old nickname is free again, cluster-wide
+    rex2 = chat.client("rex", 2)
+    rex2.ask("/servers", "SERVERS .*")
+    # the owner renamed keeps the room
+    quin.ask("/nick quinn", "OK you are now quinn")
+    assert rex.ask("/who nick", "WHO .*").group(0) == "WHO nick quinn quinn rexy"
+
+
+def test_bad_input_gets_a_clear_reply(chat: Service) -> None:
+    sam, tom = chat.clients(("sam", 0), ("tom", 1))
+    # nickname taken (on another node) or invalid: the client says why and exits 1
+    dup = chat.start("sam", "client", "--server", chat.nodes[1], "--nick", "sam")
+    dup.expect("ERROR nickname sam is taken")
+    assert dup.wait_exit() == 1
+    for bad in ("9lives", "has space", "x!", "n" * 21):
+        c = chat.start(bad, "client", "--server", chat.nodes[0], "--nick", bad)
+        c.expect(rf"ERROR invalid nickname '{re.escape(bad)}': .*")
+        assert c.wait_exit() == 1
+    sam.ask("hello?", "ERROR join a room first: /join ROOM")
+    sam.ask("/frobnicate now", r"ERROR unknown command /frobnicate \(try /help\)")
+    for room in ("Capital", "bad!", "-dash", "r" * 31):
+        sam.ask(f"/join {room}", f"ERROR invalid room name '{re.escape(room)}'.*")
+    # only /join creates a room
+    sam.ask("/leave nosuchroom", "ERROR no room named nosuchroom")
+    sam.ask("/kick tom nosuchroom", "ERROR no room named nosuchroom")
+    sam.ask("/who nosuchroom", "ERROR no room named nosuchroom")
+    assert "nosuchroom=" not in sam.ask("/rooms", "ROOMS.*").group(0).split()
+    join_all("bad", sam, tom)
+    sam.ask("x" * 2001, "ERROR message too long: 2001 characters, the limit is 2000")
+    big = say(sam, "bad", "y" * 2000)  # the limit itself is fine
+    tom.expect(f"MSG bad {big} sam 0 {'y' * 2000}")
+    sam.ask("/msg nobody are you there?", "ERROR no user named nobody")
+    tom.ask("/kick sam", r"ERROR only the owner of bad \(sam\) can kick")
+    sam.ask("/like notanumber", "ERROR usage: /like ID.*")
+    sam.ask("/msg tom", "ERROR usage: /msg NICK TEXT.*")
+    # and the client still works after all that
+    assert tom.ask("/who", "WHO .*").group(0) == "WHO bad sam sam tom"
+
+
+def test_docs_show_the_plain_protocol_of_the_client() -> None:
+    """docs/chatty.md copies the protocol table of client.py's docstring, line for line."""
+    from examples.chatty import client
+
+    doc = (ROOT / "docs" / "chatty.md").read_text()
+    table = client.__doc__.split("format (", 1)[1].split("::", 1)[1]
+    lines = [x.strip() for x in table.strip().splitlines()]
+    assert lines and lines[0].startswith("CONNECTED")
+    missing = [x for x in lines if f"    {x}" not in doc]
+    assert not missing, f"docs/chatty.md lacks these protocol lines: {missing}"
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def test_client_killed_is_seen_as_leave_and_frees_its_nick(chat: Service) -> None:
+    uma, vic, wes = chat.clients(("uma", 0), ("vic", 1), ("wes", 2))
+    join_all("gone", uma, vic, wes)
+    vic.proc.send_signal(signal.SIGKILL)  # the client's own node, without a word
+    uma.expect("LEAVE gone vic")
+    wes.expect("LEAVE gone vic")
+    chat.node_procs[1].expect(r"\[EXIT\] vic \(connection lost.*")
+    assert uma.ask("/who", "WHO .*").group(0) == "WHO gone uma uma wes"
+    chat.client("vic", 0)  # the nickname is free again
+
+
+def test_chat_node_killed_its_clients_resume_or_leave_the_others_carry_on(chat: Service) -> None:
+    extra = chat.start_node(f"chatty4t{TAG}")
+    extra.expect(rf"chatty node chatty4t{TAG}@{HOST} ready on tcp://\S+")
+    chat.nodes.append(f"chatty4t{TAG}@{HOST}")
+    try:
+        xia, yan, zed, amy = chat.clients(("xia", 0), ("yan", 2), ("zed", 3), ("amy", 3))
+        join_all("crash", xia, yan, zed, amy)
+        assert xia.ask("/servers", "SERVERS .*").group(0).split()[1:] == sorted(chat.nodes)
+        amy.proc.send_signal(signal.SIGSTOP)  # frozen: amy cannot resume elsewhere
+        extra.proc.send_signal(signal.SIGKILL)
+        # zed's client resumes through a surviving node, keeping nick and room
+        zed.expect("RECONNECTED ({})".format("|".join(re.escape(n) for n in chat.nodes[:3])))
+        xia.expect("MOVED crash zed")
+        yan.expect("MOVED crash zed")
+        msg = say(zed, "crash", "zed again, through another node")
+        xia.expect(f"MSG crash {msg} zed 0 zed again, through another node")
+        assert xia.ask("/servers", "SERVERS .*").group(0).split()[1:] == sorted(chat.nodes[:3])
+        # amy never comes back: after the grace period she leaves the room
+        amy.kill()
+        xia.expect("LEAVE crash amy", timeout=GRACE + WAIT)
+        yan.expect("LEAVE crash amy")
+        assert yan.ask("/who", "WHO .*").group(0) == "WHO crash xia xia yan zed"
+        msg = say(yan, "crash", "the others carry on")
+        for c in (xia, zed):
+            c.expect(f"MSG crash {msg} yan 0 the others carry on")
+    finally:
+        chat.nodes.pop()
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+def test_demo_runs_and_says_every_step_passed() -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ACTORNET_EPMD_PORT", "ACTORNET_COOKIE")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.chatty", "demo"], cwd=ROOT, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # the demo's clean-up kills its own children
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        raise AssertionError(f"the demo did not finish in 60 s:\n{out}") from None
+    assert proc.returncode == 0, out
+    assert "chatty demo: every step showed what it should" in out, out
+
+
+# -- the interactive client ----------------------------------------------------------------------
+
+
+class Screen:
+    """Just enough of a terminal to replay what prompt_toolkit writes.
+
+    Rows grow downwards without limit (no scrolling region); handles printable
+    characters, CR, LF, BS and the CSI sequences the prompt uses (cursor
+    left/right/up/down, erase to the end of the line/screen); other escape
+    sequences (modes, colours) change nothing here.
+    """
+
+    CSI = re.compile(r"\x1b\[([?0-9;]*)([A-Za-z@])")
+
+    def __init__(self, data: str) -> None:
+        self.rows: list[list[str]] = [[]]
+        self.row = self.col = 0
+        i = 0
+        while i < len(data):
+            ch = data[i]
+            if ch == "\x1b":
+                m = self.CSI.match(data, i)
+                if m:
+                    self._csi(m.group(1), m.group(2))
+                    i = m.end()
+                else:
+                    i += 2  # ESC and one character (ESC =, ESC > ...)
+                continue
+            if ch == "\r":
+                self.col = 0
+            elif ch == "\n":
+                self.row += 1
+            elif ch == "\b":
+                self.col = max(0, self.col - 1)
+            elif ch >= " ":
+                self._put(ch)
+            i += 1
+
+    def _line(self) -> list[str]:
+        while len(self.rows) <= self.row:
+            self.rows.append([])
+        line = self.rows[self.row]
+        while len(line) < self.col:
+            line.append(" ")
+        return line
+
+    def _put(self, ch: str) -> None:
+        line = self._line()
+        if self.col < len(line):
+            line[self.col] = ch
+        else:
+            line.append(ch)
+        self.col += 1
+
+    def _csi(self, params: str, final: str) -> None:
+        if params.startswith("?"):
+            return
+        n = int(params.split(";")[0] or 1) if final in "ABCD" else int(params or 0)
+        if final == "D":
+            self.col = max(0, self.col - n)
+        elif final == "C":
+            self.col += n
+        elif final == "A":
+            self.row = max(0, self.row - n)
+        elif final == "B":
+            self.row += n
+        elif final in "JK":
+            del self._line()[self.col:]
+            if final == "J":
+                del self.rows[self.row + 1:]
+
+    def text(self) -> list[str]:
+        return ["".join(r).rstrip() for r in self.rows]
+
+
+class Pty:
+    """A client in interactive mode, on a pseudo-terminal of 100 x 30."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "examples.chatty", *args], cwd=ROOT,
+            env={**env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"},
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        os.close(slave)
+        self.master = master
+        self.data = b""
+        self._changed = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.master], [], [], 0.5)
+            except (OSError, ValueError):  # closed by `kill`
+                return
+            if not ready:
+                if self.proc.poll() is not None:
+                    return
+                continue
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not chunk:
+                return
+            with self._changed:
+                self.data += chunk
+                self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return self.data.decode("utf-8", "replace")
+
+    def wait_for(self, text: str, since: int = 0, timeout: float = WAIT) -> int:
+        """Wait until `text` appears in the raw output after byte `since`; its end offset."""
+        needle = text.encode()
+        with self._changed:
+            ok = self._changed.wait_for(lambda: needle in self.data[since:], timeout)
+            if not ok:
+                raise AssertionError(f"the terminal never showed {text!r}; it showed:\n"
+                                     + "\n".join(Screen(self.output()).text()))
+            return self.data.index(needle, since) + len(needle)
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        os.close(self.master)
+
+
+def test_interactive_client_keeps_the_line_being_typed(chat: Service) -> None:
+    extra = chat.start_node(f"chatty5t{TAG}")
+    extra.expect(rf"chatty node chatty5t{TAG}@{HOST} ready on tcp://\S+")
+    tty = Pty(["client", "--server", chat.nodes[0], "--nick", "ttyuser"], chat.env)
+    try:
+        at = tty.wait_for("connected to")
+        at = tty.wait_for("->", since=at)  # the prompt
+        tty.type("/join tty\r")
+        at = tty.wait_for("[#tty] ttyuser joined", since=at)
+        at = tty.wait_for("->", since=at)
+        tty.type("half a li")
+        at = tty.wait_for("half a li", since=at)
+        other = chat.start("other", "client", "--server", f"chatty5t{TAG}@{HOST}",
+                           "--nick", "other")
+        other.expect("CONNECTED .*")
+        join_all("tty", other)
+        msg = say(other, "tty", "an incoming message")
+        at = tty.wait_for(f"[#tty {msg}] other: an incoming message", since=at)
+        at = tty.wait_for("-> half a li", since=at)  # the prompt and the typed text, redrawn
+        other.ask("/msg ttyuser a direct one", "OK sent to ttyuser")
+        at = tty.wait_for("[DM from other] a direct one", since=at)
+        # other's chat node dies: the terminal client's node logs that a peer is down,
+        # and other's client resumes elsewhere; neither may garble the typed line
+        extra.proc.send_signal(signal.SIGKILL)
+        other.expect("RECONNECTED .*")
+        at = tty.wait_for("[#tty] other reconnected through another node", since=at)
+        tty.wait_for("-> half a li", since=at)
+        screen = Screen(tty.output()).text()
+        for line in (f"[#tty {msg}] other: an incoming message", "[DM from other] a direct one",
+                     "[#tty] other reconnected through another node"):
+            assert line in screen, screen
+        assert [x for x in screen if "half a li" in x] == ["-> half a li"], screen
+        assert [x for x in screen if x][-1] == "-> half a li", screen
+        # the typed characters were kept: finishing the line sends all of it
+        mark = other.mark()
+        tty.type("ne\r")
+        other.expect(r"MSG tty \d+ ttyuser 0 half a line", since=mark)
+        tty.type("/quit\r")
+        tty.wait_for("* bye")
+        assert tty.proc.wait(WAIT) == 0
+    finally:
+        tty.kill()
