@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -32,12 +33,16 @@ class Chat:
 
     def __init__(self) -> None:
         self.epmd_port = _free_port()
+        self.data = tempfile.TemporaryDirectory(prefix="chatty-faults-")
         self.env = {**os.environ, "ACTORNET_EPMD_PORT": str(self.epmd_port),
-                    "ACTORNET_COOKIE": "faults", "PYTHONUNBUFFERED": "1"}
+                    "ACTORNET_COOKIE": "faults", "PYTHONUNBUFFERED": "1",
+                    "CHATTY_DATA_DIR": self.data.name}
         self.children: list[Child] = []
+        self.closed = False
 
     def _echo(self, label: str, line: str) -> None:
-        print(f"{label:>8} | {line}", flush=True)  # pytest shows it when a test fails
+        if not self.closed:
+            print(f"{label:>8} | {line}", flush=True)  # pytest shows it when a test fails
 
     def node(self, name: str, *extra: str) -> Child:
         child = Child(name, ["node", "--name", name, "--tick-time", "3", *extra], self.env,
@@ -54,12 +59,14 @@ class Chat:
         return child
 
     def close(self) -> None:
+        self.closed = True
         for child in reversed(self.children):
             child.kill(signal.SIGKILL)
         from actornet import epmd
 
         with contextlib.suppress(Exception):  # nothing may be running
             epmd.kill(epmd_port=self.epmd_port, timeout=2.0)
+        self.data.cleanup()
 
 
 @pytest.fixture
@@ -174,3 +181,44 @@ def test_members_of_a_dead_node_leave_after_the_grace_period(chat: Chat) -> None
     gone.kill(signal.SIGKILL)  # the client itself dies: its chat server says so at once
     watcher.expect("^LEAVE grace gone")
     assert n2.proc.poll() is None
+
+
+def test_restarted_node_recovers_its_log_and_catches_up(chat: Chat) -> None:
+    chat.node("p1")
+    n2 = chat.node("p2", "--join", f"p1@{HOST}")
+    alice = chat.client("alice", "p1")
+    bob = chat.client("bob", "p2")
+    join("kept", alice, bob)
+    for k in range(3):
+        alice.say(f"m{k}")
+    wait_messages(bob, "kept", 3)
+    n2.kill(signal.SIGKILL)
+    bob.expect("^RECONNECTED")
+    for k in range(3, 5):  # while p2 is down
+        alice.say(f"m{k}")
+    wait_messages(bob, "kept", 5)
+    n2b = chat.node("p2", "--join", f"p1@{HOST}")
+    n2b.expect(r"\[#kept\] recovered \d+ events")
+    carol = chat.client("carol", "p2")
+    carol.say("/join kept")
+    for k in range(5):
+        carol.expect(f"^HIST kept \\d+ alice 0 m{k}$")
+
+
+def test_whole_cluster_restart_keeps_history(chat: Chat) -> None:
+    n1 = chat.node("w1")
+    n2 = chat.node("w2", "--join", f"w1@{HOST}")
+    alice = chat.client("alice", "w1")
+    join("durable", alice)
+    for k in range(3):
+        alice.say(f"saved {k}")
+    wait_messages(alice, "durable", 3)
+    alice.kill(signal.SIGKILL)
+    for node in (n2, n1):
+        node.kill(signal.SIGTERM)
+    chat.node("w1")
+    chat.node("w2", "--join", f"w1@{HOST}")
+    dave = chat.client("dave", "w2")
+    dave.say("/join durable")
+    for k in range(3):
+        dave.expect(f"^HIST durable \\d+ alice 0 saved {k}$")

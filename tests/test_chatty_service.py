@@ -26,6 +26,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -150,8 +151,10 @@ class Service:
 
     def __init__(self, epmd_port: int) -> None:
         self.epmd_port = epmd_port
+        self.data = tempfile.TemporaryDirectory(prefix="chatty-service-")
         self.env = {**os.environ, "ACTORNET_EPMD_PORT": str(epmd_port),
-                    "ACTORNET_COOKIE": COOKIE, "PYTHONUNBUFFERED": "1"}
+                    "ACTORNET_COOKIE": COOKIE, "PYTHONUNBUFFERED": "1",
+                    "CHATTY_DATA_DIR": self.data.name}
         self.env.pop("PROMPT_TOOLKIT_NO_CPR", None)
         self.nodes: list[str] = []
         self.node_procs: list[Child] = []
@@ -225,6 +228,7 @@ def service() -> Iterator[Service]:
             epmd.kill(epmd_port=port, timeout=2.0)
         daemon.kill()
         daemon.wait(10)
+        svc.data.cleanup()
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import actornet
 
@@ -30,7 +32,11 @@ def cmd_node(args: argparse.Namespace) -> int:
     try:
         for peer in args.join:
             print(f"chatty: {peer}: {actornet.ping(peer)}", flush=True)
-        service.start(history_on_join=args.history)
+        base = os.environ.get("CHATTY_DATA_DIR") or Path.home() / ".local" / "state" / "chatty"
+        data_dir = None if args.data_dir == "none" else (
+            args.data_dir or str(Path(base) / node.name))
+        service.start(history_on_join=args.history, data_dir=data_dir,
+                      fsync=args.fsync == "always")
         print(f"chatty node {node.name} ready on {node._dist.endpoint}", flush=True)
         stop.wait()
     finally:
@@ -64,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--port", type=int, help="listen port (default: any, via the port mapper)")
     node.add_argument("--history", type=int, default=50, help="messages sent on joining a room")
     node.add_argument("--tick-time", type=float, default=4.0, help="seconds to declare a peer down")
+    node.add_argument("--data-dir", help="room logs go here (default: $CHATTY_DATA_DIR/NODE, "
+                      "else ~/.local/state/chatty/NODE; 'none': in memory only)")
+    node.add_argument("--fsync", choices=("always", "never"), default="always",
+                      help="fsync the room logs before acknowledging (default: always)")
     node.add_argument("-v", "--verbose", action="store_true")
     node.set_defaults(run=cmd_node)
     client = sub.add_parser("client", help="chat from this terminal")

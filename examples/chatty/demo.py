@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -116,8 +117,9 @@ def main(verbose: bool = False) -> int:
             print(f"\n== {text}", flush=True)
 
     epmd_port = _free_port()
+    data = tempfile.TemporaryDirectory(prefix="chatty-demo-")
     env = {**os.environ, "ACTORNET_EPMD_PORT": str(epmd_port), "ACTORNET_COOKIE": COOKIE,
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "CHATTY_DATA_DIR": data.name}
     children: list[Child] = []
 
     def start(label: str, *args: str) -> Child:
@@ -226,6 +228,7 @@ def main(verbose: bool = False) -> int:
         for child in reversed(children):
             child.kill(signal.SIGTERM if child.proc.poll() is None else signal.SIGKILL)
         _stop_port_mapper(epmd_port)
+        data.cleanup()
 
 
 def _stop_port_mapper(port: int) -> None:

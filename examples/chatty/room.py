@@ -24,6 +24,8 @@ from typing import Any
 import actornet
 from actornet import GenServer, global_, pg
 
+from . import storage
+
 log = logging.getLogger("chatty")
 
 HISTORY_LIMIT = 1000  # events a room server keeps in memory
@@ -58,11 +60,36 @@ class Room(GenServer):
         self.leader_ref: actornet.Ref | None = None
         # Replicas that synced from us as sequencer: pg may not list them here yet.
         self.synced: set[actornet.Pid] = set()
+        self.replaying = False
+        self.recovered: dict[str, tuple[actornet.Pid, str]] = {}
+        self.log = storage.open_room(room)
+        if self.log is not None:
+            self._recover(self.log)
         actornet.monitor_nodes(True)
         self._elect()
         # Joined after the first sync: the sequencer's events reach us from now
         # on, and a gap (an event between the sync and the join) is filled on demand.
         pg.join(group(self.room), self.gen_pid)
+
+    def _recover(self, log_: storage.RoomLog) -> None:
+        """Rebuild this replica from its log on disk (a restart)."""
+        self.replaying = True
+        try:
+            for seq, event in log_.replay():
+                if seq == self.seq + 1:
+                    self._apply(seq, event)
+        finally:
+            self.replaying = False
+        if self.seq:
+            print(f"[#{self.room}] recovered {self.seq} events from {log_.path}", flush=True)
+        # Their clients knew this node before it restarted: they get the grace
+        # period to resume, like the clients of a node that died.
+        self.recovered = dict(self.members)
+
+    def terminate(self, reason: Any) -> None:
+        if self.log is not None:
+            self.log.sync()
+            self.log.close()
 
     # -- sequencer election ----------------------------------------------------------
 
@@ -79,6 +106,8 @@ class Room(GenServer):
                 if global_.register_name(leader_name(self.room), self.gen_pid) == "yes":
                     self.leader = self.gen_pid
                     log.info("room %s: %r sequences from #%d", self.room, self.gen_pid, self.seq)
+                    for nick, (_, home) in self.recovered.items():
+                        actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home))
                     return
                 continue
             if leader == self.gen_pid:
@@ -132,6 +161,7 @@ class Room(GenServer):
             return
         for seq, event in missing:
             self._apply(seq, tuple(event))
+        self._sync_log()
 
     def _grace_for(self, home: str) -> None:
         """Members who joined through `home` (down) have a while to come back elsewhere."""
@@ -154,6 +184,8 @@ class Room(GenServer):
         self.members = {k: tuple(v) for k, v in state["members"].items()}  # type: ignore[misc]
         self.owner = state["owner"]
         self.likes = {k: set(v) for k, v in state["likes"].items()}
+        if self.log is not None:
+            self.log.rewrite(list(self.events))
 
     # -- requests ------------------------------------------------------------------------
 
@@ -213,6 +245,7 @@ class Room(GenServer):
             return ("error", error)
         self.seq += 1
         self._apply(self.seq, event)
+        self._sync_log()
         # Answer only once every replica has the event: acknowledged = replicated.
         batch = [(self.seq, event)]
         listed = set(pg.get_members(group(self.room)))
@@ -263,12 +296,19 @@ class Room(GenServer):
             if seq != self.seq + 1:
                 return ("gap", self.seq)
             self._apply(seq, tuple(event))
+        self._sync_log()  # on disk before the sequencer counts it acknowledged
         return ("ok", self.seq)
+
+    def _sync_log(self) -> None:
+        if self.log is not None:
+            self.log.sync()
 
     def _apply(self, seq: int, event: tuple[Any, ...]) -> None:
         """Apply event number `seq` to this replica and show it to local clients."""
         self.seq = seq
         self.events.append((seq, event))
+        if self.log is not None and not self.replaying:
+            self.log.append(seq, event)
         kind = event[0]
         also: list[tuple[actornet.Pid, str]] = []  # who must hear it though no longer a member
         if kind == "join":
@@ -293,6 +333,8 @@ class Room(GenServer):
                 self.members[new] = (pid, self.members.pop(old)[1])
             if self.owner == old:
                 self.owner = new
+        if self.replaying:
+            return
         self._deliver(seq, event, also)
         if kind != "msg":
             print(f"[#{self.room} {seq}] {' '.join(str(x) for x in event[:3])}", flush=True)

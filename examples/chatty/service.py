@@ -245,9 +245,17 @@ class ChatServer(GenServer):
             super().handle_info(msg)
 
 
-def start(history_on_join: int = 50) -> actornet.Pid:
-    """Start the chat service's supervision tree on the current node."""
-    return Supervisor.start(
+def start(history_on_join: int = 50, data_dir: str | None = None,
+          fsync: bool = True) -> actornet.Pid:
+    """Start the chat service's supervision tree on the current node.
+
+    With `data_dir`, room history is logged there and the rooms found there are
+    recovered now (see `examples.chatty.storage`).
+    """
+    from . import storage
+
+    storage.configure(data_dir, fsync)
+    sup = Supervisor.start(
         [
             child_spec("rooms", Supervisor, [], name="chatty.rooms"),
             child_spec("chatty", ChatServer, history_on_join, name="chatty"),
@@ -255,3 +263,6 @@ def start(history_on_join: int = 50) -> actornet.Pid:
         strategy="one_for_one",
         name="chatty.sup",
     )
+    for room in storage.rooms_on_disk():
+        rooms.ensure(room, history_on_join)
+    return sup

@@ -54,7 +54,11 @@ def run_server2(args: argparse.Namespace) -> int:
     if args.via is not None and via is None:
         return 1
     pid = server2.start(None if via is None else ("myserver", via))
-    server2.servers("myserver")  # answered once init is done (and the join, if any)
+    try:
+        server2.servers(pid)  # answered once init is done (and the join, if any)
+    except TimeoutError:
+        print(f"chatty: could not join the servers through {via}", file=sys.stderr, flush=True)
+        return 1
     joined = "first server" if via is None else f"joined via {via}"
     print(f"server2 {actornet.node()}: {joined}", flush=True)
     return serve(pid)

@@ -19,7 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import actornet
 from actornet import Pid
@@ -29,7 +30,7 @@ COOKIE = "bench"
 TIMEOUT = 60.0  # seconds a run may take
 
 
-def counter(report_to: Pid, server_: object, name: str, lines: int) -> None:
+def counter(report_to: Pid, server_: Any, name: str, lines: int) -> None:
     """A client that joins, counts `lines` chat lines, and says when it has them all."""
     me = actornet.self()
     actornet.send(server_, ("client_join_req", name, me))
@@ -50,18 +51,23 @@ def run(clients: int, lines: int, node: str | None) -> float:
     for name in names:
         actornet.spawn(counter, me, ("myserver", actornet.node()), name, lines, node=node)
     for name in names:
-        actornet.receive(lambda m, n=name: m == ("joined", n), timeout=60)
+        actornet.receive(equals(("joined", name)), timeout=60)
     t0 = time.perf_counter()
     try:
         for i in range(lines):
             actornet.send(pid, ("send", "bench", str(i)))
         for name in names:
-            actornet.receive(lambda m, n=name: m == ("done", n), timeout=TIMEOUT)
+            actornet.receive(equals(("done", name)), timeout=TIMEOUT)
         return time.perf_counter() - t0
     finally:
         ref = actornet.monitor(pid)
         server.stop()
         actornet.receive(lambda m: m[:2] == ("DOWN", ref), timeout=30)
+
+
+def equals(expected: Any) -> Callable[[Any], bool]:
+    """A receive match for one exact message."""
+    return lambda m: m == expected
 
 
 def table(counts: list[int], lines: int, node: str | None) -> None:
@@ -85,17 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 10, 100, 1000])
     p.add_argument("--lines", type=int, default=200)
     p.add_argument("--local-only", action="store_true", help="skip the two-node runs")
+    p.add_argument("--tick-time", type=float, default=4.0,
+                   help="seconds of silence after which a node declares the other down")
     args = p.parse_args(argv)
-    with actornet.start_node(f"bench{os.getpid()}@127.0.0.1", cookie=COOKIE, port=0):
+    with actornet.start_node(f"bench{os.getpid()}@127.0.0.1", cookie=COOKIE, port=0,
+                             tick_time=args.tick_time):
         table(args.clients, args.lines, None)
         if not args.local_only:
-            with other_node() as node:
+            with other_node(args.tick_time) as node:
                 table(args.clients, args.lines, node)
     return 0
 
 
 @contextlib.contextmanager
-def other_node() -> Iterator[str]:
+def other_node(tick_time: float) -> Iterator[str]:
     """A second node in a child process (``python -m actornet node``), killed at the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,7 +113,7 @@ def other_node() -> Iterator[str]:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     child = subprocess.Popen(
         [sys.executable, "-m", "actornet", "node", "--name", name, "--cookie", COOKIE,
-         "--port", str(port), "--no-shell"],
+         "--port", str(port), "--tick-time", str(tick_time), "--no-shell"],
         cwd=root, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": root},
     )
     try:

@@ -1,0 +1,109 @@
+"""Room history on disk: one append-only log per room on each node.
+
+File ``<data dir>/rooms/<room>.log`` is a sequence of records, each a 4-byte
+big-endian length and then one actornet wire term ``[seq, event]`` (the same
+safe codec as the network: nothing is unpickled). A replica appends every event
+it applies, and with ``fsync="always"`` (the default) it calls ``fsync`` before
+it answers the sequencer, so an acknowledged message is on the disk of every
+replica. With ``fsync="never"`` the OS decides when to write: a crash of the
+machine (not just the process) can then lose the last events, which the
+other replicas still have.
+
+A record cut short by a crash is dropped on replay (the file is truncated to
+the last whole record). When a replica takes over another replica's state (a
+sync from the sequencer), its log is rewritten whole, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from actornet._codec import decode, encode
+from actornet.errors import DecodeError
+
+__all__ = ["configure", "open_room", "rooms_on_disk", "RoomLog"]
+
+_LEN = struct.Struct(">I")
+_config: dict[str, Any] = {"dir": None, "fsync": True}
+
+
+def configure(data_dir: str | os.PathLike[str] | None, fsync: bool = True) -> None:
+    """Where this node keeps room logs (None: in memory only), and the fsync policy."""
+    _config["dir"] = None if data_dir is None else Path(data_dir)
+    _config["fsync"] = fsync
+    if data_dir is not None:
+        (Path(data_dir) / "rooms").mkdir(parents=True, exist_ok=True)
+
+
+def rooms_on_disk() -> list[str]:
+    """Rooms this node has a log for."""
+    base = _config["dir"]
+    if base is None:
+        return []
+    return sorted(p.stem for p in (base / "rooms").glob("*.log"))
+
+
+def open_room(room: str) -> RoomLog | None:
+    base = _config["dir"]
+    return None if base is None else RoomLog(base / "rooms" / f"{room}.log", _config["fsync"])
+
+
+class RoomLog:
+    """The append-only log of one room on this node."""
+
+    def __init__(self, path: Path, fsync: bool) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self.dirty = False
+
+    def replay(self) -> list[tuple[int, tuple[Any, ...]]]:
+        """Every whole record, in order; a torn tail is cut off."""
+        data = Path(self.path).read_bytes()
+        events: list[tuple[int, tuple[Any, ...]]] = []
+        offset = 0
+        while offset + _LEN.size <= len(data):
+            (size,) = _LEN.unpack_from(data, offset)
+            end = offset + _LEN.size + size
+            if end > len(data):
+                break
+            try:
+                seq, event = decode(data[offset + _LEN.size:end])
+            except (DecodeError, ValueError, TypeError):
+                break
+            events.append((int(seq), tuple(event)))
+            offset = end
+        if offset != len(data):
+            os.ftruncate(self.fd, offset)  # the crash cut the last record short
+        return events
+
+    def append(self, seq: int, event: tuple[Any, ...]) -> None:
+        body = encode([seq, event])
+        os.write(self.fd, _LEN.pack(len(body)) + body)
+        self.dirty = True
+
+    def sync(self) -> None:
+        """Make what was appended durable (per the fsync policy)."""
+        if self.dirty and self.fsync:
+            os.fsync(self.fd)
+        self.dirty = False
+
+    def rewrite(self, events: list[tuple[int, tuple[Any, ...]]]) -> None:
+        """Replace the whole log with `events`, atomically (write, fsync, rename)."""
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for seq, event in events:
+                body = encode([seq, event])
+                f.write(_LEN.pack(len(body)) + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        os.close(self.fd)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        self.dirty = False
+
+    def close(self) -> None:
+        os.close(self.fd)
