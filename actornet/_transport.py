@@ -82,6 +82,7 @@ class _Peer:
         self.drained = threading.Condition()
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
+        self.address: str | None = None  # "name@host:port" a user gave for it, if any
 
 
 class _Inbound:
@@ -156,6 +157,7 @@ class Transport:
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
+        self._wake_lock = threading.Lock()  # a wake-up never writes to a closed (reused) fd
         self._sleeping = False
         self._running = True
         self._poller = zmq.Poller()
@@ -177,8 +179,10 @@ class Transport:
 
     def _wake(self) -> None:
         if self._sleeping:
-            self._sleeping = False
-            os.eventfd_write(self._wake_fd, 1)  # type: ignore[attr-defined]
+            with self._wake_lock:  # the I/O thread may be closing the eventfd just now
+                if self._sleeping and self._wake_fd >= 0:
+                    self._sleeping = False
+                    os.eventfd_write(self._wake_fd, 1)  # type: ignore[attr-defined]
 
     def _peer(self, name: str) -> _Peer:
         peer = self._peers.get(name)
@@ -194,6 +198,8 @@ class Transport:
     def _enqueue(self, node: str, op: list[Any]) -> None:
         data = w.encode_op(op, self.max_message_size)
         peer = self._peer(_base_name(node))
+        if peer.address is None and _endpoint_of(node) is not None:
+            peer.address = node  # "name@host:port": how to reach it if not connected yet
         if peer.busy and threading.current_thread() is not self._thread:
             with peer.drained:
                 peer.drained.wait_for(lambda: not peer.busy or not self._running, timeout=None)
@@ -370,7 +376,7 @@ class Transport:
             if peer.state == "up":
                 self._flush(peer)
             elif peer.state in ("new", "down"):
-                self._start_connect(peer, peer.name)
+                self._start_connect(peer, peer.address or peer.name)
             if peer.backlog > self.busy_limit:
                 peer.busy = True
 
@@ -812,7 +818,9 @@ class Transport:
         _stop_monitor(self._router)
         self._router_monitor.close(linger=0)
         self._router.close(linger=0)
-        os.close(self._wake_fd)
+        with self._wake_lock:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
         self._ctx.term()
 
 

@@ -762,7 +762,8 @@ def _base_node_name(address: str) -> str:
 def _node_of(target: Any) -> str:
     if target.__class__ is Pid:
         return target.node  # type: ignore[no-any-return]
-    return target[1] if isinstance(target, tuple) else ""
+    # (name, "node@host:port") is filed under the node, whatever address reached it
+    return _base_node_name(target[1]) if isinstance(target, tuple) else ""
 
 
 def _require_pid(pid: Any, what: str) -> None:

@@ -189,3 +189,8 @@ def register_when_cut_off(name: str, others: list[str]) -> None:
         Holder.start(global_register_watched(name), name=f"result_{name}")
 
     actornet.spawn(run)
+
+
+def start_echo_on(node: str, name: str) -> actornet.Pid:
+    """From this node, start an echo on `node` (a hop the caller may not have)."""
+    return actornet.rpc.call(node, start_echo, name)  # type: ignore[no-any-return]

@@ -278,3 +278,19 @@ def test_hidden_node_stays_out_of_nodes_and_mesh(cluster: Cluster) -> None:
         pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
         actornet.send(pid, (actornet.self(), "from a hidden node"))
         assert actornet.receive(timeout=5) == ("echo", "from a hidden node")
+
+
+def test_port_addresses_work_before_any_connection(cluster: Cluster) -> None:
+    """(name, "node@host:port") reaches a node we never connected to; its monitors fire."""
+    b = cluster.start(unique("b"))
+    c = cluster.start(unique("c"))
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, hidden=True):
+        assert actornet.ping(b.address) == "pong"
+        actornet.rpc.call(b.name, actornet.ping, c.address)
+        actornet.rpc.call(b.name, remote.start_echo_on, c.name, "echo")
+        assert c.name not in actornet.nodes(), "never connected to c"
+        actornet.send(("echo", c.address), (actornet.self(), "by address"))
+        assert actornet.receive(timeout=5) == ("echo", "by address")
+        ref = actornet.monitor(("echo", c.address))
+        c.kill()
+        assert down_of(ref)[4] == "noconnection"
