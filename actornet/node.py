@@ -124,7 +124,7 @@ class Node:
         """
         if not self._running:
             return
-        from actornet.gen_server import GenServer
+        from actornet import _gen
 
         deadline = time.monotonic() + timeout
         # Oldest first: a supervisor stops its own children before we reach them.
@@ -132,7 +132,7 @@ class Node:
             if proc.alive and proc.server is not None:
                 remaining = max(0.1, deadline - time.monotonic())
                 with contextlib.suppress(Exception):
-                    GenServer.stop(proc.pid, "shutdown", timeout=remaining)
+                    _gen.wait_exit(proc.pid, (_gen.STOP, "shutdown"), remaining, node=self)
         for proc in list(self._procs.values()):
             self._kill(proc, "shutdown")
         self._running = False

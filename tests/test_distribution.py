@@ -235,7 +235,7 @@ def test_per_pair_fifo_across_nodes(local: actornet.Node, cluster: Cluster) -> N
 def test_slow_consumer_loses_nothing(local: actornet.Node, cluster: Cluster) -> None:
     b = cluster.start(unique("b"))
     actornet.ping(b.address)
-    count = 20000
+    count = 12000  # 12 MB through an 8 MiB busy limit: senders must wait, nothing lost
     sink = actornet.spawn(remote.slow_consumer, actornet.self(), count, node=b.name)
     blob = b"x" * 1000
     for i in range(count):
