@@ -294,3 +294,17 @@ def test_port_addresses_work_before_any_connection(cluster: Cluster) -> None:
         ref = actornet.monitor(("echo", c.address))
         c.kill()
         assert down_of(ref)[4] == "noconnection"
+
+
+def test_localhost_names_and_mesh_off(cluster: Cluster) -> None:
+    """A node named name@localhost works; with mesh=False it connects only where asked."""
+    b = cluster.start(unique("b"))
+    c = cluster.start(unique("c"))
+    name = unique("t").replace("@127.0.0.1", "@localhost")
+    with actornet.start_node(name, cookie=COOKIE, port=0, mesh=False, hidden=True) as here:
+        assert actornet.node() == name and here.port
+        assert actornet.ping(b.address) == "pong"
+        assert actornet.rpc.call(b.name, actornet.ping, c.address) == "pong"
+        with pytest.raises(AssertionError, match="timed out"):  # nothing connects us to c
+            wait_until(lambda: c.name in actornet.nodes(), timeout=1.0)
+        assert actornet.nodes() == [b.name]
