@@ -51,6 +51,8 @@ from actornet.process import (
     link,
     make_ref,
     monitor,
+    node_info,
+    process_info,
     processes,
     receive,
     register,
@@ -93,6 +95,8 @@ __all__ = [
     "is_alive",
     "make_ref",
     "processes",
+    "process_info",
+    "node_info",
     "send_after",
     "cancel_timer",
     # behaviours

@@ -52,6 +52,7 @@ class Process:
         "server",
         "thread_id",
         "trap_exit",
+        "waiting",
     )
 
     def __init__(self, pid: Pid, node: Node, kind: str, mailbox: Mailbox | None = None) -> None:
@@ -74,6 +75,7 @@ class Process:
         self.async_sent = False
         self.lock = threading.Lock()
         self.function: str = ""
+        self.waiting = False  # blocked in receive (for process_info)
         self.server: Any = None  # the GenServer instance, for SERVER processes
 
     def __repr__(self) -> str:

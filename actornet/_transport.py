@@ -279,6 +279,18 @@ class Transport:
         return sorted(p.name for p in list(self._peers.values())
                       if p.hidden and p.state == "up")
 
+    def info(self) -> dict[str, Any]:
+        """The transport's part of `node_info`."""
+        return {
+            "endpoint": self.endpoint,
+            "secure": self.secure,
+            "hidden": self.hidden,
+            "tick_time": self.tick_time,
+            "connections": self.peer_info(),
+            "outbox_depth": self._outbox.qsize(),
+            **self.stats,
+        }
+
     def peer_info(self) -> dict[str, dict[str, Any]]:
         return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "creation": p.creation,
                          "endpoint": p.endpoint} for p in list(self._peers.values())}

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from actornet.errors import (
     Crash,
     NoProc,
     ProcessExit,
+    Timeout,
 )
 
 __all__ = ["Node", "LOCAL_NODE_NAME"]
@@ -385,14 +387,57 @@ class Node:
                 raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
         proc = self.current()
         proc.check_alive()
-        import queue
-
+        proc.waiting = True
         try:
             return proc.mailbox.receive(match, timeout)
         except queue.Empty:
-            from actornet.errors import Timeout
-
             raise Timeout(f"no matching message within {timeout} s") from None
+        finally:
+            proc.waiting = False
+
+    # -- introspection --------------------------------------------------------------------
+
+    def process_info(self, pid: Pid) -> dict[str, Any] | None:
+        """What this node knows of its process `pid`, or None if it is not alive."""
+        proc = self._local(pid)
+        if proc is None:
+            return None
+        with self._lock:
+            links = sorted(proc.links)
+            monitors = [t for t in proc.monitors.values() if t.__class__ is Pid or
+                        (isinstance(t, tuple) and not str(t[0]).startswith("$"))]
+            monitored_by = sorted(set(proc.monitored_by.values()))
+        return {
+            "pid": pid,
+            "registered_name": proc.name,
+            "status": "waiting" if proc.waiting else "running",
+            "message_queue_len": len(proc.mailbox),
+            "links": links,
+            "monitors": monitors,
+            "monitored_by": monitored_by,
+            "trap_exit": proc.trap_exit,
+            "current_function": proc.function,
+            "kind": proc.kind,
+        }
+
+    def node_info(self) -> dict[str, Any]:
+        """A snapshot of this node: processes, names, connections and traffic."""
+        procs = list(self._procs.values())
+        info: dict[str, Any] = {
+            "name": self.name,
+            "creation": self.creation,
+            "running": self._running,
+            "processes": len(procs),
+            "registered": self.registered(),
+            "message_queue_total": sum(len(p.mailbox) for p in procs),
+            "largest_queues": sorted(
+                ((len(p.mailbox), p.pid) for p in procs), reverse=True)[:5],
+            "threads": threading.active_count(),
+            "distributed": self._dist is not None,
+        }
+        if self._dist is not None:
+            info.update(self._dist.info())
+        return info
 
     # -- registry -----------------------------------------------------------------------------
 

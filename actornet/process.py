@@ -33,6 +33,8 @@ __all__ = [
     "is_alive",
     "make_ref",
     "processes",
+    "process_info",
+    "node_info",
 ]
 
 
@@ -291,3 +293,36 @@ def make_ref() -> Ref:
 def processes() -> list[Pid]:
     """Every live process of the current node (Erlang `processes/0`)."""
     return current_node().processes()
+
+
+def process_info(pid: Pid) -> dict[str, Any] | None:
+    """What a process is doing, like ``erlang:process_info/1``; None if it is not alive.
+
+    Keys: ``registered_name``, ``status`` (``"waiting"`` in a receive, else
+    ``"running"``), ``message_queue_len``, ``links``, ``monitors``,
+    ``monitored_by``, ``trap_exit``, ``current_function``, ``kind``. A pid of
+    another node is asked there.
+
+    Example:
+        >>> import actornet
+        >>> info = actornet.process_info(actornet.self())
+        >>> info["status"], info["message_queue_len"]
+        ('running', 0)
+    """
+    node = current_node()
+    if node.is_local(pid) or pid.node == node.name:
+        return node.process_info(pid)
+    from actornet import rpc
+
+    return rpc.call(pid.node, process_info, pid)  # type: ignore[no-any-return]
+
+
+def node_info() -> dict[str, Any]:
+    """A snapshot of the current node: processes, queues, connections, ticks, traffic.
+
+    Example:
+        >>> import actornet
+        >>> actornet.node_info()["processes"] >= 1
+        True
+    """
+    return current_node().node_info()
