@@ -46,9 +46,18 @@ class _AdoptedThread:
 
 
 def adopt(proc: Process) -> None:
-    """Make `proc` the process of a thread the runtime did not start."""
-    _local.proc = proc
-    _local.adopted = _AdoptedThread(proc)
+    """Make `proc` the calling thread's process on `proc.node` (a thread the runtime
+    did not start). A thread may have one such process per node it talks through."""
+    adopted = getattr(_local, "adopted", None)
+    if adopted is None:
+        adopted = _local.adopted = {}
+    adopted[id(proc.node)] = _AdoptedThread(proc)
+
+
+def adopted_process(node: Node) -> Process | None:
+    """The calling thread's adopted process on `node`, if any."""
+    holder = getattr(_local, "adopted", {}).get(id(node))
+    return None if holder is None else holder.proc  # type: ignore[no-any-return]
 
 
 def thread_process() -> Process | None:
@@ -70,10 +79,10 @@ def node_stopped(node: Node) -> None:
 def current_node() -> Node:
     """The node the calling thread acts on (see the module docstring)."""
     proc = getattr(_local, "proc", None)
-    # A thread that runs a process belongs to its node; an adopted thread (the
+    # A thread that runs a process belongs to its node; any other thread (the
     # main thread, a REPL) follows the default node, so start_node() after
     # earlier local use moves it over, as `net_kernel:start` would.
-    if proc is not None and proc.kind != "adopted" and proc.node.running:
+    if proc is not None and proc.node.running:
         return proc.node  # type: ignore[no-any-return]
     nodes = _nodes
     for node in nodes:

@@ -177,6 +177,9 @@ class Node:
         proc = _runtime.thread_process()
         if proc is not None and proc.node is self and proc.alive:
             return proc
+        proc = _runtime.adopted_process(self)
+        if proc is not None and proc.alive:
+            return proc
         proc = self._new_process(ADOPTED)
         proc.thread_id = threading.get_ident()
         proc.function = threading.current_thread().name

@@ -241,3 +241,13 @@ def test_timers_fire_in_time_order() -> None:
     for delay in (0.06, 0.02, 0.04):
         actornet.send_after(delay, me, delay)
     assert [actornet.receive(timeout=5) for _ in range(3)] == [0.02, 0.04, 0.06]
+
+
+def test_a_thread_keeps_its_process_when_it_uses_or_stops_another_node() -> None:
+    me = actornet.self()
+    actornet.send(me, "kept")
+    other = actornet.Node("other@localhost")
+    assert other.current().pid != me  # the same thread, a process on each node
+    other.stop()
+    assert actornet.self() == me
+    assert actornet.receive(timeout=1) == "kept"
