@@ -1,0 +1,188 @@
+"""Figures across two OS processes: remote send throughput and remote call latency.
+
+actornet runs between this process's node and a child node (``python -m
+actornet node``); the raw baselines run between this process and a child
+`benchmarks._rawpeer`, with pyzmq and msgpack'd tuples.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+import actornet
+from benchmarks import _remote
+from benchmarks._common import (
+    ACTORNET,
+    ERLANG,
+    ActornetChild,
+    Child,
+    Children,
+    Config,
+    Sample,
+    await_msg,
+    connect,
+    interleave,
+    latency_sample,
+    local_node,
+    python_child,
+    row,
+)
+
+__all__ = ["RawPeer", "remote_send", "remote_call"]
+
+packb = msgpack.packb
+unpackb = msgpack.unpackb
+
+
+class RawPeer:
+    """Talks to a `benchmarks._rawpeer` child over its control socket."""
+
+    def __init__(self, kids: Children) -> None:
+        self.child: Child = python_child(kids, "benchmarks._rawpeer")
+        port = int(self.child.wait_line(r"control (\d+)", 30).group(1))
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.ctl = self.ctx.socket(zmq.REQ)
+        self.ctl.setsockopt(zmq.LINGER, 0)
+        self.ctl.connect(f"tcp://127.0.0.1:{port}")
+
+    def request(self, *cmd: Any, timeout: float = 120.0) -> list[Any]:
+        """Send a command and wait for its answer."""
+        self.ctl.send(packb(list(cmd)))
+        return self.answer(timeout)
+
+    def answer(self, timeout: float) -> list[Any]:
+        if not self.ctl.poll(int(timeout * 1000)):
+            raise TimeoutError(f"raw peer did not answer within {timeout} s")
+        return unpackb(self.ctl.recv())  # type: ignore[no-any-return]
+
+    def socket(self, kind: int, port: int) -> zmq.Socket[Any]:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        return sock
+
+    def close(self) -> None:
+        try:
+            self.ctl.send(packb(["quit"]))
+            self.ctl.poll(2000)
+        finally:
+            self.ctl.close()
+            self.ctx.term()
+            self.child.close()
+
+
+def _payloads() -> dict[str, bytes]:
+    return {"100 B": bytes(range(100)), "1 KiB": bytes(i % 251 for i in range(1024))}
+
+
+def remote_send(cfg: Config) -> dict[str, Any]:
+    """Remote send throughput, 100 B and 1 KiB payloads, beside pyzmq PUSH/PULL."""
+    n = cfg.n(100_000, 10_000)
+    rows = []
+    with Children() as kids, local_node("bench_send") as _node:
+        far = ActornetChild(kids, "bench_sink")
+        connect(far.address)
+        raw = RawPeer(kids)
+        try:
+            for label, payload in _payloads().items():
+                size = len(payload)
+
+                def an(rep: int, payload: bytes = payload) -> Sample:
+                    count = n if rep >= 0 else n // 10
+                    me = actornet.self()
+                    pid = actornet.spawn(_remote.sink, me, count, node=far.name)
+                    send = actornet.send
+                    t0 = time.perf_counter()
+                    for i in range(count):
+                        send(pid, ("msg", i, payload))
+                    await_msg(lambda m: m == ("sink_done", pid), 300)
+                    return {"rate": count / (time.perf_counter() - t0)}
+
+                def push(rep: int, payload: bytes = payload) -> Sample:
+                    count = n if rep >= 0 else n // 10
+                    _, port = raw.request("pull", count)
+                    sock = raw.socket(zmq.PUSH, port)
+                    send = sock.send
+                    t0 = time.perf_counter()
+                    for i in range(count):
+                        send(packb(("msg", i, payload)))
+                    raw.request("wait", timeout=300)
+                    rate = count / (time.perf_counter() - t0)
+                    sock.close()
+                    return {"rate": rate}
+
+                erl = None if cfg.erlang is None else (
+                    lambda rep, size=size: cfg.erlang.run("remote_send", n, size))
+                results = interleave(cfg, {ACTORNET: an, "pyzmq PUSH/PULL": push, ERLANG: erl})
+                rows.append(row(
+                    f"remote send {label}", "rate", "msgs/s", results, higher_is_better=True,
+                    skipped={ERLANG: cfg.erlang_note},
+                    goal=("pyzmq PUSH/PULL", 0.4, ">= 0.4 x raw"),
+                    note=f"{n:,} messages ('msg', i, <{size} bytes>) per repetition, "
+                         "until the far side has received (and decoded) the last",
+                ))
+        finally:
+            raw.close()
+    return {"rows": rows, "notes": []}
+
+
+def remote_call(cfg: Config) -> dict[str, Any]:
+    """Remote GenServer call p50/p99, beside a pyzmq DEALER/ROUTER round trip."""
+    n = cfg.n(5_000, 500)
+    with Children() as kids, local_node("bench_call") as _node:
+        far = ActornetChild(kids, "bench_echo")
+        connect(far.address)
+        raw = RawPeer(kids)
+        try:
+            server = actornet.rpc.call(far.name, _remote.start_echo)
+
+            def an(rep: int) -> Sample:
+                count = n if rep >= 0 else n // 10
+                call = actornet.call
+                clock = time.perf_counter_ns
+                lat: list[int] = []
+                t0 = time.perf_counter()
+                for i in range(count):
+                    t = clock()
+                    call(server, ("call", i))
+                    lat.append(clock() - t)
+                return latency_sample(lat, time.perf_counter() - t0)
+
+            def dealer(rep: int) -> Sample:
+                count = n if rep >= 0 else n // 10
+                _, port = raw.request("router", count)
+                sock = raw.socket(zmq.DEALER, port)
+                send, recv = sock.send, sock.recv
+                clock = time.perf_counter_ns
+                lat: list[int] = []
+                t0 = time.perf_counter()
+                for i in range(count):
+                    t = clock()
+                    send(packb(("call", i)))
+                    unpackb(recv())
+                    lat.append(clock() - t)
+                elapsed = time.perf_counter() - t0
+                raw.request("wait")
+                sock.close()
+                return latency_sample(lat, elapsed)
+
+            erl = None if cfg.erlang is None else (
+                lambda rep: cfg.erlang.run("remote_call", n))
+            results = interleave(cfg, {ACTORNET: an, "pyzmq DEALER/ROUTER": dealer,
+                                       ERLANG: erl})
+        finally:
+            raw.close()
+    skipped = {ERLANG: cfg.erlang_note}
+    note = f"{n:,} sequential calls per repetition to an echo server on the other node"
+    return {"rows": [
+        row("remote GenServer call p50", "p50", "µs", results, higher_is_better=False,
+            skipped=skipped, goal=("pyzmq DEALER/ROUTER", 0.5, "p50 <= 2 x raw"), note=note),
+        row("remote GenServer call p99", "p99", "µs", results, higher_is_better=False,
+            skipped=skipped, note=note),
+        row("remote GenServer call rate", "rate", "calls/s", results, higher_is_better=True,
+            skipped=skipped, note=note),
+    ], "notes": []}
