@@ -420,6 +420,12 @@ class Transport:
         if peer.busy and peer.backlog <= self.busy_limit // 2:
             self._release(peer)
 
+    @staticmethod
+    def _queue(peer: _Peer, data: bytes) -> None:
+        """Queue one of the transport's own ops (counted in the backlog like any other)."""
+        peer.ops.append(data)
+        peer.backlog += len(data)
+
     def _attempt_done(self, peer: _Peer) -> None:
         with peer.changed:
             peer.attempts_done += 1
@@ -450,7 +456,7 @@ class Transport:
             peer = self._peers.get(cmd[1])
             if peer is not None and peer.state in ("up", "connecting"):
                 if peer.state == "up":  # tell it, so both sides see the link go now
-                    peer.ops.append(w.encode_op([w.GOODBYE]))
+                    self._queue(peer, w.encode_op([w.GOODBYE]))
                     self._flush(peer)
                 self._peer_down(peer, "disconnected by request", linger=500)
         elif cmd[0] == "stop":
@@ -561,10 +567,10 @@ class Transport:
             # peers learn the new one, so everyone ends up connected to everyone.
             others = [p for p in self._peers.values()
                       if p.state == "up" and p is not peer and p.endpoint and not p.hidden]
-            peer.ops.append(w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
+            self._queue(peer, w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
             news = w.encode_op([w.NODES, [[peer.name, peer.endpoint]]])
             for other in others:
-                other.ops.append(news)
+                self._queue(other, news)
                 self._flush(other)
         self._flush(peer)
 
@@ -769,7 +775,7 @@ class Transport:
                     self._peer_down(peer, f"no tick for {now - conn.last_seen:.1f} s")
                     continue
                 if now - peer.last_sent >= self.tick_time / 4:
-                    peer.ops.append(w.encode_op([w.TICK]))
+                    self._queue(peer, w.encode_op([w.TICK]))
                     self.stats["ticks_out"] += 1
                     self._flush(peer)
         for rid, conn in list(self._inbound.items()):
@@ -812,7 +818,7 @@ class Transport:
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):
             if peer.state == "up" and peer.dealer is not None:
-                peer.ops.append(w.encode_op([w.GOODBYE]))
+                self._queue(peer, w.encode_op([w.GOODBYE]))
                 self._flush(peer)
                 peer.dealer.setsockopt(zmq.LINGER, 1000)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,16 @@ def function_name(fn: Callable[..., Any]) -> tuple[str, str]:
     """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
+    if module == "__main__":
+        # A script's functions: importable elsewhere only under the module's real
+        # name (`python -m pkg.mod`); a plain `python script.py` has none.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is None or not spec.name:
+            raise TypeError(
+                f"{qualname} is defined in the script being run (__main__), which another "
+                "node cannot import: move it to a module, or run the script with python -m"
+            )
+        module = spec.name
     bound = getattr(fn, "__self__", None)
     if not module or not qualname or "<" in qualname or (
         bound is not None and not inspect.ismodule(bound)
