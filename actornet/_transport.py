@@ -396,20 +396,24 @@ class Transport:
         dealer = peer.dealer
         assert dealer is not None
         ops = peer.ops
+        limit = self.max_message_size  # the receiver's ZeroMQ checks it per frame
         while ops:
-            n = min(len(ops), _BATCH)
-            batch = [w.pack_header(peer.seq)]
-            batch.extend(ops.popleft() for _ in range(n))
+            taken = [ops.popleft()]
+            size = len(taken[0])
+            while ops and len(taken) < _BATCH and size + len(ops[0]) + w.OP_OVERHEAD <= limit:
+                op = ops.popleft()
+                taken.append(op)
+                size += len(op) + w.OP_OVERHEAD
             try:
-                dealer.send_multipart(batch, zmq.NOBLOCK, copy=False)
+                dealer.send_multipart([w.pack_header(peer.seq), w.pack_ops(taken)], zmq.NOBLOCK)
             except zmq.Again:
-                ops.extendleft(reversed(batch[1:]))
+                ops.extendleft(reversed(taken))
                 if not peer.waiting_pollout:
                     peer.waiting_pollout = True
                     self._poller.modify(dealer, zmq.POLLIN | zmq.POLLOUT)
                 return
-            size = sum(len(b) for b in batch)
-            peer.backlog -= size - len(batch[0])
+            size = sum(len(op) for op in taken)
+            peer.backlog -= size
             peer.seq += 1
             peer.last_sent = time.monotonic()
             self.stats["bytes_out"] += size
@@ -660,8 +664,16 @@ class Transport:
             return
         conn.seq += 1
         node = self.node
-        for frame in frames[2:]:
-            self.stats["bytes_in"] += len(frame)
+        if len(frames) != 3:
+            self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
+            return
+        self.stats["bytes_in"] += len(frames[2])
+        try:
+            ops = w.split_ops(frames[2])
+        except ProtocolError as e:
+            self._bad_frame(peer, str(e))
+            return
+        for frame in ops:
             try:
                 op = w.decode_op(frame, self.max_message_size)
             except (DecodeError, ProtocolError) as e:

@@ -1,10 +1,14 @@
 """Data frames between authenticated nodes: operations and batches. No I/O.
 
 After the handshake (`_handshake`), node A sends to node B over A's DEALER,
-which B's ROUTER reads. Each ZeroMQ message is one *batch*::
+which B's ROUTER reads. Each ZeroMQ message is one *batch* of two frames::
 
     frame 0   header: b"AD" + u64 big-endian sequence number of the batch
-    frame 1.. one operation each, a codec-encoded list [OP, args...]
+    frame 1   the operations, each a u32 big-endian length and then a
+              codec-encoded list [OP, args...]
+
+(One frame for all the operations: ZeroMQ's per-frame cost in Python was
+most of the cost of a small message.)
 
 Sequence numbers start at 0 per connection and go up by one per batch, so a
 lost batch is a detected gap (the connection is then declared broken, like a
@@ -39,7 +43,7 @@ from actornet._codec import decode, encode
 from actornet._ids import Pid, Ref
 from actornet.errors import ProtocolError
 
-__all__ = ["pack_header", "unpack_header", "encode_op", "decode_op"]
+__all__ = ["pack_header", "unpack_header", "pack_ops", "split_ops", "encode_op", "decode_op"]
 
 SEND = 1
 REG_SEND = 2
@@ -63,6 +67,8 @@ SPAWN_RPC = 2
 SPAWN_MONITOR = 4
 
 _HEADER = struct.Struct("!2sQ")
+_OPLEN = struct.Struct("!I")
+OP_OVERHEAD = _OPLEN.size
 _MAGIC = b"AD"
 
 # op code -> the types its arguments must have (after the op code)
@@ -97,12 +103,36 @@ def unpack_header(frame: bytes) -> int:
     return int(_HEADER.unpack(frame)[1])
 
 
+def pack_ops(ops: list[bytes]) -> bytes:
+    """The second frame of a batch: each op prefixed by its length."""
+    pack = _OPLEN.pack
+    return b"".join([piece for op in ops for piece in (pack(len(op)), op)])
+
+
+def split_ops(payload: bytes) -> list[memoryview]:
+    """The ops of a batch's second frame; `ProtocolError` if it is cut or padded."""
+    view = memoryview(payload)
+    ops = []
+    offset, end, size = 0, len(view), _OPLEN.size
+    unpack = _OPLEN.unpack_from
+    while offset < end:
+        if offset + size > end:
+            raise ProtocolError("a batch ends inside an op's length")
+        (n,) = unpack(view, offset)
+        offset += size
+        if offset + n > end:
+            raise ProtocolError(f"an op of {n} bytes runs past the end of its batch")
+        ops.append(view[offset:offset + n])
+        offset += n
+    return ops
+
+
 def encode_op(op: list[Any], max_size: int | None = None) -> bytes:
     """Encode one operation (raises `TypeError` for an unsendable value in it)."""
     return encode(op, max_size=max_size)
 
 
-def decode_op(frame: bytes, max_size: int | None = None) -> list[Any]:
+def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[Any]:
     """Decode and validate one operation; `ProtocolError`/`DecodeError` if malformed."""
     op = decode(frame, max_size=max_size)
     if op.__class__ is not list or not op or op[0].__class__ is not int:

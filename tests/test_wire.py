@@ -1,0 +1,52 @@
+"""Batch framing and operations between nodes (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actornet import _wire as w
+from actornet._ids import Pid
+from actornet.errors import DecodeError, ProtocolError
+
+
+@given(st.lists(st.binary(max_size=300), max_size=50))
+def test_ops_round_trip_through_one_frame(ops: list[bytes]) -> None:
+    assert [bytes(v) for v in w.split_ops(w.pack_ops(ops))] == ops
+
+
+@given(st.binary(max_size=200))
+def test_split_ops_of_any_bytes_gives_ops_or_a_protocol_error(data: bytes) -> None:
+    try:
+        ops = w.split_ops(data)
+    except ProtocolError:
+        return
+    assert sum(len(v) + w.OP_OVERHEAD for v in ops) == len(data)
+
+
+def test_cut_batches_are_refused() -> None:
+    frame = w.pack_ops([b"abc", b"defg"])
+    with pytest.raises(ProtocolError, match="runs past"):
+        w.split_ops(frame[:-1])
+    with pytest.raises(ProtocolError, match="inside"):
+        w.split_ops(frame + b"\x00")
+
+
+def test_header_round_trip_and_garbage() -> None:
+    assert w.unpack_header(w.pack_header(12345)) == 12345
+    with pytest.raises(ProtocolError):
+        w.unpack_header(b"XX" + bytes(8))
+
+
+def test_ops_are_validated() -> None:
+    pid = Pid("a@h", 1, 2)
+    assert w.decode_op(w.encode_op([w.SEND, 1, 2, ("hi", pid)])) == [w.SEND, 1, 2, ("hi", pid)]
+    with pytest.raises(ProtocolError, match="unknown op"):
+        w.decode_op(w.encode_op([99, 1]))
+    with pytest.raises(ProtocolError, match="takes"):
+        w.decode_op(w.encode_op([w.LINK, pid]))
+    with pytest.raises(ProtocolError, match="bad argument"):
+        w.decode_op(w.encode_op([w.LINK, "not a pid", pid]))
+    with pytest.raises(DecodeError):
+        w.decode_op(b"\xc1")
