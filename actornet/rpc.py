@@ -40,15 +40,12 @@ def function_name(fn: Callable[..., Any]) -> tuple[str, str]:
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
     if module == "__main__":
-        # A script's functions: importable elsewhere only under the module's real
-        # name (`python -m pkg.mod`); a plain `python script.py` has none.
+        # A script run as `python -m pkg.mod` has a real name other nodes can import.
+        # A plain script has none: "__main__" then only works for nodes of this
+        # interpreter, and elsewhere fails as a RemoteImportError naming it.
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        if spec is None or not spec.name:
-            raise TypeError(
-                f"{qualname} is defined in the script being run (__main__), which another "
-                "node cannot import: move it to a module, or run the script with python -m"
-            )
-        module = spec.name
+        if spec is not None and spec.name:
+            module = spec.name
     bound = getattr(fn, "__self__", None)
     if not module or not qualname or "<" in qualname or (
         bound is not None and not inspect.ismodule(bound)
