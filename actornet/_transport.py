@@ -197,9 +197,11 @@ class Transport:
 
     def _enqueue(self, node: str, op: list[Any]) -> None:
         data = w.encode_op(op, self.max_message_size)
-        peer = self._peer(_base_name(node))
-        if peer.address is None and _endpoint_of(node) is not None:
-            peer.address = node  # "name@host:port": how to reach it if not connected yet
+        peer = self._peers.get(node)  # the common case: a plain name we know
+        if peer is None:
+            peer = self._peer(_base_name(node))
+            if peer.address is None and _endpoint_of(node) is not None:
+                peer.address = node  # "name@host:port": how to reach it if not connected yet
         if peer.busy and threading.current_thread() is not self._thread:
             with peer.drained:
                 peer.drained.wait_for(lambda: not peer.busy or not self._running, timeout=None)
@@ -673,11 +675,18 @@ class Transport:
         except ProtocolError as e:
             self._bad_frame(peer, str(e))
             return
+        procs = node._procs
+        decode_op, limit, send = w.decode_op, self.max_message_size, w.SEND
         for frame in ops:
             try:
-                op = w.decode_op(frame, self.max_message_size)
+                op = decode_op(frame, limit)
             except (DecodeError, ProtocolError) as e:
                 self._bad_frame(peer, str(e))
+                continue
+            if op[0] == send:  # the hot path, inline: a message to a local pid
+                proc = procs.get(op[1])
+                if proc is not None and proc.pid.creation == op[2]:
+                    proc.mailbox.put(op[3])
                 continue
             try:
                 self._dispatch(node, peer, op)

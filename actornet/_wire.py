@@ -135,6 +135,10 @@ def encode_op(op: list[Any], max_size: int | None = None) -> bytes:
 def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[Any]:
     """Decode and validate one operation; `ProtocolError`/`DecodeError` if malformed."""
     op = decode(frame, max_size=max_size)
+    # The common case first, checked inline: [SEND, id, creation, msg].
+    if (op.__class__ is list and len(op) == 4 and op[0] == SEND
+            and op[1].__class__ is int and op[2].__class__ is int):
+        return op  # type: ignore[no-any-return]
     if op.__class__ is not list or not op or op[0].__class__ is not int:
         raise ProtocolError(f"an operation is a list starting with an op code, got {op!r:.80}")
     shape = _SHAPES.get(op[0])

@@ -50,3 +50,11 @@ def test_ops_are_validated() -> None:
         w.decode_op(w.encode_op([w.LINK, "not a pid", pid]))
     with pytest.raises(DecodeError):
         w.decode_op(b"\xc1")
+
+
+def test_send_fast_path_still_checks_its_shape() -> None:
+    with pytest.raises(ProtocolError):
+        w.decode_op(w.encode_op([w.SEND, "1", 2, "x"]))
+    with pytest.raises(ProtocolError):
+        w.decode_op(w.encode_op([w.SEND, 1, 2]))
+    assert w.decode_op(w.encode_op([w.SEND, 1, 2, None])) == [w.SEND, 1, 2, None]
