@@ -70,6 +70,7 @@ class _Peer:
         self.handshake: Initiator | None = None
         self.deadline = 0.0
         self.ops: deque[bytes] = deque()  # encoded ops not yet handed to ZeroMQ
+        self.frames: deque[bytes] = deque()  # ops already cut into frames, not yet sent
         self.backlog = 0  # bytes in `ops`
         self.seq = 0
         self.creation: int | None = None
@@ -94,6 +95,7 @@ class _Inbound:
         self.state = "handshake"  # handshake | up | dead
         self.peer: _Peer | None = None
         self.seq = 0
+        self.stream: w.OpStream | None = None  # reassembles ops once authenticated
         self.started = now
         self.last_seen = now
 
@@ -134,7 +136,9 @@ class Transport:
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.MAXMSGSIZE, max_message_size + 4096)
+        # Frames are at most MAX_FRAME (messages over it span frames): ZeroMQ refuses a
+        # larger frame before reading it, so a stranger cannot make us hold more.
+        self._router.setsockopt(zmq.MAXMSGSIZE, w.MAX_FRAME + 1024)
         self._router.setsockopt(zmq.RCVHWM, 0)
         if secure:
             public, secret = curve_keypair(cookie)
@@ -397,28 +401,30 @@ class Transport:
     def _flush(self, peer: _Peer) -> None:
         dealer = peer.dealer
         assert dealer is not None
-        ops = peer.ops
-        limit = self.max_message_size  # the receiver's ZeroMQ checks it per frame
-        while ops:
-            taken = [ops.popleft()]
-            size = len(taken[0])
-            while ops and len(taken) < _BATCH and size + len(ops[0]) + w.OP_OVERHEAD <= limit:
-                op = ops.popleft()
-                taken.append(op)
-                size += len(op) + w.OP_OVERHEAD
+        ops, frames = peer.ops, peer.frames
+        while frames or ops:
+            if not frames:  # cut the next ops into frames of at most MAX_FRAME bytes
+                taken = [ops.popleft()]
+                size = len(taken[0])
+                while (ops and len(taken) < _BATCH
+                       and size + len(ops[0]) + w.OP_OVERHEAD <= w.MAX_FRAME):
+                    op = ops.popleft()
+                    taken.append(op)
+                    size += len(op) + w.OP_OVERHEAD
+                frames.extend(w.cut_stream(taken))
+                peer.backlog -= sum(len(op) for op in taken)
+            frame = frames[0]
             try:
-                dealer.send_multipart([w.pack_header(peer.seq), w.pack_ops(taken)], zmq.NOBLOCK)
+                dealer.send_multipart([w.pack_header(peer.seq), frame], zmq.NOBLOCK)
             except zmq.Again:
-                ops.extendleft(reversed(taken))
                 if not peer.waiting_pollout:
                     peer.waiting_pollout = True
                     self._poller.modify(dealer, zmq.POLLIN | zmq.POLLOUT)
                 return
-            size = sum(len(op) for op in taken)
-            peer.backlog -= size
+            frames.popleft()
             peer.seq += 1
             peer.last_sent = time.monotonic()
-            self.stats["bytes_out"] += size
+            self.stats["bytes_out"] += len(frame)
             self.stats["batches_out"] += 1
         if peer.waiting_pollout:
             peer.waiting_pollout = False
@@ -670,10 +676,13 @@ class Transport:
             self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
             return
         self.stats["bytes_in"] += len(frames[2])
+        if conn.stream is None:
+            conn.stream = w.OpStream(self.max_message_size)
         try:
-            ops = w.split_ops(frames[2])
-        except ProtocolError as e:
+            ops = conn.stream.feed(frames[2])
+        except ProtocolError as e:  # the stream cannot be resynchronised
             self._bad_frame(peer, str(e))
+            self._peer_down(peer, "it broke the protocol")
             return
         procs = node._procs
         decode_op, limit, send = w.decode_op, self.max_message_size, w.SEND
@@ -827,6 +836,7 @@ class Transport:
         peer.handshake = None
         peer.state = "down"
         peer.ops.clear()
+        peer.frames.clear()
         peer.backlog = 0
         peer.seq = 0
         if peer.inbound is not None:

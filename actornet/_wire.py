@@ -1,14 +1,20 @@
 """Data frames between authenticated nodes: operations and batches. No I/O.
 
 After the handshake (`_handshake`), node A sends to node B over A's DEALER,
-which B's ROUTER reads. Each ZeroMQ message is one *batch* of two frames::
+which B's ROUTER reads. What A sends is one *stream* of operations, each a u32
+big-endian length and then a codec-encoded list [OP, args...], cut into
+*batches* of at most `MAX_FRAME` bytes. Each ZeroMQ message is one batch of
+two frames::
 
     frame 0   header: b"AD" + u64 big-endian sequence number of the batch
-    frame 1   the operations, each a u32 big-endian length and then a
-              codec-encoded list [OP, args...]
+    frame 1   the next piece of the stream (whole operations, or a piece of
+              one that is larger than a frame)
 
-(One frame for all the operations: ZeroMQ's per-frame cost in Python was
-most of the cost of a small message.)
+One frame for many operations: ZeroMQ's per-frame cost in Python was most of
+the cost of a small message. Frames of at most `MAX_FRAME` bytes: the node's
+socket refuses any larger frame before reading it, so a peer that has not
+authenticated can make it hold no more than that, while an authenticated peer
+still sends messages up to the node's `max_message_size`.
 
 Sequence numbers start at 0 per connection and go up by one per batch, so a
 lost batch is a detected gap (the connection is then declared broken, like a
@@ -43,7 +49,17 @@ from actornet._codec import decode, encode
 from actornet._ids import Pid, Ref
 from actornet.errors import ProtocolError
 
-__all__ = ["pack_header", "unpack_header", "pack_ops", "split_ops", "encode_op", "decode_op"]
+__all__ = [
+    "pack_header",
+    "unpack_header",
+    "pack_ops",
+    "cut_stream",
+    "OpStream",
+    "split_ops",
+    "encode_op",
+    "decode_op",
+    "MAX_FRAME",
+]
 
 SEND = 1
 REG_SEND = 2
@@ -69,6 +85,7 @@ SPAWN_MONITOR = 4
 _HEADER = struct.Struct("!2sQ")
 _OPLEN = struct.Struct("!I")
 OP_OVERHEAD = _OPLEN.size
+MAX_FRAME = 256 * 1024  # bytes in one data frame; also the most a stranger can make us hold
 _MAGIC = b"AD"
 
 # op code -> the types its arguments must have (after the op code)
@@ -107,6 +124,58 @@ def pack_ops(ops: list[bytes]) -> bytes:
     """The second frame of a batch: each op prefixed by its length."""
     pack = _OPLEN.pack
     return b"".join([piece for op in ops for piece in (pack(len(op)), op)])
+
+
+def cut_stream(ops: list[bytes], limit: int = 0) -> list[bytes]:
+    """The frames that carry `ops`: their stream cut into pieces of at most `limit` bytes."""
+    stream = pack_ops(ops)
+    limit = limit or MAX_FRAME
+    if len(stream) <= limit:
+        return [stream]
+    return [stream[i:i + limit] for i in range(0, len(stream), limit)]
+
+
+class OpStream:
+    """Reassembles operations from a peer's frames, in sequence order.
+
+    `feed` returns the operations completed by one frame; an operation cut
+    across frames waits in a buffer. A declared length over `max_size` is a
+    `ProtocolError`, raised before any of it is buffered.
+    """
+
+    __slots__ = ("_buf", "_max")
+
+    def __init__(self, max_size: int) -> None:
+        self._buf = bytearray()
+        self._max = max_size
+
+    def feed(self, frame: bytes) -> list[bytes | memoryview]:
+        if self._buf:
+            self._buf += frame
+            data: bytes | bytearray = self._buf
+        else:
+            data = frame
+        view = memoryview(data)
+        ops: list[bytes | memoryview] = []
+        offset, end, size = 0, len(view), _OPLEN.size
+        while end - offset >= size:
+            (n,) = _OPLEN.unpack_from(view, offset)
+            if n > self._max:
+                raise ProtocolError(f"an op of {n} bytes is over the limit of {self._max}")
+            if end - offset - size < n:
+                break
+            start = offset + size
+            ops.append(view[start:start + n] if data is frame else bytes(view[start:start + n]))
+            offset = start + n
+        rest = bytes(view[offset:])
+        view.release()
+        self._buf = bytearray(rest)
+        return ops
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an operation not complete yet."""
+        return len(self._buf)
 
 
 def split_ops(payload: bytes) -> list[memoryview]:

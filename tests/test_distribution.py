@@ -308,3 +308,15 @@ def test_localhost_names_and_mesh_off(cluster: Cluster) -> None:
         with pytest.raises(AssertionError, match="timed out"):  # nothing connects us to c
             wait_until(lambda: c.name in actornet.nodes(), timeout=1.0)
         assert actornet.nodes() == [b.name]
+
+
+def test_a_message_larger_than_a_frame_crosses_whole(local: actornet.Node,
+                                                     cluster: Cluster) -> None:
+    b = cluster.start(unique("b"))
+    assert actornet.ping(b.address) == "pong"
+    pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+    big = bytes(range(256)) * (3 * 4096)  # 3 MiB: twelve 256 KiB frames
+    actornet.send(pid, (actornet.self(), big))
+    actornet.send(pid, (actornet.self(), "small, after"))
+    assert actornet.receive(timeout=20) == ("echo", big)
+    assert actornet.receive(timeout=5) == ("echo", "small, after")

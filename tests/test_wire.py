@@ -58,3 +58,21 @@ def test_send_fast_path_still_checks_its_shape() -> None:
     with pytest.raises(ProtocolError):
         w.decode_op(w.encode_op([w.SEND, 1, 2]))
     assert w.decode_op(w.encode_op([w.SEND, 1, 2, None])) == [w.SEND, 1, 2, None]
+
+
+@given(st.lists(st.binary(max_size=2000), max_size=30), st.integers(1, 700))
+def test_a_stream_cut_anywhere_reassembles_to_the_same_ops(ops: list[bytes], limit: int) -> None:
+    stream = w.OpStream(max_size=10_000)
+    got: list[bytes] = []
+    for frame in w.cut_stream(ops, limit):
+        assert len(frame) <= limit
+        got.extend(bytes(op) for op in stream.feed(frame))
+    assert got == ops
+    assert stream.pending == 0
+
+
+def test_an_op_over_the_limit_is_refused_before_it_is_buffered() -> None:
+    stream = w.OpStream(max_size=100)
+    with pytest.raises(ProtocolError, match="over the limit"):
+        stream.feed(w.pack_ops([b"x" * 101])[:10])
+    assert w.OpStream(max_size=100).feed(w.pack_ops([b"x" * 100])) != []
