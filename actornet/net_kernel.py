@@ -10,6 +10,7 @@ epmd), and connects to other nodes on first use.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 COOKIE_FILE = Path("~/.actornet.cookie")
+
+log = logging.getLogger("actornet.dist")
 
 
 def load_cookie(cookie: str | bytes | None = None) -> bytes:
@@ -149,6 +152,9 @@ def start_node(
             resolve=_lookup,
         )
         n._dist = transport
+        reach = ("loopback only: other hosts cannot connect" if bind_ip.startswith("127.")
+                 else f"on {bind_ip}, the address of {host}")
+        log.info("node %s listening on tcp://%s:%d (%s)", name, bind_ip, transport.port, reach)
         # Like kernel's global and pg, the name server and default scope always run.
         from actornet import global_, pg
 

@@ -320,3 +320,13 @@ def test_a_message_larger_than_a_frame_crosses_whole(local: actornet.Node,
     actornet.send(pid, (actornet.self(), "small, after"))
     assert actornet.receive(timeout=20) == ("echo", big)
     assert actornet.receive(timeout=5) == ("echo", "small, after")
+
+
+def test_a_node_listens_on_its_host_address_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="actornet.dist")
+    with actornet.start_node(unique("l"), cookie=COOKIE, port=0) as n:
+        assert n._dist.endpoint.startswith("tcp://127.0.0.1:")
+        assert any("loopback only" in r.getMessage() and n.name in r.getMessage()
+                   for r in caplog.records)
