@@ -102,7 +102,13 @@ def _make_pack(unicode_errors: str | None) -> Callable[[Any, int], bytes]:
             packer = Packer(
                 default=defaults[level], strict_types=True, unicode_errors=unicode_errors
             )
-        data: bytes = packer.pack(value)
+        try:
+            data: bytes = packer.pack(value)
+        except BaseException:
+            # A failed pack (an unsendable value, a str to retry with surrogatepass)
+            # leaves the Packer reusable: keep it, or every failure allocates anew.
+            pool.append(packer)
+            raise
         if len(data) < _KEEP_PACKER_UNDER:
             pool.append(packer)
         return data

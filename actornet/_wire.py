@@ -205,7 +205,7 @@ def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[An
     """Decode and validate one operation; `ProtocolError`/`DecodeError` if malformed."""
     op = decode(frame, max_size=max_size)
     # The common case first, checked inline: [SEND, id, creation, msg].
-    if (op.__class__ is list and len(op) == 4 and op[0] == SEND
+    if (op.__class__ is list and len(op) == 4 and op[0].__class__ is int and op[0] == SEND
             and op[1].__class__ is int and op[2].__class__ is int):
         return op  # type: ignore[no-any-return]
     if op.__class__ is not list or not op or op[0].__class__ is not int:

@@ -1,0 +1,5 @@
+"""``python -m tests.fuzz``: see `tests.fuzz.cli`."""
+
+from tests.fuzz.cli import main
+
+raise SystemExit(main())
