@@ -51,7 +51,14 @@ def adopt(proc: Process) -> None:
     adopted = getattr(_local, "adopted", None)
     if adopted is None:
         adopted = _local.adopted = {}
+    for key in [k for k, holder in adopted.items() if not holder.proc.node.running]:
+        del adopted[key]  # a stopped node is let go, not kept alive by this thread
     adopted[id(proc.node)] = _AdoptedThread(proc)
+
+
+def forget(node: Node) -> None:
+    """Drop the calling thread's adopted process on `node` (which is stopping)."""
+    getattr(_local, "adopted", {}).pop(id(node), None)
 
 
 def adopted_process(node: Node) -> Process | None:

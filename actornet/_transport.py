@@ -140,6 +140,9 @@ class Transport:
         # larger frame before reading it, so a stranger cannot make us hold more.
         self._router.setsockopt(zmq.MAXMSGSIZE, w.MAX_FRAME + 1024)
         self._router.setsockopt(zmq.RCVHWM, 0)
+        # A TCP connection that never starts ZeroMQ's own greeting is closed as soon as
+        # one that never finishes our handshake (libzmq's default waits 30 s).
+        self._router.setsockopt(zmq.HANDSHAKE_IVL, int(handshake_timeout * 1000))
         if secure:
             public, secret = curve_keypair(cookie)
             self._router.curve_server = True
@@ -199,13 +202,17 @@ class Transport:
                     peer = self._peers[name] = _Peer(name)
         return peer
 
-    def _enqueue(self, node: str, op: list[Any]) -> None:
+    def _enqueue(self, node: str, op: list[Any], connect: bool = True) -> None:
         data = w.encode_op(op, self.max_message_size)
         peer = self._peers.get(node)  # the common case: a plain name we know
         if peer is None:
             peer = self._peer(_base_name(node))
             if peer.address is None and _endpoint_of(node) is not None:
                 peer.address = node  # "name@host:port": how to reach it if not connected yet
+        if not connect:
+            if peer.state in ("new", "down"):
+                return  # noconnect: no connection is made for it (one being made is used)
+            data = _NoConnect(data)  # checked again when drained: the link may go meanwhile
         if peer.busy and threading.current_thread() is not self._thread:
             with peer.drained:
                 peer.drained.wait_for(lambda: not peer.busy or not self._running, timeout=None)
@@ -213,11 +220,12 @@ class Transport:
         if self._sleeping:
             self._wake()
 
-    def send(self, pid: Pid, msg: Any) -> None:
-        self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg])
+    def send(self, pid: Pid, msg: Any, connect: bool = True) -> None:
+        self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg], connect)
 
-    def send_name(self, from_: Pid, name: str, node: str, msg: Any) -> None:
-        self._enqueue(node, [w.REG_SEND, from_, name, msg])
+    def send_name(self, from_: Pid, name: str, node: str, msg: Any,
+                  connect: bool = True) -> None:
+        self._enqueue(node, [w.REG_SEND, from_, name, msg], connect)
 
     def link(self, from_: Pid, to: Pid) -> None:
         self._enqueue(to.node, [w.LINK, from_, to])
@@ -348,7 +356,10 @@ class Transport:
                 if self._router_monitor in ready:
                     self._on_router_event()
                 for sock in [s for s in ready if s in self._sockets]:
-                    kind, peer = self._sockets[sock]
+                    entry = self._sockets.get(sock)
+                    if entry is None:
+                        continue  # closed by what handled a socket before it in this turn
+                    kind, peer = entry
                     if kind == "dealer":
                         self._on_dealer(peer, ready[sock])
                     else:
@@ -382,8 +393,8 @@ class Transport:
                 if not self._running:
                     return
                 continue
-            if peer.name in self._cut:
-                continue  # fault injection: the link is cut, the op is lost on the way
+            if item.__class__ is _NoConnect and peer.state in ("new", "down"):
+                continue  # noconnect, and the connection went down since it was sent
             peer.ops.append(item)
             peer.backlog += len(item)
             touched.add(peer)
@@ -504,8 +515,8 @@ class Transport:
         threading.Thread(target=resolve, name=f"actornet-resolve {peer.name}", daemon=True).start()
 
     def _dial(self, peer: _Peer, endpoint: str | None, error: str | None) -> None:
-        if peer.state != "connecting":
-            return
+        if peer.state != "connecting" or peer.dealer is not None:
+            return  # a stale answer: this attempt ended, or another one is already dialling
         if endpoint is None:
             self._peer_down(peer, error or "no endpoint")
             return
@@ -514,6 +525,7 @@ class Transport:
         dealer.setsockopt(zmq.RECONNECT_IVL, -1)  # a broken connection stays broken
         dealer.setsockopt(zmq.SNDHWM, 1000)
         dealer.setsockopt(zmq.MAXMSGSIZE, 65536)  # it only ever reads handshake frames
+        dealer.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_timeout * 1000))
         if self.secure:
             public, secret = curve_keypair(self.cookie)
             dealer.curve_serverkey = public
@@ -645,6 +657,11 @@ class Transport:
             if peer.state in ("up", "connecting"):
                 self._peer_down(peer, "it restarted (new incarnation)")
             peer = self._peer(event.peer_name)
+        elif old is not None and old is not conn and old.state == "up" and peer.state == "up":
+            # The same incarnation dials us again while we thought the link fine: it
+            # declared us down (it was frozen, say) and dropped its side. Drop ours too,
+            # so both sides see the same down and up, and connect back afresh.
+            self._peer_down(peer, "it dropped the link and connected again")
         elif old is not None and old is not conn:
             old.state = "dead"
         conn.state = "up"
@@ -891,6 +908,12 @@ def _zmtp_failure(event: int, value: int, secure: bool) -> str | None:
         if secure and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
             return "encrypted transport handshake failed: the peer has another cookie"
     return None
+
+
+class _NoConnect(bytes):
+    """An encoded op sent noconnect: dropped, not connected for, if its peer is down."""
+
+    __slots__ = ()
 
 
 def _base_name(node: str) -> str:

@@ -144,6 +144,7 @@ class Node:
             with contextlib.suppress(Exception):
                 close()
         _runtime.node_stopped(self)
+        _runtime.forget(self)  # stop() adopted this thread here: do not keep the node alive
 
     # -- identifiers ---------------------------------------------------------------
 
@@ -325,11 +326,15 @@ class Node:
 
     # -- messages ---------------------------------------------------------------------------
 
-    def send(self, dest: Any, msg: Any) -> None:
-        """Send `msg` to a pid, a registered name, or `(name, node)`. Never blocks."""
-        self._send(dest, msg, True)
+    def send(self, dest: Any, msg: Any, *, noconnect: bool = False) -> None:
+        """Send `msg` to a pid, a registered name, or `(name, node)`. Never blocks.
 
-    def _send(self, dest: Any, msg: Any, check: bool) -> None:
+        With `noconnect`, a message for a node that is not connected is dropped
+        instead of making a connection (Erlang's ``send(Dest, Msg, [noconnect])``).
+        """
+        self._send(dest, msg, True, not noconnect)
+
+    def _send(self, dest: Any, msg: Any, check: bool, connect: bool = True) -> None:
         """`send`; with `check` False a local message may hold any Python object
         (the runtime's own messages, e.g. a child spec with its start function)."""
         cls = dest.__class__
@@ -341,7 +346,7 @@ class Node:
                 if proc is not None and proc.pid.creation == dest.creation:
                     proc.mailbox.put(msg)
                 return  # sending to a dead pid is not an error, as in Erlang
-            self._remote().send(dest, msg)
+            self._remote().send(dest, msg, connect)
             return
         if cls is str:
             if check:
@@ -362,7 +367,7 @@ class Node:
                 if node == self.name:
                     self._send(name, msg, check)
                 else:
-                    self._remote().send_name(self.current().pid, name, node, msg)
+                    self._remote().send_name(self.current().pid, name, node, msg, connect)
                 return
         raise TypeError(
             f"cannot send to {dest!r}: a destination is a Pid, a registered name (str), "
