@@ -158,7 +158,7 @@ class _NameServer(GenServer):
             for peer in actornet.nodes():
                 # "if it is still this pid's": a conflict resolved meanwhile may
                 # have given the name to another pid, which must keep it.
-                actornet.send((SERVER, peer), ("dead", name, pid))
+                actornet.send((SERVER, peer), ("dead", name, pid), noconnect=True)
         for name in [n for n, (owner, _) in self.locks.items() if owner == pid]:
             del self.locks[name]
 
@@ -172,7 +172,8 @@ class _NameServer(GenServer):
     def _send_table(self, peer: str) -> None:
         import actornet
 
-        actornet.send((SERVER, peer), ("table", self.gen_node.name, list(self.names.items())))
+        table = ("table", self.gen_node.name, list(self.names.items()))
+        actornet.send((SERVER, peer), table, noconnect=True)
 
     def _merge(self, peer: str, table: list[tuple[Any, Pid]]) -> None:
         import actornet
@@ -192,7 +193,7 @@ class _NameServer(GenServer):
                 else:
                     self._set(name, keep)
                 for other in actornet.nodes():
-                    actornet.send((SERVER, other), ("resolved", name, keep))
+                    actornet.send((SERVER, other), ("resolved", name, keep), noconnect=True)
 
     def _resolve(self, name: Any, a: Pid, b: Pid) -> Pid | None:
         fn = self.resolvers.get(name)

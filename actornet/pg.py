@@ -69,7 +69,7 @@ class _Scope(GenServer):
         self.gen_node._pg_scopes[scope] = self
         self.gen_node.monitor_nodes(True)
         for peer in actornet.nodes():
-            actornet.send((scope, peer), ("discover", self.gen_pid))
+            actornet.send((scope, peer), ("discover", self.gen_pid), noconnect=True)
 
     def terminate(self, reason: Any) -> None:
         if self.gen_node._pg_scopes.get(self.scope) is self:
@@ -122,12 +122,16 @@ class _Scope(GenServer):
         import actornet
 
         kind = msg[0]
+        if kind in ("discover", "sync", "join", "leave") and msg[1].node not in actornet.nodes():
+            # In flight from a node we are no longer connected to (a disconnect or a
+            # cut raced it): acting on it would monitor that scope and so reconnect.
+            return
         if kind == "discover":
             peer = msg[1]
-            actornet.send(peer, ("sync", self.gen_pid, self._local_groups()))
+            actornet.send(peer, ("sync", self.gen_pid, self._local_groups()), noconnect=True)
             if peer not in self.peers:
                 self._add_peer(peer)
-                actornet.send(peer, ("discover", self.gen_pid))
+                actornet.send(peer, ("discover", self.gen_pid), noconnect=True)
         elif kind == "sync":
             _, peer, groups = msg
             if peer not in self.peers:
@@ -155,7 +159,7 @@ class _Scope(GenServer):
         elif kind == "DOWN":
             self._down(msg[1], msg[3])
         elif kind == "nodeup":
-            actornet.send((self.scope, msg[1]), ("discover", self.gen_pid))
+            actornet.send((self.scope, msg[1]), ("discover", self.gen_pid), noconnect=True)
         elif kind == "nodedown":
             pass  # the peer scope's DOWN (noconnection) does the work
         else:
@@ -177,15 +181,12 @@ class _Scope(GenServer):
             return
         if self.member_refs.get(pid) == ref:
             del self.member_refs[pid]
-            left = []
             for group, pids in list(self.local.items()):
                 if pid in pids:
-                    gone = [p for p in pids if p == pid]
+                    gone = [p for p in pids if p == pid]  # every copy: it may have joined twice
                     self._set_local(group, [p for p in pids if p != pid])
                     self._changed(group, "leave", gone)
-                    left.append(group)
-            if left:
-                self._broadcast(("leave", self.gen_pid, [pid], left))
+                    self._broadcast(("leave", self.gen_pid, gone, [group]))
             return
         if self.subscriber_refs.get(pid) == ref:
             del self.subscriber_refs[pid]
@@ -264,7 +265,7 @@ class _Scope(GenServer):
         import actornet
 
         for peer in self.peers:
-            actornet.send(peer, msg)
+            actornet.send(peer, msg, noconnect=True)
 
 
 def _minus(a: list[Pid], b: list[Pid]) -> list[Pid]:

@@ -105,13 +105,15 @@ def self() -> Pid:
     return current_node().current().pid
 
 
-def send(dest: Pid | str | tuple[str, str], msg: Any) -> Any:
+def send(dest: Pid | str | tuple[str, str], msg: Any, *, noconnect: bool = False) -> Any:
     """Send `msg` to `dest` and return `msg` (Erlang ``Dest ! Msg``); never blocks for a reply.
 
     `dest` is a `Pid`, a locally registered name, `(name, node)`, or
     `("global", name)`. Sending to a dead pid is silently ignored, as in
     Erlang; sending to an unregistered name raises `NoProc`. A value that is
-    not a message raises `TypeError` naming its type.
+    not a message raises `TypeError` naming its type. With `noconnect`, a
+    message for a node that is not connected is dropped rather than making a
+    connection (Erlang's ``[noconnect]``).
 
     Example:
         >>> import actornet
@@ -119,7 +121,7 @@ def send(dest: Pid | str | tuple[str, str], msg: Any) -> Any:
         >>> actornet.receive(timeout=1)
         ('ping', 1)
     """
-    current_node().send(dest, msg)
+    current_node().send(dest, msg, noconnect=noconnect)
     return msg
 
 

@@ -330,3 +330,17 @@ def test_a_node_listens_on_its_host_address_and_says_so(
         assert n._dist.endpoint.startswith("tcp://127.0.0.1:")
         assert any("loopback only" in r.getMessage() and n.name in r.getMessage()
                    for r in caplog.records)
+
+
+def test_noconnect_sends_never_make_a_connection(local: actornet.Node) -> None:
+    """send(..., noconnect=True), as pg and global_ use for their sync traffic, drops a
+    message for a node that is not connected instead of connecting (Erlang's noconnect)."""
+    quiet = actornet.Pid("quiet@127.0.0.1", 1, 1)
+    actornet.send(quiet, "dropped", noconnect=True)
+    assert "quiet@127.0.0.1" not in local._dist.peer_info() or \
+        local._dist.peer_info()["quiet@127.0.0.1"]["state"] == "new"
+    actornet.send(("anyone", "loud@127.0.0.1:1"), "connects")  # the control: it tries
+    # (port 1: nothing listens there)
+    wait_until(lambda: local._dist.peer_info().get("loud@127.0.0.1", {}).get("state")
+               in ("connecting", "down"), what="an ordinary send to start a connection")
+    assert local._dist.peer_info().get("quiet@127.0.0.1", {"state": "new"})["state"] == "new"
