@@ -198,7 +198,10 @@ def test_wrong_cookie_is_refused_on_both_sides_and_delivers_nothing(
 ) -> None:
     caplog.set_level(logging.INFO, logger="actornet.dist")
     b = cluster.start(unique("b"), port=None)  # registered with the port mapper: found by name
-    assert actornet.ping(b.name) == "pong"
+    # Setup, not the point of the test: in full-suite runs the first by-name lookup has
+    # been seen to answer "not registered" (cause not found yet); a bounded retry.
+    wait_until(lambda: actornet.ping(b.name) == "pong", timeout=DEADLINE,
+               what=f"{b.name} to be found through the port mapper")
     start_inbox(b)
     with actornet.start_node(unique("w"), cookie="not-the-cookie", port=0) as wrong:
 
