@@ -8,6 +8,8 @@ import pytest
 
 import actornet
 
+from .cluster import Cluster, cluster_fixture
+
 
 @pytest.fixture(autouse=True)
 def node() -> Iterator[actornet.Node]:
@@ -17,3 +19,9 @@ def node() -> Iterator[actornet.Node]:
         yield n
     finally:
         n.stop(timeout=5.0)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """Starts child nodes (real OS processes); every one is killed at the end, pass or fail."""
+    yield from cluster_fixture()

@@ -14,10 +14,8 @@ import inspect
 import logging
 import os
 import pty
-import queue
 import re
 import select
-import socket
 import stat
 import subprocess
 import sys
@@ -39,23 +37,16 @@ from actornet import epmd
 from actornet.errors import ActornetError, AlreadyRegistered
 
 from . import remote
-from .cluster import COOKIE, ROOT, Cluster, NodeProc, _die_with_parent, cluster_fixture, free_port
+from .cluster import COOKIE, ROOT, Cluster, NodeProc, _die_with_parent, free_port
 from .cluster import unique as _unique
 from .helpers import wait_until
-
-DEADLINE = 10.0  # seconds: generous for a loaded 2-core machine, never a synchronisation
+from .netutil import DEADLINE, RecordingProxy, on
 
 
 @pytest.fixture(autouse=True)
 def node() -> Iterator[None]:
     """Overrides the suite's local node: here the named nodes the tests start act."""
     yield None
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """Starts child nodes; every one is killed at the end, pass or fail."""
-    yield from cluster_fixture()
 
 
 @pytest.fixture
@@ -113,24 +104,6 @@ def _epmd_answers(port: int) -> bool:
     except epmd.EpmdError:
         return False
     return True
-
-
-def on(node: actornet.Node, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` in a new process of `node`, so the module API acts on that node;
-    return its result (or raise its exception)."""
-    box: queue.Queue[tuple[bool, Any]] = queue.Queue()
-
-    def run() -> None:
-        try:
-            box.put((True, fn(*args)))
-        except BaseException as e:  # handed to the test thread
-            box.put((False, e))
-
-    node.spawn(run)
-    ok, value = box.get(timeout=2 * DEADLINE)
-    if not ok:
-        raise value
-    return value
 
 
 def start_inbox(b: NodeProc) -> actornet.Pid:
@@ -334,82 +307,6 @@ def test_protocol_version_mismatch_is_rejected_naming_both_versions(
 
 
 # -- 4. encryption -----------------------------------------------------------------------------
-
-
-class RecordingProxy:
-    """A TCP forwarder on a free loopback port that records the bytes going each way.
-
-    `upstream` is what clients send to the target, `downstream` what comes back.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.upstream = bytearray()
-        self.downstream = bytearray()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target_port), DEADLINE)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            with self._lock:
-                self._socks += [client, server]
-            for src, dst, record in ((client, server, self.upstream),
-                                     (server, client, self.downstream)):
-                t = threading.Thread(target=self._pump, args=(src, dst, record), daemon=True)
-                self._threads.append(t)
-                t.start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, record: bytearray) -> None:
-        try:
-            while data := src.recv(65536):
-                with self._lock:
-                    record.extend(data)  # recorded before it is forwarded
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)  # pass the end of the stream on
-
-    def recorded(self) -> tuple[bytes, bytes]:
-        """``(upstream, downstream)`` so far."""
-        with self._lock:
-            return bytes(self.upstream), bytes(self.downstream)
-
-    def close(self) -> None:
-        """Stop accepting, cut every connection, end the threads."""
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        with self._lock:
-            socks = list(self._socks)
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        for t in self._threads:
-            t.join(DEADLINE)
-        for s in socks:
-            s.close()
-
-    def __enter__(self) -> RecordingProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @pytest.mark.parametrize("secure", [True, False], ids=["secure", "plain"])

@@ -14,7 +14,7 @@ import actornet
 from actornet import NodeDown, NoProc
 
 from . import remote
-from .cluster import COOKIE, Cluster, cluster_fixture, unique
+from .cluster import COOKIE, Cluster, unique
 from .helpers import wait_until
 
 
@@ -22,11 +22,6 @@ from .helpers import wait_until
 def node() -> Iterator[None]:
     """Overrides the suite's local node: here the `local` named node is the default."""
     yield None
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    yield from cluster_fixture()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import actornet
 from actornet import global_, pg, testing
 
 from . import remote
-from .cluster import COOKIE, Cluster, NodeProc, cluster_fixture, unique
+from .cluster import COOKIE, Cluster, NodeProc, unique
 from .helpers import wait_until
 
 
@@ -21,11 +21,6 @@ from .helpers import wait_until
 def node() -> Iterator[None]:
     """Overrides the suite's local node: the `local` named node is the default here."""
     yield None
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    yield from cluster_fixture()
 
 
 @pytest.fixture

@@ -26,13 +26,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import queue
 import re
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +41,10 @@ import actornet
 from actornet import _runtime, testing
 
 from . import remote
-from .cluster import COOKIE, Cluster, NodeProc, cluster_fixture
+from .cluster import COOKIE, Cluster, NodeProc
 from .cluster import unique as _unique
 from .helpers import wait_until
-
-DEADLINE = 10.0  # seconds: generous for a loaded 2-core machine, never a synchronisation
+from .netutil import DEADLINE, on
 
 # Spawning and finishing a process (a thread, a mailbox, a monitor, a message and a DOWN)
 # runs at 5,200-7,100 a second here on 2 cores, so the issue's 100,000 take 14-19 s (about
@@ -81,12 +79,6 @@ FD_SLACK = 2  # a descriptor or two may be in flight at the moment of sampling
 def node() -> Iterator[None]:
     """Overrides the suite's local node: each test starts the nodes it measures."""
     yield None
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """Starts child nodes; every one is killed at the end, pass or fail."""
-    yield from cluster_fixture()
 
 
 def unique(prefix: str) -> str:
@@ -145,24 +137,6 @@ def settled(baseline: Usage, pid: int | str = "self", timeout: float = 5.0) -> U
         raise AssertionError(f"not back after {timeout} s: started at {baseline}, "
                              f"now {last[0]}") from None
     return last[0]
-
-
-def on(node: actornet.Node, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` in a new process of `node` (so the module API acts on that node)
-    and return its result, or raise its exception."""
-    box: queue.Queue[tuple[bool, Any]] = queue.Queue()
-
-    def run() -> None:
-        try:
-            box.put((True, fn(*args)))
-        except BaseException as e:  # handed to the test thread
-            box.put((False, e))
-
-    node.spawn(run)
-    ok, value = box.get(timeout=2 * DEADLINE)
-    if not ok:
-        raise value
-    return value
 
 
 class ChildLog:
