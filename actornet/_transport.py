@@ -478,10 +478,7 @@ class Transport:
         elif cmd[0] == "disconnect":
             peer = self._peers.get(cmd[1])
             if peer is not None and peer.state in ("up", "connecting"):
-                if peer.state == "up":  # tell it, so both sides see the link go now
-                    self._queue(peer, w.encode_op([w.GOODBYE]))
-                    self._flush(peer)
-                self._peer_down(peer, "disconnected by request", linger=500)
+                self._peer_down(peer, "disconnected by request")
         elif cmd[0] == "stop":
             self._goodbye()
             self._running = False
@@ -657,11 +654,6 @@ class Transport:
             if peer.state in ("up", "connecting"):
                 self._peer_down(peer, "it restarted (new incarnation)")
             peer = self._peer(event.peer_name)
-        elif old is not None and old is not conn and old.state == "up" and peer.state == "up":
-            # The same incarnation dials us again while we thought the link fine: it
-            # declared us down (it was frozen, say) and dropped its side. Drop ours too,
-            # so both sides see the same down and up, and connect back afresh.
-            self._peer_down(peer, "it dropped the link and connected again")
         elif old is not None and old is not conn:
             old.state = "dead"
         conn.state = "up"
@@ -837,10 +829,20 @@ class Transport:
                 # quietly instead of looking like an unauthenticated stranger.
                 del self._inbound[rid]
 
-    def _peer_down(self, peer: _Peer, why: str, linger: int = 0) -> None:
+    def _peer_down(self, peer: _Peer, why: str) -> None:
         was_up = peer.state == "up"
+        linger = 0
         if was_up:
             log.warning("node %s: node %s is down: %s", self.node.name, peer.name, why)
+            if peer.dealer is not None:
+                # Tell the peer, on the connection being dropped: whatever made us give
+                # up on it (a cut, a request, silence after we were frozen), it then sees
+                # the link go too, instead of talking on into a link we no longer read.
+                with contextlib.suppress(zmq.ZMQError):
+                    peer.dealer.send_multipart(
+                        [w.pack_header(peer.seq), w.pack_ops([w.encode_op([w.GOODBYE])])],
+                        zmq.NOBLOCK)
+                    linger = 500
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
         _stop_monitor(peer.dealer)

@@ -158,7 +158,9 @@ class _NameServer(GenServer):
             for peer in actornet.nodes():
                 # "if it is still this pid's": a conflict resolved meanwhile may
                 # have given the name to another pid, which must keep it.
-                actornet.send((SERVER, peer), ("dead", name, pid), noconnect=True)
+                # connecting if need be: global_ has no full resync that would repair a
+                # lost removal, so this one must arrive
+                actornet.send((SERVER, peer), ("dead", name, pid))
         for name in [n for n, (owner, _) in self.locks.items() if owner == pid]:
             del self.locks[name]
 
@@ -193,7 +195,7 @@ class _NameServer(GenServer):
                 else:
                     self._set(name, keep)
                 for other in actornet.nodes():
-                    actornet.send((SERVER, other), ("resolved", name, keep), noconnect=True)
+                    actornet.send((SERVER, other), ("resolved", name, keep))
 
     def _resolve(self, name: Any, a: Pid, b: Pid) -> Pid | None:
         fn = self.resolvers.get(name)
