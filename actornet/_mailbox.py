@@ -94,22 +94,6 @@ class Mailbox:
                 continue
             return msg
 
-    def drain(self) -> list[Any]:
-        """Remove and return every queued message (used when a process dies)."""
-        out = list(self._saved)
-        self._saved.clear()
-        while True:
-            try:
-                msg = self._incoming.get_nowait()
-            except queue.Empty:
-                return out
-            if msg is not WAKE:
-                out.append(msg)
-
-    def peek_all(self) -> list[Any]:
-        """Return the saved messages (for introspection; not the incoming ones)."""
-        return list(self._saved)
-
     # pykka's ActorInbox protocol -----------------------------------------------
 
     def get(self) -> Envelope[Any]:

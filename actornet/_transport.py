@@ -288,10 +288,6 @@ class Transport:
             and not p.hidden
         )
 
-    def hidden_nodes(self) -> list[str]:
-        """Connected hidden peers (Erlang ``nodes(hidden)``)."""
-        return sorted(p.name for p in list(self._peers.values())
-                      if p.hidden and p.state == "up")
 
     def info(self) -> dict[str, Any]:
         """The transport's part of `node_info`."""
