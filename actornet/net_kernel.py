@@ -152,9 +152,6 @@ def start_node(
             resolve=_lookup,
         )
         n._dist = transport
-        reach = ("loopback only: other hosts cannot connect" if bind_ip.startswith("127.")
-                 else f"on {bind_ip}, the address of {host}")
-        log.info("node %s listening on tcp://%s:%d (%s)", name, bind_ip, transport.port, reach)
         # Like kernel's global and pg, the name server and default scope always run.
         from actornet import global_, pg
 
@@ -163,6 +160,12 @@ def start_node(
         if use_epmd:
             registration = epmd.register(short, transport.port)
             n._closers.append(registration.close)
+        # Said once the node can be found by name: scripts and tests wait for this line.
+        reach = ("loopback only: other hosts cannot connect" if bind_ip.startswith("127.")
+                 else f"on {bind_ip}, the address of {host}")
+        found = "; registered with the port mapper" if use_epmd else ""
+        log.info("node %s listening on tcp://%s:%d (%s%s)", name, bind_ip, transport.port,
+                 reach, found)
     except BaseException:
         n.stop()
         raise

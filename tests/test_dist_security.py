@@ -171,10 +171,7 @@ def test_wrong_cookie_is_refused_on_both_sides_and_delivers_nothing(
 ) -> None:
     caplog.set_level(logging.INFO, logger="actornet.dist")
     b = cluster.start(unique("b"), port=None)  # registered with the port mapper: found by name
-    # Setup, not the point of the test: in full-suite runs the first by-name lookup has
-    # been seen to answer "not registered" (cause not found yet); a bounded retry.
-    wait_until(lambda: actornet.ping(b.name) == "pong", timeout=DEADLINE,
-               what=f"{b.name} to be found through the port mapper")
+    assert actornet.ping(b.name) == "pong"
     start_inbox(b)
     with actornet.start_node(unique("w"), cookie="not-the-cookie", port=0) as wrong:
 
@@ -426,6 +423,30 @@ def test_port_mapper_registers_finds_refuses_duplicates_and_forgets(
     # the port mapper outlives the node that started it
     wait_until(lambda: x_short not in dict(epmd.names()), DEADLINE, what="x to unregister")
     assert _epmd_answers(epmd_port)
+
+
+def test_a_node_says_it_listens_only_once_it_can_be_found_by_name(epmd_port: int) -> None:
+    """Scripts (and our own test harness) wait for the "listening on" line, then dial by name."""
+    found_when_said: list[int | None] = []
+
+    class AtTheLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "listening on" in record.getMessage():
+                found_when_said.append(epmd.lookup(short, "127.0.0.1"))
+
+    name = unique("l")
+    short = name.partition("@")[0]
+    handler = AtTheLine(logging.INFO)
+    dist_log = logging.getLogger("actornet.dist")
+    dist_log.addHandler(handler)
+    old_level = dist_log.level
+    dist_log.setLevel(logging.INFO)
+    try:
+        with actornet.start_node(name, cookie=COOKIE) as n:
+            assert found_when_said == [n.port]
+    finally:
+        dist_log.removeHandler(handler)
+        dist_log.setLevel(old_level)
 
 
 # -- 6. the node program and its shell ---------------------------------------------------------
