@@ -18,6 +18,7 @@ Two front ends share it:
     JOIN <room> <nick> | LEAVE <room> <nick> | KICK <room> <nick> <by>
     LIKES <room> <id> <count>
     NICK <room> <old> <new>
+    RENAMED <old> <new> <why>                  our nickname was also taken across a healed partition
     MOVED <room> <nick>                        a member's client resumed on another node
     RECONNECTED <server-node>                  our chat node died; we carry on through this one
     DM <from> <text>
@@ -41,6 +42,8 @@ from typing import Any
 
 import actornet
 
+SEEN_LIMIT = 100_000  # event ids remembered per room to drop duplicates
+
 HELP = """commands:
   /join ROOM           join (or create) a room; it becomes the current room
   /leave [ROOM]        leave a room
@@ -60,7 +63,7 @@ def render(event: tuple[Any, ...], plain: bool) -> str:
     """One line for an event (see the module docstring for the plain format)."""
     kind = event[0]
     if kind in ("room_msg", "hist"):
-        _, room, seq, nick, text, likes = event
+        _, room, seq, nick, text, likes = event[:6]
         tag = "MSG" if kind == "room_msg" else "HIST"
         if plain:
             return f"{tag} {room} {seq} {nick} {likes} {text}"
@@ -98,8 +101,9 @@ class Client:
         self.out = out
         self.room: str | None = None
         self.running = True
-        self.last_seq: dict[str, int] = {}
-        self.rooms: set[str] = set()  # room -> last event seen: drops duplicates
+        self.last_seq: dict[str, int] = {}  # room -> seq of the last event seen (to resume)
+        self.seen: dict[str, set[int]] = {}  # room -> eids shown: each event shows once
+        self.rooms: set[str] = set()
         self.servers: list[str] = [server]
 
     def show(self, line: str) -> None:
@@ -159,11 +163,19 @@ class Client:
         return False
 
     def fresh(self, event: tuple[Any, ...]) -> bool:
-        """True the first time a room event is seen (events carry their room's seq)."""
-        room, seq = event[1], event[2]
-        if seq <= self.last_seq.get(room, 0):
+        """True the first time a room event is seen.
+
+        Events carry their place in the room (seq) and an id of their own (eid,
+        the last field) that a partition merge, which may renumber them, keeps.
+        """
+        room, seq, eid = event[1], event[2], event[-1]
+        self.last_seq[room] = max(seq, self.last_seq.get(room, 0))
+        seen = self.seen.setdefault(room, set())
+        if eid in seen:
             return False
-        self.last_seq[room] = seq
+        if len(seen) >= SEEN_LIMIT:  # far older than any replay: forget the oldest half
+            seen.clear()
+        seen.add(eid)
         return True
 
     def run(self) -> None:
@@ -180,6 +192,15 @@ class Client:
                 for event in msg[2]:
                     if self.fresh(event):
                         self.show(render(event, self.plain))
+            elif kind == "merged":  # a partition healed: the room's history, renumbered
+                _, room, events, last = msg
+                for event in events:
+                    if self.fresh(event):
+                        self._track(event)
+                        self.show(render(event, self.plain))
+                self.last_seq[room] = last
+            elif kind == "EXIT":
+                self._exit_signal(msg[2])
             elif kind == "nodedown":
                 if msg[1] == self.server and not self.failover():
                     self.running = False
@@ -195,8 +216,25 @@ class Client:
     def _track(self, event: tuple[Any, ...]) -> None:
         if event[0] in ("room_kick", "room_leave") and event[3] == self.nick:
             self.rooms.discard(event[1])
-        elif event[0] == "room_rename" and event[3] == self.nick:
-            self.nick = event[4]
+
+    def _exit_signal(self, reason: Any) -> None:
+        """global_ tells the loser of a nickname taken on both sides of a healed partition
+        with an exit signal (trapped); any other exit signal ends the client."""
+        if (isinstance(reason, tuple) and len(reason) == 2
+                and reason[0] == "global_name_conflict"
+                and isinstance(reason[1], tuple) and reason[1][:1] == ("chatty.nick",)):
+            if reason[1][1:] != (self.nick,):
+                return  # about a name we no longer hold: already settled
+            reply = self.call("nick_conflict")
+            if reply[0] == "renamed":
+                old, self.nick = self.nick, reply[1]
+                self.show(f"RENAMED {old} {self.nick} {reply[2]}" if self.plain
+                          else f"* {reply[2]}: you are now {self.nick}")
+            elif reply[0] == "error":
+                self.error(reply[1])
+        elif reason != "normal":
+            self.error(f"the client got an exit signal: {reason!r}")
+            self.running = False
 
     def command(self, line: str) -> None:
         line = line.strip()
@@ -339,6 +377,7 @@ def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | No
         status = [0]
 
         def client_process() -> None:
+            actornet.trap_exit(True)  # a nickname conflict arrives as an exit signal
             client = Client(server_name, nick, plain, out)
             if not client.connect():
                 status[0] = 1

@@ -10,6 +10,15 @@ one order per room, and an acknowledged message is on every surviving node.
 When the sequencer's node dies, the survivors race for the global name; the
 winner carries on from the highest sequence number any survivor has.
 
+During a partition each side elects its own sequencer. When it heals, global_
+keeps one of the two (the other gets a ``global_name_conflict`` exit signal,
+which a room server traps); the loser hands its replicas over to the winner,
+which appends the events only the losing side has after its own and makes every
+replica's history its own (``rebase``). Events keep a random id (eid) through
+this renumbering, so clients show each event once. Every batch of events names
+the record before it, so a replica whose history parted from the sequencer's
+says so (``diverged``) instead of silently skipping what it thinks it has.
+
 Each room server delivers the room's events, in sequence order, to the
 clients that joined through its node.
 """
@@ -18,17 +27,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import Any
 
 import actornet
-from actornet import GenServer, global_, pg
+from actornet import NOREPLY, GenServer, global_, pg
 
 from . import storage
+from .history import HISTORY_LIMIT, Record, RoomState, new_eid
 
 log = logging.getLogger("chatty")
-
-HISTORY_LIMIT = 1000  # events a room server keeps in memory
 
 
 def group(room: str) -> tuple[str, str]:
@@ -51,17 +58,12 @@ class Room(GenServer):
         self.room = room
         self.grace = grace  # seconds a client of a dead node has to resume elsewhere
         self.history_on_join = history_on_join
-        self.seq = 0
-        self.events: deque[tuple[int, tuple[Any, ...]]] = deque(maxlen=HISTORY_LIMIT)
-        self.members: dict[str, tuple[actornet.Pid, str]] = {}  # nick -> (client, home node)
-        self.owner: str | None = None
-        self.likes: dict[int, set[str]] = {}
+        self.state = RoomState(HISTORY_LIMIT)
         self.leader: actornet.Pid | None = None
         self.leader_ref: actornet.Ref | None = None
         # Replicas that synced from us as sequencer: pg may not list them here yet.
         self.synced: set[actornet.Pid] = set()
-        self.replaying = False
-        self.recovered: dict[str, tuple[actornet.Pid, str]] = {}
+        self.recovered: dict[actornet.Pid, tuple[str, str]] = {}
         self.log = storage.open_room(room)
         if self.log is not None:
             self._recover(self.log)
@@ -73,18 +75,15 @@ class Room(GenServer):
 
     def _recover(self, log_: storage.RoomLog) -> None:
         """Rebuild this replica from its log on disk (a restart)."""
-        self.replaying = True
-        try:
-            for seq, event in log_.replay():
-                if seq == self.seq + 1:
-                    self._apply(seq, event)
-        finally:
-            self.replaying = False
-        if self.seq:
-            print(f"[#{self.room}] recovered {self.seq} events from {log_.path}", flush=True)
+        for seq, eid, event in log_.replay():
+            if seq == self.state.seq + 1:
+                self.state.apply(seq, eid, event)
+        if self.state.seq:
+            print(f"[#{self.room}] recovered {self.state.seq} events from {log_.path}",
+                  flush=True)
         # Their clients knew this node before it restarted: they get the grace
         # period to resume, like the clients of a node that died.
-        self.recovered = dict(self.members)
+        self.recovered = dict(self.state.members)
 
     def terminate(self, reason: Any) -> None:
         if self.log is not None:
@@ -105,22 +104,28 @@ class Room(GenServer):
                     continue
                 if global_.register_name(leader_name(self.room), self.gen_pid) == "yes":
                     self.leader = self.gen_pid
-                    log.info("room %s: %r sequences from #%d", self.room, self.gen_pid, self.seq)
-                    for nick, (_, home) in self.recovered.items():
-                        actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home))
+                    log.info("room %s: %r sequences from #%d", self.room, self.gen_pid,
+                             self.state.seq)
+                    for pid, (nick, home) in self.recovered.items():
+                        actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home, pid))
                     return
                 continue
             if leader == self.gen_pid:
                 self.leader = leader
                 return
             try:
-                self._load(actornet.call(leader, ("sync",), timeout=5))
+                # What only we have (we came back from the other side of a split, or
+                # from a crash) goes to the sequencer before we take its history.
+                theirs = RoomState.from_wire(actornet.call(leader, ("state",), timeout=5))
+                extras = self.state.unknown_to(theirs)
+                if extras:
+                    actornet.call(leader, ("merge", extras), timeout=5)
+                self._adopt(RoomState.from_wire(actornet.call(leader, ("sync",), timeout=5)))
             except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
                 # that sequencer just died; its global name goes with it
                 time.sleep(0.05)
                 continue
-            self.leader = leader
-            self.leader_ref = actornet.monitor(leader)
+            self._follow(leader)
             return
         raise actornet.ActornetError(f"room {self.room}: no sequencer could be found or elected")
 
@@ -129,108 +134,146 @@ class Room(GenServer):
 
         Survivors that lose the race for the global name wait: the winner
         collects every replica's state (they are idle, so this cannot deadlock),
-        keeps the most advanced, and hands it to each of them (``adopt``).
+        keeps the most advanced, and hands it to each of them (``rebase``).
         """
         if global_.register_name(leader_name(self.room), self.gen_pid) != "yes":
             leader = global_.whereis_name(leader_name(self.room))
             if leader is not None and leader != self.gen_pid:
-                self.leader = leader  # it adopts us soon; watch it meanwhile
-                self.leader_ref = actornet.monitor(leader)
+                self._follow(leader)  # it rebases us soon; watch it meanwhile
             else:  # the name was freed again meanwhile: try once more shortly
                 actornet.send_after(0.2, self.gen_pid, ("elect",))
             return
-        self.leader = self.gen_pid
-        others = [p for p in pg.get_members(group(self.room)) if p != self.gen_pid]
-        best = self._state()
+        self._follow(self.gen_pid)
+        others = self._followers()
+        best = self.state
         for kind, value in actornet._gen.multi_call(others, ("state",), 5.0):
-            if kind == "reply" and value["seq"] > best["seq"]:
-                best = value
-        self._catch_up(best)
-        actornet._gen.multi_call(others, ("adopt", self._state()), 5.0)
+            if kind == "reply" and value["seq"] > best.seq:
+                best = RoomState.from_wire(value)
+        if best is not self.state:
+            self._adopt(best)
+        self._rebase_all(others)
         here = {self.gen_node.name, *actornet.nodes()}
-        for home in {h for _, h in self.members.values()} - here:
+        for home in {h for _, h in self.state.members.values()} - here:
             self._grace_for(home)
         log.warning("room %s: %r took over as sequencer at #%d", self.room, self.gen_pid,
-                    self.seq)
+                    self.state.seq)
 
-    def _catch_up(self, state: dict[str, Any]) -> None:
-        """Apply (and show local clients) the events of `state` this replica lacks."""
-        missing = [tuple(e) for e in state["events"] if e[0] > self.seq]
-        if missing and missing[0][0] != self.seq + 1:
-            self._load(state)  # too far behind for the events kept: take the state whole
+    def _lost_name(self) -> None:
+        """A healed partition had two sequencers; global_ kept the other one."""
+        log.warning("room %s: %r is no longer the sequencer (a partition healed); "
+                    "handing over to the one kept", self.room, self.gen_pid)
+        followers = self._followers()
+        self.leader = None
+        self._rejoin(followers, 50)
+
+    def _rejoin(self, followers: list[actornet.Pid], tries: int) -> None:
+        winner = global_.whereis_name(leader_name(self.room))
+        if winner is not None and winner != self.gen_pid:
+            self._follow(winner)
+            # it takes in what only our side has, and rebases us and our followers
+            actornet.send(winner, ("rejoin", [self.gen_pid, *followers]))
+        elif tries > 0:
+            actornet.send_after(0.1, self.gen_pid, ("rejoin", followers, tries - 1))
+        else:
+            self._take_over()
+
+    def _follow(self, leader: actornet.Pid) -> None:
+        if leader == self.leader and (self.leader_ref is not None or leader == self.gen_pid):
             return
-        for seq, event in missing:
-            self._apply(seq, tuple(event))
-        self._sync_log()
+        if self.leader_ref is not None:
+            actornet.demonitor(self.leader_ref)
+        self.leader = leader
+        self.leader_ref = None if leader == self.gen_pid else actornet.monitor(leader)
+
+    def _followers(self) -> list[actornet.Pid]:
+        listed = set(pg.get_members(group(self.room)))
+        self.synced -= listed  # pg knows those now
+        return sorted(p for p in listed | self.synced if p != self.gen_pid)
 
     def _grace_for(self, home: str) -> None:
         """Members who joined through `home` (down) have a while to come back elsewhere."""
-        for nick, (_, where) in list(self.members.items()):
+        for pid, (nick, where) in list(self.state.members.items()):
             if where == home:
-                actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home))
+                actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home, pid))
 
-    def _expire(self, nick: str, home: str) -> None:
-        entry = self.members.get(nick)
-        if self.leader == self.gen_pid and entry is not None and entry[1] == home:
-            self._publish(("leave", nick))
-
-    def _state(self) -> dict[str, Any]:
-        return {"seq": self.seq, "events": list(self.events), "members": dict(self.members),
-                "owner": self.owner, "likes": {k: sorted(v) for k, v in self.likes.items()}}
-
-    def _load(self, state: dict[str, Any]) -> None:
-        self.seq = state["seq"]
-        self.events = deque((tuple(e) for e in state["events"]), maxlen=HISTORY_LIMIT)
-        self.members = {k: tuple(v) for k, v in state["members"].items()}  # type: ignore[misc]
-        self.owner = state["owner"]
-        self.likes = {k: set(v) for k, v in state["likes"].items()}
-        if self.log is not None:
-            self.log.rewrite(list(self.events))
+    def _expire(self, nick: str, home: str, pid: actornet.Pid) -> None:
+        if self.leader == self.gen_pid and self.state.members.get(pid) == (nick, home):
+            self._publish(("leave", nick, pid))
 
     # -- requests ------------------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
         op = request[0]
         if op == "event":  # from the sequencer
-            return self._receive_events(request[1])
+            return self._receive_events(request[1], request[2])
         if op == "sync":
             self.synced.add(from_[0])  # it must get every event after this state
-            return self._state()
+            return self.state.to_wire()
         if op == "state":
-            return self._state()
-        if op == "adopt":  # from a sequencer that just took over
-            self._catch_up(request[1])
-            self.leader = from_[0]
-            if self.leader_ref is not None:
-                actornet.demonitor(self.leader_ref)
-            self.leader_ref = actornet.monitor(self.leader)
-            return "ok"
-        if op == "since":
-            return [self._describe(seq, ev) for seq, ev in self.events if seq > request[1]]
-        if op == "publish":  # to the sequencer
+            return self.state.to_wire()
+        if op == "rebase":  # from a sequencer: take its history, after giving it ours
+            theirs = RoomState.from_wire(request[1])
+            extras = self.state.unknown_to(theirs)
+            if extras:
+                return ("extras", extras)
+            self._follow(from_[0])
+            self._adopt(theirs)
+            return ("ok", self.state.seq)
+        if op == "merge":  # to the sequencer: events only the caller's side has
+            if self.leader != self.gen_pid:
+                return ("error", "this room server is not the sequencer; retry")
+            self._take_in(request[1])
+            return ("ok", self.state.seq)
+        if op in ("publish", "forwarded"):  # to the sequencer
+            if self.leader != self.gen_pid and self.leader is not None and op == "publish":
+                # a sequencer that just lost its name to another: pass it on
+                actornet.send(self.leader, ("$gen_call", from_, ("forwarded", request[1])))
+                return NOREPLY
             return self._publish(request[1])
         if op == "history":
             n = request[1]
-            msgs = [(seq, e) for seq, e in self.events if e[0] == "msg"]
-            return [self._describe(seq, ev) for seq, ev in msgs[-n:]] if n > 0 else []
+            msgs = [r for r in self.state.records if r[2][0] == "msg"]
+            return [self._describe(*r) for r in msgs[-n:]] if n > 0 else []
+        if op == "records":
+            return [list(r) for r in self.state.records]
         if op == "info":
-            return {"members": sorted(self.members), "owner": self.owner, "seq": self.seq}
+            return {"members": self.state.nicks(), "owner": self.state.owner,
+                    "seq": self.state.seq}
+        if op == "member":
+            return request[1] in self.state.members
         return ("error", f"unknown room request {request!r}")
 
     def handle_info(self, msg: Any) -> None:
-        if msg[0] == "DOWN" and msg[1] == self.leader_ref:
+        kind = msg[0]
+        if kind == "DOWN" and msg[1] == self.leader_ref:
             log.warning("room %s: sequencer %r is gone (%s); electing", self.room, msg[3], msg[4])
             self.leader_ref = None
             self.leader = None
             self._take_over()
-        elif msg[0] == "elect":
+        elif kind == "EXIT" and msg[2] == ("global_name_conflict", leader_name(self.room)):
+            self._lost_name()
+        elif kind == "rejoin" and isinstance(msg[1], list) and len(msg) == 2:
+            # replicas of the other side of a healed split: take in their events
+            if self.leader == self.gen_pid:
+                self.synced.update(msg[1])
+                self._rebase_all(self._followers())
+        elif kind == "rejoin":
+            if self.leader is None:
+                self._rejoin(msg[1], msg[2])
+        elif kind == "elect":
             if self.leader is None:
                 self._take_over()
-        elif msg[0] == "expire":
-            self._expire(msg[1], msg[2])
-        elif msg[0] == "nodedown" and self.leader == self.gen_pid:
+        elif kind == "expire":
+            self._expire(msg[1], msg[2], msg[3])
+        elif kind == "nodedown" and self.leader == self.gen_pid:
             self._grace_for(msg[1])
-        elif msg[0] in ("EXIT", "nodeup", "nodedown"):
+        elif kind == "nodeup" and self.leader == self.gen_pid:
+            # a healed link: once pg lists the replicas there, make sure they agree
+            actornet.send_after(1.0, self.gen_pid, ("check",))
+        elif kind == "check":
+            if self.leader == self.gen_pid:
+                self._rebase_all(self._followers())
+        elif kind in ("EXIT", "nodeup", "nodedown"):
             pass
         else:
             super().handle_info(msg)
@@ -240,141 +283,170 @@ class Room(GenServer):
     def _publish(self, event: tuple[Any, ...]) -> Any:
         if self.leader != self.gen_pid:
             return ("error", "this room server is not the sequencer; retry")
-        error = self._check(event)
-        if error:
+        numbered, error = self.state.prepare(event, self.room)
+        if numbered is None:
             return ("error", error)
-        self.seq += 1
-        self._apply(self.seq, event)
+        record = (self.state.seq + 1, new_eid(), numbered)
+        self._apply(*record)
         self._sync_log()
         # Answer only once every replica has the event: acknowledged = replicated.
-        batch = [(self.seq, event)]
-        listed = set(pg.get_members(group(self.room)))
-        self.synced -= listed  # pg knows those now
-        followers = [p for p in listed | self.synced if p != self.gen_pid]
+        diverged = self._replicate([record])
+        if diverged:
+            self._rebase_all(diverged)
+        return ("ok", record[0])
+
+    def _replicate(self, batch: list[Record],
+                   followers: list[actornet.Pid] | None = None) -> list[actornet.Pid]:
+        """Hand `batch` to every replica and wait; returns those whose history differs."""
+        followers = self._followers() if followers is None else followers
+        diverged: list[actornet.Pid] = []
         for _ in range(3):
             lagging: dict[actornet.Pid, int] = {}
-            for pid, (kind, value) in zip(
-                    followers, actornet._gen.multi_call(followers, ("event", batch), 5.0),
-                    strict=True):
+            prev_seq = batch[0][0] - 1
+            prev = (prev_seq, self.state.eid_at(prev_seq))
+            replies = actornet._gen.multi_call(followers, ("event", batch, prev), 5.0)
+            for pid, (kind, value) in zip(followers, replies, strict=True):
                 if kind == "reply" and value[0] == "gap":
                     lagging[pid] = value[1]  # a replica that joined late: send what it lacks
+                elif kind == "reply" and value[0] == "diverged":
+                    diverged.append(pid)
                 elif kind != "reply":
                     self.synced.discard(pid)
             if not lagging:
                 break
             followers = list(lagging)
             since = min(lagging.values())
-            batch = [e for e in self.events if e[0] > since]
-        return ("ok", self.seq)
+            batch = [r for r in self.state.records if r[0] > since]
+            if not batch:
+                break
+        return diverged
 
-    def _check(self, event: tuple[Any, ...]) -> str | None:
-        kind = event[0]
-        if kind == "msg" and event[1] not in self.members:
-            return f"{event[1]} is not in room {self.room}"
-        if kind in ("like", "unlike"):
-            _, msg_id, nick = event
-            if not any(seq == msg_id and ev[0] == "msg" for seq, ev in self.events):
-                return f"no message #{msg_id} in room {self.room}"
-            if nick not in self.members:
-                return f"{nick} is not in room {self.room}"
-        if kind == "kick":
-            _, target, by = event
-            if by != self.owner:
-                return f"only the owner of {self.room} ({self.owner}) can kick"
-            if target not in self.members:
-                return f"{target} is not in room {self.room}"
-        if kind in ("leave", "move") and event[1] not in self.members:
-            return f"{event[1]} is not in room {self.room}"
-        return None
+    def _take_in(self, records: list[Any]) -> list[actornet.Pid]:
+        """Number, after ours, the events of `records` we lack, and replicate them."""
+        batch: list[Record] = []
+        for _, eid, event in records:
+            if eid not in self.state.seq_of:
+                record = (self.state.seq + 1, eid, tuple(event))
+                self._apply(*record)
+                batch.append(record)
+        if not batch:
+            return []
+        self._sync_log()
+        log.warning("room %s: merged %d events from the other side of a split (now #%d)",
+                    self.room, len(batch), self.state.seq)
+        return self._replicate(batch)
+
+    def _rebase_all(self, pids: list[actornet.Pid]) -> None:
+        """Make the history of each replica in `pids` ours, first taking in what only it has."""
+        for _ in range(5):
+            if not pids:
+                return
+            wire = self.state.to_wire()
+            again: list[actornet.Pid] = []
+            diverged: list[actornet.Pid] = []
+            for pid, (kind, value) in zip(
+                    pids, actornet._gen.multi_call(pids, ("rebase", wire), 5.0), strict=True):
+                if kind == "reply" and value[0] == "extras":
+                    diverged += self._take_in(value[1])
+                    again.append(pid)
+            pids = sorted(set(again) | set(diverged))
 
     # -- replicas --------------------------------------------------------------------------
 
-    def _receive_events(self, numbered: list[tuple[int, tuple[Any, ...]]]) -> Any:
-        for seq, event in numbered:
-            if seq <= self.seq:
+    def _receive_events(self, batch: list[Any], prev: tuple[int, int | None]) -> Any:
+        mine = self.state.eid_at(prev[0])
+        if prev[1] is not None and mine is not None and mine != prev[1]:
+            return ("diverged", self.state.seq)  # the histories parted before this batch
+        for seq, eid, event in batch:
+            if seq <= self.state.seq:
+                mine = self.state.eid_at(seq)
+                if mine is not None and mine != eid:
+                    return ("diverged", self.state.seq)
                 continue  # already have it
-            if seq != self.seq + 1:
-                return ("gap", self.seq)
-            self._apply(seq, tuple(event))
+            if seq != self.state.seq + 1:
+                return ("gap", self.state.seq)
+            self._apply(seq, eid, tuple(event))
         self._sync_log()  # on disk before the sequencer counts it acknowledged
-        return ("ok", self.seq)
+        return ("ok", self.state.seq)
+
+    def _adopt(self, theirs: RoomState) -> None:
+        """Make `theirs` our history; show local clients what they have not seen."""
+        if theirs.extends(self.state) and theirs.first_seq() <= self.state.seq + 1:
+            for record in [r for r in theirs.records if r[0] > self.state.seq]:
+                self._apply(*record)
+            self._sync_log()
+            return
+        base = self.state.common_prefix(theirs)
+        self.state = theirs
+        if self.log is not None:
+            self.log.rewrite(list(theirs.records))
+        here = self.gen_node.name
+        after = [self._describe(*r) for r in theirs.records if r[0] > base]
+        for pid, (_, home) in theirs.members.items():
+            if home == here:
+                actornet.send(pid, ("merged", self.room, after, theirs.seq))
+        print(f"[#{self.room}] history merged: #{base + 1}..#{theirs.seq} from the sequencer",
+              flush=True)
 
     def _sync_log(self) -> None:
         if self.log is not None:
             self.log.sync()
 
-    def _apply(self, seq: int, event: tuple[Any, ...]) -> None:
-        """Apply event number `seq` to this replica and show it to local clients."""
-        self.seq = seq
-        self.events.append((seq, event))
-        if self.log is not None and not self.replaying:
-            self.log.append(seq, event)
-        kind = event[0]
-        also: list[tuple[actornet.Pid, str]] = []  # who must hear it though no longer a member
-        if kind == "join":
-            _, nick, pid, home = event
-            if self.owner is None:
-                self.owner = nick
-            self.members[nick] = (pid, home)
-        elif kind in ("leave", "kick"):
-            gone = self.members.pop(event[1], None)
-            if gone is not None:
-                also.append(gone)
-        elif kind == "like":
-            self.likes.setdefault(event[1], set()).add(event[2])
-        elif kind == "unlike":
-            self.likes.get(event[1], set()).discard(event[2])
-        elif kind == "move":  # the client resumed through another node
-            _, nick, pid, home, _last = event
-            self.members[nick] = (pid, home)
-        elif kind == "rename":
-            _, old, new, pid = event
-            if old in self.members:
-                self.members[new] = (pid, self.members.pop(old)[1])
-            if self.owner == old:
-                self.owner = new
-        if self.replaying:
-            return
-        self._deliver(seq, event, also)
-        if kind != "msg":
+    def _apply(self, seq: int, eid: int, event: tuple[Any, ...]) -> None:
+        """Apply record `seq` to this replica, log it, and show it to local clients."""
+        gone = self.state.apply(seq, eid, event)
+        if self.log is not None:
+            self.log.append(seq, eid, event)
+        self._deliver(seq, eid, event, gone)
+        if event[0] != "msg":
             print(f"[#{self.room} {seq}] {' '.join(str(x) for x in event[:3])}", flush=True)
 
-    def _deliver(self, seq: int, event: tuple[Any, ...],
-                 also: list[tuple[actornet.Pid, str]]) -> None:
+    def _deliver(self, seq: int, eid: int, event: tuple[Any, ...],
+                 gone: list[tuple[actornet.Pid, str]]) -> None:
         here = self.gen_node.name
-        out = self._describe(seq, event)
+        out = self._describe(seq, eid, event)
         if event[0] == "join" and event[3] == here:
             # the joiner gets the room's recent history first, then live events
-            history = [self._describe(s, e) for s, e in self.events if e[0] == "msg"]
+            history = [self._describe(*r) for r in self.state.records if r[2][0] == "msg"]
             actornet.send(event[2], ("history", self.room, history[-self.history_on_join:]))
         elif event[0] == "move" and event[3] == here:
             # a client resuming here gets everything after the last event it saw,
             # from this replica and before any live event: no gap, no duplicate
-            missed = [self._describe(s, e) for s, e in self.events if event[4] < s < seq]
+            missed = [self._describe(*r) for r in self.state.records if event[4] < r[0] < seq]
             actornet.send(event[2], ("catchup", self.room, missed))
-        for pid, home in [*self.members.values(), *also]:
+        if out is None:
+            return
+        for pid, home in [*((p, h) for p, (_, h) in self.state.members.items()), *gone]:
             if home == here:
                 actornet.send(pid, out)
 
-    def _describe(self, seq: int, event: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The message a client gets for an event."""
+    def _describe(self, seq: int, eid: int, event: tuple[Any, ...]) -> Any:
+        """The message a client gets for an event (None: nothing to show yet)."""
         kind = event[0]
         room = self.room
         if kind == "msg":
-            return ("room_msg", room, seq, event[1], event[2], len(self.likes.get(seq, ())))
+            return ("room_msg", room, seq, event[1], event[2], self.state.like_count(eid), eid)
         if kind == "join":
-            return ("room_join", room, seq, event[1])
+            return ("room_join", room, seq, event[1], eid)
         if kind == "leave":
-            return ("room_leave", room, seq, event[1])
+            return ("room_leave", room, seq, event[1], eid)
         if kind == "kick":
-            return ("room_kick", room, seq, event[1], event[2])
+            return ("room_kick", room, seq, event[1], event[2], eid)
         if kind in ("like", "unlike"):
-            return ("room_likes", room, seq, event[1], len(self.likes.get(event[1], ())))
+            msg_seq = self.state.seq_of.get(event[1])
+            if msg_seq is None:  # a like of a message not here yet: it counts when it comes
+                return None
+            return ("room_likes", room, seq, msg_seq, self.state.like_count(event[1]), eid)
         if kind == "rename":
-            return ("room_rename", room, seq, event[1], event[2])
+            return ("room_rename", room, seq, event[1], event[2], eid)
         if kind == "move":
-            return ("room_move", room, seq, event[1])
-        return ("room_event", room, seq, event)
+            return ("room_move", room, seq, event[1], eid)
+        return ("room_event", room, seq, event, eid)
+
+
+def records(room: str) -> list[list[Any]]:
+    """This node's history of `room`, ``[seq, eid, event]`` per record kept (for checks)."""
+    return actornet.call(local_name(room), ("records",), timeout=10)  # type: ignore[no-any-return]
 
 
 def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actornet.Pid:
@@ -395,4 +467,4 @@ def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actorne
         return pid
 
 
-__all__ = ["Room", "ensure", "group", "leader_name", "local_name"]
+__all__ = ["Room", "ensure", "group", "leader_name", "local_name", "records"]

@@ -107,7 +107,7 @@ class ChatServer(GenServer):
         if op == "join":
             return self._to_sequencer(room, ("join", nick, caller, here), from_)
         if op == "leave":
-            return self._to_sequencer(room, ("leave", nick), from_)
+            return self._to_sequencer(room, ("leave", nick, caller), from_)
         if op == "say":
             text = request[2]
             if not isinstance(text, str) or not text.strip():
@@ -146,6 +146,8 @@ class ChatServer(GenServer):
             return ("ok", f"sent to {target}")
         if op == "nick":
             return self._rename(nick, request[1], caller)
+        if op == "nick_conflict":
+            return self._lost_nick(nick, caller)
         if op == "quit":
             self._disconnect(nick, "quit")
             return ("ok", "bye")
@@ -186,12 +188,34 @@ class ChatServer(GenServer):
             return ("error", f"invalid nickname {new!r}")
         if global_.register_name(nick_name(new), pid) != "yes":
             return ("error", f"nickname {new} is taken")
-        global_.unregister_name(nick_name(old))
+        if global_.whereis_name(nick_name(old)) == pid:  # else it went to another user
+            global_.unregister_name(nick_name(old))
         self.clients[new] = self.clients.pop(old)
-        for room in self._rooms_of(old):
+        for room in self._rooms_of(pid):
             self._publish_now(room, ("rename", old, new, pid))
         _say(f"[NICK] {old} is now {new}")
         return ("ok", f"you are now {new}")
+
+    def _lost_nick(self, nick: str, pid: actornet.Pid) -> Any:
+        """Two users took `nick` on the two sides of a partition; global_ kept the other.
+
+        This one is renamed to the first free ``nick-2``, ``nick-3``...; the rule
+        that picks who keeps the name is global_'s: the client whose node name
+        sorts first (see docs/chatty-design.md).
+        """
+        holder = global_.whereis_name(nick_name(nick))
+        if holder == pid:
+            return ("ok", nick)  # no conflict (or already settled): nothing to do
+        for n in range(2, 1000):
+            suffix = f"-{n}"
+            new = nick[: 20 - len(suffix)] + suffix
+            if global_.whereis_name(nick_name(new)) is None and self._rename(
+                    nick, new, pid)[0] == "ok":
+                _say(f"[NICK] {nick} was taken on both sides of a partition: "
+                     f"{pid} is now {new}")
+                return ("renamed", new, f"{nick} was also taken on the other side of "
+                                        "a network partition that has healed")
+        return ("error", f"no free nickname like {nick}")
 
     def _rooms(self) -> list[tuple[str, list[str]]]:
         out = []
@@ -202,15 +226,15 @@ class ChatServer(GenServer):
                     out.append((name[1], info["members"]))
         return sorted(out)
 
-    def _rooms_of(self, nick: str) -> list[str]:
+    def _rooms_of(self, pid: actornet.Pid) -> list[str]:
         names = [n for n in actornet.registered() if n.startswith("chatty.room:")]
         result = []
         for name in names:
             try:
-                info = actornet.call(name, ("info",), timeout=5)
+                member = actornet.call(name, ("member", pid), timeout=5)
             except (actornet.NoProc, actornet.CallError, TimeoutError):
                 continue
-            if nick in info["members"]:
+            if member is True:
                 result.append(name.split(":", 1)[1])
         return result
 
@@ -230,8 +254,8 @@ class ChatServer(GenServer):
         if entry is None:
             return
         actornet.demonitor(entry[1])
-        for room in self._rooms_of(nick):
-            self._publish_now(room, ("leave", nick))
+        for room in self._rooms_of(entry[0]):
+            self._publish_now(room, ("leave", nick, entry[0]))
         if global_.whereis_name(nick_name(nick)) == entry[0]:
             global_.unregister_name(nick_name(nick))
         _say(f"[EXIT] {nick} ({why})")

@@ -1,7 +1,7 @@
 """Room history on disk: one append-only log per room on each node.
 
 File ``<data dir>/rooms/<room>.log`` is a sequence of records, each a 4-byte
-big-endian length and then one actornet wire term ``[seq, event]`` (the same
+big-endian length and then one actornet wire term ``[seq, eid, event]`` (the same
 safe codec as the network: nothing is unpickled). A replica appends every event
 it applies, and with ``fsync="always"`` (the default) it calls ``fsync`` before
 it answers the sequencer, so an acknowledged message is on the disk of every
@@ -10,8 +10,9 @@ machine (not just the process) can then lose the last events, which the
 other replicas still have.
 
 A record cut short by a crash is dropped on replay (the file is truncated to
-the last whole record). When a replica takes over another replica's state (a
-sync from the sequencer), its log is rewritten whole, atomically.
+the last whole record). When a replica takes over another replica's history (a
+sync from the sequencer, or a merge after a partition), the part of its log
+from the first record that differs is rewritten, atomically.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ class RoomLog:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self.dirty = False
 
-    def replay(self) -> list[tuple[int, tuple[Any, ...]]]:
-        """Every whole record, in order; a torn tail is cut off."""
+    def replay(self) -> list[tuple[int, int, tuple[Any, ...]]]:
+        """Every whole record ``(seq, eid, event)``, in order; a torn tail is cut off."""
         data = Path(self.path).read_bytes()
-        events: list[tuple[int, tuple[Any, ...]]] = []
+        events: list[tuple[int, int, tuple[Any, ...]]] = []
         offset = 0
         while offset + _LEN.size <= len(data):
             (size,) = _LEN.unpack_from(data, offset)
@@ -71,17 +72,17 @@ class RoomLog:
             if end > len(data):
                 break
             try:
-                seq, event = decode(data[offset + _LEN.size:end])
+                seq, eid, event = decode(data[offset + _LEN.size:end])
+                events.append((int(seq), int(eid), tuple(event)))
             except (DecodeError, ValueError, TypeError):
                 break
-            events.append((int(seq), tuple(event)))
             offset = end
         if offset != len(data):
             os.ftruncate(self.fd, offset)  # the crash cut the last record short
         return events
 
-    def append(self, seq: int, event: tuple[Any, ...]) -> None:
-        body = encode([seq, event])
+    def append(self, seq: int, eid: int, event: tuple[Any, ...]) -> None:
+        body = encode([seq, eid, event])
         os.write(self.fd, _LEN.pack(len(body)) + body)
         self.dirty = True
 
@@ -91,12 +92,18 @@ class RoomLog:
             os.fsync(self.fd)
         self.dirty = False
 
-    def rewrite(self, events: list[tuple[int, tuple[Any, ...]]]) -> None:
-        """Replace the whole log with `events`, atomically (write, fsync, rename)."""
+    def rewrite(self, events: list[tuple[int, int, tuple[Any, ...]]]) -> None:
+        """Replace the log from the first of `events` on, atomically (write, fsync, rename).
+
+        Older records stay: a replica keeps only recent events in memory, and a
+        merge or a sync replaces only the part of the history that differs.
+        """
+        first = events[0][0] if events else 1
+        kept = [r for r in self.replay() if r[0] < first]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            for seq, event in events:
-                body = encode([seq, event])
+            for seq, eid, event in [*kept, *events]:
+                body = encode([seq, eid, event])
                 f.write(_LEN.pack(len(body)) + body)
             f.flush()
             os.fsync(f.fileno())

@@ -1,0 +1,206 @@
+"""A room's history and the state it implies: a pure, replayable machine, no I/O.
+
+A *record* is ``(seq, eid, event)``: `seq` is the event's place in the room's
+one order (1, 2, 3...), `eid` a random 63-bit id the event keeps for ever, even
+when a partition merge gives it another place. Replicas of a room that applied
+the same records in the same order hold the same `RoomState`: members, owner
+and likes are derived from the events, never sent on their own.
+
+Events (the tuples the sequencer numbers)::
+
+    ("join", nick, pid, home)        home: the chat node the client came through
+    ("leave", nick, pid)
+    ("kick", nick, by)
+    ("msg", nick, text)
+    ("like", msg_eid, nick) / ("unlike", msg_eid, nick)
+    ("move", nick, pid, home, last)  the client resumed through another node
+    ("rename", old, new, pid)
+
+Likes name the message by its eid, so they survive renumbering; a like whose
+message this replica has not seen yet is kept and counts once it arrives. In the
+same way a rename of a client that is not a member yet (after a merge its join
+can come after the rename) is kept and applies when it joins.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+import actornet
+
+__all__ = ["HISTORY_LIMIT", "Record", "RoomState", "new_eid"]
+
+HISTORY_LIMIT = 1000  # records a replica keeps in memory (the disk log keeps all)
+
+Record = tuple[int, int, tuple[Any, ...]]
+_rng = random.SystemRandom()
+
+
+def new_eid() -> int:
+    """A fresh event id: random, so two sequencers on two sides of a split never clash."""
+    return _rng.getrandbits(63)
+
+
+class RoomState:
+    """The records a replica keeps, and members, owner and likes derived from all of them."""
+
+    def __init__(self, limit: int = HISTORY_LIMIT) -> None:
+        self.limit = limit
+        self.seq = 0
+        self.records: deque[Record] = deque()
+        self.seq_of: dict[int, int] = {}  # eid -> seq, for the records kept
+        self.members: dict[actornet.Pid, tuple[str, str]] = {}  # pid -> (nick, home)
+        self.owner: str | None = None
+        self.likes: dict[int, set[str]] = {}  # message eid -> nicks who like it
+        # pid -> (old, new): a rename of a client not (yet) a member, applied when it
+        # joins under the old name (after a merge, its join may come after the rename)
+        self.renamed: dict[actornet.Pid, tuple[str, str]] = {}
+
+    # -- reading ---------------------------------------------------------------------
+
+    def nicks(self) -> list[str]:
+        return sorted({nick for nick, _ in self.members.values()})
+
+    def pids_of(self, nick: str) -> list[actornet.Pid]:
+        return [pid for pid, (n, _) in self.members.items() if n == nick]
+
+    def eid_at(self, seq: int) -> int | None:
+        """The eid of record `seq`, if this replica still keeps it."""
+        if not self.records or not self.records[0][0] <= seq <= self.seq:
+            return None
+        rec = self.records[seq - self.records[0][0]]
+        return rec[1] if rec[0] == seq else None
+
+    def first_seq(self) -> int:
+        """The seq of the oldest record kept (seq + 1 when none is)."""
+        return self.records[0][0] if self.records else self.seq + 1
+
+    def message_eid(self, seq: int) -> int | None:
+        eid = self.eid_at(seq)
+        if eid is None:
+            return None
+        return eid if self.records[seq - self.records[0][0]][2][0] == "msg" else None
+
+    def like_count(self, msg_eid: int) -> int:
+        return len(self.likes.get(msg_eid, ()))
+
+    # -- the sequencer's check ---------------------------------------------------------
+
+    def prepare(self, event: tuple[Any, ...], room: str) -> tuple[tuple[Any, ...] | None, str]:
+        """Validate a client's event; returns (event to number, "") or (None, why not).
+
+        A like names a message by the id clients see (its seq); it is numbered
+        naming the message's eid.
+        """
+        kind = event[0]
+        nicks = self.nicks()
+        if kind == "msg" and event[1] not in nicks:
+            return None, f"{event[1]} is not in room {room}"
+        if kind in ("like", "unlike"):
+            _, msg_seq, nick = event
+            eid = self.message_eid(msg_seq) if isinstance(msg_seq, int) else None
+            if eid is None:
+                return None, f"no message #{msg_seq} in room {room}"
+            if nick not in nicks:
+                return None, f"{nick} is not in room {room}"
+            return (kind, eid, nick), ""
+        if kind == "kick":
+            _, target, by = event
+            if by != self.owner:
+                return None, f"only the owner of {room} ({self.owner}) can kick"
+            if target not in nicks:
+                return None, f"{target} is not in room {room}"
+        if kind in ("leave", "move") and event[1] not in nicks:
+            return None, f"{event[1]} is not in room {room}"
+        return event, ""
+
+    # -- applying ------------------------------------------------------------------------
+
+    def apply(self, seq: int, eid: int, event: tuple[Any, ...]) -> list[tuple[actornet.Pid, str]]:
+        """Apply record `seq`; returns the ``(pid, home)`` of members it removed."""
+        self.seq = seq
+        self.records.append((seq, eid, event))
+        self.seq_of[eid] = seq
+        while len(self.records) > self.limit:
+            self.seq_of.pop(self.records.popleft()[1], None)
+        kind = event[0]
+        gone: list[tuple[actornet.Pid, str]] = []
+        if kind == "join":
+            _, nick, pid, home = event
+            old, new = self.renamed.pop(pid, (None, None))
+            nick = new if nick == old else nick
+            if self.owner is None:
+                self.owner = nick
+            self.members[pid] = (nick, home)
+        elif kind in ("leave", "kick"):
+            pid = event[2] if kind == "leave" and len(event) > 2 else None
+            for p in [pid] if pid is not None else self.pids_of(event[1]):
+                entry = self.members.pop(p, None)
+                if entry is not None and entry[0] == event[1]:
+                    gone.append((p, entry[1]))
+                elif entry is not None:  # that pid goes by another name now: keep it
+                    self.members[p] = entry
+        elif kind == "like":
+            self.likes.setdefault(event[1], set()).add(event[2])
+        elif kind == "unlike":
+            self.likes.get(event[1], set()).discard(event[2])
+        elif kind == "move":
+            _, nick, pid, home, _last = event
+            for p in self.pids_of(nick):
+                if p != pid:
+                    del self.members[p]
+            self.members[pid] = (nick, home)
+        elif kind == "rename":
+            _, old, new, pid = event
+            entry = self.members.get(pid)
+            if entry is not None:
+                self.members[pid] = (new, entry[1])
+            else:
+                self.renamed[pid] = (old, new)
+            if self.owner == old and not self.pids_of(old):
+                self.owner = new
+        return gone
+
+    # -- copying ---------------------------------------------------------------------------
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"seq": self.seq, "records": [list(r) for r in self.records],
+                "members": [[p, n, h] for p, (n, h) in self.members.items()],
+                "owner": self.owner, "likes": [[e, sorted(v)] for e, v in self.likes.items()],
+                "renamed": [[p, o, n] for p, (o, n) in self.renamed.items()]}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any], limit: int = HISTORY_LIMIT) -> RoomState:
+        state = cls(limit)
+        state.seq = wire["seq"]
+        for seq, eid, event in wire["records"]:
+            state.records.append((seq, eid, tuple(event)))
+            state.seq_of[eid] = seq
+        state.members = {p: (n, h) for p, n, h in wire["members"]}
+        state.owner = wire["owner"]
+        state.likes = {e: set(v) for e, v in wire["likes"]}
+        state.renamed = {p: (o, n) for p, o, n in wire.get("renamed", [])}
+        return state
+
+    def extends(self, other: RoomState) -> bool:
+        """True if this history is `other`'s plus records after it (as far as both keep)."""
+        if other.seq > self.seq:
+            return False
+        for seq in range(max(other.first_seq(), self.first_seq()), other.seq + 1):
+            if self.eid_at(seq) != other.eid_at(seq):
+                return False
+        return True
+
+    def common_prefix(self, other: RoomState) -> int:
+        """The last seq at which both histories agree (as far as both keep records)."""
+        low = max(self.first_seq(), other.first_seq())
+        seq = low - 1
+        while seq < min(self.seq, other.seq) and self.eid_at(seq + 1) == other.eid_at(seq + 1):
+            seq += 1
+        return seq
+
+    def unknown_to(self, other: RoomState) -> list[Record]:
+        """Records of ours that `other` lacks, among those recent enough for it to keep."""
+        return [r for r in self.records if r[0] >= other.first_seq() and r[1] not in other.seq_of]
