@@ -129,8 +129,9 @@ class RoomState:
         gone: list[tuple[actornet.Pid, str]] = []
         if kind == "join":
             _, nick, pid, home = event
-            old, new = self.renamed.pop(pid, (None, None))
-            nick = new if nick == old else nick
+            renamed = self.renamed.pop(pid, None)
+            if renamed is not None and renamed[0] == nick:
+                nick = renamed[1]
             if self.owner is None:
                 self.owner = nick
             self.members[pid] = (nick, home)
