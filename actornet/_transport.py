@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from actornet import _tcpconn
 from actornet import _wire as w
 from actornet._handshake import Acceptor, Established, Failed, Initiator, Send, curve_keypair
 from actornet._ids import Pid, Ref
@@ -46,6 +47,7 @@ log = logging.getLogger("actornet.dist")
 _HIDDEN = 2  # handshake flag bit: the node is hidden
 _BATCH = 512  # ops per ZeroMQ message at most
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
+_REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT goes out
 _FAIL_EVENTS = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
@@ -98,6 +100,10 @@ class _Inbound:
         self.stream: w.OpStream | None = None  # reassembles ops once authenticated
         self.started = now
         self.last_seen = now
+        self.tcp: _tcpconn.TcpConn | None = None  # its TCP connection, if it can be closed
+        self.untracked = ""  # why `tcp` is None
+        self.close_at: float | None = None  # when to close it (refused before authenticating)
+        self.why = ""  # why it was refused
 
 
 class Transport:
@@ -161,6 +167,8 @@ class Transport:
         self.endpoint = f"tcp://{advertise_host}:{self.port}"
         self._peers: dict[str, _Peer] = {}
         self._inbound: dict[bytes, _Inbound] = {}
+        self._tcp_owner: dict[int, _Inbound] = {}  # socket inode -> the connection it is
+        self._srcfd_missing: str | None = None  # why inbound connections cannot be closed
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
@@ -595,50 +603,118 @@ class Transport:
 
     def _read_router(self) -> None:
         router = self._router
+        recv, getsockopt, inbound = router.recv, router.getsockopt, self._inbound
         for _ in range(_READ_BUDGET):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                rid = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            rid = frames[0]
-            conn = self._inbound.get(rid)
-            if conn is not None and conn.state == "up":
+            conn = inbound.get(rid)
+            if conn is None:
+                self._on_new_inbound(rid)
+                continue
+            frames = [rid]
+            while getsockopt(zmq.RCVMORE):
+                frames.append(recv(zmq.NOBLOCK))
+            if conn.state == "up":
                 if conn.peer is not None and conn.peer.name in self._cut:
                     continue
                 self._on_batch(conn, frames)
-            elif conn is not None and conn.state == "dead":
+            elif conn.state == "dead":
                 self.stats["bad_frames"] += 1
                 conn.last_seen = time.monotonic()
             else:
-                self._on_handshake_frame(rid, conn, frames)
+                self._on_handshake_frame(conn, frames)
 
-    def _on_handshake_frame(self, rid: bytes, conn: _Inbound | None, frames: list[bytes]) -> None:
+    def _on_new_inbound(self, rid: bytes) -> None:
+        """Start the handshake of a new inbound connection, whose first message's routing
+        id was just read."""
+        router = self._router
+        parts: list[zmq.Frame] = []
+        while router.getsockopt(zmq.RCVMORE):
+            parts.append(router.recv(zmq.NOBLOCK, copy=False))
+        acceptor = Acceptor(self.cookie, self.node.name, self.node.creation, self._flags,
+                            refuse=self._refuse)
+        conn = self._inbound[rid] = _Inbound(rid, acceptor, time.monotonic())
+        if parts:
+            self._track(conn, parts[0])
+        self._on_handshake_frame(conn, [rid, *(part.bytes for part in parts)])
+
+    def _track(self, conn: _Inbound, frame: zmq.Frame) -> None:
+        """Note which TCP connection `conn` is (`frame` came on it), so that it can be closed
+        if it does not authenticate."""
+        if self._srcfd_missing is not None:
+            conn.untracked = self._srcfd_missing
+            return
+        try:
+            tcp = _tcpconn.source(frame, self.port)
+        except _tcpconn.Unsupported as e:
+            self._srcfd_missing = conn.untracked = f"libzmq cannot say which connection it is ({e})"
+            log.warning("node %s: connections that fail the handshake cannot be closed here (%s):"
+                        " they are ignored, and stay open until their peers close them",
+                        self.node.name, e)
+            return
+        if isinstance(tcp, str):
+            conn.untracked = tcp
+            return
+        other = self._tcp_owner.pop(tcp.inode, None)
+        if other is not None:
+            # One socket cannot be two connections: one of them was closed before its first
+            # message was read here, and its descriptor reused. Close neither.
+            other.tcp = None
+            other.untracked = conn.untracked = "it cannot be told apart from another connection"
+            return
+        conn.tcp = tcp
+        self._tcp_owner[tcp.inode] = conn
+
+    def _on_handshake_frame(self, conn: _Inbound, frames: list[bytes]) -> None:
         now = time.monotonic()
-        if conn is None:
-            flags = self._flags
-            acceptor = Acceptor(self.cookie, self.node.name, self.node.creation, flags,
-                                refuse=self._refuse)
-            conn = _Inbound(rid, acceptor, now)
-            self._inbound[rid] = conn
         if len(frames) != 2:
             self.stats["bad_frames"] += 1
             log.warning("node %s: dropped a %d-frame message from an unauthenticated peer",
                         self.node.name, len(frames) - 1)
-            conn.state = "dead"
+            self._refuse_inbound(conn, now, f"it sent a {len(frames) - 1}-frame message")
             return
         for event in conn.acceptor.receive(frames[1]):
             if isinstance(event, Send):
                 try:
-                    self._router.send_multipart([rid, event.frame], zmq.NOBLOCK)
+                    self._router.send_multipart([conn.rid, event.frame], zmq.NOBLOCK)
                 except zmq.ZMQError:
-                    conn.state = "dead"
+                    conn.state = "dead"  # ZeroMQ is dropping the connection already
             elif isinstance(event, Established):
                 self._inbound_up(conn, event, now)
             elif isinstance(event, Failed):
-                conn.state = "dead"
+                self._refuse_inbound(conn, now, str(event.error))
                 self.stats["bad_frames"] += 1
                 log.warning("node %s: refused an incoming connection: %s",
                             self.node.name, event.error)
+
+    def _refuse_inbound(self, conn: _Inbound, now: float, why: str) -> None:
+        """Drop an unauthenticated connection for `why`; it is closed a moment later, once
+        what was sent to it (a REJECT) has gone out."""
+        conn.state = "dead"
+        conn.last_seen = now
+        conn.why = why
+        conn.close_at = now + _REFUSED_LINGER
+
+    def _close_inbound(self, conn: _Inbound) -> str:
+        """Close the TCP connection of a dropped, unauthenticated connection; say what became
+        of it."""
+        conn.close_at = None
+        tcp, conn.tcp = conn.tcp, None
+        if tcp is None:
+            if conn.untracked == _tcpconn.GONE:
+                return conn.untracked
+            return f"left it open: {conn.untracked or 'which connection it is is unknown'}"
+        if self._tcp_owner.get(tcp.inode) is conn:
+            del self._tcp_owner[tcp.inode]
+        why_not = _tcpconn.shut_down(tcp)
+        if why_not is None:
+            return f"closed the connection from {tcp}"
+        if why_not == _tcpconn.GONE:
+            return f"the connection from {tcp}: {why_not}"
+        conn.untracked = why_not
+        return f"left the connection from {tcp} open: {why_not}"
 
     def _refuse(self, peer_name: str) -> str | None:
         return "the link is cut (fault injection)" if peer_name in self._cut else None
@@ -815,15 +891,24 @@ class Transport:
                     self._flush(peer)
         for rid, conn in list(self._inbound.items()):
             if conn.state == "handshake" and now - conn.started > self.handshake_timeout:
-                log.warning("node %s: dropped a connection that did not finish the "
-                            "handshake in %.1f s", self.node.name, self.handshake_timeout)
                 conn.state = "dead"
                 conn.last_seen = now
-            elif conn.state == "dead" and now - conn.last_seen > 3 * self.tick_time:
+                log.warning("node %s: dropped a connection that did not finish the "
+                            "handshake in %.1f s; %s", self.node.name, self.handshake_timeout,
+                            self._close_inbound(conn))
+            elif conn.state != "dead":
+                continue
+            elif conn.close_at is not None:
+                if now >= conn.close_at:
+                    log.info("node %s: %s (refused: %s)", self.node.name,
+                             self._close_inbound(conn), conn.why)
+            elif now - conn.last_seen > 3 * self.tick_time:
                 # Kept a while after it died, so what the peer still sends on it
                 # (it learns we dropped it only when our ticks stop) is ignored
                 # quietly instead of looking like an unauthenticated stranger.
                 del self._inbound[rid]
+                if conn.tcp is not None and self._tcp_owner.get(conn.tcp.inode) is conn:
+                    del self._tcp_owner[conn.tcp.inode]
 
     def _peer_down(self, peer: _Peer, why: str) -> None:
         was_up = peer.state == "up"
