@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cluster, erlang, fanout, local, remote, report
+from benchmarks import chat, cluster, erlang, fanout, local, remote, report
 from benchmarks._common import ROOT, Children, Config
 
 FIGURES: dict[str, Callable[[Config], dict[str, Any]]] = {
@@ -34,7 +34,7 @@ FIGURES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "global_register": cluster.global_register,
     "spawn": local.spawn,
     "failure_detection": cluster.failure_detection,
-    "chat": fanout.chat,
+    "chat": chat.chat,
 }
 ERLANG_FIGURES = {"local_send", "local_call", "remote_send", "remote_call", "fanout",
                   "pg_join", "global_register", "spawn"}

@@ -198,7 +198,12 @@ class Child:
     """
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None,
-                 stdin: Any = subprocess.DEVNULL, cwd: Path = ROOT) -> None:
+                 stdin: Any = subprocess.DEVNULL, cwd: Path = ROOT,
+                 changed: threading.Condition | None = None) -> None:
+        """`changed` (default: one of its own) is notified at every output line.
+
+        Children sharing one let a single thread wait for news from any of them.
+        """
         self.args = args
         self.proc = subprocess.Popen(
             args, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -206,7 +211,7 @@ class Child:
             start_new_session=True, bufsize=1,
         )
         self.lines: list[str] = []
-        self._changed = threading.Condition()
+        self._changed = changed if changed is not None else threading.Condition()
         self._pump = threading.Thread(target=self._read, daemon=True)
         self._pump.start()
 
@@ -238,6 +243,12 @@ class Child:
         self.close()
         tail = "\n".join(self.lines[-30:])
         raise RuntimeError(f"{self.args[:4]} never printed {pattern!r}:\n{tail}")
+
+    def write_line(self, line: str) -> None:
+        """Write `line` to the child's stdin (started with ``stdin=subprocess.PIPE``)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:

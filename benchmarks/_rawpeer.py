@@ -19,6 +19,19 @@ serves one command at a time (msgpack lists):
     Subscribe `k` Redis connections (redis.asyncio, on a loop in a thread) to
     `channel`; answer ``["ready"]`` once Redis confirmed every subscription.
     ``["redis_count", m]`` and ``["redis_close"]`` work as for ``sub``.
+``["redis_stream", publishers]``
+    Answer ``["go"]``; every subscribed connection then reads messages
+    ``(publisher, i, payload)`` until it has seen the end marker (``i == -1``) of
+    each of `publishers` publishers. ``["wait"]`` is answered once all are done
+    with ``["done", [[received, gaps, error], ...]]``, one entry per connection:
+    `gaps` counts messages whose `i` was not the one after the previous message
+    of that publisher (lost or out of order); `error` is "" or why the
+    connection stopped early.
+``["redis_publish", port, channel, who, seconds, payload]``
+    Connect to Redis, then publish ``(who, i, payload)`` for i = 0, 1, ... one
+    at a time (each waits for Redis's answer) for `seconds`, then the end
+    marker ``(who, -1, b"")``; answer ``["done", count, fewest]``, `fewest`
+    being the fewest subscribers Redis said received one of the messages.
 ``["quit"]``
     Answer ``["bye"]`` and exit.
 """
@@ -172,6 +185,34 @@ class _RedisSubs:
 
         return asyncio.run_coroutine_threadsafe(every(), self.loop)
 
+    def start_stream(self, publishers: int) -> Any:
+        """Read every connection until each publisher's end marker; a future of the counts."""
+
+        async def one(ps: Any) -> list[Any]:
+            last: dict[int, int] = {}
+            received = gaps = ended = 0
+            try:
+                while ended < publishers:
+                    msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if msg is None:
+                        continue
+                    who, i, _ = unpackb(msg["data"])
+                    if i == -1:
+                        ended += 1
+                        continue
+                    if i != last.get(who, -1) + 1:
+                        gaps += 1
+                    last[who] = i
+                    received += 1
+            except Exception as e:  # a connection Redis dropped: report what it got
+                return [received, gaps, f"{type(e).__name__}: {e}"]
+            return [received, gaps, ""]
+
+        async def every() -> list[list[Any]]:
+            return list(await asyncio.gather(*(one(ps) for ps in self.subs)))
+
+        return asyncio.run_coroutine_threadsafe(every(), self.loop)
+
     def close(self) -> None:
         async def shut() -> None:
             for ps in self.subs:
@@ -182,6 +223,28 @@ class _RedisSubs:
         self._call(shut())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+def _redis_publish(port: int, channel: str, who: int, seconds: float,
+                   payload: bytes) -> list[Any]:
+    import time
+
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        client.ping()
+        publish = client.publish
+        i = 0
+        fewest = sys.maxsize
+        stop_at = time.perf_counter() + seconds
+        while time.perf_counter() < stop_at:
+            fewest = min(fewest, publish(channel, packb((who, i, payload))))
+            i += 1
+        publish(channel, packb((who, -1, b"")))
+        return ["done", i, fewest]
+    finally:
+        client.close()
 
 
 def main() -> int:
@@ -220,6 +283,13 @@ def main() -> int:
             ctl.send(packb(["go"]))
             ctl.recv()  # "wait"
             ctl.send(packb(["done", future.result()]))
+        elif op == "redis_stream" and rsubs is not None:
+            future = rsubs.start_stream(cmd[1])
+            ctl.send(packb(["go"]))
+            ctl.recv()  # "wait"
+            ctl.send(packb(["done", future.result()]))
+        elif op == "redis_publish":
+            ctl.send(packb(_redis_publish(*cmd[1:])))
         elif op == "redis_close" and rsubs is not None:
             rsubs.close()
             rsubs = None

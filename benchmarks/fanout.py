@@ -37,7 +37,7 @@ from benchmarks._common import (
 )
 from benchmarks.remote import RawPeer
 
-__all__ = ["fanout", "chat", "redis_server"]
+__all__ = ["fanout", "redis_server", "REDIS"]
 
 packb = msgpack.packb
 REDIS = "Redis pub/sub"
@@ -198,12 +198,3 @@ def fanout(cfg: Config) -> dict[str, Any]:
             raw.close()
     return {"rows": rows, "notes": notes}
 
-
-def chat(cfg: Config) -> dict[str, Any]:
-    """Messages/s one chat room sustains across 3 nodes (skipped until the chat service exists)."""
-    why = "needs examples.chatty"
-    return {"rows": [row(
-        "chat room across 3 nodes", "rate", "messages/s", {}, higher_is_better=True,
-        skipped={ACTORNET: why, REDIS: why, ERLANG: why},
-        note="skipped: needs examples.chatty (the chat service is being written)",
-    )], "notes": ["chat: skipped, needs examples.chatty"]}

@@ -1,10 +1,12 @@
 """Profile actornet's hot paths: ``python -m benchmarks.profiling [NAME ...]``.
 
 Runs a workload (``local_send``, ``local_call``, ``remote_send``,
-``remote_call``, ``fanout``) in a loop while py-spy samples every thread of
-this process and, for remote workloads, of the child node too. Prints, per
-process: where the samples were by thread kind, and the top functions by own
-(self) time and by inclusive time. Raw py-spy stacks are kept in ``--out``.
+``remote_call``, ``fanout``, ``chat``) in a loop while py-spy samples every
+thread of this process and, for remote workloads, of the child node too (for
+``chat``: the three chat nodes and one sender client). Prints, per process:
+the CPU it used (in cores, from /proc), where the samples were by thread kind,
+and the top functions by own (self) time and by inclusive time. Raw py-spy
+stacks are kept in ``--out``.
 
 Needs ``py-spy`` (``pip install py-spy``) and permission to ptrace the
 processes (root, or kernel.yama.ptrace_scope = 0).
@@ -110,13 +112,38 @@ def fanout(stop: threading.Event, ready: Ready) -> None:
             actornet.receive(_is(("fanout_done", rnd)), timeout=120)
 
 
+def chat(stop: threading.Event, ready: Ready) -> None:
+    """The chat figure's load: 3 senders and 3 receivers in one room of 3 chat nodes."""
+    from benchmarks.chat import chat_cluster
+
+    with chat_cluster() as cluster:
+        cluster.run(1.0, -1)
+        ready(cluster.pids())
+        rep = 0
+        while not stop.is_set():
+            sample = cluster.run(5.0, rep, stop)
+            print(f"   chat: {sample['rate']:.0f} messages/s, {sample['lost']:.0f} lost",
+                  file=sys.stderr, flush=True)
+            rep += 1
+
+
 WORKLOADS: dict[str, Workload] = {
     "local_send": local_send,
     "local_call": local_call,
     "remote_send": remote_send,
     "remote_call": remote_call,
     "fanout": fanout,
+    "chat": chat,
 }
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds process `pid` has used so far (None: gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _short(path: str) -> str:
@@ -139,8 +166,12 @@ def _thread_kind(frames: list[str]) -> str:
     return "other thread"
 
 
-def summarize(raw: str, top: int = 12) -> str:
-    """Text tables of py-spy raw (collapsed) stacks: thread kinds, self and inclusive time."""
+def summarize(raw: str, top: int = 12, per: float | None = None) -> str:
+    """Text tables of py-spy raw (collapsed) stacks: thread kinds, self and inclusive time.
+
+    Shares are percentages of the samples, or with `per` (samples one thread
+    would give over the run) numbers of threads: 1.00 is one thread all the time.
+    """
     total = 0
     kinds: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
@@ -167,24 +198,33 @@ def summarize(raw: str, top: int = 12) -> str:
             incl[name] += count
     if not total:
         return "  (no samples)\n"
-    out = [f"  {total} samples", "  by thread:"]
-    out += [f"    {100 * c / total:5.1f}%  {k}" for k, c in kinds.most_common()]
+    def share(c: int) -> str:
+        return f"{c / per:5.2f} thr" if per else f"{100 * c / total:5.1f}%"
+
+    out = [f"  {total} samples" + (" (thr: threads in it on average)" if per else ""),
+           "  by thread:"]
+    out += [f"    {share(c)}  {k}" for k, c in kinds.most_common()]
     out.append("  top functions by own time:")
-    out += [f"    {100 * c / total:5.1f}%  {k}" for k, c in own.most_common(top)]
-    out.append("  top functions by inclusive time (actornet, pykka, zmq, msgpack, queue):")
-    keep = ("actornet/", "pykka/", "zmq/", "msgpack/", "queue", "threading")
+    out += [f"    {share(c)}  {k}" for k, c in own.most_common(top)]
+    out.append("  top functions by inclusive time "
+               "(actornet, examples, pykka, zmq, msgpack, queue):")
+    keep = ("actornet/", "examples/", "pykka/", "zmq/", "msgpack/", "queue", "threading")
+    if per:  # every thread sits in its loop: keep to the functions that say something
+        keep = ("actornet/", "examples/", "zmq/", "msgpack/")
     picked = [(k, c) for k, c in incl.most_common() if any(s in k for s in keep)]
-    out += [f"    {100 * c / total:5.1f}%  {k}" for k, c in picked[:top]]
+    out += [f"    {share(c)}  {k}" for k, c in picked[:top]]
     return "\n".join(out) + "\n"
 
 
-def profile(name: str, seconds: float, out_dir: Path, rate: int, gil_only: bool = True) -> str:
+def profile(name: str, seconds: float, out_dir: Path, rate: int, gil_only: bool = True,
+            idle: bool = False) -> str:
     """Run workload `name` under py-spy for `seconds`; the text summary.
 
     With `gil_only`, only threads holding the GIL are sampled: the Python work
-    itself, without the waits (in a lock, a queue, a poll) in between.
+    itself, without the waits (in a lock, a queue, a poll) in between. With
+    `idle`, every thread is sampled, waiting or not: where the time goes.
     """
-    gil = ["--gil"] if gil_only else []
+    gil = ["--idle"] if idle else ["--gil"] if gil_only else []
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy")
@@ -196,21 +236,29 @@ def profile(name: str, seconds: float, out_dir: Path, rate: int, gil_only: bool 
     pids = ready.get(timeout=120)
     time.sleep(0.5)  # warm up
     spies = {}
+    cpu0 = {role: _cpu_seconds(pid) for role, pid in pids.items()}
+    t0 = time.monotonic()
     for role, pid in pids.items():
         raw = out_dir / f"{name}-{pid}.txt"
         spies[role] = (raw, subprocess.Popen(
             [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate",
              str(rate), "--format", "raw", "--function", "--nonblocking", *gil, "-o", str(raw)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    what = "threads holding the GIL" if gil_only else "busy threads"
+    what = ("every thread, idle or not" if idle
+            else "threads holding the GIL" if gil_only else "busy threads")
     report = [f"== {name} ({seconds:.0f} s, {rate} Hz, {what})"]
-    for role, (raw, proc) in spies.items():
-        _, err = proc.communicate(timeout=seconds + 60)
+    errors = {role: proc.communicate(timeout=seconds + 60)[1]
+              for role, (_, proc) in spies.items()}
+    elapsed = time.monotonic() - t0
+    for role, (raw, _) in spies.items():
+        before, after = cpu0[role], _cpu_seconds(pids[role])
+        cpu = "" if before is None or after is None else (
+            f" (CPU: {(after - before) / elapsed:.2f} cores over the {elapsed:.1f} s)")
         if not raw.exists():
-            report.append(f"-- {role}: py-spy failed: {err.strip()[-300:]}")
+            report.append(f"-- {role}: py-spy failed: {errors[role].strip()[-300:]}")
             continue
-        report.append(f"-- {role}")
-        report.append(summarize(raw.read_text()))
+        report.append(f"-- {role}{cpu}")
+        report.append(summarize(raw.read_text(), per=rate * seconds if idle else None))
     stop.set()
     body.join(60)
     return "\n".join(report)
@@ -225,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="keep raw py-spy stacks here")
     p.add_argument("--all-threads", action="store_true",
                    help="sample busy threads too, not only the one holding the GIL")
+    p.add_argument("--idle", action="store_true",
+                   help="sample every thread, waiting ones too; shares in threads")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in WORKLOADS]
     if unknown:
@@ -232,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="actornet-prof-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.names or list(WORKLOADS):
-        print(profile(name, args.seconds, out_dir, args.rate, not args.all_threads), flush=True)
+        print(profile(name, args.seconds, out_dir, args.rate, not args.all_threads, args.idle),
+              flush=True)
     print(f"raw stacks: {out_dir}")
     return 0
 

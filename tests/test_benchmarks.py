@@ -32,13 +32,13 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
         assert fig["rows"], name
         for row in fig["rows"]:
             mine = row["series"]["actornet"]
-            if name == "chat":
-                assert "needs examples.chatty" in mine["skipped"]
-                continue
             assert mine["median"] > 0, (name, row["label"])
             assert len(mine["samples"]) >= 1
             for series in row["series"].values():  # every column is a number or says why not
                 assert "median" in series or series.get("skipped"), (name, row["label"])
+    # every acknowledged chat message reached every member of the room
+    chat_notes = results["figures"]["chat"]["notes"]
+    assert any(n.startswith("chat: delivered: all ") for n in chat_notes), chat_notes
     assert "| figure |" in proc.stdout  # the table was printed
     if find_spec("matplotlib") is not None:
         assert chart.read_bytes()[:4] == b"\x89PNG"
