@@ -287,10 +287,13 @@ class Room(GenServer):
         if numbered is None:
             return ("error", error)
         record = (self.state.seq + 1, new_eid(), numbered)
-        self._apply(*record)
+        gone = self._apply(*record, deliver=False)
         self._sync_log()
         # Answer only once every replica has the event: acknowledged = replicated.
         diverged = self._replicate([record])
+        # Shown here only now: had this node died before, a client of it could have
+        # seen an event that no survivor has, and that a new sequencer renumbers.
+        self._deliver(*record, gone)
         if diverged:
             self._rebase_all(diverged)
         return ("ok", record[0])
@@ -324,17 +327,21 @@ class Room(GenServer):
     def _take_in(self, records: list[Any]) -> list[actornet.Pid]:
         """Number, after ours, the events of `records` we lack, and replicate them."""
         batch: list[Record] = []
+        gone: list[list[tuple[actornet.Pid, str]]] = []
         for _, eid, event in records:
             if eid not in self.state.seq_of:
                 record = (self.state.seq + 1, eid, tuple(event))
-                self._apply(*record)
+                gone.append(self._apply(*record, deliver=False))
                 batch.append(record)
         if not batch:
             return []
         self._sync_log()
         log.warning("room %s: merged %d events from the other side of a split (now #%d)",
                     self.room, len(batch), self.state.seq)
-        return self._replicate(batch)
+        diverged = self._replicate(batch)
+        for record, removed in zip(batch, gone, strict=True):
+            self._deliver(*record, removed)
+        return diverged
 
     def _rebase_all(self, pids: list[actornet.Pid]) -> None:
         """Make the history of each replica in `pids` ours, first taking in what only it has."""
@@ -392,14 +399,18 @@ class Room(GenServer):
         if self.log is not None:
             self.log.sync()
 
-    def _apply(self, seq: int, eid: int, event: tuple[Any, ...]) -> None:
-        """Apply record `seq` to this replica, log it, and show it to local clients."""
+    def _apply(self, seq: int, eid: int, event: tuple[Any, ...],
+               deliver: bool = True) -> list[tuple[actornet.Pid, str]]:
+        """Apply record `seq` to this replica, log it, and (unless told not to) show it to
+        local clients; returns the members it removed, who must still hear of it."""
         gone = self.state.apply(seq, eid, event)
         if self.log is not None:
             self.log.append(seq, eid, event)
-        self._deliver(seq, eid, event, gone)
+        if deliver:
+            self._deliver(seq, eid, event, gone)
         if event[0] != "msg":
             print(f"[#{self.room} {seq}] {' '.join(str(x) for x in event[:3])}", flush=True)
+        return gone
 
     def _deliver(self, seq: int, eid: int, event: tuple[Any, ...],
                  gone: list[tuple[actornet.Pid, str]]) -> None:
