@@ -28,6 +28,7 @@ from .test_chatty_faults import HOST, Chat, join, messages
 
 pytestmark = pytest.mark.timeout(180)
 SETTLE = 40.0  # seconds for a heal to converge on this (noisy, 2-core) machine
+GRACE = 8.0  # seconds the members of a node that went down keep their place
 
 
 @pytest.fixture
@@ -119,8 +120,9 @@ def test_a_healed_partition_leaves_one_history_everywhere(chat: Chat, node: acto
     """Both sides chat, like and unlike while split; after the heal every replica holds
     the same records in the same order, each client has been shown every message once,
     and the likes of both sides are merged."""
-    for name in ("p1", "p2", "p3"):
-        chat.node(name, *(["--join", f"p1@{HOST}"] if name != "p1" else []))
+    grace = ["--grace", str(GRACE)]  # longer than the split, so it ends after the heal
+    nodes = [chat.node(name, *grace, *(["--join", f"p1@{HOST}"] if name != "p1" else []))
+             for name in ("p1", "p2", "p3")]
     u1, u2, u3 = (chat.client(f"u{i}", f"p{i}") for i in (1, 2, 3))
     join("split", u3, u1, u2)  # created through p3: p3 sequences the room
     first = say_acked(u1, "split", "before one")
@@ -176,6 +178,18 @@ def test_a_healed_partition_leaves_one_history_everywhere(chat: Chat, node: acto
         wait_shown(c, "split", want)
         twice = [m for m, n in shown(c, "split").items() if n > 1]
         assert not twice, f"{c.label} was shown {twice} more than once"
+    # The grace the crowd's new sequencer gave u3 (its node had gone down) ends after the
+    # heal: u3's node is back, so u3 stays in the room.
+    deadline = time.monotonic() + GRACE + SETTLE
+    while not any(re.search(rf"u3 stays: p3@{HOST} is reachable again", line)
+                  for n in nodes[:2] for line in list(n.lines)):
+        assert time.monotonic() < deadline, "the grace period never ended"
+        with nodes[0].cond:
+            nodes[0].cond.wait(0.2)
+    mark = u1.mark()
+    u1.say("/who split")
+    who = u1.expect(r"^WHO split \S+ (.*)$", since=mark).group(1).split()
+    assert sorted(who) == ["u1", "u2", "u3"], who
     # The merged room keeps working, in one order, for everyone.
     say_acked(u2, "split", "after the heal")
     ids = {c.label: c.expect(r"^MSG split (\d+) u2 \d+ after the heal").group(1)

@@ -22,7 +22,7 @@ from .cluster import ROOT
 SEED = 20240611
 MINUTES = 1.5
 HARD_TIMEOUT = 175.0  # seconds: setup, 1.5 minutes of faults, the final checks
-FAULT_KINDS = {"kill", "stop", "cut", "chat_kill", "chat_stop"}
+FAULT_KINDS = {"kill", "stop", "cut", "chat_kill", "chat_stop", "chat_cut"}
 
 
 @pytest.fixture(autouse=True)

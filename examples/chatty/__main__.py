@@ -36,7 +36,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         data_dir = None if args.data_dir == "none" else (
             args.data_dir or str(Path(base) / node.name))
         service.start(history_on_join=args.history, data_dir=data_dir,
-                      fsync=args.fsync == "always")
+                      fsync=args.fsync == "always", grace=args.grace)
         print(f"chatty node {node.name} ready on {node._dist.endpoint}", flush=True)
         stop.wait()
     finally:
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--port", type=int, help="listen port (default: any, via the port mapper)")
     node.add_argument("--history", type=int, default=50, help="messages sent on joining a room")
     node.add_argument("--tick-time", type=float, default=4.0, help="seconds to declare a peer down")
+    node.add_argument("--grace", type=float, default=10.0,
+                      help="seconds the clients of a node that went down keep their place")
     node.add_argument("--data-dir", help="room logs go here (default: $CHATTY_DATA_DIR/NODE, "
                       "else ~/.local/state/chatty/NODE; 'none': in memory only)")
     node.add_argument("--fsync", choices=("always", "never"), default="always",

@@ -107,7 +107,8 @@ class Room(GenServer):
                     log.info("room %s: %r sequences from #%d", self.room, self.gen_pid,
                              self.state.seq)
                     for pid, (nick, home) in self.recovered.items():
-                        actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home, pid))
+                        actornet.send_after(self.grace, self.gen_pid,
+                                            ("expire", nick, home, pid, True))
                     return
                 continue
             if leader == self.gen_pid:
@@ -194,11 +195,18 @@ class Room(GenServer):
         """Members who joined through `home` (down) have a while to come back elsewhere."""
         for pid, (nick, where) in list(self.state.members.items()):
             if where == home:
-                actornet.send_after(self.grace, self.gen_pid, ("expire", nick, home, pid))
+                actornet.send_after(self.grace, self.gen_pid,
+                                    ("expire", nick, home, pid, False))
 
-    def _expire(self, nick: str, home: str, pid: actornet.Pid) -> None:
-        if self.leader == self.gen_pid and self.state.members.get(pid) == (nick, home):
-            self._publish(("leave", nick, pid))
+    def _expire(self, nick: str, home: str, pid: actornet.Pid, recovered: bool) -> None:
+        """The grace period of a member whose node went down (or restarted) is over."""
+        if self.leader != self.gen_pid or self.state.members.get(pid) != (nick, home):
+            return  # not ours to decide, or it resumed elsewhere meanwhile
+        if not recovered and home in actornet.nodes():
+            # its node is back (the link was cut, and healed): its client never left
+            print(f"[#{self.room}] {nick} stays: {home} is reachable again", flush=True)
+            return
+        self._publish(("leave", nick, pid))
 
     # -- requests ------------------------------------------------------------------------
 
@@ -264,7 +272,7 @@ class Room(GenServer):
             if self.leader is None:
                 self._take_over()
         elif kind == "expire":
-            self._expire(msg[1], msg[2], msg[3])
+            self._expire(msg[1], msg[2], msg[3], msg[4])
         elif kind == "nodedown" and self.leader == self.gen_pid:
             self._grace_for(msg[1])
         elif kind == "nodeup" and self.leader == self.gen_pid:

@@ -45,9 +45,10 @@ def _say(line: str) -> None:
 class ChatServer(GenServer):
     """Serves the clients connected to this node."""
 
-    def init(self, history_on_join: int = 50) -> None:
+    def init(self, history_on_join: int = 50, grace: float = 10.0) -> None:
         actornet.trap_exit(True)
         self.history_on_join = history_on_join
+        self.grace = grace  # seconds the clients of a node that went down keep their place
         self.clients: dict[str, tuple[actornet.Pid, actornet.Ref]] = {}
         pg.join(SERVERS, self.gen_pid)
 
@@ -70,7 +71,7 @@ class ChatServer(GenServer):
         if (event[0] != "join" and actornet.whereis(rooms.local_name(room)) is None
                 and global_.whereis_name(rooms.leader_name(room)) is None):
             return ("error", f"no room named {room}")  # only /join creates a room
-        rooms.ensure(room, self.history_on_join)
+        rooms.ensure(room, self.history_on_join, self.grace)
         leader = self._leader(room)
         if leader is None:
             return ("error", f"room {room} has no sequencer right now; retry")
@@ -176,7 +177,7 @@ class ChatServer(GenServer):
         self.clients[nick] = (pid, actornet.monitor(pid))
         here = self.gen_node.name
         for room, seq in last_seen:
-            rooms.ensure(room, self.history_on_join)
+            rooms.ensure(room, self.history_on_join, self.grace)
             reply = self._publish_now(room, ("move", nick, pid, here, seq))
             if reply is not None and reply[0] == "error":  # its grace ran out: join again
                 self._publish_now(room, ("join", nick, pid, here))
@@ -270,7 +271,7 @@ class ChatServer(GenServer):
 
 
 def start(history_on_join: int = 50, data_dir: str | None = None,
-          fsync: bool = True) -> actornet.Pid:
+          fsync: bool = True, grace: float = 10.0) -> actornet.Pid:
     """Start the chat service's supervision tree on the current node.
 
     With `data_dir`, room history is logged there and the rooms found there are
@@ -282,11 +283,11 @@ def start(history_on_join: int = 50, data_dir: str | None = None,
     sup = Supervisor.start(
         [
             child_spec("rooms", Supervisor, [], name="chatty.rooms"),
-            child_spec("chatty", ChatServer, history_on_join, name="chatty"),
+            child_spec("chatty", ChatServer, history_on_join, grace, name="chatty"),
         ],
         strategy="one_for_one",
         name="chatty.sup",
     )
     for room in storage.rooms_on_disk():
-        rooms.ensure(room, history_on_join)
+        rooms.ensure(room, history_on_join, grace)
     return sup

@@ -13,7 +13,8 @@ shuffled order):
 - ``cut``: cut the links of one node to the others, or of one pair, both ways
   (`actornet.testing.partition(..., heal_after=...)`), or one pair from one side
   only (`actornet.testing.cut(..., heal_after)` on one node); each heals by itself;
-- ``chat_kill`` / ``chat_stop``: the same for a chat node (see `tests.soak.chat`).
+- ``chat_kill`` / ``chat_stop``: the same for a chat node; ``chat_cut``: one chat node
+  cut from the two others, healed after 1-5 s (see `tests.soak.chat`).
 
 After each fault: wait (bounded) until the three nodes are connected again and no
 nodeup/nodedown has been seen among them for a while, pause the pg and global
@@ -427,9 +428,15 @@ class Soak:
         assert self.chat is not None
         self.chat.pause()
 
+    def fault_chat_cut(self) -> None:
+        assert self.chat is not None
+        self.chat.cut()
+
     def inject(self) -> None:
         """Faults, one at a time, until the time is up."""
-        kinds = ["kill", "stop", "cut"] + (["chat_kill", "chat_stop"] if self.chat else [])
+        kinds = ["kill", "stop", "cut"]
+        if self.chat:
+            kinds += ["chat_kill", "chat_stop", "chat_cut"]
         bag: list[str] = []
         self.fault_phase_end = self.t0 + self.minutes * 60
         while time.monotonic() < self.fault_phase_end - 3:
