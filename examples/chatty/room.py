@@ -63,6 +63,9 @@ class Room(GenServer):
         self.leader_ref: actornet.Ref | None = None
         # Replicas that synced from us as sequencer: pg may not list them here yet.
         self.synced: set[actornet.Pid] = set()
+        # numbered, not yet replicated: (record, members it removed, caller to answer)
+        self.pending: list[tuple[Record, list[tuple[actornet.Pid, str]], Any]] = []
+        self.flush_queued = False
         self.recovered: dict[actornet.Pid, tuple[str, str]] = {}
         self.log = storage.open_room(room)
         if self.log is not None:
@@ -163,6 +166,7 @@ class Room(GenServer):
         """A healed partition had two sequencers; global_ kept the other one."""
         log.warning("room %s: %r is no longer the sequencer (a partition healed); "
                     "handing over to the one kept", self.room, self.gen_pid)
+        self._flush()  # what we numbered goes to our side first, then to the winner
         followers = self._followers()
         self.leader = None
         self._rejoin(followers, 50)
@@ -237,7 +241,7 @@ class Room(GenServer):
                 # a sequencer that just lost its name to another: pass it on
                 actornet.send(self.leader, ("$gen_call", from_, ("forwarded", request[1])))
                 return NOREPLY
-            return self._publish(request[1])
+            return self._publish(request[1], from_)
         if op == "history":
             n = request[1]
             msgs = [r for r in self.state.records if r[2][0] == "msg"]
@@ -268,6 +272,9 @@ class Room(GenServer):
         elif kind == "rejoin":
             if self.leader is None:
                 self._rejoin(msg[1], msg[2])
+        elif kind == "flush":
+            self.flush_queued = False
+            self._flush()
         elif kind == "elect":
             if self.leader is None:
                 self._take_over()
@@ -288,7 +295,12 @@ class Room(GenServer):
 
     # -- the sequencer ---------------------------------------------------------------------
 
-    def _publish(self, event: tuple[Any, ...]) -> Any:
+    def _publish(self, event: tuple[Any, ...], from_: Any = None) -> Any:
+        """Number `event`; it is answered ``("ok", seq)`` once every replica has it.
+
+        For a client's call (`from_`), the answer comes at the next flush, which
+        runs after the publishes already waiting in the mailbox: they share one
+        fsync and one replication round (group commit)."""
         if self.leader != self.gen_pid:
             return ("error", "this room server is not the sequencer; retry")
         numbered, error = self.state.prepare(event, self.room)
@@ -296,15 +308,31 @@ class Room(GenServer):
             return ("error", error)
         record = (self.state.seq + 1, new_eid(), numbered)
         gone = self._apply(*record, deliver=False)
+        self.pending.append((record, gone, from_))
+        if from_ is None:
+            self._flush()
+            return ("ok", record[0])
+        if not self.flush_queued:
+            self.flush_queued = True
+            actornet.send(self.gen_pid, ("flush",))
+        return NOREPLY
+
+    def _flush(self) -> None:
+        """Replicate the events numbered since the last flush, then show and answer them."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
         self._sync_log()
-        # Answer only once every replica has the event: acknowledged = replicated.
-        diverged = self._replicate([record])
-        # Shown here only now: had this node died before, a client of it could have
-        # seen an event that no survivor has, and that a new sequencer renumbers.
-        self._deliver(*record, gone)
+        # Answer only once every replica has the events: acknowledged = replicated.
+        diverged = self._replicate([record for record, _, _ in pending])
+        for record, gone, from_ in pending:
+            # Shown here only now: had this node died before, a client of it could have
+            # seen an event that no survivor has, and that a new sequencer renumbers.
+            self._deliver(*record, gone)
+            if from_ is not None:
+                actornet.reply(from_, ("ok", record[0]))
         if diverged:
             self._rebase_all(diverged)
-        return ("ok", record[0])
 
     def _replicate(self, batch: list[Record],
                    followers: list[actornet.Pid] | None = None) -> list[actornet.Pid]:
@@ -334,6 +362,7 @@ class Room(GenServer):
 
     def _take_in(self, records: list[Any]) -> list[actornet.Pid]:
         """Number, after ours, the events of `records` we lack, and replicate them."""
+        self._flush()
         batch: list[Record] = []
         gone: list[list[tuple[actornet.Pid, str]]] = []
         for _, eid, event in records:
@@ -353,6 +382,7 @@ class Room(GenServer):
 
     def _rebase_all(self, pids: list[actornet.Pid]) -> None:
         """Make the history of each replica in `pids` ours, first taking in what only it has."""
+        self._flush()
         for _ in range(5):
             if not pids:
                 return
