@@ -224,6 +224,7 @@ class Room(GenServer):
         if op == "state":
             return self.state.to_wire()
         if op == "rebase":  # from a sequencer: take its history, after giving it ours
+            self._flush()  # a sequencer that lost its name: its last events count as ours
             theirs = RoomState.from_wire(request[1])
             extras = self.state.unknown_to(theirs)
             if extras:
