@@ -58,6 +58,12 @@ class Chat:
         child.expect("^CONNECTED")
         return child
 
+    def __enter__(self) -> Chat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.closed = True
         for child in reversed(self.children):
@@ -71,11 +77,8 @@ class Chat:
 
 @pytest.fixture
 def chat() -> Iterator[Chat]:
-    c = Chat()
-    try:
+    with Chat() as c:
         yield c
-    finally:
-        c.close()
 
 
 def messages(child: Child, room: str, since: int = 0) -> list[tuple[int, str, str]]:

@@ -33,11 +33,8 @@ GRACE = 8.0  # seconds the members of a node that went down keep their place
 
 @pytest.fixture
 def chat() -> Iterator[Chat]:
-    c = Chat()
-    try:
+    with Chat() as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture
