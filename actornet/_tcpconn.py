@@ -2,10 +2,11 @@
 
 A bound ROUTER cannot disconnect one peer. libzmq says which descriptor a message came from
 (``ZMQ_SRCFD``): `source` records the connection behind it when a connection's first
-message arrives; `shut_down` later shuts that connection down, if the descriptor still
-holds the very same connection (libzmq may have closed it and reused the number). libzmq
-then reads EOF, closes its descriptor and forgets the peer. Nothing here ever closes
-libzmq's descriptor: only duplicates of it.
+message arrives (the transport binds the connection's entry to it: see `_transport`);
+`shut_down` later shuts that connection down, if the descriptor still holds the very same
+connection (libzmq may have closed it and reused the number). libzmq then reads EOF, closes
+its descriptor and forgets the peer. Nothing here ever closes libzmq's descriptor: only
+duplicates of it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class TcpConn(NamedTuple):
     """One TCP connection libzmq holds: its descriptor then, and what identifies it."""
 
     fd: int
-    inode: int  # unique among open sockets
+    inode: int  # unique among open sockets ...
+    dev: int  # ... which all have this device (sockfs); a file could have the same inode
     local: Any  # getsockname()
     peer: Any  # getpeername()
 
@@ -51,8 +53,10 @@ def _dup(fd: int) -> socket.socket:
         raise
 
 
-def _identity(sock: socket.socket) -> tuple[int, Any, Any]:
-    return os.fstat(sock.fileno()).st_ino, sock.getsockname(), sock.getpeername()
+def _identity(sock: socket.socket) -> tuple[int, int, Any, Any]:
+    """What tells `sock` from every other open socket, and its two addresses."""
+    st = os.fstat(sock.fileno())
+    return st.st_ino, st.st_dev, sock.getsockname(), sock.getpeername()
 
 
 def source(frame: zmq.Frame, port: int) -> TcpConn | str:
@@ -71,7 +75,7 @@ def source(frame: zmq.Frame, port: int) -> TcpConn | str:
             if sock.type != socket.SOCK_STREAM or sock.family not in (
                     socket.AF_INET, socket.AF_INET6):
                 return GONE  # the number was reused for something else meanwhile
-            inode, local, peer = _identity(sock)
+            inode, dev, local, peer = _identity(sock)
     except OSError as e:
         if e.errno in (errno.EBADF, errno.ENOTSOCK, errno.ENOTCONN, errno.EINVAL):
             return GONE
@@ -82,7 +86,7 @@ def source(frame: zmq.Frame, port: int) -> TcpConn | str:
         claimed = frame.get("Peer-Address")  # from libzmq, when the message arrived
         if isinstance(claimed, str) and claimed != peer[0]:
             return GONE
-    return TcpConn(fd, inode, local, peer)
+    return TcpConn(fd, inode, dev, local, peer)
 
 
 def shut_down(conn: TcpConn) -> str | None:
@@ -90,7 +94,7 @@ def shut_down(conn: TcpConn) -> str | None:
     did, else why not (`GONE` if the connection is closed already)."""
     try:
         with _dup(conn.fd) as sock:
-            if _identity(sock) != (conn.inode, conn.local, conn.peer):
+            if _identity(sock) != (conn.inode, conn.dev, conn.local, conn.peer):
                 return GONE  # the number now holds another connection: leave that alone
             sock.shutdown(socket.SHUT_RDWR)
     except OSError as e:

@@ -16,6 +16,17 @@ the ROUTER, runs handshakes and ticks, and calls the node's entry points
 Back-pressure: when a peer's unsent backlog passes `busy_limit` bytes, senders
 to that peer wait until it drains (as the BEAM suspends a sender on a busy
 distribution port). Nothing is dropped while the peer is connected.
+
+Inbound connections: the ROUTER names each by the routing id the peer presents
+(a peer may choose it), and libzmq gives that id to a new connection once the one
+that held it is gone. So an inbound entry is bound to the TCP connection of its
+first message (`_bind`), and a message counts as that entry's only if it came on
+that connection: the descriptor libzmq says it came from (``ZMQ_SRCFD``) is the
+entry's, and still holds the same socket (checked for every message; it is cheap).
+If that socket is closed, the message is still the entry's when no connection was
+accepted on that descriptor since (the ROUTER's monitor says so, with one I/O
+thread, before such a connection can send anything): it was sent before the close.
+Anything else is the first message of a new connection, which must authenticate.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ _HIDDEN = 2  # handshake flag bit: the node is hidden
 _BATCH = 512  # ops per ZeroMQ message at most
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 _REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT goes out
+_SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
 _FAIL_EVENTS = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
@@ -104,6 +116,12 @@ class _Inbound:
         self.untracked = ""  # why `tcp` is None
         self.close_at: float | None = None  # when to close it (refused before authenticating)
         self.why = ""  # why it was refused
+        # The connection it is bound to (`Transport._bind`): its descriptor, the socket
+        # that descriptor held, and the serial of its accept (`Transport._accepts`).
+        self.fd = -1  # -1: bound to none
+        self.dev = self.ino = self.accept = 0
+        self.addr = ""  # "host:port" of its peer, for log lines
+        self.gone_at: float | None = None  # when libzmq said its connection closed
 
 
 class Transport:
@@ -138,9 +156,15 @@ class Transport:
         # handshake flags: bit 0 secure (CURVE), bit 1 hidden (not part of the mesh)
         self._flags = (1 if secure else 0) | (_HIDDEN if hidden else 0)
         self._resolve = resolve  # name -> endpoint (port mapper lookup), may block
-        self._ctx = zmq.Context()
+        # One I/O thread: libzmq then says a connection was accepted before that connection
+        # can send anything (see "Inbound connections" above).
+        self._ctx = zmq.Context(io_threads=1)
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # The default, said so: libzmq ignores a connection that presents a routing id in
+        # use. With handover the newcomer would take it and cut the connection that had
+        # it, so anyone who learnt a peer's routing id could cut that peer off.
+        self._router.setsockopt(zmq.ROUTER_HANDOVER, 0)
         self._router.setsockopt(zmq.LINGER, 0)
         # Frames are at most MAX_FRAME (messages over it span frames): ZeroMQ refuses a
         # larger frame before reading it, so a stranger cannot make us hold more.
@@ -168,7 +192,11 @@ class Transport:
         self._peers: dict[str, _Peer] = {}
         self._inbound: dict[bytes, _Inbound] = {}
         self._tcp_owner: dict[int, _Inbound] = {}  # socket inode -> the connection it is
-        self._srcfd_missing: str | None = None  # why inbound connections cannot be closed
+        self._fd_owner: dict[int, _Inbound] = {}  # descriptor -> the entry last bound to it
+        self._accepts: dict[int, int] = {}  # descriptor -> serial of the last accept on it
+        self._accepted = 0  # accepts seen so far
+        self._srcfd_missing: str | None = None  # why inbound connections cannot be told apart
+        self._srcfd_works = False  # libzmq said which connection a message came from, once
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
@@ -179,7 +207,15 @@ class Transport:
         self._poller.register(self._router, zmq.POLLIN)
         self._poller.register(self._wake_fd, zmq.POLLIN)
         # CURVE failures never reach our own handshake: this is their only trace here.
-        self._router_monitor = self._router.get_monitor_socket(_ZMTP_FAILED)
+        # Accepts and disconnections say which connection a descriptor holds (`_bind`).
+        # libzmq's I/O thread blocks on a full monitor socket, freezing every connection:
+        # this one is never full (RCVHWM 0), and is read whenever it has something.
+        address = f"inproc://actornet-router-monitor-{id(self):x}"
+        self._router.monitor(address, _ZMTP_FAILED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._router_monitor = self._ctx.socket(zmq.PAIR)
+        self._router_monitor.setsockopt(zmq.RCVHWM, 0)
+        self._router_monitor.setsockopt(zmq.LINGER, 0)
+        self._router_monitor.connect(address)
         self._poller.register(self._router_monitor, zmq.POLLIN)
         self._sockets: dict[Any, tuple[str, _Peer]] = {}
         # fault injection: nodes we pretend cannot be reached -> when to heal (or None)
@@ -603,19 +639,32 @@ class Transport:
 
     def _read_router(self) -> None:
         router = self._router
-        recv, getsockopt, inbound = router.recv, router.getsockopt, self._inbound
+        recv, getsockopt, inbound, fstat = router.recv, router.getsockopt, self._inbound, os.fstat
         for _ in range(_READ_BUDGET):
             try:
-                rid = recv(zmq.NOBLOCK)
+                head = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            conn = inbound.get(rid)
-            if conn is None:
-                self._on_new_inbound(rid)
-                continue
+            rid = head.bytes
             frames = [rid]
             while getsockopt(zmq.RCVMORE):
                 frames.append(recv(zmq.NOBLOCK))
+            conn = inbound.get(rid)
+            if conn is None:
+                self._new_inbound(head, frames)
+                continue
+            # Did it come on the connection `conn` is bound to? (module docstring)
+            try:
+                st = fstat(conn.fd)
+                same = (st.st_ino == conn.ino and head.get(_SRCFD) == conn.fd
+                        and st.st_dev == conn.dev)
+            except (OSError, zmq.ZMQError):  # a closed descriptor; no fd property
+                same = False
+            if not same:
+                found = self._elsewhere(conn, head, frames)
+                if found is None:
+                    continue
+                conn = found
             if conn.state == "up":
                 if conn.peer is not None and conn.peer.name in self._cut:
                     continue
@@ -626,46 +675,125 @@ class Transport:
             else:
                 self._on_handshake_frame(conn, frames)
 
-    def _on_new_inbound(self, rid: bytes) -> None:
-        """Start the handshake of a new inbound connection, whose first message's routing
-        id was just read."""
-        router = self._router
-        parts: list[zmq.Frame] = []
-        while router.getsockopt(zmq.RCVMORE):
-            parts.append(router.recv(zmq.NOBLOCK, copy=False))
+    def _elsewhere(self, conn: _Inbound, head: zmq.Frame, frames: list[bytes]) -> _Inbound | None:
+        """A message under `conn`'s routing id (`head` its first frame, `frames` all of them)
+        that `_read_router` did not place on `conn`'s connection at once: `conn` if it came on
+        it all the same (sent before that connection closed; or connections cannot be told
+        apart here), else None, once it is handled as the first of a new connection."""
+        if self._srcfd_missing is not None:
+            return conn
+        try:
+            fd = head.get(_SRCFD)
+        except zmq.ZMQError:
+            fd = -1
+        if conn.fd >= 0 and fd == conn.fd:
+            # The socket it was bound to is closed. Only a connection accepted since can
+            # have reused the descriptor, and libzmq has said so by now, if one was.
+            self._on_router_event()
+            if self._accepts.get(fd, 0) == conn.accept:
+                return conn
+        self._new_inbound(head, frames, replaces=conn)
+        return None
+
+    def _new_inbound(self, head: zmq.Frame, frames: list[bytes],
+                     replaces: _Inbound | None = None) -> None:
+        """Start the handshake of a new inbound connection from its first message (`head` its
+        first frame, `frames` all of them), which came under the routing id of `replaces`,
+        if given, on another connection."""
+        rid, now = frames[0], time.monotonic()
         acceptor = Acceptor(self.cookie, self.node.name, self.node.creation, self._flags,
                             refuse=self._refuse)
-        conn = self._inbound[rid] = _Inbound(rid, acceptor, time.monotonic())
-        if parts:
-            self._track(conn, parts[0])
-        self._on_handshake_frame(conn, [rid, *(part.bytes for part in parts)])
+        conn = self._inbound[rid] = _Inbound(rid, acceptor, now)
+        unbound = self._bind(conn, head)
+        if replaces is not None:
+            self._replaced(replaces, conn)
+        if unbound is None or self._srcfd_missing is not None:
+            self._on_handshake_frame(conn, frames)
+        elif unbound == _tcpconn.GONE:  # it closed before its first message was read
+            conn.state = "dead"
+            self.stats["bad_frames"] += 1
+        else:  # then nothing could be told to be from it: it cannot authenticate
+            self.stats["bad_frames"] += 1
+            self._refuse_inbound(conn, now, f"which connection it is is unknown: {unbound}")
+            log.warning("node %s: refused an incoming connection: which connection it is is "
+                        "unknown (%s)", self.node.name, unbound)
 
-    def _track(self, conn: _Inbound, frame: zmq.Frame) -> None:
-        """Note which TCP connection `conn` is (`frame` came on it), so that it can be closed
-        if it does not authenticate."""
+    def _bind(self, conn: _Inbound, head: zmq.Frame) -> str | None:
+        """Bind `conn` to the TCP connection its first message came on (`head`, its first
+        frame): only what comes on that connection is `conn`'s. Also note that connection,
+        so that it can be closed if it does not authenticate. None once bound, else why
+        not (`_tcpconn.GONE`: that connection is closed already)."""
         if self._srcfd_missing is not None:
             conn.untracked = self._srcfd_missing
-            return
+            return conn.untracked
+        self._on_router_event()  # so that `_accepts` has this connection's accept
         try:
-            tcp = _tcpconn.source(frame, self.port)
+            tcp = _tcpconn.source(head, self.port)
         except _tcpconn.Unsupported as e:
+            if self._srcfd_works:  # libzmq says it for others: something about this one
+                conn.untracked = f"libzmq did not say which connection it is ({e})"
+                return conn.untracked
             self._srcfd_missing = conn.untracked = f"libzmq cannot say which connection it is ({e})"
-            log.warning("node %s: connections that fail the handshake cannot be closed here (%s):"
-                        " they are ignored, and stay open until their peers close them",
+            log.warning("node %s: inbound connections cannot be told apart (%s): a connection "
+                        "that fails the handshake is ignored and stays open until its peer "
+                        "closes it, and one that presents the routing id of a closed "
+                        "connection that had authenticated is taken for it",
                         self.node.name, e)
-            return
+            return conn.untracked
+        self._srcfd_works = True
         if isinstance(tcp, str):
             conn.untracked = tcp
-            return
+            return tcp
+        conn.fd, conn.ino, conn.dev, conn.addr = tcp.fd, tcp.inode, tcp.dev, str(tcp)
+        conn.accept = self._accepts.get(tcp.fd, 0)
+        self._fd_owner[tcp.fd] = conn
         other = self._tcp_owner.pop(tcp.inode, None)
         if other is not None:
             # One socket cannot be two connections: one of them was closed before its first
-            # message was read here, and its descriptor reused. Close neither.
+            # message was read here, and its descriptor reused. Close neither. (Each is still
+            # bound to it: what comes under either routing id must come on it.)
             other.tcp = None
             other.untracked = conn.untracked = "it cannot be told apart from another connection"
-            return
+            return None
         conn.tcp = tcp
         self._tcp_owner[tcp.inode] = conn
+        return None
+
+    def _replaced(self, old: _Inbound, new: _Inbound) -> None:
+        """`new`, a new connection, came under the routing id of `old`, whose connection is
+        therefore gone (libzmq gives a routing id to one connection at a time): drop `old`."""
+        self._forget(old)
+        source = f"from {new.addr}" if new.addr else "on a new connection"
+        if old.peer is not None:
+            name = old.peer.name
+            log.warning("node %s: refused to take a message %s as %s's: it came on another "
+                        "connection than the one %s authenticated on (from %s), which is gone; "
+                        "that connection must authenticate itself", self.node.name, source,
+                        name, name, old.addr or "?")
+        elif old.state != "dead":
+            log.info("node %s: a connection %s took the routing id of one that was still in "
+                     "the handshake (from %s), which is gone; it starts over",
+                     self.node.name, source, old.addr or "?")
+        self._retire(old, "its connection to this node closed")
+
+    def _retire(self, conn: _Inbound, why: str) -> None:
+        """`conn`'s connection is gone: mark it dead, and its peer down if it was up."""
+        was = conn.state
+        conn.state = "dead"
+        conn.last_seen = time.monotonic()
+        peer = conn.peer
+        if was == "up" and peer is not None and peer.inbound is conn:
+            if peer.state == "up":
+                self._peer_down(peer, why)
+            else:
+                peer.inbound = None  # a connection this node is making to it goes on
+
+    def _forget(self, conn: _Inbound) -> None:
+        """Remove `conn` from the tables of connections by socket and by descriptor."""
+        if conn.tcp is not None and self._tcp_owner.get(conn.tcp.inode) is conn:
+            del self._tcp_owner[conn.tcp.inode]
+        if self._fd_owner.get(conn.fd) is conn:
+            del self._fd_owner[conn.fd]
 
     def _on_handshake_frame(self, conn: _Inbound, frames: list[bytes]) -> None:
         now = time.monotonic()
@@ -853,15 +981,27 @@ class Transport:
                 return
 
     def _on_router_event(self) -> None:
-        """Log incoming connections that failed ZeroMQ's handshake for a configuration
-        mismatch (ZeroMQ cannot tell who the peer was, only its socket's failure)."""
+        """Read what the ROUTER's monitor says: which descriptor a connection was accepted on
+        (`_bind`), which connection closed (its entry is then dropped once what it sent
+        before closing is read: `_tick`), and which failed ZeroMQ's handshake for a
+        configuration mismatch (logged: ZeroMQ cannot tell who the peer was)."""
         while True:
             try:
                 frames = self._router_monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             event = int.from_bytes(frames[0][:2], "little")
-            value = int.from_bytes(frames[0][2:6], "little")
+            value = int.from_bytes(frames[0][2:6], "little")  # the descriptor, for these two
+            if event == zmq.EVENT_ACCEPTED:
+                self._accepted += 1
+                self._accepts[value] = self._accepted
+                continue
+            if event == zmq.EVENT_DISCONNECTED:
+                conn = self._fd_owner.get(value)
+                if conn is not None and conn.accept == self._accepts.get(value, 0):
+                    del self._fd_owner[value]
+                    conn.gone_at = time.monotonic()
+                continue
             why = _zmtp_failure(event, value, self.secure)
             if why:
                 log.warning("node %s: refused an incoming connection: %s", self.node.name, why)
@@ -889,8 +1029,18 @@ class Transport:
                     self._queue(peer, w.encode_op([w.TICK]))
                     self.stats["ticks_out"] += 1
                     self._flush(peer)
+        grace = self.tick_time / 4  # for what a closed connection sent to be read
         for rid, conn in list(self._inbound.items()):
-            if conn.state == "handshake" and now - conn.started > self.handshake_timeout:
+            if (conn.gone_at is not None and conn.state != "dead"
+                    and now - conn.gone_at >= grace and now - conn.last_seen >= grace):
+                if conn.state == "up":
+                    self._retire(conn, "its connection to this node closed")
+                else:
+                    conn.state = "dead"
+                    conn.last_seen = now
+                    log.info("node %s: dropped a connection that closed during the handshake "
+                             "(from %s)", self.node.name, conn.addr or "?")
+            elif conn.state == "handshake" and now - conn.started > self.handshake_timeout:
                 conn.state = "dead"
                 conn.last_seen = now
                 log.warning("node %s: dropped a connection that did not finish the "
@@ -907,8 +1057,7 @@ class Transport:
                 # (it learns we dropped it only when our ticks stop) is ignored
                 # quietly instead of looking like an unauthenticated stranger.
                 del self._inbound[rid]
-                if conn.tcp is not None and self._tcp_owner.get(conn.tcp.inode) is conn:
-                    del self._tcp_owner[conn.tcp.inode]
+                self._forget(conn)
 
     def _peer_down(self, peer: _Peer, why: str) -> None:
         was_up = peer.state == "up"

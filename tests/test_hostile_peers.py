@@ -36,6 +36,7 @@ import zmq
 
 import actornet
 from actornet import _handshake as hs
+from actornet import _wire as w
 
 from . import remote
 from .cluster import COOKIE, Cluster, NodeProc
@@ -527,3 +528,247 @@ def test_a_replayed_handshake_is_refused_and_delivers_nothing(cluster: Cluster) 
         # the real connection was not disturbed
         assert actornet.nodes() == [b.name]
         assert actornet.rpc.call(b.name, actornet.nodes) == [t.name]
+
+
+# -- 4. a connection that takes over the routing id of an authenticated one ------------------
+#
+# A ROUTER accepts the routing id a peer presents (a DEALER sets ZMQ_ROUTING_ID), and libzmq
+# hands it to a new connection once the connection that held it is gone. The node must not
+# take what comes under that id for the peer that authenticated on the old connection.
+
+
+def authenticate(sock: zmq.Socket[Any], to: str, name: str, endpoint: str) -> None:
+    """Run the handshake, with the cookie, on a raw DEALER: as node `name` (which says it
+    listens on `endpoint`) dialling the node named `to`."""
+    initiator = hs.Initiator(COOKIE.encode(), name, 1, endpoint, to)
+    sock.send(initiator.start())
+    while initiator.state != "established":
+        for event in initiator.receive(recv_frames(sock)[0]):
+            if isinstance(event, hs.Send):
+                sock.send(event.frame)
+            elif isinstance(event, hs.Failed):
+                raise AssertionError(f"the handshake failed: {event.error}")
+
+
+def batch(seq: int, *ops: list[Any]) -> list[bytes]:
+    """The two frames of data batch number `seq`, carrying `ops`."""
+    return [w.pack_header(seq), w.pack_ops([w.encode_op(op) for op in ops])]
+
+
+def send_op(pid: actornet.Pid, msg: Any) -> list[Any]:
+    """The op that sends `msg` to `pid`."""
+    return [w.SEND, pid.id, pid.creation, msg]
+
+
+def recorder(node: actornet.Node) -> tuple[actornet.Pid, queue.Queue[Any]]:
+    """A process of `node` that puts every message it receives on the queue returned."""
+    got: queue.Queue[Any] = queue.Queue()
+
+    def record() -> None:
+        while True:
+            got.put(actornet.receive())
+
+    return node.spawn(record), got
+
+
+def inbound_of(node: actornet.Node, peer: str) -> tuple[bytes, int]:
+    """The routing id of the authenticated connection `peer` has into `node`, and the
+    sequence number of the next batch due on it."""
+    for rid, conn in list(node._dist._inbound.items()):
+        if conn.state == "up" and conn.peer is not None and conn.peer.name == peer:
+            return rid, conn.seq
+    raise AssertionError(f"{node.name} has no authenticated connection from {peer}")
+
+
+class Presenter:
+    """A raw DEALER that presents a chosen routing id, and a monitor socket that reports
+    when its connection is closed (`closed`)."""
+
+    def __init__(self, ctx: zmq.Context[Any], port: int, rid: bytes) -> None:
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RECONNECT_IVL, -1)
+        self.sock.setsockopt(zmq.ROUTING_ID, rid)
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+
+    def closed(self, timeout: float = DEADLINE) -> bool:
+        """Whether the connection is closed within `timeout` seconds."""
+        return bool(self.monitor.poll(int(timeout * 1000)))
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
+        self.sock.close(linger=0)
+
+
+def present(ctx: zmq.Context[Any], port: int, rid: bytes, frames: list[bytes],
+            arrived: Callable[[zmq.Socket[Any]], bool]) -> Presenter:
+    """A `Presenter` of routing id `rid` to the node on `port` that sent `frames`, once
+    `arrived(sock)` says the node read them. libzmq ignores, for good, a connection that
+    presents a routing id still held by another (the node may not have reaped the old
+    connection yet): such a DEALER is closed and a new one tried, within 2 * DEADLINE."""
+    end = time.monotonic() + 2 * DEADLINE
+    while True:
+        presenter = Presenter(ctx, port, rid)
+        presenter.sock.send_multipart(frames)
+        attempt = min(end, time.monotonic() + 1.0)
+        while time.monotonic() < attempt:
+            if arrived(presenter.sock):
+                return presenter
+            time.sleep(0.005)  # polling a condition, with a deadline
+        presenter.close()
+        assert time.monotonic() < end, f"the node never read what came under {rid!r}"
+
+
+def assert_not_delivered(node: actornet.Node, pid: actornet.Pid, got: queue.Queue[Any]) -> None:
+    """`pid` (a `recorder`) received nothing since it was last read: a control message sent
+    now is the next thing it gets."""
+    node.send(pid, "control")
+    first = got.get(timeout=DEADLINE)
+    assert first == "control", f"the recorder got {first!r}"
+
+
+def test_a_new_connection_cannot_take_over_an_authenticated_routing_id(
+    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any]
+) -> None:
+    """A raw peer authenticates with the cookie, and its data is delivered; its connection
+    drops; a DEALER presenting its routing id sends the next batch: refused (not delivered),
+    with a log line saying why, and its connection closed. The routing id has to handshake
+    again, and can."""
+    caplog.set_level(logging.INFO, logger="actornet.dist")
+    name = unique("peer")
+    # The node dials back the endpoint the peer announces: a ROUTER that never answers, so
+    # that the node's own connection stays pending and only the peer's one matters.
+    silent = zctx.socket(zmq.ROUTER)
+    silent.setsockopt(zmq.LINGER, 0)
+    silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
+                             tick_time=30.0) as t:
+        pid, got = recorder(t)
+        peer = raw_dealer(zctx, port_of(t))
+        authenticate(peer, t.name, name, f"tcp://127.0.0.1:{silent_port}")
+        peer.send_multipart(batch(0, send_op(pid, "legit")))
+        assert got.get(timeout=DEADLINE) == "legit"
+        rid, seq = inbound_of(t, name)
+        assert seq == 1
+        peer.close(linger=0)  # its connection drops; the node's entry for it was "up"
+
+        lines = lambda: dist_lines(caplog, t.name, name, "another connection")  # noqa: E731
+        intruder = present(zctx, port_of(t), rid, batch(seq, send_op(pid, "intruder")),
+                           lambda _: bool(lines()) or not got.empty())
+        try:
+            assert_not_delivered(t, pid, got)
+            assert all("refused to take a message" in line for line in lines()), lines()
+            wait_until(lambda: name not in t._dist.nodes(), DEADLINE, 0.05,
+                       f"{t.name} to drop {name}")
+            skip_unless_it_can_close(t)
+            assert intruder.closed(), "the intruder's connection stays open"
+        finally:
+            intruder.close()
+        # The routing id is free again, for a connection that authenticates: a HELLO under
+        # it gets a CHALLENGE.
+        again = present(zctx, port_of(t), rid, [hello(t.name, name)], lambda s: bool(s.poll(0)))
+        try:
+            assert kind(recv_frames(again.sock)[0]) == "CHALLENGE"
+        finally:
+            again.close()
+    silent.close(linger=0)
+
+
+def test_an_authenticated_connection_that_closes_is_dropped_at_once(
+    zctx: zmq.Context[Any],
+) -> None:
+    """When the connection an authenticated peer came in on closes, the node drops it (and
+    the peer with it) within a tick, without waiting for anything else to time out; what
+    the peer sent just before closing is still delivered."""
+    name = unique("peer")
+    silent = zctx.socket(zmq.ROUTER)  # the node's own connection to the peer stays pending
+    silent.setsockopt(zmq.LINGER, 0)
+    silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
+    tick = 1.0
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
+                             tick_time=tick) as t:
+        pid, got = recorder(t)
+        peer = raw_dealer(zctx, port_of(t))
+        authenticate(peer, t.name, name, f"tcp://127.0.0.1:{silent_port}")
+        assert states(t) == ["up"] and name in t._dist.nodes()
+        peer.send_multipart(batch(0, send_op(pid, "last words")))
+        peer.close(linger=1000)  # the batch goes out, then the connection closes
+        assert got.get(timeout=DEADLINE) == "last words"
+        wait_until(lambda: states(t) == ["dead"], 2 * tick + DEADLINE / 2, 0.05,
+                   "the node to drop the closed connection")
+        assert name not in t._dist.nodes()
+        assert t._dist.stats["bad_frames"] == 0
+    silent.close(linger=0)
+
+
+def test_a_dropped_node_connection_cannot_be_taken_over(
+    caplog: pytest.LogCaptureFixture, cluster: Cluster, zctx: zmq.Context[Any]
+) -> None:
+    """A real node's connection into the node under test drops (a proxy on it closes) while
+    the link is up; a DEALER presenting that connection's routing id sends the next batch:
+    refused (not delivered), with a log line naming the node, and the node is declared down
+    instead of waiting for its ticks to stop."""
+    caplog.set_level(logging.INFO, logger="actornet.dist")
+    b = cluster.start(unique("b"), extra=["--tick-time", "60"])  # no tick from b meanwhile
+    with (actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=30.0) as t,
+          RecordingProxy(port_of(t)) as proxy,
+          actornet.start_node(unique("u"), cookie=COOKIE, port=0) as u):
+        # b dials t through the proxy (asked by u: had t dialled b first, b would dial back
+        # directly); t dials back to b directly.
+        assert on(u, actornet.ping, b.address) == "pong"
+        assert on(u, actornet.rpc.call, b.name, actornet.ping, f"{t.name}:{proxy.port}") == "pong"
+        wait_until(lambda: t._dist.peer_info().get(b.name, {}).get("state") == "up", DEADLINE,
+                   0.05, f"{t.name} to connect back to {b.name}")
+        pid, got = recorder(t)
+        on(u, actornet.rpc.call, b.name, actornet.send, pid, "legit")
+        assert got.get(timeout=DEADLINE) == "legit"
+        rid, seq = inbound_of(t, b.name)  # b sends nothing more: seq is the next batch's
+        proxy.close()  # b's connection into t drops; t's connection to b stays
+
+        lines = lambda: dist_lines(caplog, t.name, b.name, "another connection")  # noqa: E731
+        intruder = present(zctx, port_of(t), rid, batch(seq, send_op(pid, "intruder")),
+                           lambda _: bool(lines()) or not got.empty())
+        try:
+            assert_not_delivered(t, pid, got)
+            assert all("refused to take a message" in line for line in lines()), lines()
+            wait_until(lambda: b.name not in t._dist.nodes(), DEADLINE, 0.05,
+                       f"{t.name} to see {b.name} down")
+            skip_unless_it_can_close(t)
+            assert intruder.closed(), "the intruder's connection stays open"
+        finally:
+            intruder.close()
+
+
+def test_a_refused_peer_that_comes_back_under_its_routing_id_is_closed_again(
+    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any]
+) -> None:
+    """A peer that fails the handshake is refused and its connection closed; a new connection
+    under the same routing id that sends a data batch is not taken for the old one: it is
+    refused as an unauthenticated peer, and closed too."""
+    caplog.set_level(logging.INFO, logger="actornet.dist")
+    rid = b"intruder-" + uuid.uuid4().bytes
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=30.0) as t:
+        pid, got = recorder(t)
+        first = present(zctx, port_of(t), rid, [hello(t.name)], lambda s: bool(s.poll(0)))
+        try:
+            assert kind(recv_frames(first.sock)[0]) == "CHALLENGE"
+            skip_unless_it_can_close(t)
+            first.sock.send(hs._frame(hs.RESPONSE, {"nonce": bytes(16), "digest": bytes(32)}))
+            assert kind(recv_frames(first.sock)[0]) == "REJECT"
+            assert first.closed(), "the refused connection stays open"
+        finally:
+            first.close()
+        assert states(t) == ["dead"]  # kept a while, to ignore what still comes on it
+
+        bad = t._dist.stats["bad_frames"]
+        lines = lambda: dist_lines(caplog, t.name, "dropped a 2-frame message")  # noqa: E731
+        again = present(zctx, port_of(t), rid, batch(0, send_op(pid, "intruder")),
+                        lambda _: bool(lines()) or t._dist.stats["bad_frames"] > bad)
+        try:
+            wait_until(lines, DEADLINE, 0.05, "the new connection to be refused")
+            assert again.closed(), "the new connection stays open"
+            assert_not_delivered(t, pid, got)
+        finally:
+            again.close()
