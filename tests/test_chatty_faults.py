@@ -51,8 +51,8 @@ class Chat:
         child.expect("ready")
         return child
 
-    def client(self, nick: str, server: str) -> Child:
-        child = Child(nick, ["client", "--server", f"{server}@{HOST}", "--nick", nick],
+    def client(self, nick: str, server: str, *extra: str) -> Child:
+        child = Child(nick, ["client", "--server", f"{server}@{HOST}", "--nick", nick, *extra],
                       self.env, self._echo)
         self.children.append(child)
         child.expect("^CONNECTED")
@@ -225,3 +225,14 @@ def test_whole_cluster_restart_keeps_history(chat: Chat) -> None:
     dave.say("/join durable")
     for k in range(3):
         dave.expect(f"^HIST durable \\d+ alice 0 saved {k}$")
+
+
+def test_a_client_given_the_nodes_tick_time_stays_connected_while_idle(chat: Chat) -> None:
+    """Nodes with a long tick are quiet for long; a client with the default (4 s) would
+    declare its chat node down. Given the same tick, it stays connected."""
+    chat.node("t1", "--tick-time", "30")  # ticks every 7.5 s
+    idle = chat.client("idle", "t1", "--tick-time", "30")
+    mark = idle.mark()
+    with pytest.raises(DemoFailed):  # 8 s of nothing: in particular no failover, no error
+        idle.expect("RECONNECTED|ERROR|is down", timeout=8, since=mark)
+    join("quiet", idle)

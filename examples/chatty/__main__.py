@@ -48,7 +48,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     from . import client
 
     plain = True if args.plain else None
-    return client.main(args.server, args.nick, args.cookie, args.host, plain)
+    return client.main(args.server, args.nick, args.cookie, args.host, plain, args.tick_time)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     client.add_argument("--nick", required=True)
     client.add_argument("--cookie", help="cluster cookie (default: $ACTORNET_COOKIE or the file)")
     client.add_argument("--host", default=_host_default(), help="host part of this client's node")
+    client.add_argument("--tick-time", type=float, default=4.0,
+                        help="seconds to declare the chat node down (use the nodes' value)")
     client.add_argument("--plain", action="store_true",
                         help="line protocol even on a terminal (automatic when stdin is not one)")
     client.add_argument("-v", "--verbose", action="store_true")

@@ -354,8 +354,12 @@ class Client:
         self.running = False
 
 
-def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | None) -> int:
-    """Run a client against chat node `server`; returns the exit status."""
+def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | None,
+         tick_time: float = 4.0) -> int:
+    """Run a client against chat node `server`; returns the exit status.
+
+    `tick_time` should match the chat nodes' (a longer one there makes them quiet
+    for longer than this client would wait)."""
     if plain is None:
         plain = not sys.stdin.isatty()
     # The chat server judges the nickname; the node name must be valid whatever it is.
@@ -363,7 +367,7 @@ def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | No
     try:
         # hidden, like `erl -hidden`: clients do not join the chat nodes' mesh
         # (registered with the port mapper: a chat node answers us by name)
-        node = actornet.start_node(me, cookie, hidden=True)
+        node = actornet.start_node(me, cookie, hidden=True, tick_time=tick_time)
     except (actornet.ActornetError, ValueError) as e:
         print(f"ERROR cannot start the client node: {e}", flush=True)
         return 1
