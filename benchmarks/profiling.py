@@ -146,8 +146,12 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_ROOT = str(Path(__file__).resolve().parent.parent) + "/"
+
+
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    """A source path without the checkout's or the interpreter's prefix."""
+    for marker in ("site-packages/", _ROOT, "lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return path
