@@ -173,7 +173,7 @@ class Client:
         seen = self.seen.setdefault(room, set())
         if eid in seen:
             return False
-        if len(seen) >= SEEN_LIMIT:  # far older than any replay: forget the oldest half
+        if len(seen) >= SEEN_LIMIT:  # bounded: forget them all (far older than any replay)
             seen.clear()
         seen.add(eid)
         return True
@@ -220,21 +220,22 @@ class Client:
     def _exit_signal(self, reason: Any) -> None:
         """global_ tells the loser of a nickname taken on both sides of a healed partition
         with an exit signal (trapped); any other exit signal ends the client."""
-        if (isinstance(reason, tuple) and len(reason) == 2
-                and reason[0] == "global_name_conflict"
-                and isinstance(reason[1], tuple) and reason[1][:1] == ("chatty.nick",)):
-            if reason[1][1:] != (self.nick,):
-                return  # about a name we no longer hold: already settled
-            reply = self.call("nick_conflict")
-            if reply[0] == "renamed":
-                old, self.nick = self.nick, reply[1]
-                self.show(f"RENAMED {old} {self.nick} {reply[2]}" if self.plain
-                          else f"* {reply[2]}: you are now {self.nick}")
-            elif reply[0] == "error":
-                self.error(reply[1])
-        elif reason != "normal":
-            self.error(f"the client got an exit signal: {reason!r}")
-            self.running = False
+        match reason:
+            case ("global_name_conflict", ("chatty.nick", nick)):
+                if nick != self.nick:
+                    return  # about a name we no longer hold: already settled
+                reply = self.call("nick_conflict")
+                if reply[0] == "renamed":
+                    old, self.nick = self.nick, reply[1]
+                    self.show(f"RENAMED {old} {self.nick} {reply[2]}" if self.plain
+                              else f"* {reply[2]}: you are now {self.nick}")
+                elif reply[0] == "error":
+                    self.error(reply[1])
+            case "normal":
+                pass
+            case _:
+                self.error(f"the client got an exit signal: {reason!r}")
+                self.running = False
 
     def command(self, line: str) -> None:
         line = line.strip()

@@ -66,22 +66,26 @@ class RoomState:
     def pids_of(self, nick: str) -> list[actornet.Pid]:
         return [pid for pid, (n, _) in self.members.items() if n == nick]
 
-    def eid_at(self, seq: int) -> int | None:
-        """The eid of record `seq`, if this replica still keeps it."""
+    def record_at(self, seq: int) -> Record | None:
+        """Record `seq`, if this replica still keeps it."""
         if not self.records or not self.records[0][0] <= seq <= self.seq:
             return None
         rec = self.records[seq - self.records[0][0]]
-        return rec[1] if rec[0] == seq else None
+        return rec if rec[0] == seq else None
+
+    def eid_at(self, seq: int) -> int | None:
+        """The eid of record `seq`, if this replica still keeps it."""
+        rec = self.record_at(seq)
+        return None if rec is None else rec[1]
 
     def first_seq(self) -> int:
         """The seq of the oldest record kept (seq + 1 when none is)."""
         return self.records[0][0] if self.records else self.seq + 1
 
     def message_eid(self, seq: int) -> int | None:
-        eid = self.eid_at(seq)
-        if eid is None:
-            return None
-        return eid if self.records[seq - self.records[0][0]][2][0] == "msg" else None
+        """The eid of message `seq`, if record `seq` is kept here and is a message."""
+        rec = self.record_at(seq)
+        return rec[1] if rec is not None and rec[2][0] == "msg" else None
 
     def like_count(self, msg_eid: int) -> int:
         return len(self.likes.get(msg_eid, ()))

@@ -166,7 +166,7 @@ class Room(GenServer):
         """A healed partition had two sequencers; global_ kept the other one."""
         log.warning("room %s: %r is no longer the sequencer (a partition healed); "
                     "handing over to the one kept", self.room, self.gen_pid)
-        self._flush()  # what we numbered goes to our side first, then to the winner
+        self._commit()  # what we numbered goes to our side first, then to the winner
         followers = self._followers()
         self.leader = None
         self._rejoin(followers, 50)
@@ -178,7 +178,7 @@ class Room(GenServer):
             # it takes in what only our side has, and rebases us and our followers
             actornet.send(winner, ("rejoin", [self.gen_pid, *followers]))
         elif tries > 0:
-            actornet.send_after(0.1, self.gen_pid, ("rejoin", followers, tries - 1))
+            actornet.send_after(0.1, self.gen_pid, ("find_winner", followers, tries - 1))
         else:
             self._take_over()
 
@@ -224,7 +224,7 @@ class Room(GenServer):
         if op == "state":
             return self.state.to_wire()
         if op == "rebase":  # from a sequencer: take its history, after giving it ours
-            self._flush()  # a sequencer that lost its name: its last events count as ours
+            self._commit()  # a sequencer that lost its name: its last events count as ours
             theirs = RoomState.from_wire(request[1])
             extras = self.state.unknown_to(theirs)
             if extras:
@@ -244,9 +244,7 @@ class Room(GenServer):
                 return NOREPLY
             return self._publish(request[1], from_)
         if op == "history":
-            n = request[1]
-            msgs = [r for r in self.state.records if r[2][0] == "msg"]
-            return [self._describe(*r) for r in msgs[-n:]] if n > 0 else []
+            return self._messages(request[1])
         if op == "records":
             return [list(r) for r in self.state.records]
         if op == "info":
@@ -265,17 +263,17 @@ class Room(GenServer):
             self._take_over()
         elif kind == "EXIT" and msg[2] == ("global_name_conflict", leader_name(self.room)):
             self._lost_name()
-        elif kind == "rejoin" and isinstance(msg[1], list) and len(msg) == 2:
+        elif kind == "rejoin":
             # replicas of the other side of a healed split: take in their events
             if self.leader == self.gen_pid:
                 self.synced.update(msg[1])
                 self._rebase_all(self._followers())
-        elif kind == "rejoin":
+        elif kind == "find_winner":
             if self.leader is None:
                 self._rejoin(msg[1], msg[2])
         elif kind == "flush":
             self.flush_queued = False
-            self._flush()
+            self._commit()
         elif kind == "elect":
             if self.leader is None:
                 self._take_over()
@@ -311,18 +309,25 @@ class Room(GenServer):
         gone = self._apply(*record, deliver=False)
         self.pending.append((record, gone, from_))
         if from_ is None:
-            self._flush()
+            self._commit()
             return ("ok", record[0])
         if not self.flush_queued:
             self.flush_queued = True
             actornet.send(self.gen_pid, ("flush",))
         return NOREPLY
 
-    def _flush(self) -> None:
-        """Replicate the events numbered since the last flush, then show and answer them."""
+    def _commit(self) -> None:
+        """`_flush`, then rebase the replicas whose history turned out to differ."""
+        diverged = self._flush()
+        if diverged:
+            self._rebase_all(diverged)
+
+    def _flush(self) -> list[actornet.Pid]:
+        """Replicate the events numbered since the last flush, then show and answer them;
+        returns the replicas whose history differs (for the caller to rebase)."""
         pending, self.pending = self.pending, []
         if not pending:
-            return
+            return []
         self._sync_log()
         # Answer only once every replica has the events: acknowledged = replicated.
         diverged = self._replicate([record for record, _, _ in pending])
@@ -332,13 +337,11 @@ class Room(GenServer):
             self._deliver(*record, gone)
             if from_ is not None:
                 actornet.reply(from_, ("ok", record[0]))
-        if diverged:
-            self._rebase_all(diverged)
+        return diverged
 
-    def _replicate(self, batch: list[Record],
-                   followers: list[actornet.Pid] | None = None) -> list[actornet.Pid]:
+    def _replicate(self, batch: list[Record]) -> list[actornet.Pid]:
         """Hand `batch` to every replica and wait; returns those whose history differs."""
-        followers = self._followers() if followers is None else followers
+        followers = self._followers()
         diverged: list[actornet.Pid] = []
         for _ in range(3):
             lagging: dict[actornet.Pid, int] = {}
@@ -362,28 +365,21 @@ class Room(GenServer):
         return diverged
 
     def _take_in(self, records: list[Any]) -> list[actornet.Pid]:
-        """Number, after ours, the events of `records` we lack, and replicate them."""
-        self._flush()
-        batch: list[Record] = []
-        gone: list[list[tuple[actornet.Pid, str]]] = []
+        """Number, after ours, the events of `records` we lack, and replicate them; returns
+        the replicas whose history differs."""
+        diverged = self._flush()
         for _, eid, event in records:
             if eid not in self.state.seq_of:
                 record = (self.state.seq + 1, eid, tuple(event))
-                gone.append(self._apply(*record, deliver=False))
-                batch.append(record)
-        if not batch:
-            return []
-        self._sync_log()
-        log.warning("room %s: merged %d events from the other side of a split (now #%d)",
-                    self.room, len(batch), self.state.seq)
-        diverged = self._replicate(batch)
-        for record, removed in zip(batch, gone, strict=True):
-            self._deliver(*record, removed)
-        return diverged
+                self.pending.append((record, self._apply(*record, deliver=False), None))
+        if self.pending:
+            log.warning("room %s: merged %d events from the other side of a split (now #%d)",
+                        self.room, len(self.pending), self.state.seq)
+        return diverged + self._flush()
 
     def _rebase_all(self, pids: list[actornet.Pid]) -> None:
         """Make the history of each replica in `pids` ours, first taking in what only it has."""
-        self._flush()
+        pids = sorted(set(pids) | set(self._flush()))
         for _ in range(5):
             if not pids:
                 return
@@ -457,8 +453,7 @@ class Room(GenServer):
         out = self._describe(seq, eid, event)
         if event[0] == "join" and event[3] == here:
             # the joiner gets the room's recent history first, then live events
-            history = [self._describe(*r) for r in self.state.records if r[2][0] == "msg"]
-            actornet.send(event[2], ("history", self.room, history[-self.history_on_join:]))
+            actornet.send(event[2], ("history", self.room, self._messages(self.history_on_join)))
         elif event[0] == "move" and event[3] == here:
             # a client resuming here gets everything after the last event it saw,
             # from this replica and before any live event: no gap, no duplicate
@@ -469,6 +464,11 @@ class Room(GenServer):
         for pid, home in [*((p, h) for p, (_, h) in self.state.members.items()), *gone]:
             if home == here:
                 actornet.send(pid, out)
+
+    def _messages(self, n: int) -> list[Any]:
+        """The last `n` messages of the room kept here, as clients get them."""
+        msgs = [r for r in self.state.records if r[2][0] == "msg"]
+        return [self._describe(*r) for r in msgs[-n:]] if n > 0 else []
 
     def _describe(self, seq: int, eid: int, event: tuple[Any, ...]) -> Any:
         """The message a client gets for an event (None: nothing to show yet)."""
