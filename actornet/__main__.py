@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--port", type=int, help="listen on this port; skips the port mapper")
     n.add_argument("--secure", action="store_true", help="encrypt connections (CurveZMQ)")
     n.add_argument("--tick-time", type=float, default=4.0, help="seconds of silence = node down")
+    n.add_argument("--max-message-size", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="largest message sent or accepted, in bytes")
+    n.add_argument("--no-mesh", action="store_true",
+                   help="do not connect to the peers of the nodes this one connects to")
+    n.add_argument("--hidden", action="store_true",
+                   help="a hidden node: out of other nodes' nodes() and mesh")
     n.add_argument("--connect", action="append", default=[], metavar="NODE",
                    help="connect to NODE at start (repeatable)")
     n.add_argument("--no-shell", action="store_true", help="run without a shell")
@@ -79,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         node = actornet.start_node(args.name, args.cookie, port=args.port, secure=args.secure,
-                                   tick_time=args.tick_time)
+                                   tick_time=args.tick_time,
+                                   max_message_size=args.max_message_size,
+                                   mesh=not args.no_mesh, hidden=args.hidden)
     except (actornet.ActornetError, ValueError) as e:
         print(f"actornet: cannot start node {args.name}: {e}", file=sys.stderr)
         return 1

@@ -221,7 +221,7 @@ class Transport:
         # fault injection: nodes we pretend cannot be reached -> when to heal (or None)
         self._cut: dict[str, float | None] = {}
         self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
-                      "ticks_out": 0, "bad_frames": 0}
+                      "ticks_out": 0, "bad_frames": 0, "oversized_in": 0}
         self._thread = threading.Thread(target=self._loop, name=f"actornet-io {node.name}",
                                         daemon=True)
         self._thread.start()
@@ -887,12 +887,10 @@ class Transport:
         self.stats["bytes_in"] += len(frames[2])
         if conn.stream is None:
             conn.stream = w.OpStream(self.max_message_size)
-        try:
-            ops = conn.stream.feed(frames[2])
-        except ProtocolError as e:  # the stream cannot be resynchronised
-            self._bad_frame(peer, str(e))
-            self._peer_down(peer, "it broke the protocol")
-            return
+        stream = conn.stream
+        ops = stream.feed(frames[2])
+        if stream.skipped:
+            self._oversized(peer, stream.skipped)
         procs = node._procs
         decode_op, limit, send = w.decode_op, self.max_message_size, w.SEND
         for frame in ops:
@@ -912,6 +910,15 @@ class Transport:
                 log.exception("node %s: failed to handle %r from %s", node.name, op[:2], peer.name)
         if peer.state == "up" and peer.ops:
             self._flush(peer)
+
+    def _oversized(self, peer: _Peer, sizes: list[int]) -> None:
+        """Note the messages from `peer` skipped for being over `max_message_size`."""
+        for size in sizes:
+            self.stats["oversized_in"] += 1
+            log.error("node %s: dropped a message of %d bytes from %s: over max_message_size "
+                      "(%d bytes); the connection goes on", self.node.name, size, peer.name,
+                      self.max_message_size)
+        sizes.clear()
 
     def _bad_frame(self, peer: _Peer, why: str) -> None:
         self.stats["bad_frames"] += 1

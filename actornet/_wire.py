@@ -14,7 +14,9 @@ One frame for many operations: ZeroMQ's per-frame cost in Python was most of
 the cost of a small message. Frames of at most `MAX_FRAME` bytes: the node's
 socket refuses any larger frame before reading it, so a peer that has not
 authenticated can make it hold no more than that, while an authenticated peer
-still sends messages up to the node's `max_message_size`.
+still sends messages up to the node's `max_message_size`. A message over the
+receiver's `max_message_size` is skipped by its declared length (`OpStream`):
+the stream stays in step, and the messages around it are delivered.
 
 Sequence numbers start at 0 per connection and go up by one per batch, so a
 lost batch is a detected gap (the connection is then declared broken, like a
@@ -139,17 +141,33 @@ class OpStream:
     """Reassembles operations from a peer's frames, in sequence order.
 
     `feed` returns the operations completed by one frame; an operation cut
-    across frames waits in a buffer. A declared length over `max_size` is a
-    `ProtocolError`, raised before any of it is buffered.
+    across frames waits in a buffer. An operation whose declared length is over
+    `max_size` is skipped instead, none of it buffered: its bytes are consumed as
+    they come (across frames if need be), its size is appended to `skipped`, and
+    the operations before and after it are returned as usual. The stream stays in
+    step because every operation's length is declared, so one too large is no
+    reason to doubt the next.
+
+    >>> s = OpStream(max_size=4)
+    >>> [bytes(op) for op in s.feed(pack_ops([b"ok", b"too large", b"ok"]))], s.skipped
+    ([b'ok', b'ok'], [9])
     """
 
-    __slots__ = ("_buf", "_max")
+    __slots__ = ("_buf", "_max", "_skip", "skipped")
 
     def __init__(self, max_size: int) -> None:
         self._buf = bytearray()
         self._max = max_size
+        self._skip = 0  # bytes of a skipped operation still to come
+        self.skipped: list[int] = []  # sizes of operations skipped; the reader clears it
 
     def feed(self, frame: bytes) -> list[bytes | memoryview]:
+        offset = 0
+        if self._skip:  # the rest of an operation over the limit: consume, never buffer
+            if len(frame) <= self._skip:
+                self._skip -= len(frame)
+                return []
+            offset, self._skip = self._skip, 0
         if self._buf:
             self._buf += frame
             data: bytes | bytearray = self._buf
@@ -157,14 +175,20 @@ class OpStream:
             data = frame
         view = memoryview(data)
         ops: list[bytes | memoryview] = []
-        offset, end, size = 0, len(view), _OPLEN.size
+        end, size = len(view), _OPLEN.size
         while end - offset >= size:
             (n,) = _OPLEN.unpack_from(view, offset)
-            if n > self._max:
-                raise ProtocolError(f"an op of {n} bytes is over the limit of {self._max}")
-            if end - offset - size < n:
-                break
             start = offset + size
+            if n > self._max:
+                self.skipped.append(n)
+                if end - start < n:
+                    self._skip = n - (end - start)
+                    offset = end
+                    break
+                offset = start + n
+                continue
+            if end - start < n:
+                break
             ops.append(view[start:start + n] if data is frame else bytes(view[start:start + n]))
             offset = start + n
         rest = bytes(view[offset:])
@@ -174,7 +198,12 @@ class OpStream:
 
     @property
     def pending(self) -> int:
-        """Bytes of an operation not complete yet."""
+        """Bytes of an operation not complete yet (0 while skipping one).
+
+        >>> s = OpStream(max_size=100)
+        >>> s.feed(pack_ops([b"abc"])[:5]), s.pending
+        ([], 5)
+        """
         return len(self._buf)
 
 

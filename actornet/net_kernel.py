@@ -107,8 +107,11 @@ def start_node(
         secure: encrypt every connection with CurveZMQ, keys derived from the cookie.
         tick_time: a peer silent for this many seconds is declared down.
         handshake_timeout: seconds a connection may take to authenticate.
-        max_message_size: bytes; larger messages are refused when sent and received.
-        mesh: connect to the peers of every node we connect to, as Erlang does.
+        max_message_size: bytes; a larger message raises `PayloadTooLarge` at the
+            send, and one arriving is dropped (logged), the connection going on.
+        mesh: connect to the peers of every node we connect to, and tell our peers
+            of each other, as Erlang does. False affects this node only: give it
+            to every node for a cluster of only the connections made.
         hidden: like ``erl -hidden``: connect only where asked, stay out of
             other nodes' `nodes()`, their mesh and their `monitor_nodes` (a
             client, a tool, a shell).

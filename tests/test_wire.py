@@ -71,8 +71,30 @@ def test_a_stream_cut_anywhere_reassembles_to_the_same_ops(ops: list[bytes], lim
     assert stream.pending == 0
 
 
-def test_an_op_over_the_limit_is_refused_before_it_is_buffered() -> None:
+@given(st.lists(st.binary(max_size=2000), max_size=30), st.integers(1, 700),
+       st.integers(0, 2000))
+def test_ops_over_the_limit_are_skipped_and_the_others_delivered(
+    ops: list[bytes], limit: int, max_size: int
+) -> None:
+    """However the stream is cut, an op over the limit is skipped (its size noted) and every
+    other op comes out whole and in order: the stream stays in step."""
+    stream = w.OpStream(max_size=max_size)
+    got: list[bytes] = []
+    for frame in w.cut_stream(ops, limit):
+        got.extend(bytes(op) for op in stream.feed(frame))
+    assert got == [op for op in ops if len(op) <= max_size]
+    assert stream.skipped == [len(op) for op in ops if len(op) > max_size]
+    assert stream.pending == 0
+
+
+def test_an_op_over_the_limit_is_never_buffered() -> None:
     stream = w.OpStream(max_size=100)
-    with pytest.raises(ProtocolError, match="over the limit"):
-        stream.feed(w.pack_ops([b"x" * 101])[:10])
+    frame = w.pack_ops([b"before", b"x" * 10_000, b"after"])
+    assert [bytes(op) for op in stream.feed(frame[:50])] == [b"before"]
+    assert stream.pending == 0 and stream.skipped == [10_000]
+    for i in range(50, len(frame) - 20, 1000):  # the rest of the big op: consumed, not held
+        assert stream.feed(frame[i:min(i + 1000, len(frame) - 20)]) == []
+        assert stream.pending == 0
+    assert [bytes(op) for op in stream.feed(frame[len(frame) - 20:])] == [b"after"]
+    assert stream.skipped == [10_000]
     assert w.OpStream(max_size=100).feed(w.pack_ops([b"x" * 100])) != []
