@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -252,6 +253,31 @@ def test_payload_size_limit(cluster: Cluster) -> None:
         assert local.running
 
 
+def test_a_message_over_the_receivers_limit_is_dropped_and_the_link_goes_on(
+    local: actornet.Node, cluster: Cluster
+) -> None:
+    """b accepts at most 10 000 bytes, we send up to 64 MiB: our 20 000-byte message is
+    dropped by b (logged with its size and our name, counted), the messages before and
+    after it are delivered, and the connection stays up."""
+    b = cluster.start(unique("b"), extra=["--max-message-size", "10000"])
+    assert actornet.ping(b.address) == "pong"
+    pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+    actornet.monitor_node(b.name)
+    me = actornet.self()
+    for payload in ("before", b"x" * 20_000, "after"):  # one batch, most likely
+        actornet.send(pid, (me, payload))
+    assert actornet.receive(timeout=5) == ("echo", "before")
+    assert actornet.receive(timeout=5) == ("echo", "after")
+    line = b.wait_output(r"dropped a message of \d+ bytes from " + re.escape(local.name))
+    assert int(re.search(r"of (\d+) bytes", line).group(1)) > 20_000  # type: ignore[union-attr]
+    info = actornet.rpc.call(b.name, actornet.node_info)
+    assert info["oversized_in"] == 1 and info["bad_frames"] == 0
+    assert info["connections"][local.name]["state"] == "up"
+    assert actornet.nodes() == [b.name]
+    with pytest.raises(TimeoutError):  # no nodedown: the connection never broke
+        actornet.receive(lambda m: m[0] == "nodedown", timeout=0.3)
+
+
 def test_transitive_mesh(local: actornet.Node, cluster: Cluster) -> None:
     b = cluster.start(unique("b"))
     c = cluster.start(unique("c"))
@@ -303,6 +329,32 @@ def test_localhost_names_and_mesh_off(cluster: Cluster) -> None:
         with pytest.raises(AssertionError, match="timed out"):  # nothing connects us to c
             wait_until(lambda: c.name in actornet.nodes(), timeout=1.0)
         assert actornet.nodes() == [b.name]
+
+
+@pytest.mark.parametrize("no_mesh", ["abc", "c"], ids=["all-off", "only-c-off"])
+def test_mesh_off_is_per_node(cluster: Cluster, no_mesh: str) -> None:
+    """Three nodes, none hidden; a connects to b, b to c. With mesh=False on all three, a
+    never connects to c. With it off on c only, a and b still mesh: a connects to c (mesh
+    is per node, like Erlang's -connect_all false, which every node must set)."""
+    flags = {n: ["--no-mesh"] if n in no_mesh else [] for n in "abc"}
+    c = cluster.start(unique("c"), extra=flags["c"])
+    b = cluster.start(unique("b"), extra=flags["b"])
+    a = cluster.start(unique("a"), extra=flags["a"])
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, hidden=True):  # a driver
+        for n in (a, b, c):
+            assert actornet.ping(n.address) == "pong"
+        assert actornet.rpc.call(a.name, actornet.ping, b.address) == "pong"
+        assert actornet.rpc.call(b.name, actornet.ping, c.address) == "pong"
+        a_meets_c = lambda: c.name in actornet.rpc.call(a.name, actornet.nodes)  # noqa: E731
+        if no_mesh == "c":
+            wait_until(a_meets_c, what="a and b to mesh a to c")
+            assert a.name in actornet.rpc.call(c.name, actornet.nodes)
+        else:
+            with pytest.raises(AssertionError, match="timed out"):  # nothing connects a to c
+                wait_until(a_meets_c, timeout=1.5, interval=0.05)
+            assert actornet.rpc.call(a.name, actornet.nodes) == [b.name]
+            assert actornet.rpc.call(c.name, actornet.nodes) == [b.name]
+            assert actornet.rpc.call(b.name, actornet.nodes) == sorted([a.name, c.name])
 
 
 def test_a_message_larger_than_a_frame_crosses_whole(local: actornet.Node,

@@ -772,3 +772,39 @@ def test_a_refused_peer_that_comes_back_under_its_routing_id_is_closed_again(
             assert_not_delivered(t, pid, got)
         finally:
             again.close()
+
+
+# -- 5. an authenticated peer that sends malformed ops ------------------------------------------
+
+
+def test_a_malformed_op_from_an_authenticated_peer_is_dropped_and_the_rest_delivered(
+    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any]
+) -> None:
+    """A raw peer passes the handshake with the cookie, then sends one batch holding bytes
+    that do not decode, an unknown op code, an op of the wrong shape and a valid SEND: each
+    bad op is dropped with a log line naming the peer, the SEND is delivered, and the peer
+    stays connected (its next batch is delivered too)."""
+    caplog.set_level(logging.INFO, logger="actornet.dist")
+    name = unique("peer")
+    silent = zctx.socket(zmq.ROUTER)  # the node's own connection to the peer stays pending
+    silent.setsockopt(zmq.LINGER, 0)
+    silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
+                             tick_time=30.0) as t:
+        pid, got = recorder(t)
+        peer = raw_dealer(zctx, port_of(t))
+        authenticate(peer, t.name, name, f"tcp://127.0.0.1:{silent_port}")
+        garbage = [b"\xc1", w.encode_op([99, 1]), w.encode_op([w.LINK, "not a pid", pid])]
+        peer.send_multipart([w.pack_header(0),
+                             w.pack_ops([*garbage, w.encode_op(send_op(pid, "valid"))])])
+        assert got.get(timeout=DEADLINE) == "valid"
+        lines = dist_lines(caplog, t.name, f"dropped a frame from {name}")
+        assert len(lines) == 3, lines
+        assert t._dist.stats["bad_frames"] == 3
+        assert states(t) == ["up"] and name in t._dist.nodes()
+        peer.send_multipart(batch(1, send_op(pid, "next batch")))
+        assert got.get(timeout=DEADLINE) == "next batch"
+        assert name in t._dist.nodes()
+        assert not dist_lines(caplog, t.name, "is down")
+        peer.close(linger=0)
+    silent.close(linger=0)
