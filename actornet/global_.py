@@ -16,20 +16,28 @@ A name disappears everywhere when its process dies (the node hosting it
 broadcasts the removal) or when its node goes down (every node drops the names
 of pids on that node). When nodes connect, their servers exchange tables. Two
 partitions that registered the same name meanwhile hold two pids for it; on
-merge the node with the smaller name among the two resolves the conflict:
-by default the pid on the smaller node name (then the smaller pid) keeps the
-name and the other process gets an exit signal with reason
-``("global_name_conflict", name)``; a `resolve` function given to
-`register_name` on that node decides instead (it returns the pid to keep, or
-None to drop the name), and the decision is sent to every node.
+merge the smaller-named node of each pair that swapped tables finds the
+conflict and hands it to one fixed *decider*: the node of the pid that sorts
+first (by node name, incarnation, id). The decider runs the resolve method
+once per conflict (a repeated report gets the same answer), in a process of
+its own: by default the pid that sorts first keeps the name and the other
+process gets an exit signal with reason ``("global_name_conflict", name)``.
+A `resolve` function given to `register_name` travels with the registration
+(by its importable ``"module:qualname"``, so every node can run it, as OTP
+needs a fun every node can call); the one given with the pid that sorts first
+is used, else the other's. The node hosting the kept pid then tells every node
+(if that pid is still alive; else the name is dropped), so a later "it died"
+from that node can never be overtaken by the decision.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +54,9 @@ __all__ = [
     "whereis_name",
     "registered_names",
     "send",
+    "random_exit_name",
+    "random_notify_name",
+    "notify_all_name",
     "SERVER",
 ]
 
@@ -53,8 +64,15 @@ log = logging.getLogger("actornet.global")
 
 SERVER = "global_name_server"
 _LOCK_TIMEOUT = 10.0
+_DECISIONS_KEPT = 1000  # conflicts the decider remembers, to answer repeated reports alike
 
 Resolve = Callable[[Any, Pid, Pid], "Pid | None"]
+_PENDING = "pending"
+
+
+def _order(pid: Pid) -> tuple[str, int, int]:
+    """The order conflicts are settled in: node name, then incarnation, then id."""
+    return (pid.node, pid.creation, pid.id)
 
 
 class _NameServer(GenServer):
@@ -65,8 +83,10 @@ class _NameServer(GenServer):
 
         actornet.trap_exit(True)
         self.names: dict[Any, Pid] = {}
+        self.methods: dict[Any, str | None] = {}  # each name's resolve method, by reference
         self.locks: dict[Any, tuple[Pid, Ref]] = {}
-        self.resolvers: dict[Any, Resolve] = {}
+        # conflicts this node decided (or is deciding): (name, first, second) -> keep
+        self.decisions: OrderedDict[tuple[Any, Pid, Pid], Any] = OrderedDict()
         self.watched: dict[Pid, Ref] = {}
         self.gen_node._global = self
         self.gen_node.monitor_nodes(True)
@@ -86,15 +106,11 @@ class _NameServer(GenServer):
             self._watch(owner[0])
             return ("ok", self.names.get(name))
         if op == "register":
-            _, name, pid = request
-            self._set(name, pid)
+            _, name, pid, method = request
+            self._set(name, pid, method)
             return "ok"
         if op == "unregister":
             self._drop(request[1])
-            return "ok"
-        if op == "resolver":
-            _, name, fn = request
-            self.resolvers[name] = fn
             return "ok"
         return ("error", f"unknown request {request!r}")
 
@@ -120,19 +136,27 @@ class _NameServer(GenServer):
             _, name, pid = msg
             if self.names.get(name) == pid:
                 self._drop(name)
+        elif kind == "conflict":
+            _, name, first, second = msg
+            self._decide(name, first, second)
+        elif kind == "decided":
+            _, key, keep, method = msg
+            self.decisions[key] = (keep, method)
+            self._announce(key, keep, method)
+        elif kind == "confirm":
+            _, name, pids, keep, method = msg
+            self._confirm(name, pids, keep, method)
         elif kind == "resolved":
-            _, name, keep = msg
-            if keep is None:
-                self._drop(name)
-            else:
-                self._set(name, keep)
+            _, name, pids, keep, method = msg
+            self._apply(name, pids, keep, method)
         elif kind != "EXIT":
             super().handle_info(msg)
 
     # -- the table -------------------------------------------------------------------
 
-    def _set(self, name: Any, pid: Pid) -> None:
+    def _set(self, name: Any, pid: Pid, method: str | None) -> None:
         self.names = {**self.names, name: pid}
+        self.methods[name] = method
         if self.gen_node.is_local(pid):
             self._watch(pid)
 
@@ -141,7 +165,7 @@ class _NameServer(GenServer):
             names = dict(self.names)
             del names[name]
             self.names = names
-        self.resolvers.pop(name, None)
+        self.methods.pop(name, None)
 
     def _watch(self, pid: Pid) -> None:
         if pid not in self.watched and pid.node == self.gen_node.name:
@@ -168,48 +192,234 @@ class _NameServer(GenServer):
         names = {n: p for n, p in self.names.items() if p.node != node}
         if len(names) != len(self.names):
             self.names = names
+            self.methods = {n: m for n, m in self.methods.items() if n in names}
         for name in [n for n, (owner, _) in self.locks.items() if owner.node == node]:
             del self.locks[name]
 
     def _send_table(self, peer: str) -> None:
         import actornet
 
-        table = ("table", self.gen_node.name, list(self.names.items()))
+        table = ("table", self.gen_node.name,
+                 [(n, p, self.methods.get(n)) for n, p in self.names.items()])
         actornet.send((SERVER, peer), table, noconnect=True)
 
-    def _merge(self, peer: str, table: list[tuple[Any, Pid]]) -> None:
+    def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None]]) -> None:
         import actornet
 
-        for name, pid in table:
+        for name, pid, method in table:
             mine = self.names.get(name)
             if mine is None:
                 if pid.node == self.gen_node.name and not self.gen_node.is_local(pid):
                     continue  # a pid of our previous incarnation
-                self._set(name, pid)
+                self._set(name, pid, method)
             elif mine != pid and self.gen_node.name < peer:
-                keep = self._resolve(name, mine, pid)
-                log.warning("global name conflict for %r between %r and %r: keeping %r",
-                            name, mine, pid, keep)
-                if keep is None:
-                    self._drop(name)
+                # Every node of the pair's two sides may find this same conflict: all
+                # hand it to one decider, so it is settled once, with one method.
+                first, second = sorted([(mine, self.methods.get(name)), (pid, method)],
+                                       key=lambda entry: _order(entry[0]))
+                log.warning("global name conflict for %r between %r and %r",
+                            name, first[0], second[0])
+                if first[0].node == self.gen_node.name:
+                    self._decide(name, first, second)
                 else:
-                    self._set(name, keep)
-                for other in actornet.nodes():
-                    actornet.send((SERVER, other), ("resolved", name, keep))
+                    actornet.send((SERVER, first[0].node), ("conflict", name, first, second))
 
-    def _resolve(self, name: Any, a: Pid, b: Pid) -> Pid | None:
-        fn = self.resolvers.get(name)
-        if fn is not None:
-            try:
-                return fn(name, a, b)
-            except Exception:
-                log.exception("global: resolve function for %r failed", name)
-                return None
-        keep, lose = sorted((a, b), key=lambda p: (p.node, p.creation, p.id))
+    def _decide(self, name: Any, first: tuple[Pid, str | None],
+                second: tuple[Pid, str | None]) -> None:
+        """Settle a conflict once (this node hosts `first`'s pid) and announce it."""
         import actornet
 
-        actornet.exit(lose, ("global_name_conflict", name))
-        return keep
+        key = (name, first[0], second[0])
+        decided = self.decisions.get(key)
+        if decided == _PENDING:
+            return  # its resolver is running; the answer will be announced
+        if decided is not None:
+            self._announce(key, *decided)  # a repeated report: the same answer again
+            return
+        self.decisions[key] = _PENDING
+        while len(self.decisions) > _DECISIONS_KEPT:
+            self.decisions.popitem(last=False)
+        if self.gen_node._local(first[0]) is None:
+            # Dead meanwhile (its removal is on its way): the other keeps the name.
+            self.decisions[key] = (second[0], second[1])
+            self._announce(key, second[0], second[1])
+            return
+        method = first[1] if first[1] is not None else second[1]
+        server = self.gen_pid
+
+        def resolver() -> None:
+            keep = _run_resolver(method, name, first[0], second[0])
+            kept = first[1] if keep == first[0] else second[1] if keep == second[0] else None
+            actornet.send(server, ("decided", key, keep, kept))
+
+        actornet.spawn(resolver)  # user code: never run inside the name server
+
+    def _announce(self, key: tuple[Any, Pid, Pid], keep: Pid | None,
+                  method: str | None) -> None:
+        """Have the decision told to every node, by the node hosting the kept pid."""
+        import actornet
+
+        name, first, second = key
+        pids = (first, second)
+        if keep is None or keep.node == self.gen_node.name:
+            self._confirm(name, pids, keep, method)
+        else:
+            actornet.send((SERVER, keep.node), ("confirm", name, pids, keep, method))
+
+    def _confirm(self, name: Any, pids: tuple[Pid, Pid], keep: Pid | None,
+                 method: str | None) -> None:
+        """Tell every node the outcome; a kept pid that died meanwhile keeps nothing."""
+        import actornet
+
+        if keep is not None and self.gen_node._local(keep) is None:
+            keep, method = None, None
+        self._apply(name, pids, keep, method)
+        for other in actornet.nodes():
+            actornet.send((SERVER, other), ("resolved", name, pids, keep, method))
+
+    def _apply(self, name: Any, pids: tuple[Pid, Pid], keep: Pid | None,
+               method: str | None) -> None:
+        current = self.names.get(name)
+        if current is not None and current not in pids:
+            return  # taken meanwhile by another registration
+        # (No entry: the loser's exit may have freed it here first; the kept pid's node
+        # sent this while it was alive, and would send its death after this.)
+        if keep is None:
+            self._drop(name)
+        else:
+            self._set(name, keep, method)
+
+
+def _run_resolver(method: str | None, name: Any, first: Pid, second: Pid) -> Pid | None:
+    """Run one conflict's resolve method: the pid to keep, or None to drop the name."""
+    try:
+        fn = _exit_loser if method is None else _load(method)
+        keep = fn(name, first, second)
+    except Exception:
+        log.exception("global: resolve method %s for %r failed; dropping the name",
+                      method, name)
+        return None
+    if keep is not None and keep not in (first, second):
+        log.error("global: resolve method %s for %r returned %r, neither pid; dropping the "
+                  "name", method, name, keep)
+        return None
+    return keep  # type: ignore[no-any-return]
+
+
+def _exit_loser(name: Any, pid1: Pid, pid2: Pid) -> Pid:
+    """The default: the pid that sorts first keeps the name, the other gets an exit."""
+    import actornet
+
+    keep, lose = sorted((pid1, pid2), key=_order)
+    actornet.exit(lose, ("global_name_conflict", name))
+    return keep
+
+
+def random_exit_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
+    """A resolve method (OTP ``global:random_exit_name/3``): keep one pid, kill the other.
+
+    The one kept is the one that sorts first (node name, then pid), as OTP's
+    implementation does despite the name; the other gets exit reason ``"kill"``.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import global_
+        >>> a = actornet.spawn(actornet.receive)
+        >>> b = actornet.spawn(actornet.receive)
+        >>> global_.random_exit_name("doc_name", b, a) == min(a, b, key=lambda p: p.id)
+        True
+    """
+    import actornet
+
+    keep, lose = sorted((pid1, pid2), key=_order)
+    actornet.exit(lose, "kill")
+    return keep
+
+
+def random_notify_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
+    """A resolve method (OTP ``global:random_notify_name/3``): keep one pid, notify the other.
+
+    The one kept sorts first; the other loses the name and receives
+    ``("global_name_conflict", name)``.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import global_
+        >>> me = actornet.self()
+        >>> other = actornet.spawn(actornet.receive)
+        >>> keep = global_.random_notify_name("doc_name", me, other)
+        >>> keep == min(me, other, key=lambda p: p.id)
+        True
+    """
+    import actornet
+
+    keep, lose = sorted((pid1, pid2), key=_order)
+    actornet.send(lose, ("global_name_conflict", name))
+    return keep
+
+
+def notify_all_name(name: Any, pid1: Pid, pid2: Pid) -> None:
+    """A resolve method (OTP ``global:notify_all_name/3``): nobody keeps the name.
+
+    Each process receives ``("global_name_conflict", name, other_pid)``.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import global_
+        >>> me = actornet.self()
+        >>> other = actornet.spawn(actornet.receive)
+        >>> global_.notify_all_name("doc_name", me, other) is None
+        True
+        >>> actornet.receive(timeout=1) == ("global_name_conflict", "doc_name", other)
+        True
+    """
+    import actornet
+
+    actornet.send(pid1, ("global_name_conflict", name, pid2))
+    actornet.send(pid2, ("global_name_conflict", name, pid1))
+
+
+_loaded: dict[str, Resolve] = {}
+
+
+def _load(ref: str) -> Resolve:
+    """The function named by ``"module:qualname"``, imported if need be."""
+    fn = _loaded.get(ref)
+    if fn is None:
+        module, sep, qualname = ref.partition(":")
+        if not sep or not module or not qualname:
+            raise ValueError(f"a resolve method is named 'module:qualname', got {ref!r}")
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise TypeError(f"{ref!r} is not callable")
+        fn = _loaded[ref] = obj
+    return fn
+
+
+def _method_ref(resolve: Resolve | str | None) -> str | None:
+    """`resolve` as the ``"module:qualname"`` every node can import, or a TypeError."""
+    if resolve is None:
+        return None
+    if isinstance(resolve, str):
+        try:
+            _load(resolve)
+        except Exception as e:
+            raise TypeError(f"resolve {resolve!r} does not name an importable function: {e}"
+                            ) from e
+        return resolve
+    from actornet.rpc import function_name
+
+    try:
+        module, qualname = function_name(resolve)
+    except TypeError as e:
+        raise TypeError(f"resolve: every node may have to run it, as OTP needs: {e}") from e
+    if module == "__main__":
+        raise TypeError(
+            f"resolve {resolve!r} is defined in a script, which other nodes cannot import: "
+            "every node may run it, so define it at the top level of an importable module")
+    return f"{module}:{qualname}"
 
 
 def _server_node() -> Any:
@@ -270,11 +480,17 @@ def _check_name(name: Any) -> None:
     hash(name)
 
 
-def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> str:
+def register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> str:
     """Register `pid` under `name` across the cluster: ``"yes"``, or ``"no"`` if taken.
 
     `resolve(name, pid1, pid2)` picks the pid that keeps the name when two
-    partitions that both registered it merge (see the module docstring).
+    partitions that both registered it merge: it returns one of the two, or
+    None to drop the name, and may tell or stop the loser. Every node may have
+    to run it, so it must be a top-level function of an importable module
+    (or its ``"module:qualname"``); a lambda or closure raises `TypeError`.
+    `random_exit_name`, `random_notify_name` and `notify_all_name` are OTP's.
+    Without it, the pid that sorts first keeps the name and the other gets
+    an exit with reason ``("global_name_conflict", name)``.
 
     Example:
         >>> import actornet
@@ -284,8 +500,12 @@ def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> str:
         >>> global_.whereis_name("doc_global") == actornet.self()
         True
         >>> global_.unregister_name("doc_global")
+        >>> global_.register_name("doc_g2", actornet.self(), resolve=global_.notify_all_name)
+        'yes'
+        >>> global_.unregister_name("doc_g2")
     """
     _check_name(name)
+    method = _method_ref(resolve)
     if not isinstance(pid, Pid):
         raise TypeError(f"register_name needs a Pid, got {type(pid).__name__!r}")
     node = _server_node()
@@ -295,23 +515,33 @@ def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> str:
     def register(servers: list[Any], holders: list[Any]) -> str:
         if holders:
             return "no"
-        for kind, value in _gen.multi_call(servers, ("register", name, pid), _LOCK_TIMEOUT):
+        request = ("register", name, pid, method)
+        for kind, value in _gen.multi_call(servers, request, _LOCK_TIMEOUT):
             if kind == "down" and value not in ("noconnection", "noproc"):
                 raise ActornetError(f"global registration of {name!r} failed: {value}")
         return "yes"
 
-    result = _with_locks(name, _LOCK_TIMEOUT, register)
-    if result == "yes" and resolve is not None:
-        _gen.call_any(SERVER, ("resolver", name, resolve), 5.0, check=False)
-    return str(result)
+    return str(_with_locks(name, _LOCK_TIMEOUT, register))
 
 
-def re_register_name(name: Any, pid: Pid) -> None:
-    """Register `pid` under `name` even if the name is taken (Erlang `re_register_name/2`)."""
+def re_register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> None:
+    """Register `pid` under `name` even if the name is taken (Erlang `re_register_name/2,3`).
+
+    `resolve` is as for `register_name`.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import global_
+        >>> global_.re_register_name("doc_re", actornet.self())
+        >>> global_.whereis_name("doc_re") == actornet.self()
+        True
+        >>> global_.unregister_name("doc_re")
+    """
     _check_name(name)
+    method = _method_ref(resolve)
 
     def register(servers: list[Any], holders: list[Any]) -> None:
-        _gen.multi_call(servers, ("register", name, pid), _LOCK_TIMEOUT)
+        _gen.multi_call(servers, ("register", name, pid, method), _LOCK_TIMEOUT)
 
     _with_locks(name, _LOCK_TIMEOUT, register)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import importlib
 from collections import Counter as Multiset
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +32,17 @@ def local() -> Iterator[actornet.Node]:
         n.stop()
 
 
+@pytest.fixture
+def hidden() -> Iterator[actornet.Node]:
+    """A hidden local node: it drives the test (rpc, partitions) from outside the
+    cluster, being in no node's `nodes()` and so in no global lock or table."""
+    n = actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=1.5, hidden=True)
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
 def connected(cluster: Cluster, *names: str) -> list[NodeProc]:
     procs = [cluster.start(unique(n), extra=["--tick-time", "1.5"]) for n in names]
     for p in procs:
@@ -42,6 +53,25 @@ def connected(cluster: Cluster, *names: str) -> list[NodeProc]:
 def everywhere(nodes: list[NodeProc], fn: Any, *args: Any) -> list[Any]:
     """`fn(*args)` here and on every node."""
     return [fn(*args)] + [actornet.rpc.call(n.name, fn, *args) for n in nodes]
+
+
+def on_each(nodes: list[NodeProc], fn: Any, *args: Any) -> list[Any]:
+    """`fn(*args)` on every node given (not here)."""
+    return [actornet.rpc.call(n.name, fn, *args) for n in nodes]
+
+
+def meshed(cluster: Cluster, *names: str) -> list[NodeProc]:
+    """Child nodes connected to each other (and to the hidden local node)."""
+    procs = [cluster.start(unique(n), extra=["--tick-time", "1.5"]) for n in names]
+    for i, p in enumerate(procs):
+        assert actornet.ping(p.address) == "pong"
+        for q in procs[i + 1:]:
+            assert actornet.rpc.call(p.name, actornet.ping, q.address) == "pong"
+    for p in procs:
+        others = sorted(q.name for q in procs if q is not p)
+        wait_until(lambda p=p, others=others: actornet.rpc.call(p.name, actornet.nodes)
+                   == others, what=f"{p.name} to see the others")
+    return procs
 
 
 # -- global_ ---------------------------------------------------------------------------
@@ -88,27 +118,39 @@ def test_late_joiner_gets_existing_names(local: actornet.Node, cluster: Cluster)
                what="the late node to learn the name")
 
 
+def racer(coordinator: actornet.Pid, rounds: int) -> None:
+    """Each round: say ready, wait for the go, register a fresh process, report."""
+    for r in range(rounds):
+        actornet.send(coordinator, ("ready", r))
+        actornet.receive(lambda m, r=r: m == ("go", r), timeout=30)
+        answer, pid = remote.global_register_new(f"race{r}")
+        actornet.send(coordinator, ("got", r, actornet.node(), answer, pid))
+
+
+def start_racer(coordinator: actornet.Pid, rounds: int) -> actornet.Pid:
+    return actornet.spawn(racer, coordinator, rounds)
+
+
 def test_concurrent_registration_exactly_one_wins(local: actornet.Node,
                                                   cluster: Cluster) -> None:
+    """Three nodes register one name at once (each round starts on a go sent once all
+    are ready): exactly one "yes", and every node sees the winner once it returned."""
     b, c = connected(cluster, "b", "c")
     wait_until(lambda: len(actornet.rpc.call(c.name, actornet.nodes)) == 2, what="mesh")
-    names = [f"race{i}" for i in range(25)]
-    answers: dict[str, list[str]] = {}
-
-    def run(node: str) -> None:
-        answers[node] = actornet.rpc.call(node, remote.global_race, names, timeout=60)
-
-    threads = [threading.Thread(target=run, args=(n.name,)) for n in (b, c)]
-    for t in threads:
-        t.start()
-    mine = remote.global_race(names)
-    for t in threads:
-        t.join(60)
-    for i in range(len(names)):
-        column = [mine[i], answers[b.name][i], answers[c.name][i]]
-        assert column.count("yes") == 1, f"{names[i]}: {column}"
-    for name in names:
-        assert len(set(everywhere([b, c], remote.global_whereis, name))) == 1
+    rounds = 30
+    me = actornet.self()
+    racers = [start_racer(me, rounds), *on_each([b, c], start_racer, me, rounds)]
+    for r in range(rounds):
+        for _ in racers:
+            actornet.receive(lambda m, r=r: m == ("ready", r), timeout=10)
+        for pid in racers:
+            actornet.send(pid, ("go", r))
+        got = [actornet.receive(lambda m, r=r: m[:2] == ("got", r), timeout=20)
+               for _ in racers]
+        answers = {node: (answer, pid) for _, _, node, answer, pid in got}
+        winners = [pid for answer, pid in answers.values() if answer == "yes"]
+        assert len(answers) == 3 and len(winners) == 1, f"round {r}: {answers}"
+        assert everywhere([b, c], remote.global_whereis, f"race{r}") == winners * 3
 
 
 def test_global_gen_server_name_call_and_send(local: actornet.Node, cluster: Cluster) -> None:
@@ -123,34 +165,89 @@ def test_global_gen_server_name_call_and_send(local: actornet.Node, cluster: Clu
         actornet.call(("global", "nobody"), "get")
 
 
-def test_netsplit_conflict_resolved_on_merge(local: actornet.Node, cluster: Cluster) -> None:
-    """{us, b} and {c} both register "leader" while split; on merge one keeps it."""
-    b, c = connected(cluster, "b", "c")
-    wait_until(lambda: len(actornet.rpc.call(b.name, actornet.nodes)) == 2, what="mesh")
-    # c registers by itself once cut off (we cannot reach it during the split)
-    actornet.rpc.call(c.name, remote.register_when_cut_off, "leader", [local.name, b.name])
-    testing.partition([local.name, b.name], [c.name], heal_after=2.0)
-    wait_until(lambda: c.name not in actornet.nodes(), what="the split")
-    answer_b, pb = actornet.rpc.call(b.name, remote.global_register_watched, "leader")
-    assert answer_b == "yes"
-    wait_until(lambda: c.name in actornet.nodes(), what="the heal")
-    answer_c, pc = wait_until(lambda: _holder(("result_leader", c.name)))
-    assert answer_c == "yes", "each side had the name to itself"
-    wait_until(lambda: len(set(everywhere([b, c], remote.global_whereis, "leader"))) == 1,
-               what="the tables to converge")
-    winner = global_.whereis_name("leader")
-    loser = pc if winner == pb else pb
-    assert winner == min([pb, pc], key=lambda p: (p.node, p.creation, p.id))
-    reason = actornet.rpc.call(loser.node, remote.watched_reason, "leader")
-    assert reason == ("global_name_conflict", "leader")
-    assert actornet.is_alive(winner)
+def register_watched(name: str, resolve: str | None) -> tuple[str, actornet.Pid]:
+    """`remote.global_register_watched`, with the resolve function named ``module:qualname``."""
+    fn = None
+    if resolve is not None:
+        module, _, qualname = resolve.partition(":")
+        fn = getattr(importlib.import_module(module), qualname)
+    pid = actornet.spawn(remote.wait_forever)
+    remote._Watcher.start(pid, name=f"watch_{name}")
+    return global_.register_name(name, pid, resolve=fn), pid
 
 
-def _holder(server: tuple[str, str]) -> Any:
-    try:
-        return actornet.call(server, "get", timeout=2)
-    except actornet.NoProc:
-        return None
+_resolve_runs: list[Any] = []
+
+
+def keep_on_last_node(name: Any, pid1: actornet.Pid, pid2: actornet.Pid) -> actornet.Pid:
+    """A custom resolve: the opposite of the default, and its own exit reason."""
+    _resolve_runs.append((name, actornet.node()))
+    keep, lose = sorted((pid1, pid2), key=lambda p: p.node, reverse=True)
+    actornet.exit(lose, ("lost_to", keep))
+    return keep
+
+
+def resolve_runs() -> list[Any]:
+    return list(_resolve_runs)
+
+
+def split_register_heal(cluster: Cluster, resolve: str | None,
+                        ) -> tuple[list[NodeProc], actornet.Pid, actornet.Pid]:
+    """Nodes a, b, c split into {a, b} and {c}; b and c register "leader" (watched),
+    each side confirms it, then the split heals; wait until every table agrees."""
+    a, b, c = nodes = meshed(cluster, "a", "b", "c")
+    testing.partition([a.name, b.name], [c.name])
+    wait_until(lambda: actornet.rpc.call(b.name, actornet.nodes) == [a.name]
+               and actornet.rpc.call(c.name, actornet.nodes) == [], what="the split")
+    answer_b, pb = actornet.rpc.call(b.name, register_watched, "leader", resolve)
+    answer_c, pc = actornet.rpc.call(c.name, register_watched, "leader", resolve)
+    assert (answer_b, answer_c) == ("yes", "yes"), "each side had the name to itself"
+    assert on_each(nodes, remote.global_whereis, "leader") == [pb, pb, pc]
+    testing.heal_partition([a.name, b.name], [c.name])
+
+    def converged() -> bool:
+        held = on_each(nodes, remote.global_whereis, "leader")
+        return held[0] is not None and len(set(held)) == 1
+
+    wait_until(converged, what="the tables to converge on one pid")
+    return nodes, pb, pc
+
+
+def test_netsplit_conflict_resolved_on_merge(hidden: actornet.Node, cluster: Cluster) -> None:
+    """By default the pid that sorts first keeps the name; the other gets an exit."""
+    (a, b, c), pb, pc = split_register_heal(cluster, None)
+    assert on_each([a, b, c], remote.global_whereis, "leader") == [pb] * 3
+    assert actornet.rpc.call(c.name, remote.watched_reason, "leader") == (
+        "global_name_conflict", "leader")
+    assert actornet.rpc.call(b.name, actornet.is_alive, pb)
+    assert not actornet.rpc.call(c.name, actornet.is_alive, pc)
+
+
+def test_netsplit_custom_resolve_settled_once_everywhere(hidden: actornet.Node,
+                                                         cluster: Cluster) -> None:
+    """b and c register with a custom resolve; a (whose name sorts first, and which never
+    registered) also finds the conflict: every node must still follow the function."""
+    (a, b, c), pb, pc = split_register_heal(cluster, f"{__name__}:keep_on_last_node")
+    assert on_each([a, b, c], remote.global_whereis, "leader") == [pc] * 3
+    assert actornet.rpc.call(b.name, remote.watched_reason, "leader") == ("lost_to", pc)
+    assert actornet.rpc.call(c.name, actornet.is_alive, pc)
+    assert not actornet.rpc.call(b.name, actornet.is_alive, pb)
+    runs = [run for runs in on_each([a, b, c], resolve_runs) for run in runs]
+    assert runs == [("leader", b.name)], "run once, by the node of the pid sorting first"
+
+
+def test_resolve_must_be_importable_everywhere(local: actornet.Node) -> None:
+    me = actornet.self()
+
+    def closure(name: Any, pid1: actornet.Pid, pid2: actornet.Pid) -> actornet.Pid:
+        return pid1
+
+    for bad in (lambda name, p1, p2: p1, closure, "no_such_module:fn"):
+        with pytest.raises(TypeError, match="resolve"):
+            global_.register_name("strict", me, resolve=bad)  # type: ignore[arg-type]
+    assert global_.whereis_name("strict") is None, "refused before registering"
+    assert global_.register_name("strict", me, resolve=global_.notify_all_name) == "yes"
+    assert global_.register_name("strict2", me, resolve=f"{__name__}:keep_on_last_node") == "yes"
 
 
 # -- pg --------------------------------------------------------------------------------
