@@ -329,12 +329,122 @@ def test_pg_partition_heals_and_memberships_return(local: actornet.Node,
     wait_until(lambda: len(actornet.rpc.call(b.name, actornet.nodes)) == 2, what="mesh")
     on_b = actornet.rpc.call(b.name, remote.pg_members, "split", 1)
     on_c = actornet.rpc.call(c.name, remote.pg_members, "split", 1)
-    wait_until(lambda: Multiset(actornet.rpc.call(b.name, remote.pg_get_members, "split"))
-               == Multiset(on_b + on_c))
+
+    def views() -> list[Multiset[actornet.Pid]]:
+        return [Multiset(m) for m in everywhere([b, c], remote.pg_get_members, "split")]
+
+    wait_until(lambda: views() == [Multiset(on_b + on_c)] * 3, what="members before the split")
     testing.partition([b.name], [c.name])
-    wait_until(lambda: actornet.rpc.call(b.name, remote.pg_get_members, "split") == on_b,
-               what="b to drop c's members during the split")
+    wait_until(lambda: views()[1:] == [Multiset(on_b), Multiset(on_c)],
+               what="each side to drop the other's members during the split")
+    more_b = actornet.rpc.call(b.name, remote.pg_members, "split", 1)
     more_c = actornet.rpc.call(c.name, remote.pg_members, "split", 1)
+    wait_until(lambda: views()[1:] == [Multiset(on_b + more_b), Multiset(on_c + more_c)],
+               what="each side's joins during the split, on that side only")
     testing.heal_partition([b.name], [c.name])
-    wait_until(lambda: Multiset(actornet.rpc.call(b.name, remote.pg_get_members, "split"))
-               == Multiset(on_b + on_c + more_c), what="memberships after the heal")
+    everyone = Multiset(on_b + on_c + more_b + more_c)
+    wait_until(lambda: views() == [everyone] * 3, what="memberships after the heal, everywhere")
+
+
+def join_many(group: Any, count: int, leave: int) -> list[actornet.Pid]:
+    """Start `count` processes here, join them all in one call, then remove the first
+    `leave` of them in one call."""
+    pids = [actornet.spawn(remote.wait_forever) for _ in range(count)]
+    pg.join(group, pids)
+    assert pg.leave(group, pids[:leave]) == "ok"
+    return pids
+
+
+def which_groups() -> list[Any]:
+    return pg.which_groups()
+
+
+def test_pg_join_and_leave_many_at_once(local: actornet.Node, cluster: Cluster) -> None:
+    b, c = connected(cluster, "b", "c")
+    on_b = actornet.rpc.call(b.name, join_many, "many", 5, 2)
+    mine = [actornet.spawn(remote.wait_forever) for _ in range(4)]
+    pg.join("many", mine)
+    assert pg.get_local_members("many") == mine
+    assert pg.leave("many", [mine[0], mine[2]]) == "ok"
+    assert pg.get_local_members("many") == [mine[1], mine[3]]
+    assert pg.leave("many", [mine[0], mine[2]]) == "not_joined"
+    expected = Multiset([*on_b[2:], mine[1], mine[3]])
+    wait_until(lambda: all(Multiset(m) == expected
+                           for m in everywhere([b, c], remote.pg_get_members, "many")),
+               what="many joins and leaves to converge")
+    assert actornet.rpc.call(c.name, remote.pg_get_members, "many") != []
+    actornet.rpc.call(c.name, remote.pg_members, "only_on_c", 1)
+    wait_until(lambda: {"many", "only_on_c"} <= set(actornet.rpc.call(b.name, which_groups)),
+               what="which_groups on b to list c's group")
+    assert actornet.rpc.call(c.name, remote.pg_get_members, "only_on_c") != []
+
+
+def pg_changes(group: Any) -> list[actornet.Pid]:
+    """Make four changes to `group` here, in this order; the three pids used."""
+    p1, p2, p3 = (actornet.spawn(remote.wait_forever) for _ in range(3))
+    pg.join(group, p1)
+    pg.join(group, [p2, p3])
+    pg.leave(group, p1)
+    pg.leave(group, [p2])
+    return [p1, p2, p3]
+
+
+def test_pg_monitor_non_empty_group(local: actornet.Node, cluster: Cluster) -> None:
+    """`monitor` returns the members already there, then every change, local or
+    remote, in the order it happened on the member's node."""
+    (b,) = connected(cluster, "b")
+    before_b = actornet.rpc.call(b.name, remote.pg_members, "busy", 2)
+    here = actornet.spawn(remote.wait_forever)
+    pg.join("busy", here)
+    wait_until(lambda: len(pg.get_members("busy")) == 3, what="b's members here")
+    ref, members = pg.monitor("busy")
+    assert Multiset(members) == Multiset([*before_b, here])
+
+    def events(count: int) -> list[tuple[str, list[actornet.Pid]]]:
+        got = [actornet.receive(lambda m: m[:2] == ("pg", ref), timeout=10)
+               for _ in range(count)]
+        assert all(m[3] == "busy" for m in got)
+        return [(m[2], m[4]) for m in got]
+
+    p1, p2, p3 = actornet.rpc.call(b.name, pg_changes, "busy")
+    assert events(4) == [("join", [p1]), ("join", [p2, p3]), ("leave", [p1]), ("leave", [p2])]
+    q = actornet.spawn(remote.wait_forever)
+    pg.join("busy", [q, here])
+    pg.leave("busy", here)
+    actornet.exit(before_b[0], "kill")
+    assert events(3) == [("join", [q, here]), ("leave", [here]), ("leave", [before_b[0]])]
+    assert Multiset(pg.get_members("busy")) == Multiset([before_b[1], p3, here, q])
+    assert pg.demonitor(ref) is True
+
+
+def start_linked_scope(parent: actornet.Pid, scope: str) -> None:
+    """A process that starts `scope` linked to itself, says so, and waits."""
+    pg.start_link(scope)
+    actornet.send(parent, ("started", scope))
+    remote.wait_forever()
+
+
+def test_pg_start_link_scope_dies_with_its_starter(local: actornet.Node,
+                                                    cluster: Cluster) -> None:
+    (b,) = connected(cluster, "b")
+    actornet.rpc.call(b.name, remote.start_scope, "linked")
+    starter = actornet.spawn(start_linked_scope, actornet.self(), "linked")
+    actornet.receive(lambda m: m == ("started", "linked"), timeout=10)
+    member = actornet.spawn(remote.wait_forever)
+    pg.join("g", member, "linked")
+    wait_until(lambda: actornet.rpc.call(b.name, remote.pg_get_members, "g", "linked")
+               == [member], what="the member on b")
+    assert pg.get_members("g") == [], "the default scope is another scope"
+    actornet.exit(starter, "kill")
+
+    def scope_gone() -> bool:
+        try:
+            pg.get_members("g", "linked")
+        except actornet.NoProc:
+            return True
+        return False
+
+    wait_until(scope_gone, what="the linked scope to stop with its starter")
+    wait_until(lambda: actornet.rpc.call(b.name, remote.pg_get_members, "g", "linked") == [],
+               what="b to drop the members of the stopped scope")
+    assert actornet.is_alive(member), "the scope stopping does not stop its members"
