@@ -296,7 +296,17 @@ def start(scope: str = DEFAULT_SCOPE) -> Pid:
 
 
 def start_link(scope: str = DEFAULT_SCOPE) -> Pid:
-    """Like `start`, linked to the caller (for a supervisor)."""
+    """Like `start`, linked to the caller (OTP ``pg:start_link(Scope)``, for a supervisor).
+
+    The scope stops when the caller exits abnormally, and its members then
+    disappear from every other node's view of that scope.
+
+    Example:
+        >>> from actornet import pg
+        >>> pid = pg.start_link("doc_linked")
+        >>> pg.get_members("any", "doc_linked")
+        []
+    """
     return _Scope.start_link(scope, name=scope)
 
 
@@ -351,29 +361,80 @@ def join(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None) -> 
 
 
 def leave(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None) -> str:
-    """Remove local process(es) from `group` once each: ``"ok"`` or ``"not_joined"``."""
+    """Remove local process(es) from `group` once each: ``"ok"`` or ``"not_joined"``.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import pg
+        >>> pids = [actornet.spawn(actornet.receive) for _ in range(3)]
+        >>> pg.join("doc_leave", pids)
+        >>> pg.leave("doc_leave", pids[:2])
+        'ok'
+        >>> pg.get_local_members("doc_leave") == pids[2:]
+        True
+    """
     server = _scope(scope)
     pids = [pid_or_pids] if isinstance(pid_or_pids, Pid) else list(pid_or_pids)
     return str(_gen.call(server.gen_pid, ("leave", group, pids)))
 
 
 def get_members(group: Any, scope: str | None = None) -> list[Pid]:
-    """Every member of `group` on every connected node (a local read)."""
+    """Every member of `group` on every connected node (a local read).
+
+    Example:
+        >>> from actornet import pg
+        >>> pg.get_members("doc_nobody")
+        []
+    """
     return list(_scope(scope).members.get(group, ()))
 
 
 def get_local_members(group: Any, scope: str | None = None) -> list[Pid]:
-    """The members of `group` on this node."""
+    """The members of `group` on this node.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import pg
+        >>> pg.join("doc_local", actornet.self())
+        >>> pg.get_local_members("doc_local") == [actornet.self()]
+        True
+        >>> pg.leave("doc_local", actornet.self())
+        'ok'
+    """
     return list(_scope(scope).local_members.get(group, ()))
 
 
 def which_groups(scope: str | None = None) -> list[Any]:
-    """Every group with at least one member anywhere."""
+    """Every group with at least one member anywhere.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import pg
+        >>> pg.join("doc_groups", actornet.self())
+        >>> "doc_groups" in pg.which_groups()
+        True
+        >>> pg.leave("doc_groups", actornet.self())
+        'ok'
+    """
     return list(_scope(scope).members)
 
 
 def monitor(group: Any, scope: str | None = None) -> tuple[Ref, list[Pid]]:
-    """Subscribe to `group`: returns ``(ref, members)``, then ``("pg", ref, ...)`` messages."""
+    """Subscribe to `group`: returns ``(ref, members)``, then ``("pg", ref, ...)`` messages.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import pg
+        >>> ref, members = pg.monitor("doc_watched")
+        >>> members
+        []
+        >>> pid = actornet.spawn(actornet.receive)
+        >>> pg.join("doc_watched", pid)
+        >>> actornet.receive(timeout=5) == ("pg", ref, "join", "doc_watched", [pid])
+        True
+        >>> pg.demonitor(ref)
+        True
+    """
     server = _scope(scope)
     me = current_node().current().pid
     result = _gen.call(server.gen_pid, ("monitor", group, me))
@@ -381,5 +442,12 @@ def monitor(group: Any, scope: str | None = None) -> tuple[Ref, list[Pid]]:
 
 
 def demonitor(ref: Ref, scope: str | None = None) -> bool:
-    """Stop a group subscription; True if it was active."""
+    """Stop a group subscription; True if it was active.
+
+    Example:
+        >>> from actornet import pg
+        >>> ref, _ = pg.monitor("doc_unwatched")
+        >>> pg.demonitor(ref), pg.demonitor(ref)
+        (True, False)
+    """
     return _gen.call(_scope(scope).gen_pid, ("demonitor", ref)) == "ok"

@@ -24,12 +24,23 @@ def cut(node: str, heal_after: float | None = None) -> None:
     """Cut the link between the current node and `node`, both ways from this side.
 
     With `heal_after` seconds, the cut heals by itself and this node reconnects.
+
+    Example (``b`` being a connected node)::
+
+        testing.cut("b@127.0.0.1")
+        assert "b@127.0.0.1" not in actornet.nodes()   # once its nodedown is seen
+        testing.heal("b@127.0.0.1")
     """
     current_node()._remote().cut(node, heal_after)
 
 
 def heal(node: str) -> None:
-    """Allow the current node and `node` to talk again, and connect."""
+    """Allow the current node and `node` to talk again, and connect.
+
+    Example::
+
+        testing.heal("b@127.0.0.1")   # after testing.cut("b@127.0.0.1")
+    """
     here = current_node()
     here._remote().heal(node)
 
@@ -54,13 +65,22 @@ def partition(side_a: list[str], side_b: list[str], heal_after: float | None = N
     `actornet.nodes()`. To heal
     with `heal_partition`, run it from a node in neither side; or give
     `heal_after` seconds and every cut heals by itself, the sides reconnecting.
+
+    Example (run from a fourth node, hidden or not, that stays connected to all)::
+
+        testing.partition(["a@127.0.0.1", "b@127.0.0.1"], ["c@127.0.0.1"])
     """
     _everywhere(side_a, side_b, _cut_all, heal_after)
 
 
 def heal_partition(side_a: list[str], side_b: list[str]) -> None:
     """Undo `partition` and reconnect the two sides (run it from a node that can
-    still reach both, e.g. one in neither side)."""
+    still reach both, e.g. one in neither side).
+
+    Example::
+
+        testing.heal_partition(["a@127.0.0.1", "b@127.0.0.1"], ["c@127.0.0.1"])
+    """
     _everywhere(side_a, side_b, _heal_all, None)
     from actornet import net_kernel
 
