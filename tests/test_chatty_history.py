@@ -53,7 +53,7 @@ def test_members_are_kept_by_pid_so_one_nick_on_two_clients_can_be_told_apart() 
     state = replay(numbered([("join", "zed", A, "n1"), ("join", "zed", B, "n3"),
                              ("rename", "zed", "zed-2", B)]))
     assert state.members == {A: ("zed", "n1"), B: ("zed-2", "n3")}
-    assert state.owner == "zed"  # the first zed still holds the name: owner stays
+    assert state.owner == A and state.owner_nick() == "zed"  # the first zed: owner stays
     state.apply(4, new_eid(), ("leave", "zed", A))
     assert state.members == {B: ("zed-2", "n3")}
 
@@ -67,9 +67,41 @@ def test_a_rename_before_the_join_it_concerns_applies_when_it_joins() -> None:
 
 def test_a_kick_removes_by_nick_and_only_the_owner_kicks() -> None:
     state = replay(numbered([("join", "ann", A, "n1"), ("join", "bob", B, "n2")]))
-    assert state.prepare(("kick", "ann", "bob"), "r")[1] == "only the owner of r (ann) can kick"
-    gone = state.apply(3, new_eid(), ("kick", "bob", "ann"))
+    assert state.prepare(("kick", "ann", "bob", B), "r")[1] == "only the owner of r (ann) can kick"
+    assert state.prepare(("kick", "bob", "ann", A), "r")[1] == ""
+    gone = state.apply(3, new_eid(), ("kick", "bob", "ann", A))
     assert gone == [(B, "n2")] and list(state.members) == [A]
+
+
+def test_ownership_is_the_owners_client_not_its_nickname() -> None:
+    # ann owns the room and quits; cy takes the free nickname "ann" and joins
+    state = replay(numbered([("join", "ann", A, "n1"), ("join", "bob", B, "n2"),
+                             ("leave", "ann", A), ("join", "ann", C, "n1")]))
+    assert state.owner == B and state.owner_nick() == "bob"  # passed on, not taken by name
+    assert state.prepare(("kick", "bob", "ann", C), "r")[1] == "only the owner of r (bob) can kick"
+    # a rename keeps ownership with the client
+    state.apply(5, new_eid(), ("rename", "bob", "rob", B))
+    assert state.owner_nick() == "rob"
+
+
+def test_ownership_passes_to_the_member_present_longest() -> None:
+    state = replay(numbered([("join", "ann", A, "n1"), ("join", "bob", B, "n2"),
+                             ("join", "cy", C, "n1"), ("rename", "bob", "bo", B),
+                             ("move", "bo", B, "n3", 4)]))  # neither loses bob his place
+    state.apply(6, new_eid(), ("kick", "ann", "ann", A))  # the owner kicks itself out
+    assert state.owner_nick() == "bo"
+    state.apply(7, new_eid(), ("leave", "bo", B))
+    assert state.owner_nick() == "cy"
+    state.apply(8, new_eid(), ("leave", "cy", C))
+    assert state.owner is None and state.owner_nick() is None
+    state.apply(9, new_eid(), ("join", "bob", B, "n2"))  # an empty room: the next joiner owns it
+    assert state.owner == B
+
+
+def test_joining_a_room_twice_is_refused() -> None:
+    state = replay(numbered([("join", "ann", A, "n1")]))
+    assert state.prepare(("join", "ann", A, "n1"), "r") == (None, "you are already in room r")
+    assert state.prepare(("join", "bob", B, "n2"), "r")[1] == ""
 
 
 def test_the_memory_keeps_the_last_records_and_forgets_their_ids() -> None:
@@ -90,7 +122,16 @@ events = st.one_of(
               st.sampled_from(["ann", "bob"])),
     st.tuples(st.just("rename"), st.sampled_from(["ann", "bob"]), st.sampled_from(["x", "y"]),
               st.sampled_from([A, B, C])),
+    st.tuples(st.just("kick"), st.sampled_from(["ann", "bob", "x"]),
+              st.sampled_from(["ann", "bob"]), st.sampled_from([A, B, C])),
+    st.tuples(st.just("move"), st.sampled_from(["ann", "bob", "x"]), st.sampled_from([A, B, C]),
+              st.sampled_from(["n1", "n2", "n3"]), st.just(0)),
 )
+
+
+def owned_by_a_member(state: RoomState) -> bool:
+    """The owner is a member's client; only an empty room has none."""
+    return state.owner in state.members if state.members else state.owner is None
 
 
 def _with_eids(evs: list[tuple[Any, ...]], eids: list[int]) -> list[tuple[Any, ...]]:
@@ -106,8 +147,10 @@ def test_state_survives_the_wire_and_a_replay_gives_the_same_state(
     eids = [new_eid() for _ in range(4)]
     records = numbered(_with_eids(evs, eids))
     state = replay(records, limit)
+    assert owned_by_a_member(state)
     copy = RoomState.from_wire(decode(encode(state.to_wire())), limit)
     assert derived(copy) == derived(state)
+    assert list(copy.members) == list(state.members)  # the order (seniority) too
     # members, owner and likes come from every event, not only the ones kept in memory
     assert derived(replay(records, 1000))[2:] == derived(state)[2:]
 
@@ -133,5 +176,6 @@ def test_two_sides_of_a_split_find_their_common_prefix_and_their_own_events(
     merged = common + a_tail + [(len(common) + len(a_tail) + k + 1, eid, ev)
                                 for k, (_, eid, ev) in enumerate(b.unknown_to(a))]
     assert replay(merged).extends(a)
+    assert owned_by_a_member(replay(merged))
     assert {r[1] for r in merged} == {r[1] for r in common + a_tail + b_tail}
     assert [r[0] for r in merged] == list(range(1, len(merged) + 1))

@@ -6,12 +6,21 @@ when a partition merge gives it another place. Replicas of a room that applied
 the same records in the same order hold the same `RoomState`: members, owner
 and likes are derived from the events, never sent on their own.
 
+The owner is a member's client process (its pid), not a nickname: a nickname
+freed by the owner's quit gives whoever takes it next no right over the room.
+The first member to join an empty room owns it; when the owner leaves (quits,
+is kicked, or its node's grace runs out) ownership passes to the member present
+longest (the earliest join among those still there), and to nobody if the room
+is empty. Being derived from the records, the owner is the same on every
+replica and after every merge.
+
 Events (the tuples the sequencer numbers)::
 
     ("join", nick, pid, home)        home: the chat node the client came through
     ("leave", nick, pid)
-    ("kick", nick, by)
-    ("msg", nick, text)
+    ("kick", nick, by, by_pid)       by_pid: the kicker's client (older logs: absent)
+    ("msg", nick, text, time)        time: seconds since the epoch, stamped by the
+                                     chat node that took the message (older logs: absent)
     ("like", msg_eid, nick) / ("unlike", msg_eid, nick)
     ("move", nick, pid, home, last)  the client resumed through another node
     ("rename", old, new, pid)
@@ -51,8 +60,9 @@ class RoomState:
         self.seq = 0
         self.records: deque[Record] = deque()
         self.seq_of: dict[int, int] = {}  # eid -> seq, for the records kept
-        self.members: dict[actornet.Pid, tuple[str, str]] = {}  # pid -> (nick, home)
-        self.owner: str | None = None
+        # pid -> (nick, home), in the order they joined (the oldest first)
+        self.members: dict[actornet.Pid, tuple[str, str]] = {}
+        self.owner: actornet.Pid | None = None  # the owner's client process
         self.likes: dict[int, set[str]] = {}  # message eid -> nicks who like it
         # pid -> (old, new): a rename of a client not (yet) a member, applied when it
         # joins under the old name (after a merge, its join may come after the rename)
@@ -62,6 +72,19 @@ class RoomState:
 
     def nicks(self) -> list[str]:
         return sorted({nick for nick, _ in self.members.values()})
+
+    def owner_nick(self) -> str | None:
+        """The owner's current nickname (None while the room has no owner).
+
+        Example:
+            >>> from actornet import Pid
+            >>> state = RoomState()
+            >>> _ = state.apply(1, new_eid(), ("join", "ann", Pid("c@h", 1, 1), "n1"))
+            >>> state.owner_nick()
+            'ann'
+        """
+        entry = self.members.get(self.owner) if self.owner is not None else None
+        return None if entry is None else entry[0]
 
     def pids_of(self, nick: str) -> list[actornet.Pid]:
         return [pid for pid, (n, _) in self.members.items() if n == nick]
@@ -110,12 +133,14 @@ class RoomState:
             if nick not in nicks:
                 return None, f"{nick} is not in room {room}"
             return (kind, eid, nick), ""
+        if kind == "join" and event[2] in self.members:
+            return None, f"you are already in room {room}"
         if kind == "kick":
-            _, target, by = event
-            if by != self.owner:
-                return None, f"only the owner of {room} ({self.owner}) can kick"
-            if target not in nicks:
-                return None, f"{target} is not in room {room}"
+            by_pid = event[3] if len(event) > 3 else None
+            if by_pid is None or by_pid != self.owner:
+                return None, f"only the owner of {room} ({self.owner_nick()}) can kick"
+            if event[1] not in nicks:
+                return None, f"{event[1]} is not in room {room}"
         if kind in ("leave", "move") and event[1] not in nicks:
             return None, f"{event[1]} is not in room {room}"
         return event, ""
@@ -136,17 +161,17 @@ class RoomState:
             renamed = self.renamed.pop(pid, None)
             if renamed is not None and renamed[0] == nick:
                 nick = renamed[1]
-            if self.owner is None:
-                self.owner = nick
             self.members[pid] = (nick, home)
+            if self.owner is None:
+                self.owner = pid
         elif kind in ("leave", "kick"):
             pid = event[2] if kind == "leave" and len(event) > 2 else None
             for p in [pid] if pid is not None else self.pids_of(event[1]):
-                entry = self.members.pop(p, None)
-                if entry is not None and entry[0] == event[1]:
+                entry = self.members.get(p)
+                if entry is not None and entry[0] == event[1]:  # else it goes by another name
+                    del self.members[p]
                     gone.append((p, entry[1]))
-                elif entry is not None:  # that pid goes by another name now: keep it
-                    self.members[p] = entry
+            self._pass_ownership()
         elif kind == "like":
             self.likes.setdefault(event[1], set()).add(event[2])
         elif kind == "unlike":
@@ -156,7 +181,8 @@ class RoomState:
             for p in self.pids_of(nick):
                 if p != pid:
                     del self.members[p]
-            self.members[pid] = (nick, home)
+            self.members[pid] = (nick, home)  # a pid already there keeps its seniority
+            self._pass_ownership()
         elif kind == "rename":
             _, old, new, pid = event
             entry = self.members.get(pid)
@@ -164,9 +190,12 @@ class RoomState:
                 self.members[pid] = (new, entry[1])
             else:
                 self.renamed[pid] = (old, new)
-            if self.owner == old and not self.pids_of(old):
-                self.owner = new
         return gone
+
+    def _pass_ownership(self) -> None:
+        """An owner no longer in the room hands the room to the member present longest."""
+        if self.owner not in self.members:
+            self.owner = next(iter(self.members), None)
 
     # -- copying ---------------------------------------------------------------------------
 
