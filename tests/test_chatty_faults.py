@@ -205,7 +205,7 @@ def test_restarted_node_recovers_its_log_and_catches_up(chat: Chat) -> None:
     carol = chat.client("carol", "p2")
     carol.say("/join kept")
     for k in range(5):
-        carol.expect(f"^HIST kept \\d+ alice 0 m{k}$")
+        carol.expect(f"^HIST kept \\d+ alice 0 \\S+ m{k}$")
 
 
 def test_whole_cluster_restart_keeps_history(chat: Chat) -> None:
@@ -224,7 +224,7 @@ def test_whole_cluster_restart_keeps_history(chat: Chat) -> None:
     dave = chat.client("dave", "w2")
     dave.say("/join durable")
     for k in range(3):
-        dave.expect(f"^HIST durable \\d+ alice 0 saved {k}$")
+        dave.expect(f"^HIST durable \\d+ alice 0 \\S+ saved {k}$")
 
 
 def test_a_client_given_the_nodes_tick_time_stays_connected_while_idle(chat: Chat) -> None:

@@ -37,7 +37,7 @@ import pytest
 
 from actornet import epmd
 
-from .cluster import _die_with_parent, free_port
+from .cluster import _die_with, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -45,6 +45,7 @@ COOKIE = "chatty-test-cookie"
 WAIT = 15.0  # seconds: the longest any one expected line may take
 GRACE = 10.0  # seconds members of a dead chat node have to resume (examples.chatty.room)
 TAG = f"{os.getpid() % 100000}"  # keeps node names apart from another run's
+_die_with_parent = _die_with(os.getpid())  # children get SIGKILL if the test runner dies
 
 
 # -- children ------------------------------------------------------------------------------------
@@ -242,11 +243,12 @@ def chat(service: Service) -> Iterator[Service]:
 
 
 def join_all(room: str, *clients: Child) -> None:
-    """Each client joins `room`, in turn; each sees its own JOIN."""
+    """Each client joins `room`, in turn; each sees its own JOIN, and who is there."""
     for c in clients:
         mark = c.say(f"/join {room}")
         c.expect(f"OK joined {room}", since=mark)
         c.expect(f"JOIN {room} {c.label}", since=mark)
+        c.expect(rf"WHO {room} \S+ .*\b{c.label}\b.*", since=mark)
 
 
 def say(client: Child, room: str, text: str) -> int:
@@ -254,11 +256,28 @@ def say(client: Child, room: str, text: str) -> int:
     return int(client.ask(text, rf"OK sent {room} (\d+)").group(1))
 
 
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def untimed(lines: list[str]) -> list[str]:
+    """HIST lines without their time field (checked to be a UTC time of today or so)."""
+    out = []
+    for line in lines:
+        m = re.fullmatch(rf"(HIST \S+ \d+ \S+ \d+) ({TIME}) (.*)", line)
+        assert m, f"not a HIST line with a time: {line!r}"
+        when = time.mktime(time.strptime(m.group(2), "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        assert abs(when - time.time()) < 3600, line
+        out.append(f"{m.group(1)} {m.group(3)}")
+    return out
+
+
 def history(client: Child, command: str) -> list[str]:
-    """The HIST lines a /history command prints (ended by the answer to /servers)."""
+    """The HIST lines (without their time) a /history command prints, up to its OK line."""
     mark = client.say(command)
-    end = client.index(r"SERVERS .*", since=client.say("/servers"))
-    return [x for x in client.between(mark, end) if x.startswith("HIST ")]
+    end = client.index(r"OK history \S+ \d+", since=mark)
+    lines = [x for x in client.between(mark, end) if x.startswith("HIST ")]
+    assert client.between(end, end + 1)[0].endswith(f" {len(lines)}")  # the count of lines
+    return untimed(lines)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -305,12 +324,12 @@ def test_history_on_join_and_history_command(chat: Service) -> None:
     # chatty3 runs with --history 2: exactly the last two, before the joiner's own JOIN
     mark = hal.say("/join hist")
     end = hal.index("JOIN hist hal", since=mark)
-    assert [x for x in hal.between(mark, end) if x.startswith("HIST")] == [
+    assert untimed([x for x in hal.between(mark, end) if x.startswith("HIST")]) == [
         f"HIST hist {ids[2]} fay 0 message 3", f"HIST hist {ids[3]} fay 0 message 4"]
     # chatty2 has the default (50): all four
     mark = gus.say("/join hist")
     end = gus.index("JOIN hist gus", since=mark)
-    assert [x for x in gus.between(mark, end) if x.startswith("HIST")] == [
+    assert untimed([x for x in gus.between(mark, end) if x.startswith("HIST")]) == [
         f"HIST hist {i} fay 0 message {n}" for n, i in enumerate(ids, start=1)]
     # /history N: the last N messages of the current room, whatever the node
     assert history(fay, "/history 2") == [f"HIST hist {ids[2]} fay 0 message 3",
@@ -319,6 +338,10 @@ def test_history_on_join_and_history_command(chat: Service) -> None:
                                          for n, i in list(enumerate(ids, start=1))[1:]]
     assert len(history(gus, "/history")) == 4
     assert history(gus, "/history 1") == [f"HIST hist {ids[3]} fay 0 message 4"]
+    # never silence: a count below 1 is an error, not an empty answer
+    for bad in ("0", "-3"):
+        gus.ask(f"/history {bad}", rf"ERROR /history N: N must be .* 1 or more, not {bad}")
+    gus.ask("/history many", r"ERROR usage: /history \[N\].*")
 
 
 def test_likes_are_counted_per_message_and_equal_on_every_node(chat: Service) -> None:
@@ -370,7 +393,7 @@ def test_kick_by_the_owner_only(chat: Service) -> None:
     for c in (ned, ola, pat):
         c.expect("KICK kick pat ned")
     assert ola.ask("/who kick", "WHO .*").group(0) == "WHO kick ned ned ola"
-    pat.ask("still here?", "ERROR pat is not in room kick")
+    pat.ask("still here?", "ERROR join a room first: /join ROOM")  # kicked: no current room
     # /kick NICK ROOM works from another current room
     join_all("kick-other", ned)
     ned.ask("/kick ola kick", "OK kicked ola from kick")
@@ -431,6 +454,113 @@ def test_bad_input_gets_a_clear_reply(chat: Service) -> None:
     assert tom.ask("/who", "WHO .*").group(0) == "WHO bad sam sam tom"
 
 
+def test_control_characters_are_refused_in_text_and_names(chat: Service) -> None:
+    una, val = chat.clients(("una", 0), ("val", 1))
+    join_all("ctl", una, val)
+    # ESC (a terminal escape), VT, NEL and LINE SEPARATOR (str.splitlines breaks there);
+    # CR cannot come through a plain client's stdin, which splits lines at it
+    for ch in ("\x1b", "\x0b", "\x85", "\u2028"):
+        una.ask(f"red{ch}[31m alert", rf"ERROR message contains a control character "
+                                       rf"\(U\+{ord(ch):04X}\); send plain text")
+        una.ask(f"/msg val a{ch}b", rf"ERROR message contains a control character "
+                                     rf"\(U\+{ord(ch):04X}\).*")
+    ok = say(una, "ctl", "a tab\tis fine")
+    val.expect(f"MSG ctl {ok} una 0 a tab\tis fine")
+    assert not [x for x in val.between(0, val.mark()) if "alert" in x or x.startswith("DM")]
+    # a name is matched in full: a trailing newline is not "ben" plus nothing
+    bad = chat.start("badnick", "client", "--server", chat.nodes[0], "--nick", "ben\n")
+    bad.expect(r"ERROR invalid nickname 'ben\\n': .*")
+    assert bad.wait_exit() == 1
+
+
+def test_commands_that_need_a_room_say_so_and_a_second_join_says_so(chat: Service) -> None:
+    wil, xan = chat.clients(("wil", 0), ("xan", 1))
+    for command in ("/who", "/leave", "/history", "/history 3", "/kick xan", "/like 1"):
+        wil.ask(command, "ERROR join a room first: /join ROOM")
+    join_all("twice", wil, xan)
+    join_all("twice-b", wil)
+    mark = wil.say("/join twice")  # already in it: it becomes the current room again
+    wil.expect("OK already in twice", since=mark)
+    assert wil.ask("/who", "WHO .*").group(0) == "WHO twice wil wil xan"
+    end = wil.mark()
+    assert not [x for x in wil.between(mark, end) if x.startswith("JOIN")]
+
+
+def test_ownership_passes_on_and_a_reused_nickname_gets_no_rights(chat: Service) -> None:
+    own, yul, zoe = chat.clients(("own", 0), ("yul", 1), ("zoe", 2))
+    join_all("owned", own, yul, zoe)  # own created it; yul has been there longest after
+    assert zoe.expect("WHO owned .*").group(0) == "WHO owned own own yul zoe"
+    own.ask("/quit", "BYE")
+    for c in (yul, zoe):
+        c.expect("LEAVE owned own")
+        c.expect("OWNER owned yul")
+    # someone else takes the nickname the owner had: it brings no right over the room
+    impostor = chat.client("own", 2)
+    join_all("owned", impostor)
+    impostor.ask("/kick zoe", r"ERROR only the owner of owned \(yul\) can kick")
+    assert zoe.ask("/who", "WHO .*").group(0) == "WHO owned yul own yul zoe"
+    yul.ask("/kick own", "OK kicked own from owned")
+    zoe.expect("KICK owned own yul")
+
+
+def test_cookie_from_the_flag_else_the_environment_else_the_file(chat: Service) -> None:
+    """For a node and a client alike: --cookie, else $ACTORNET_COOKIE, else ~/.actornet.cookie."""
+    homes = tempfile.TemporaryDirectory(prefix="chatty-cookies-")
+    try:
+        home = {}
+        for name in ("alpha", "beta"):
+            home[name] = Path(homes.name) / name
+            home[name].mkdir()
+            (home[name] / ".actornet.cookie").write_text(name + "\n")
+            (home[name] / ".actornet.cookie").chmod(0o600)
+
+        def env(cookie: str | None, home_of: str) -> dict[str, str]:
+            e = {k: v for k, v in chat.env.items() if k != "ACTORNET_COOKIE"}
+            e["HOME"] = str(home[home_of])
+            if cookie is not None:
+                e["ACTORNET_COOKIE"] = cookie
+            return e
+
+        def start(label: str, e: dict[str, str], *args: str) -> Child:
+            child = Child(label, list(args), e)
+            chat.children.append(child)
+            return child
+
+        nodes = {  # the cookie each node ends up with, and how it got it
+            "alpha": (None, "alpha", []),  # the file
+            "beta": ("beta", "alpha", []),  # the environment over the file
+            "gamma": ("beta", "alpha", ["--cookie", "gamma"]),  # the flag over both
+        }
+        for cookie, (env_cookie, home_of, flag) in nodes.items():
+            n = start(f"ck-{cookie}", env(env_cookie, home_of), "node", "--name",
+                      f"ck{cookie}t{TAG}", "--host", HOST, "--data-dir", "none", *flag)
+            n.expect(rf"chatty node ck{cookie}t{TAG}@{HOST} ready on .*")
+        clients = [  # node, how the client gets its cookie, whether it gets in
+            ("alpha", None, "alpha", [], True),  # the file
+            ("alpha", "alpha", "beta", [], True),  # the environment over the file
+            ("alpha", "beta", "alpha", [], False),
+            ("alpha", "beta", "beta", ["--cookie", "alpha"], True),  # the flag over both
+            ("alpha", "alpha", "alpha", ["--cookie", "beta"], False),
+            ("beta", None, "beta", [], True),
+            ("beta", None, "alpha", [], False),
+            ("gamma", "gamma", "alpha", [], True),
+            ("gamma", "beta", "beta", [], False),
+        ]
+        started = []
+        for k, (node, env_cookie, home_of, flag, works) in enumerate(clients):
+            c = start(f"ck{k}", env(env_cookie, home_of), "client", "--server",
+                      f"ck{node}t{TAG}@{HOST}", "--nick", f"ck{k}", *flag)
+            started.append((c, node, works))
+        for c, node, works in started:
+            if works:
+                c.expect(rf"CONNECTED {c.label} ck{node}t{TAG}@{HOST}")
+            else:
+                c.expect(rf"ERROR cannot reach chat node ck{node}t{TAG}@{HOST}")
+                assert c.wait_exit() == 1
+    finally:
+        homes.cleanup()
+
+
 def test_docs_show_the_plain_protocol_of_the_client() -> None:
     """docs/chatty.md copies the protocol table of client.py's docstring, line for line."""
     from examples.chatty import client
@@ -484,6 +614,57 @@ def test_chat_node_killed_its_clients_resume_or_leave_the_others_carry_on(chat: 
             c.expect(f"MSG crash {msg} yan 0 the others carry on")
     finally:
         chat.nodes.pop()
+
+
+KILL_CHAT_SERVER = """
+import sys
+import actornet
+with actornet.start_node(sys.argv[2], hidden=True):
+    pid = actornet.rpc.call(sys.argv[1], actornet.whereis, "chatty")
+    actornet.rpc.call(sys.argv[1], actornet.exit, pid, "kill")
+    print("killed", pid, flush=True)
+"""
+
+
+def test_chat_server_crash_its_clients_resume_through_its_restart(chat: Service) -> None:
+    """The chat server process dies (its node lives on): its supervisor restarts it, empty;
+    its clients notice and resume through it (or another node), keeping nick and rooms."""
+    abe, bea = chat.clients(("abe", 1), ("bea", 2))
+    join_all("crashed", abe, bea)
+    killer = subprocess.run(
+        [sys.executable, "-c", KILL_CHAT_SERVER, chat.nodes[1], f"killer{TAG}@{HOST}"],
+        cwd=ROOT, env=chat.env, capture_output=True, text=True, timeout=WAIT,
+        preexec_fn=_die_with_parent)
+    assert killer.returncode == 0 and "killed" in killer.stdout, killer
+    abe.expect("RECONNECTED .*")
+    bea.expect("MOVED crashed abe")
+    msg = say(abe, "crashed", "still abe, still here")
+    bea.expect(f"MSG crashed {msg} abe 0 still abe, still here")
+    abe.ask("/msg bea and DMs too", "OK sent to bea")
+    bea.expect("DM abe and DMs too")
+    # a new client of that node is served too
+    cid = chat.client("cid", 1)
+    join_all("crashed", cid)
+    assert cid.ask("/who", "WHO .*").group(0) == "WHO crashed abe abe bea cid"
+
+
+def test_client_tries_each_server_given_and_connect_switches(chat: Service) -> None:
+    nowhere = f"nowhere{TAG}@{HOST}"
+    dot = chat.start("dot", "client", "--server", nowhere, "--server", chat.nodes[1],
+                     "--nick", "dot")
+    dot.expect(rf"CONNECTED dot {re.escape(chat.nodes[1])}")
+    eli = chat.client("eli", 0)
+    join_all("switch", dot, eli)
+    dot.ask(f"/connect {chat.nodes[2]}", rf"OK connected to {re.escape(chat.nodes[2])}")
+    eli.expect("MOVED switch dot")
+    chat.node_procs[1].expect(r"\[EXIT\] dot \(moved to another chat node\)")
+    msg = say(dot, "switch", "through node three now")
+    eli.expect(f"MSG switch {msg} dot 0 through node three now")
+    dot.ask(f"/connect {nowhere}", f"ERROR cannot reach chat node {re.escape(nowhere)}")
+    # leaving through the new node leaves for good: the old one holds nothing of dot
+    dot.ask("/quit", "BYE")
+    eli.expect("LEAVE switch dot")
+    assert eli.ask("/who", "WHO .*").group(0) == "WHO switch eli eli"
 
 
 # -- the demo ------------------------------------------------------------------------------------
@@ -665,7 +846,8 @@ def test_interactive_client_keeps_the_line_being_typed(chat: Service) -> None:
         other.expect("CONNECTED .*")
         join_all("tty", other)
         msg = say(other, "tty", "an incoming message")
-        at = tty.wait_for(f"[#tty {msg}] other: an incoming message", since=at)
+        at = tty.wait_for(f"[#tty {msg} ", since=at)  # then the time, HH:MM
+        at = tty.wait_for("] other: an incoming message", since=at)
         at = tty.wait_for("-> half a li", since=at)  # the prompt and the typed text, redrawn
         other.ask("/msg ttyuser a direct one", "OK sent to ttyuser")
         at = tty.wait_for("[DM from other] a direct one", since=at)
@@ -676,9 +858,11 @@ def test_interactive_client_keeps_the_line_being_typed(chat: Service) -> None:
         at = tty.wait_for("[#tty] other reconnected through another node", since=at)
         tty.wait_for("-> half a li", since=at)
         screen = Screen(tty.output()).text()
-        for line in (f"[#tty {msg}] other: an incoming message", "[DM from other] a direct one",
+        for line in ("[DM from other] a direct one",
                      "[#tty] other reconnected through another node"):
             assert line in screen, screen
+        shown = rf"\[#tty {msg} \d\d:\d\d\] other: an incoming message"
+        assert [x for x in screen if re.fullmatch(shown, x)], screen
         assert [x for x in screen if "half a li" in x] == ["-> half a li"], screen
         assert [x for x in screen if x][-1] == "-> half a li", screen
         # the typed characters were kept: finishing the line sends all of it

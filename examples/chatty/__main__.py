@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("-v", "--verbose", action="store_true")
     node.set_defaults(run=cmd_node)
     client = sub.add_parser("client", help="chat from this terminal")
-    client.add_argument("--server", required=True, help="chat node, e.g. chatty1@127.0.0.1")
+    client.add_argument("--server", required=True, action="append", metavar="NODE",
+                        help="chat node, e.g. chatty1@127.0.0.1; repeat it to name others to "
+                        "try in turn (and to resume through if that one goes down)")
     client.add_argument("--nick", required=True)
     client.add_argument("--cookie", help="cluster cookie (default: $ACTORNET_COOKIE or the file)")
     client.add_argument("--host", default=_host_default(), help="host part of this client's node")

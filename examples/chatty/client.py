@@ -10,19 +10,22 @@ Two front ends share it:
   above the line being typed, never through it;
 - plain (stdin is not a terminal, or ``--plain``): one command per line in,
   one event per line out, in this stable format (fields separated by one space;
-  the last field, a text, may contain spaces)::
+  the last field, a text, may contain spaces; <time>, when the chat node took
+  the message, is UTC ISO 8601 such as 2026-05-01T09:30:00Z, or - if unknown)::
 
     CONNECTED <nick> <server-node>
     MSG <room> <id> <nick> <likes> <text>      a room message (id: what /like takes)
-    HIST <room> <id> <nick> <likes> <text>     history sent on joining a room
+    HIST <room> <id> <nick> <likes> <time> <text>  a past message: on joining a room, or /history
+    OK history <room> <count>                  the end of a /history answer (count: HIST lines)
     JOIN <room> <nick> | LEAVE <room> <nick> | KICK <room> <nick> <by>
+    OWNER <room> <nick>                        the owner left: the member present longest owns it
     LIKES <room> <id> <count>
     NICK <room> <old> <new>
     RENAMED <old> <new> <why>                  our nickname was also taken across a healed partition
-    MOVED <room> <nick>                        a member's client resumed on another node
-    RECONNECTED <server-node>                  our chat node died; we carry on through this one
+    MOVED <room> <nick>                        a member's client resumed (failover, /connect)
+    RECONNECTED <server-node>                  our chat server went down; we go on through this one
     DM <from> <text>
-    WHO <room> <owner> <nick>...
+    WHO <room> <owner> <nick>...               also printed after joining a room: who is there
     ROOMS <room>=<nick>,<nick> ...
     SERVERS <node>...
     OK <text> | ERROR <text> | BYE
@@ -31,6 +34,7 @@ Two front ends share it:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import re
 import secrets
@@ -46,6 +50,7 @@ SEEN_LIMIT = 100_000  # event ids remembered per room to drop duplicates
 
 HELP = """commands:
   /join ROOM           join (or create) a room; it becomes the current room
+  /connect NODE        carry on through another chat node
   /leave [ROOM]        leave a room
   TEXT                 say TEXT in the current room
   /msg NICK TEXT       direct message
@@ -59,24 +64,52 @@ HELP = """commands:
   /quit                leave"""
 
 
+def _stamp(when: Any, plain: bool) -> str:
+    """A message's time: UTC ISO 8601 in plain mode, local HH:MM on a terminal."""
+    if not isinstance(when, (int, float)):
+        return "-" if plain else ""
+    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    if plain:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return " " + moment.astimezone().strftime("%H:%M")
+
+
+def _owner_line(room: str, new_owner: Any, plain: bool) -> str:
+    if not new_owner:
+        return ""
+    return (f"\nOWNER {room} {new_owner}" if plain
+            else f"\n[#{room}] {new_owner} owns the room now")
+
+
 def render(event: tuple[Any, ...], plain: bool) -> str:
-    """One line for an event (see the module docstring for the plain format)."""
+    """The line(s) for an event (see the module docstring for the plain format).
+
+    Example:
+        >>> render(("dm", "ann", "hi"), plain=True)
+        'DM ann hi'
+    """
     kind = event[0]
     if kind in ("room_msg", "hist"):
         _, room, seq, nick, text, likes = event[:6]
-        tag = "MSG" if kind == "room_msg" else "HIST"
+        when = event[6] if len(event) > 7 else None
         if plain:
-            return f"{tag} {room} {seq} {nick} {likes} {text}"
+            if kind == "room_msg":
+                return f"MSG {room} {seq} {nick} {likes} {text}"
+            return f"HIST {room} {seq} {nick} {likes} {_stamp(when, True)} {text}"
         hearts = f"  ♥{likes}" if likes else ""
-        return f"[#{room} {seq}] {nick}: {text}{hearts}"
+        return f"[#{room} {seq}{_stamp(when, False)}] {nick}: {text}{hearts}"
     room = event[1] if kind.startswith("room_") else ""
     if kind == "room_join":
         return f"JOIN {room} {event[3]}" if plain else f"[#{room}] {event[3]} joined"
     if kind == "room_leave":
-        return f"LEAVE {room} {event[3]}" if plain else f"[#{room}] {event[3]} left"
+        new_owner = event[4] if len(event) > 5 else None
+        return (f"LEAVE {room} {event[3]}" if plain else f"[#{room}] {event[3]} left") + \
+            _owner_line(room, new_owner, plain)
     if kind == "room_kick":
+        new_owner = event[5] if len(event) > 6 else None
         return (f"KICK {room} {event[3]} {event[4]}" if plain
-                else f"[#{room}] {event[3]} was kicked by {event[4]}")
+                else f"[#{room}] {event[3]} was kicked by {event[4]}") + \
+            _owner_line(room, new_owner, plain)
     if kind == "room_likes":
         return (f"LIKES {room} {event[3]} {event[4]}" if plain
                 else f"[#{room} {event[3]}] ♥{event[4]}")
@@ -91,10 +124,15 @@ def render(event: tuple[Any, ...], plain: bool) -> str:
     return f"INFO {event!r}" if plain else repr(event)
 
 
+class NoRoom(Exception):
+    """A command that needs a current room, and there is none."""
+
+
 class Client:
     """Runs inside the client process: commands in, events out."""
 
-    def __init__(self, server: str, nick: str, plain: bool, out: Any) -> None:
+    def __init__(self, server: str, nick: str, plain: bool, out: Any,
+                 servers: list[str] | None = None) -> None:
         self.server = server
         self.nick = nick
         self.plain = plain
@@ -104,7 +142,10 @@ class Client:
         self.last_seq: dict[str, int] = {}  # room -> seq of the last event seen (to resume)
         self.seen: dict[str, set[int]] = {}  # room -> eids shown: each event shows once
         self.rooms: set[str] = set()
-        self.servers: list[str] = [server]
+        # chat nodes to resume through if ours goes down (those given, then those it lists)
+        self.servers: list[str] = list(dict.fromkeys([server, *(servers or [])]))
+        self.server_ref: actornet.Ref | None = None  # monitors the chat server process
+        self.watched: set[str] = set()  # chat nodes we monitor
 
     def show(self, line: str) -> None:
         self.out(line)
@@ -124,6 +165,8 @@ class Client:
             return ("error", f"no chat server on {self.server}")
         except TimeoutError:
             return ("error", "the chat service did not answer in time")
+        except actornet.CallError as e:  # it went down while serving us: we resume shortly
+            return ("error", f"the chat server on {self.server} failed ({e}); reconnecting")
 
     def connect(self) -> bool:
         reply = self.call("connect", self.nick)
@@ -136,29 +179,48 @@ class Client:
         return True
 
     def _watch_server(self) -> None:
-        actornet.monitor_node(self.server)
+        """Watch the chat node and its chat server process: either going down means resume."""
+        if self.server not in self.watched:
+            actornet.monitor_node(self.server)
+            self.watched.add(self.server)
+        if self.server_ref is not None:
+            actornet.demonitor(self.server_ref)
+        self.server_ref = actornet.monitor(("chatty", self.server))
         reply = self.call("servers")
         if reply[0] == "servers":
-            self.servers = reply[1]
+            self.servers = list(dict.fromkeys([*reply[1], *self.servers]))
 
-    def failover(self, timeout: float = 10.0) -> bool:
-        """Our chat node is down: resume on another, keeping nick, rooms and place."""
+    def _resume_on(self, candidate: str) -> Any:
+        """Ask chat node `candidate` to carry us on (nick, rooms, place); its reply."""
+        previous, self.server = self.server, candidate
+        last = [(room, self.last_seq.get(room, 0)) for room in sorted(self.rooms)]
+        reply = self.call("resume", self.nick, last)
+        if reply[0] != "ok":
+            self.server = previous
+            return reply
+        self._watch_server()
+        return reply
+
+    def failover(self, node_down: bool = True, timeout: float = 10.0) -> bool:
+        """Our chat node is down (or only its chat server, which its supervisor restarts):
+        resume through another node (or the same one), keeping nick, rooms and place."""
         dead = self.server
+        self.server_ref = None
+        candidates = [s for s in self.servers if s != dead]
+        if not node_down:
+            candidates.insert(0, dead)  # its restarted server knows us no more: resume there
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for candidate in [s for s in self.servers if s != dead]:
+            for candidate in candidates:
                 if actornet.ping(candidate, timeout=2) != "pong":
                     continue
-                self.server = candidate
-                last = [(room, self.last_seq.get(room, 0)) for room in sorted(self.rooms)]
-                reply = self.call("resume", self.nick, last)
+                reply = self._resume_on(candidate)
                 if reply[0] == "ok":
+                    what = "is down" if node_down else "restarted its chat server"
                     self.show(f"RECONNECTED {reply[1]}" if self.plain
-                              else f"* {dead} is down; reconnected through {reply[1]}")
-                    self._watch_server()
+                              else f"* {dead} {what}; reconnected through {reply[1]}")
                     return True
             time.sleep(0.2)  # every candidate refused: let the cluster settle, then retry
-        self.server = dead
         self.error(f"chat node {dead} is down and no other chat node answered")
         return False
 
@@ -202,7 +264,13 @@ class Client:
             elif kind == "EXIT":
                 self._exit_signal(msg[2])
             elif kind == "nodedown":
+                self.watched.discard(msg[1])
                 if msg[1] == self.server and not self.failover():
+                    self.running = False
+            elif kind == "DOWN":
+                # our chat server process died but not its node (that is "nodedown")
+                if msg[1] == self.server_ref and msg[4] != "noconnection" \
+                        and not self.failover(node_down=False):
                     self.running = False
             elif kind == "eof":
                 self.command("/quit")
@@ -216,6 +284,8 @@ class Client:
     def _track(self, event: tuple[Any, ...]) -> None:
         if event[0] in ("room_kick", "room_leave") and event[3] == self.nick:
             self.rooms.discard(event[1])
+            if self.room == event[1]:
+                self.room = None
 
     def _exit_signal(self, reason: Any) -> None:
         """global_ tells the loser of a nickname taken on both sides of a healed partition
@@ -255,6 +325,8 @@ class Client:
             return
         try:
             handler(args, rest.strip())
+        except NoRoom:
+            self.error("join a room first: /join ROOM")
         except (IndexError, ValueError):
             self.error(f"usage: {_usage(name)}")
 
@@ -269,7 +341,7 @@ class Client:
     def _current(self, args: list[str], index: int = 0) -> str:
         room = args[index] if len(args) > index else self.room
         if room is None:
-            raise ValueError("no room")
+            raise NoRoom()
         return room
 
     # -- commands --------------------------------------------------------------------
@@ -280,10 +352,29 @@ class Client:
 
     def cmd_join(self, args: list[str], rest: str) -> None:
         room = args[0]
+        if room in self.rooms:
+            self.room = room
+            self.ok(f"already in {room}")
+            return
         if self._expect(self.call("join", room), "joined"):
             self.room = room
             self.rooms.add(room)
             self.ok(f"joined {room}")
+            self.cmd_who([room], room)  # who is there already
+
+    def cmd_connect(self, args: list[str], rest: str) -> None:
+        target = args[0]
+        old = self.server
+        if target == old:
+            self.ok(f"connected to {old} already")
+            return
+        if actornet.ping(target, timeout=2) != "pong":
+            self.error(f"cannot reach chat node {target}")
+            return
+        if self._expect(self._resume_on(target), "resumed"):
+            with contextlib.suppress(actornet.ActornetError, TimeoutError):
+                actornet.call(("chatty", old), ("detach",), timeout=5)  # best effort
+            self.ok(f"connected to {target}")
 
     def cmd_leave(self, args: list[str], rest: str) -> None:
         room = self._current(args)
@@ -318,10 +409,14 @@ class Client:
     def cmd_history(self, args: list[str], rest: str) -> None:
         n = int(args[0]) if args else 20
         room = self._current([], 0)
+        if n < 1:
+            self.error(f"/history N: N must be a number of messages, 1 or more, not {n}")
+            return
         reply = self._expect(self.call("history", room, n), "history")
         if reply:
             for event in reply[2]:
                 self.show(render(("hist", *event[1:]), self.plain))
+            self.ok(f"history {room} {len(reply[2])}")
 
     def cmd_kick(self, args: list[str], rest: str) -> None:
         target = args[0]
@@ -355,12 +450,20 @@ class Client:
         self.running = False
 
 
-def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | None,
-         tick_time: float = 4.0) -> int:
-    """Run a client against chat node `server`; returns the exit status.
+def main(server: str | list[str], nick: str, cookie: str | None, host: str,
+         plain: bool | None, tick_time: float = 4.0) -> int:
+    """Run a client against chat node `server` (or the first of a list that answers);
+    returns the exit status.
 
-    `tick_time` should match the chat nodes' (a longer one there makes them quiet
-    for longer than this client would wait)."""
+    The other nodes listed are also where the client resumes if its node goes
+    down. `tick_time` should match the chat nodes' (a longer one there makes them
+    quiet for longer than this client would wait).
+
+    Example (a chat node must be running)::
+
+        main(["chatty1@alpha.lan", "chatty2@beta.lan"], "alice", None, "gamma.lan", None)
+    """
+    servers = [server] if isinstance(server, str) else list(server)
     if plain is None:
         plain = not sys.stdin.isatty()
     # The chat server judges the nickname; the node name must be valid whatever it is.
@@ -373,8 +476,9 @@ def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | No
         print(f"ERROR cannot start the client node: {e}", flush=True)
         return 1
     try:
-        if actornet.ping(server) != "pong":
-            print(f"ERROR cannot reach chat node {server}", flush=True)
+        server = next((s for s in servers if actornet.ping(s) == "pong"), None)
+        if server is None:
+            print(f"ERROR cannot reach chat node {' or '.join(servers)}", flush=True)
             return 1
         server_name = server.split(":")[0] if server.count(":") == 1 else server
         out, prompt_loop = _front_end(plain)
@@ -383,7 +487,7 @@ def main(server: str, nick: str, cookie: str | None, host: str, plain: bool | No
 
         def client_process() -> None:
             actornet.trap_exit(True)  # a nickname conflict arrives as an exit signal
-            client = Client(server_name, nick, plain, out)
+            client = Client(server_name, nick, plain, out, servers)
             if not client.connect():
                 status[0] = 1
                 done.set()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from typing import Any
 
 import actornet
@@ -36,6 +37,31 @@ SERVERS = "chatty.servers"
 
 def nick_name(nick: str) -> tuple[str, str]:
     return ("chatty.nick", nick)
+
+
+def text_problem(text: Any) -> str | None:
+    r"""Why `text` cannot be a message (None if it can).
+
+    Control characters (ESC starts a terminal escape sequence, CR moves the
+    cursor) and the characters ``str.splitlines`` breaks lines at would reach
+    other users' terminals and split the plain client's one-event-per-line
+    output, so they are refused; a tab is the one control character allowed.
+
+    Example:
+        >>> text_problem("hello") is None
+        True
+        >>> text_problem("red \x1b[31m")
+        'message contains a control character (U+001B); send plain text'
+    """
+    if not isinstance(text, str) or not text.strip():
+        return "empty message"
+    if len(text) > MAX_TEXT:
+        return f"message too long: {len(text)} characters, the limit is {MAX_TEXT}"
+    for ch in text:
+        if ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return (f"message contains a control character (U+{ord(ch):04X}); "
+                    "send plain text")
+    return None
 
 
 def _say(line: str) -> None:
@@ -71,12 +97,23 @@ class ChatServer(GenServer):
         if (event[0] != "join" and actornet.whereis(rooms.local_name(room)) is None
                 and global_.whereis_name(rooms.leader_name(room)) is None):
             return ("error", f"no room named {room}")  # only /join creates a room
-        rooms.ensure(room, self.history_on_join, self.grace)
+        problem = self._ensure(room)
+        if problem is not None:
+            return ("error", problem)
         leader = self._leader(room)
         if leader is None:
             return ("error", f"room {room} has no sequencer right now; retry")
         actornet.send(leader, ("$gen_call", from_, ("publish", event)))
         return NOREPLY
+
+    def _ensure(self, room: str) -> str | None:
+        """Start this node's replica of `room` if needed; why it could not be (or None)."""
+        try:
+            rooms.ensure(room, self.history_on_join, self.grace)
+        except actornet.ActornetError as e:
+            log.warning("room %s: no replica here: %s", room, e)
+            return f"room {room} is not available right now ({e}); retry"
+        return None
 
     def _room_info(self, room: str) -> dict[str, Any] | None:
         leader = global_.whereis_name(rooms.leader_name(room))
@@ -102,7 +139,7 @@ class ChatServer(GenServer):
         here = self.gen_node.name
         if op in ("join", "leave", "say", "kick", "like", "unlike", "history", "who"):
             room = request[1]
-            if not isinstance(room, str) or not ROOM.match(room):
+            if not isinstance(room, str) or not ROOM.fullmatch(room):
                 return ("error", f"invalid room name {room!r}: 1-30 of a-z 0-9 _ -, "
                                  "starting with a letter or digit")
         if op == "join":
@@ -110,23 +147,28 @@ class ChatServer(GenServer):
         if op == "leave":
             return self._to_sequencer(room, ("leave", nick, caller), from_)
         if op == "say":
-            text = request[2]
-            if not isinstance(text, str) or not text.strip():
-                return ("error", "empty message")
-            if len(text) > MAX_TEXT:
-                return ("error", f"message too long: {len(text)} characters, "
-                                 f"the limit is {MAX_TEXT}")
-            return self._to_sequencer(room, ("msg", nick, text), from_)
+            problem = text_problem(request[2])
+            if problem is not None:
+                return ("error", problem)
+            return self._to_sequencer(room, ("msg", nick, request[2], time.time()), from_)
         if op == "kick":
-            return self._to_sequencer(room, ("kick", request[2], nick), from_)
+            return self._to_sequencer(room, ("kick", request[2], nick, caller), from_)
         if op in ("like", "unlike"):
             return self._to_sequencer(room, (op, request[2], nick), from_)
         if op == "history":
+            n = request[2]
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                return ("error", f"/history N: N must be a number of messages, 1 or more, "
+                                 f"not {n!r}")
             local = actornet.whereis(rooms.local_name(room))
             target = local or global_.whereis_name(rooms.leader_name(room))
             if target is None:
                 return ("error", f"no room named {room}")
-            return ("history", room, actornet.call(target, ("history", request[2])))
+            try:
+                return ("history", room, actornet.call(target, ("history", n), timeout=5))
+            except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
+                return ("error", f"the history of room {room} is not available right now; "
+                                 "retry")
         if op == "who":
             info = self._room_info(room)
             if info is None:
@@ -141,8 +183,9 @@ class ChatServer(GenServer):
             pid = global_.whereis_name(nick_name(target))
             if pid is None:
                 return ("error", f"no user named {target}")
-            if len(text) > MAX_TEXT:
-                return ("error", f"message too long: the limit is {MAX_TEXT} characters")
+            problem = text_problem(text)
+            if problem is not None:
+                return ("error", problem)
             actornet.send(pid, ("dm", nick, text))
             return ("ok", f"sent to {target}")
         if op == "nick":
@@ -152,10 +195,15 @@ class ChatServer(GenServer):
         if op == "quit":
             self._disconnect(nick, "quit")
             return ("ok", "bye")
+        if op == "detach":  # the client resumed through another node on purpose
+            entry = self.clients.pop(nick)
+            actornet.demonitor(entry[1])
+            _say(f"[EXIT] {nick} (moved to another chat node)")
+            return ("ok", "detached")
         return ("error", f"unknown request {op!r}")
 
     def _connect(self, nick: Any, pid: actornet.Pid) -> Any:
-        if not isinstance(nick, str) or not NICK.match(nick):
+        if not isinstance(nick, str) or not NICK.fullmatch(nick):
             return ("error", f"invalid nickname {nick!r}: 1-20 letters, digits, _ or -, "
                              "starting with a letter")
         if self._nick_of(pid) is not None:
@@ -174,10 +222,13 @@ class ChatServer(GenServer):
                 return ("error", f"nickname {nick} is taken")
         elif holder != pid:
             return ("error", f"nickname {nick} is taken")
+        if nick in self.clients:  # resuming here again (this server restarted, or /connect)
+            actornet.demonitor(self.clients[nick][1])
         self.clients[nick] = (pid, actornet.monitor(pid))
         here = self.gen_node.name
         for room, seq in last_seen:
-            rooms.ensure(room, self.history_on_join, self.grace)
+            if self._ensure(room) is not None:
+                continue  # that room is not reachable from here now; the rest still are
             reply = self._publish_now(room, ("move", nick, pid, here, seq))
             if reply is not None and reply[0] == "error":  # its grace ran out: join again
                 self._publish_now(room, ("join", nick, pid, here))
@@ -185,7 +236,7 @@ class ChatServer(GenServer):
         return ("ok", here)
 
     def _rename(self, old: str, new: Any, pid: actornet.Pid) -> Any:
-        if not isinstance(new, str) or not NICK.match(new):
+        if not isinstance(new, str) or not NICK.fullmatch(new):
             return ("error", f"invalid nickname {new!r}")
         if global_.register_name(nick_name(new), pid) != "yes":
             return ("error", f"nickname {new} is taken")
