@@ -10,6 +10,8 @@ process aliases).
 
 from __future__ import annotations
 
+import numbers
+import threading
 import time
 from typing import Any
 
@@ -17,20 +19,51 @@ from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet.errors import CallDeadlock, CallError, NodeDown, NoProc, Timeout
 
-__all__ = ["call", "cast", "reply", "wait_exit", "multi_call"]
+__all__ = ["call", "cast", "reply", "wait_exit", "multi_call", "timeout_arg"]
 
 CALL = "$gen_call"
 CAST = "$gen_cast"
 STOP = "$gen_stop"
 
 
-def _check_timeout(timeout: float | None, what: str) -> None:
+def timeout_arg(timeout: object, what: str, *, zero_ok: bool = False) -> float | None:
+    """Check a user's `timeout` for `what` (e.g. ``"call()"``): seconds to wait, or None.
+
+    None, ``math.inf`` and anything from `threading.TIMEOUT_MAX` up mean no
+    deadline (Erlang's ``infinity``). Zero is allowed only with `zero_ok`
+    (``receive`` polls; a call cannot be answered in no time). Everything that
+    takes a timeout from a user checks it here, before acting on anything.
+
+    Raises:
+        TypeError: `timeout` is not a real number (or is a bool).
+        ValueError: `timeout` is NaN, negative, or zero without `zero_ok`.
+
+    Example:
+        >>> import math
+        >>> timeout_arg(2, "call()"), timeout_arg(math.inf, "call()"), timeout_arg(None, "x")
+        (2.0, None, None)
+        >>> timeout_arg(float("nan"), "receive()", zero_ok=True)
+        Traceback (most recent call last):
+          ...
+        ValueError: receive(): timeout must be a number of seconds, got nan
+    """
     if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{what} timeout must be seconds (a number) or None, got {timeout!r}")
-    if timeout <= 0:
-        raise ValueError(f"{what} timeout must be > 0 seconds, got {timeout!r}")
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(
+            f"{what}: timeout must be a number of seconds or None, got {timeout!r}"
+        )
+    if timeout != timeout:  # NaN, of any real type
+        raise ValueError(f"{what}: timeout must be a number of seconds, got {timeout!r}")
+    if timeout < 0 or (timeout == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ValueError(f"{what}: timeout must be {bound} seconds, got {timeout!r}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int too large for a float
+        return None
+    # Longer than any wait the OS can time (math.inf included): wait forever.
+    return None if seconds >= threading.TIMEOUT_MAX else seconds
 
 
 def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
@@ -60,7 +93,7 @@ def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
 
 def call_any(server: Any, request: Any, timeout: float | None, *, check: bool) -> Any:
     """`call`; with `check` False a local request may hold any Python object."""
-    _check_timeout(timeout, "call")
+    timeout = timeout_arg(timeout, "call()")
     node = current_node()
     me = node.current()
     target = node._resolve(server)
@@ -137,12 +170,13 @@ def reply(from_: tuple[Pid, Ref], value: Any) -> None:
     current_node().reply(from_, value)
 
 
-def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None) -> Any:
+def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None,
+              what: str = "GenServer.stop()") -> Any:
     """Monitor `server`, send it `message`, and wait for it to exit; return its reason.
 
     `node` is the node acting (default: the current one); `Node.stop` passes itself.
     """
-    _check_timeout(timeout, "stop")
+    timeout = timeout_arg(timeout, what)
     node = node if node is not None else current_node()
     me = node.current()
     target = node._resolve(server)
@@ -173,7 +207,7 @@ def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
     ``"noproc"`` or ``"noconnection"``) or ``"timeout"``. Used by `global_`
     to take cluster-wide locks in one round trip.
     """
-    _check_timeout(timeout, "call")
+    timeout = timeout_arg(timeout, "multi_call()")
     node = current_node()
     me = node.current()
     pending: list[tuple[Any, Any, Any]] = []

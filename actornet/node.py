@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actornet import _runtime
+from actornet import _gen, _runtime
 from actornet._ids import Pid, Ref, _next_ref_id
 from actornet._process import ADOPTED, FUNCTION, Killed, Process
 from actornet._terms import check_term
@@ -75,7 +75,9 @@ class Node:
     Example:
         >>> import actornet
         >>> with actornet.Node("demo@localhost") as n:
-        ...     pid = n.spawn(print, "hello from", "a process")
+        ...     pid, ref = n.spawn_monitor(print, "hello from", "a process")
+        ...     _ = n.receive(lambda m: m[1] == ref, timeout=5)
+        hello from a process
     """
 
     def __init__(self, name: str = LOCAL_NODE_NAME, *, creation: int | None = None) -> None:
@@ -110,29 +112,54 @@ class Node:
 
     @property
     def port(self) -> int | None:
-        """The TCP port this node listens on (None when not distributed)."""
+        """The TCP port this node listens on (None when not distributed).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.port is None  # not distributed
+            True
+        """
         return None if self._dist is None else int(self._dist.port)
 
     @property
     def running(self) -> bool:
-        """True until `stop` is called."""
+        """True until `stop` is called.
+
+        Example:
+            >>> import actornet
+            >>> n = actornet.Node("doc@localhost")
+            >>> n.running
+            True
+            >>> n.stop()
+            >>> n.running
+            False
+        """
         return self._running
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = 5.0) -> None:
         """Stop every process (servers get `terminate`), then the transport.
 
-        Idempotent. Peers are told at once, so they see this node go down
-        without waiting for a tick timeout.
+        Servers get `timeout` seconds in all to run `terminate` (None or
+        ``math.inf``: no limit); whatever is left is killed. Idempotent. Peers
+        are told at once, so they see this node go down without waiting for a
+        tick timeout.
+
+        Example:
+            >>> import actornet
+            >>> n = actornet.Node("doc@localhost")
+            >>> n.stop(timeout=1.0)
+            >>> n.running
+            False
         """
+        seconds = _gen.timeout_arg(timeout, "Node.stop()")
         if not self._running:
             return
-        from actornet import _gen
-
-        deadline = time.monotonic() + timeout
+        deadline = None if seconds is None else time.monotonic() + seconds
         # Oldest first: a supervisor stops its own children before we reach them.
         for proc in sorted(self._procs.values(), key=lambda p: p.pid.id):
             if proc.alive and proc.server is not None:
-                remaining = max(0.1, deadline - time.monotonic())
+                remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
                 with contextlib.suppress(Exception):
                     _gen.wait_exit(proc.pid, (_gen.STOP, "shutdown"), remaining, node=self)
         for proc in list(self._procs.values()):
@@ -149,7 +176,14 @@ class Node:
     # -- identifiers ---------------------------------------------------------------
 
     def make_ref(self) -> Ref:
-        """Return a reference unique on this node incarnation (Erlang `make_ref/0`)."""
+        """Return a reference unique on this node incarnation (Erlang `make_ref/0`).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.make_ref() == n.make_ref()
+            False
+        """
         return Ref(self.name, _next_ref_id(), self.creation)
 
     def _new_process(self, kind: str, mailbox: Any = None) -> Process:
@@ -168,13 +202,27 @@ class Node:
         return None
 
     def is_local(self, pid: Pid) -> bool:
-        """True if `pid` names a process of this node incarnation."""
+        """True if `pid` names a process of this node incarnation.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.is_local(n.current().pid), n.is_local(actornet.Pid("b@localhost", 1, 1))
+            (True, False)
+        """
         return pid.node == self.name and pid.creation == self.creation
 
     # -- processes -------------------------------------------------------------------
 
     def current(self) -> Process:
-        """The calling thread's process on this node (adopting the thread if needed)."""
+        """The calling thread's process on this node (adopting the thread if needed).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.current().pid == n.current().pid
+            True
+        """
         proc = _runtime.thread_process()
         if proc is not None and proc.node is self and proc.alive:
             return proc
@@ -188,15 +236,40 @@ class Node:
         return proc
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> Pid:
-        """Start `fn(*args)` as a new process on this node and return its pid."""
+        """Start `fn(*args)` as a new process on this node and return its pid.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     pid = n.spawn(n.send, n.current().pid, "from a process")
+            ...     n.receive(timeout=5)
+            'from a process'
+        """
         return self._spawn(fn, args)[0]
 
     def spawn_link(self, fn: Callable[..., Any], *args: Any) -> Pid:
-        """Like `spawn`, atomically linked to the calling process."""
+        """Like `spawn`, atomically linked to the calling process.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     _ = n.trap_exit(True)
+            ...     pid = n.spawn_link(lambda: None)
+            ...     n.receive(timeout=5)[2]
+            'normal'
+        """
         return self._spawn(fn, args, link=True)[0]
 
     def spawn_monitor(self, fn: Callable[..., Any], *args: Any) -> tuple[Pid, Ref]:
-        """Like `spawn`, atomically monitored by the calling process."""
+        """Like `spawn`, atomically monitored by the calling process.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     pid, ref = n.spawn_monitor(lambda: None)
+            ...     n.receive(timeout=5)[4]
+            'normal'
+        """
         pid, ref = self._spawn(fn, args, monitor=True)
         assert ref is not None
         return pid, ref
@@ -331,6 +404,13 @@ class Node:
 
         With `noconnect`, a message for a node that is not connected is dropped
         instead of making a connection (Erlang's ``send(Dest, Msg, [noconnect])``).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.send(n.current().pid, "note")
+            ...     n.receive(timeout=1)
+            'note'
         """
         self._send(dest, msg, True, not noconnect)
 
@@ -387,17 +467,25 @@ class Node:
 
     def receive(self, match: Callable[[Any], object] | None = None,
                 timeout: float | None = None) -> Any:
-        """Selective receive for the calling thread's process on this node."""
-        if timeout is not None:
-            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-                raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-            if timeout < 0:
-                raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        """Selective receive for the calling thread's process on this node.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     _ = n.send(n.current().pid, ("hi", 1))
+            ...     n.receive(lambda m: m[0] == "hi", timeout=1)
+            ('hi', 1)
+        """
+        if match is not None and not callable(match):
+            raise TypeError(
+                f"receive(): match must be a callable or None, got {type(match).__name__!r}"
+            )
+        seconds = _gen.timeout_arg(timeout, "receive()", zero_ok=True)
         proc = self.current()
         proc.check_alive()
         proc.waiting = True
         try:
-            return proc.mailbox.receive(match, timeout)
+            return proc.mailbox.receive(match, seconds)
         except queue.Empty:
             raise Timeout(f"no matching message within {timeout} s") from None
         finally:
@@ -406,7 +494,14 @@ class Node:
     # -- introspection --------------------------------------------------------------------
 
     def process_info(self, pid: Pid) -> dict[str, Any] | None:
-        """What this node knows of its process `pid`, or None if it is not alive."""
+        """What this node knows of its process `pid`, or None if it is not alive.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.process_info(n.current().pid)["message_queue_len"]
+            0
+        """
         proc = self._local(pid)
         if proc is None:
             return None
@@ -429,7 +524,15 @@ class Node:
         }
 
     def node_info(self) -> dict[str, Any]:
-        """A snapshot of this node: processes, names, connections and traffic."""
+        """A snapshot of this node: processes, names, connections and traffic.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     info = n.node_info()
+            ...     info["name"], info["distributed"]
+            ('doc@localhost', False)
+        """
         procs = list(self._procs.values())
         info: dict[str, Any] = {
             "name": self.name,
@@ -450,7 +553,15 @@ class Node:
     # -- registry -----------------------------------------------------------------------------
 
     def register(self, name: str, pid: Pid) -> None:
-        """Register `pid` (a live local process) as `name` on this node."""
+        """Register `pid` (a live local process) as `name` on this node.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.register("doc_me", n.current().pid)
+            ...     n.whereis("doc_me") == n.current().pid
+            True
+        """
         if not isinstance(name, str) or not name:
             raise TypeError(f"a registered name is a non-empty str, got {name!r}")
         if not isinstance(pid, Pid):
@@ -470,7 +581,16 @@ class Node:
             self._names[name] = proc
 
     def unregister(self, name: str) -> None:
-        """Remove the registered name `name`; raises `NoProc` if not registered."""
+        """Remove the registered name `name`; raises `NoProc` if not registered.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.register("doc_me", n.current().pid)
+            ...     n.unregister("doc_me")
+            ...     n.registered()
+            []
+        """
         with self._lock:
             proc = self._names.pop(name, None)
             if proc is None:
@@ -478,16 +598,39 @@ class Node:
             proc.name = None
 
     def whereis(self, name: str) -> Pid | None:
-        """The pid registered as `name` on this node, or None."""
+        """The pid registered as `name` on this node, or None.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.whereis("nobody") is None
+            True
+        """
         proc = self._names.get(name)
         return proc.pid if proc is not None else None
 
     def registered(self) -> list[str]:
-        """All locally registered names."""
+        """All locally registered names.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.register("doc_me", n.current().pid)
+            ...     n.registered()
+            ['doc_me']
+        """
         return sorted(self._names)
 
     def processes(self) -> list[Pid]:
-        """Pids of every live process on this node (Erlang `processes/0`)."""
+        """Pids of every live process on this node (Erlang `processes/0`).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     me = n.current().pid
+            ...     n.processes() == [me]
+            True
+        """
         return [p.pid for p in list(self._procs.values())]
 
     def _resolve(self, dest: Any) -> Pid | tuple[str, str]:
@@ -518,7 +661,16 @@ class Node:
     # -- links --------------------------------------------------------------------------------
 
     def link(self, pid: Pid) -> None:
-        """Link the calling process and `pid` (Erlang `link/1`)."""
+        """Link the calling process and `pid` (Erlang `link/1`).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     worker = n.spawn(n.receive)
+            ...     n.link(worker)
+            ...     n.process_info(worker)["links"] == [n.current().pid]
+            True
+        """
         _require_pid(pid, "link")
         me = self.current()
         if pid == me.pid:
@@ -539,7 +691,16 @@ class Node:
         me.check_alive()
 
     def unlink(self, pid: Pid) -> None:
-        """Remove the link between the calling process and `pid`, if any."""
+        """Remove the link between the calling process and `pid`, if any.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     worker = n.spawn_link(n.receive)
+            ...     n.unlink(worker)
+            ...     n.process_info(worker)["links"]
+            []
+        """
         _require_pid(pid, "unlink")
         me = self.current()
         with self._lock:
@@ -568,7 +729,16 @@ class Node:
     # -- exit signals ---------------------------------------------------------------------------
 
     def exit(self, pid: Pid, reason: Any) -> None:
-        """Send an exit signal to `pid` from the calling process (Erlang `exit/2`)."""
+        """Send an exit signal to `pid` from the calling process (Erlang `exit/2`).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     pid, ref = n.spawn_monitor(n.receive)
+            ...     n.exit(pid, "stop")
+            ...     n.receive(timeout=5)[4]
+            'stop'
+        """
         _require_pid(pid, "exit")
         check_term(reason)
         me = self.current()
@@ -611,15 +781,32 @@ class Node:
             self._kill(proc, reason)
 
     def trap_exit(self, flag: bool) -> bool:
-        """Set the calling process's trap_exit flag; return the old value."""
+        """Set the calling process's trap_exit flag; return the old value.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.trap_exit(True)
+            False
+        """
+        if not isinstance(flag, bool):
+            raise TypeError(f"trap_exit needs True or False, got {flag!r}")
         me = self.current()
-        old, me.trap_exit = me.trap_exit, bool(flag)
+        old, me.trap_exit = me.trap_exit, flag
         return old
 
     # -- monitors -------------------------------------------------------------------------------
 
     def monitor(self, target: Any) -> Ref:
-        """Monitor a process (pid, name or (name, node)); DOWN arrives once."""
+        """Monitor a process (pid, name or (name, node)); DOWN arrives once.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     ref = n.monitor(n.spawn(lambda: None))
+            ...     n.receive(timeout=5)[:3] == ("DOWN", ref, "process")
+            True
+        """
         me = self.current()
         ref = self.make_ref()
         self._monitor(me, target, ref)
@@ -646,7 +833,15 @@ class Node:
         self._remote().monitor(me.pid, resolved, ref)
 
     def demonitor(self, ref: Ref) -> bool:
-        """Stop a monitor; no DOWN for it arrives afterwards. True if it was active."""
+        """Stop a monitor; no DOWN for it arrives afterwards. True if it was active.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     ref = n.monitor(n.spawn(n.receive))
+            ...     n.demonitor(ref)
+            True
+        """
         if not isinstance(ref, Ref):
             raise TypeError(f"demonitor needs a Ref, got {type(ref).__name__!r}")
         me = self.current()
@@ -723,7 +918,19 @@ class Node:
         return self._aliases.pop(ref, None) is not None
 
     def reply(self, from_: tuple[Pid, Ref], value: Any) -> None:
-        """Answer a call whose `from_` a server got in `handle_call`."""
+        """Answer a call whose `from_` a server got in `handle_call`.
+
+        Example:
+            >>> import actornet
+            >>> class Later(actornet.GenServer):
+            ...     def handle_call(self, request, from_):
+            ...         self.gen_node.reply(from_, "later")
+            ...         return actornet.NOREPLY
+            >>> pid = Later.start()
+            >>> actornet.call(pid, "now?")
+            'later'
+            >>> actornet.GenServer.stop(pid)
+        """
         pid, ref = from_
         if pid.node == self.name:
             check_term(value)
@@ -735,7 +942,15 @@ class Node:
     # -- nodes --------------------------------------------------------------------------------
 
     def monitor_node(self, node: str, flag: bool = True) -> None:
-        """Get `("nodedown", node)` in the calling process's mailbox when `node` goes down."""
+        """Get `("nodedown", node)` in the calling process's mailbox when `node` goes down.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.monitor_node("b@localhost")  # not distributed: down at once
+            ...     n.receive(timeout=5)
+            ('nodedown', 'b@localhost')
+        """
         me = self.current()
         address, node = node, _base_node_name(node)
         with self._lock:
@@ -758,7 +973,14 @@ class Node:
                 self._deliver(me.pid, ("nodedown", node))
 
     def monitor_nodes(self, flag: bool = True) -> None:
-        """``("nodeup", n)`` and ``("nodedown", n)`` for every node, to the caller."""
+        """``("nodeup", n)`` and ``("nodedown", n)`` for every node, to the caller.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.monitor_nodes(True)  # ("nodeup", name) / ("nodedown", name) from now on
+            ...     n.monitor_nodes(False)
+        """
         me = self.current()
         with self._lock:
             if flag:

@@ -129,8 +129,11 @@ def receive(match: Callable[[Any], object] | None = None, timeout: float | None 
     """Take the first message `match` accepts from the mailbox (Erlang ``receive``).
 
     Messages `match` rejects stay queued, in order, for later receives.
-    `timeout` is in seconds (None waits forever, 0 only looks); when it passes,
-    `actornet.Timeout` (a `TimeoutError`) is raised, like ``after T ->``.
+    `timeout` is in seconds (None or ``math.inf`` waits forever, like
+    Erlang's ``infinity``; 0 only looks); when it passes, `actornet.Timeout`
+    (a `TimeoutError`) is raised, like ``after T ->``. A `match` that is not
+    callable raises `TypeError`; a negative or NaN `timeout` raises
+    `ValueError`, one that is not a number `TypeError`, before anything waits.
 
     Example:
         >>> import actornet
@@ -161,7 +164,15 @@ def register(name: str, pid: Pid) -> None:
 
 
 def unregister(name: str) -> None:
-    """Remove a registered name (Erlang `unregister/1`); `NoProc` if not registered."""
+    """Remove a registered name (Erlang `unregister/1`); `NoProc` if not registered.
+
+    Example:
+        >>> import actornet
+        >>> actornet.register("doc_gone", actornet.self())
+        >>> actornet.unregister("doc_gone")
+        >>> actornet.whereis("doc_gone") is None
+        True
+    """
     current_node().unregister(name)
 
 
@@ -177,7 +188,15 @@ def whereis(name: str) -> Pid | None:
 
 
 def registered() -> list[str]:
-    """Every name registered on this node (Erlang `registered/0`)."""
+    """Every name registered on this node, sorted (Erlang `registered/0`).
+
+    Example:
+        >>> import actornet
+        >>> actornet.register("doc_listed", actornet.self())
+        >>> "doc_listed" in actornet.registered()
+        True
+        >>> actornet.unregister("doc_listed")
+    """
     return current_node().registered()
 
 
@@ -198,7 +217,18 @@ def link(pid: Pid) -> None:
 
 
 def unlink(pid: Pid) -> None:
-    """Remove the link between the calling process and `pid` (Erlang `unlink/1`)."""
+    """Remove the link between the calling process and `pid` (Erlang `unlink/1`).
+
+    Unlinking a pid that is not linked (or is dead) does nothing.
+
+    Example:
+        >>> import actornet
+        >>> worker = actornet.spawn_link(actornet.receive)
+        >>> actornet.unlink(worker)
+        >>> actornet.exit(worker, "kill")  # no longer linked: the caller lives on
+        >>> actornet.is_alive(actornet.self())
+        True
+    """
     current_node().unlink(pid)
 
 
@@ -223,6 +253,18 @@ def demonitor(ref: Ref) -> bool:
 
     Returns True if the monitor was active. A DOWN already delivered stays in
     the mailbox (use `receive` with a match to drop it).
+
+    Example:
+        >>> import actornet
+        >>> pid = actornet.spawn(actornet.receive)
+        >>> ref = actornet.monitor(pid)
+        >>> actornet.demonitor(ref)
+        True
+        >>> actornet.exit(pid, "kill")
+        >>> actornet.receive(lambda m: m[1] == ref, timeout=0.1)
+        Traceback (most recent call last):
+          ...
+        actornet.errors.Timeout: no matching message within 0.1 s
     """
     return current_node().demonitor(ref)
 
@@ -248,7 +290,7 @@ def exit(pid: Pid, reason: Any) -> None:
 def trap_exit(flag: bool = True) -> bool:
     """Set whether exit signals become messages (Erlang ``process_flag(trap_exit, F)``).
 
-    Returns the previous value.
+    Returns the previous value. `flag` must be a bool (`TypeError` otherwise).
 
     Example:
         >>> import actornet
@@ -293,7 +335,13 @@ def make_ref() -> Ref:
 
 
 def processes() -> list[Pid]:
-    """Every live process of the current node (Erlang `processes/0`)."""
+    """Every live process of the current node (Erlang `processes/0`).
+
+    Example:
+        >>> import actornet
+        >>> actornet.self() in actornet.processes()
+        True
+    """
     return current_node().processes()
 
 
@@ -324,6 +372,7 @@ def node_info() -> dict[str, Any]:
 
     Example:
         >>> import actornet
+        >>> me = actornet.self()  # the calling thread is a process from now on
         >>> actornet.node_info()["processes"] >= 1
         True
     """

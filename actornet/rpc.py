@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actornet import _wire as w
+from actornet._gen import timeout_arg
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet.errors import ActornetError, CallError, Crash, NodeDown, Timeout
@@ -64,7 +65,8 @@ def call(node: str, fn: Callable[..., Any], *args: Any, timeout: float | None = 
         NodeDown: `node` cannot be reached, or went down during the call.
         RemoteImportError: `node` cannot import `fn`.
         CallError: `fn` raised there (`.reason` is the `Crash`).
-        Timeout: no answer within `timeout` seconds.
+        Timeout: no answer within `timeout` seconds (None or ``math.inf``: no limit).
+        ValueError, TypeError: a bad `timeout`, refused before anything is sent.
 
     Example:
         >>> import os, actornet
@@ -72,6 +74,7 @@ def call(node: str, fn: Callable[..., Any], *args: Any, timeout: float | None = 
         ...     actornet.rpc.call("rpcdoc@127.0.0.1", os.getpid) == os.getpid()
         True
     """
+    timeout = timeout_arg(timeout, "rpc.call()")
     module, qualname = function_name(fn)
     here = current_node()
     if node == here.name:

@@ -30,6 +30,8 @@ def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
 
     The message is checked now (a `TypeError` for an unsendable value) and sent
     later from the current node; a dead destination drops it, as `send` does.
+    `seconds` must be finite (``math.inf`` or NaN raise `ValueError`): a timer
+    that never fires is no timer.
 
     Example:
         >>> import actornet
@@ -37,8 +39,9 @@ def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
         >>> actornet.receive(timeout=5)
         'tick'
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise ValueError(f"send_after needs seconds >= 0, got {seconds!r}")
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < threading.TIMEOUT_MAX):  # also refuses NaN and inf
+        raise ValueError(f"send_after needs a finite number of seconds >= 0, got {seconds!r}")
     from actornet._terms import check_term
 
     check_term(msg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from typing import Any
 
@@ -97,6 +99,66 @@ def test_call_rejects_non_positive_timeout() -> None:
         actornet.call(pid, "get", timeout=0)
     with pytest.raises(ValueError):
         actornet.call(pid, "get", timeout=-1)
+
+
+class Recorder(GenServer):
+    """Replies with every request it has handled so far."""
+
+    def init(self) -> None:
+        self.seen: list[Any] = []
+
+    def handle_call(self, request: Any, from_: Any) -> Any:
+        self.seen.append(request)
+        return list(self.seen)
+
+
+def pending_call_state(node: actornet.Node) -> tuple[list[Any], int]:
+    """The caller's monitors and the node's pending call slots: both empty between calls."""
+    info = actornet.process_info(actornet.self())
+    assert info is not None
+    return info["monitors"], len(node._aliases)
+
+
+@pytest.mark.parametrize("forever", [None, math.inf, 1e300, threading.TIMEOUT_MAX],
+                         ids=["None", "inf", "1e300", "TIMEOUT_MAX"])
+def test_call_with_an_unbounded_timeout_waits_for_the_reply(
+    forever: float | None, node: actornet.Node
+) -> None:
+    pid = Recorder.start()
+    assert actornet.call(pid, "q", timeout=forever) == ["q"]
+    assert pending_call_state(node) == ([], 0), "no monitor or call slot left behind"
+    GenServer.stop(pid, timeout=forever)
+    assert not actornet.is_alive(pid)
+
+
+@pytest.mark.parametrize("bad, error", [
+    (math.nan, ValueError), (-math.inf, ValueError), ("5", TypeError), (True, TypeError),
+])
+def test_a_bad_call_timeout_is_refused_before_the_request_is_sent(
+    bad: Any, error: type[Exception], node: actornet.Node
+) -> None:
+    pid = Recorder.start()
+    with pytest.raises(error, match=r"call\(\): timeout"):
+        actornet.call(pid, "abandoned", timeout=bad)
+    with pytest.raises(error, match=r"GenServer.stop\(\): timeout"):
+        GenServer.stop(pid, timeout=bad)
+    assert pending_call_state(node) == ([], 0)
+    assert actornet.call(pid, "next") == ["next"], "the server never saw the refused call"
+
+
+def test_handle_call_crash_is_logged_with_the_server_pid(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pid = Counter.start()
+    with caplog.at_level(logging.ERROR, logger="actornet"), pytest.raises(CallError):
+        actornet.call(pid, "crash", timeout=5)
+    records = [r for r in caplog.records if r.name == "actornet" and repr(pid) in r.getMessage()]
+    assert records, f"no log record names {pid!r}: {[r.getMessage() for r in caplog.records]}"
+    record = records[0]
+    assert record.levelno == logging.ERROR
+    assert "ZeroDivisionError" in record.getMessage()
+    assert "'crash'" in record.getMessage(), "the record shows the last message"
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
 
 
 def test_call_to_dead_or_unknown_server_raises_noproc() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 
 import pytest
@@ -77,6 +79,55 @@ def test_receive_rejects_bad_timeouts() -> None:
         actornet.receive(timeout=-1)
     with pytest.raises(TypeError, match="timeout"):
         actornet.receive(timeout="soon")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("forever", [math.inf, 1e300, threading.TIMEOUT_MAX],
+                         ids=["inf", "1e300", "TIMEOUT_MAX"])
+def test_receive_with_an_unbounded_timeout_waits_like_none(forever: float) -> None:
+    me = actornet.self()
+
+    def send_once_waiting() -> None:
+        # Only once the receiver is blocked, so the wait itself takes the timeout.
+        wait_until(lambda: actornet.process_info(me)["status"] == "waiting", timeout=5)
+        actornet.send(me, "late")
+
+    actornet.send(me, "early")
+    assert actornet.receive(timeout=forever) == "early"  # already queued
+    actornet.spawn(send_once_waiting)
+    assert actornet.receive(timeout=forever) == "late"
+
+
+def test_receive_rejects_nan_and_non_callable_match_before_taking_anything() -> None:
+    me = actornet.self()
+    actornet.send(me, "kept")
+    with pytest.raises(ValueError, match=r"receive\(\): timeout .* nan"):
+        actornet.receive(timeout=math.nan)
+    with pytest.raises(TypeError, match=r"receive\(\): timeout"):
+        actornet.receive(timeout=True)  # a bool is not a number of seconds
+    with pytest.raises(TypeError, match="match must be a callable"):
+        actornet.receive(42, timeout=1)  # type: ignore[arg-type]
+    assert actornet.receive(timeout=0) == "kept"
+
+
+def test_trap_exit_needs_a_bool() -> None:
+    with pytest.raises(TypeError, match="trap_exit"):
+        actornet.trap_exit("no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        actornet.trap_exit(1)  # type: ignore[arg-type]
+    assert actornet.trap_exit(True) is False, "the refused calls changed nothing"
+    assert actornet.trap_exit(False) is True
+
+
+def test_rpc_and_node_stop_check_their_timeouts(node: actornet.Node) -> None:
+    with pytest.raises(ValueError, match=r"rpc.call\(\): timeout"):
+        actornet.rpc.call(node.name, os.getpid, timeout=math.nan)
+    assert actornet.rpc.call(node.name, os.getpid, timeout=math.inf) == os.getpid()
+    with pytest.raises(ValueError, match=r"Node.stop\(\): timeout"):
+        node.stop(timeout=math.nan)
+    assert node.running, "a refused stop stops nothing"
+    other = actornet.Node("other@localhost")
+    other.stop(timeout=math.inf)
+    assert not other.running
 
 
 def test_a_raising_match_function_loses_no_message() -> None:
@@ -234,6 +285,15 @@ def test_send_after_and_cancel_timer() -> None:
         actornet.send_after(-1, me, "x")
     with pytest.raises(TypeError):
         actornet.send_after(1, me, object())
+
+
+def test_send_after_refuses_a_delay_that_is_not_finite() -> None:
+    for bad in (math.inf, math.nan, 1e300, -1):
+        with pytest.raises(ValueError, match="send_after"):
+            actornet.send_after(bad, actornet.self(), "never")
+    # the timer thread is still serving timers
+    actornet.send_after(0.01, actornet.self(), "tick")
+    assert actornet.receive(timeout=5) == "tick"
 
 
 def test_timers_fire_in_time_order() -> None:
