@@ -47,7 +47,19 @@ class ChildSpec:
     `start` must start the child *linked to the caller* and return its pid
     (a GenServer's `start_link`, or `spawn_link`). `shutdown` is seconds to
     wait after the ``"shutdown"`` exit signal before killing, or
-    ``"brutal_kill"``, or None to wait forever (for supervisors).
+    ``"brutal_kill"``, or None to wait forever (for supervisors). Most specs
+    are made with `child_spec`; build one directly for a custom start.
+
+    Example:
+        >>> import actornet
+        >>> def worker():
+        ...     actornet.receive()
+        >>> spec = actornet.ChildSpec("w", lambda: actornet.spawn_link(worker),
+        ...                           restart="transient", shutdown="brutal_kill")
+        >>> sup = actornet.Supervisor.start([spec])
+        >>> [(cid, kind) for cid, _, kind in actornet.Supervisor.which_children(sup)]
+        [('w', 'worker')]
+        >>> actornet.GenServer.stop(sup)
     """
 
     id: Any
@@ -128,11 +140,37 @@ class Supervisor(GenServer):
     Arguments of `start`/`start_link`: `children` (list of `ChildSpec` or
     ``(id, target, *args)`` tuples), `strategy` (``"one_for_one"``,
     ``"one_for_all"``, ``"rest_for_one"``), `max_restarts` (default 3) and
-    `max_seconds` (default 5.0), and `name=`.
+    `max_seconds` (default 5.0), and `name=`. A child's abnormal exit and each
+    restart are logged at ERROR level on the ``actornet`` logger.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import Supervisor
+        >>> def worker():
+        ...     actornet.receive()
+        >>> sup = Supervisor.start([("a", worker), ("b", worker)], strategy="one_for_all")
+        >>> Supervisor.count_children(sup)["active"]
+        2
+        >>> actornet.GenServer.stop(sup)
     """
 
     def init(self, children: list[Any], strategy: str = "one_for_one",
              max_restarts: int = 3, max_seconds: float = 5.0) -> None:
+        """Start the children in order; their arguments are those of `start`/`start_link`.
+
+        Up to `max_restarts` restarts within any `max_seconds` are allowed; one
+        more stops every child and ends the supervisor with ``"shutdown"``.
+        If a child fails to start, the ones started are stopped and `start`
+        raises that child's error.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([], strategy="rest_for_one",
+            ...                                 max_restarts=10, max_seconds=60)
+            >>> actornet.Supervisor.which_children(sup)
+            []
+            >>> actornet.GenServer.stop(sup)
+        """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if max_restarts < 0 or max_seconds <= 0:
@@ -156,38 +194,101 @@ class Supervisor(GenServer):
 
     @staticmethod
     def which_children(sup: Any, timeout: float = 5.0) -> list[tuple[Any, Pid | None, str]]:
-        """``(id, pid or None, type)`` for each child, in start order."""
+        """``(id, pid or None, type)`` for each child, in start order.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> [(cid, kind) for cid, _, kind in actornet.Supervisor.which_children(sup)]
+            [('w', 'worker')]
+            >>> actornet.GenServer.stop(sup)
+        """
         return call(sup, ("which_children",), timeout)  # type: ignore[no-any-return]
 
     @staticmethod
     def count_children(sup: Any, timeout: float = 5.0) -> dict[str, int]:
-        """Counts: ``specs``, ``active``, ``workers``, ``supervisors``."""
+        """Counts: ``specs``, ``active``, ``workers``, ``supervisors``.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> actornet.Supervisor.count_children(sup)
+            {'specs': 1, 'active': 1, 'workers': 1, 'supervisors': 0}
+            >>> actornet.GenServer.stop(sup)
+        """
         return call(sup, ("count_children",), timeout)  # type: ignore[no-any-return]
 
     @staticmethod
     def start_child(sup: Any, spec: ChildSpec | tuple[Any, ...], timeout: float = 5.0) -> Pid:
-        """Add a child and start it; raises `ActornetError` if the id is taken."""
+        """Add a child and start it; raises `ActornetError` if the id is taken.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([])
+            >>> pid = actornet.Supervisor.start_child(sup, ("late", actornet.receive))
+            >>> actornet.Supervisor.which_children(sup) == [("late", pid, "worker")]
+            True
+            >>> actornet.GenServer.stop(sup)
+        """
         # A spec holds its start function: a local-only message.
         return _checked(call_any(sup, ("start_child", _as_spec(spec)), timeout, check=False))
 
     @staticmethod
     def terminate_child(sup: Any, id: Any, timeout: float = 30.0) -> None:  # noqa: A002
-        """Stop a child (its spec stays, unless it is temporary)."""
+        """Stop a child (its spec stays, unless it is temporary).
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> actornet.Supervisor.terminate_child(sup, "w")
+            >>> actornet.Supervisor.which_children(sup)
+            [('w', None, 'worker')]
+            >>> actornet.GenServer.stop(sup)
+        """
         _checked(call(sup, ("terminate_child", id), timeout))
 
     @staticmethod
     def restart_child(sup: Any, id: Any, timeout: float = 5.0) -> Pid:  # noqa: A002
-        """Start again a child that was terminated."""
+        """Start again a child that was terminated.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> actornet.Supervisor.terminate_child(sup, "w")
+            >>> pid = actornet.Supervisor.restart_child(sup, "w")
+            >>> actornet.is_alive(pid)
+            True
+            >>> actornet.GenServer.stop(sup)
+        """
         return _checked(call(sup, ("restart_child", id), timeout))
 
     @staticmethod
     def delete_child(sup: Any, id: Any, timeout: float = 5.0) -> None:  # noqa: A002
-        """Forget the spec of a terminated child."""
+        """Forget the spec of a terminated child.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> actornet.Supervisor.terminate_child(sup, "w")
+            >>> actornet.Supervisor.delete_child(sup, "w")
+            >>> actornet.Supervisor.which_children(sup)
+            []
+            >>> actornet.GenServer.stop(sup)
+        """
         _checked(call(sup, ("delete_child", id), timeout))
 
     # -- callbacks ---------------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
+        """Serve the management calls (`which_children`, `start_child`, ...).
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([])
+            >>> actornet.call(sup, ("count_children",))["specs"]
+            0
+            >>> actornet.GenServer.stop(sup)
+        """
         op = request[0]
         if op == "which_children":
             return [(c.spec.id, c.pid, c.spec.type) for c in self._children]
@@ -227,14 +328,45 @@ class Supervisor(GenServer):
         return ("error", f"unknown supervisor request {request!r}")
 
     def handle_info(self, msg: Any) -> None:
+        """Restart a child whose ``("EXIT", pid, reason)`` arrives, by the strategy.
+
+        An EXIT from a pid that is no longer a child is dropped, as OTP does:
+        a sibling that died while a one_for_all or rest_for_one restart was
+        stopping it has already been replaced.
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> old = actornet.Supervisor.which_children(sup)[0][1]
+            >>> actornet.exit(old, "kill")  # its EXIT reaches handle_info
+            >>> new = old
+            >>> while new in (old, None):
+            ...     new = actornet.Supervisor.which_children(sup)[0][1]
+            >>> actornet.is_alive(new)
+            True
+            >>> actornet.GenServer.stop(sup)
+        """
         if msg.__class__ is tuple and len(msg) == 3 and msg[0] == "EXIT":
             child = next((c for c in self._children if c.pid == msg[1]), None)
             if child is not None:
                 self._child_exited(child, msg[2])
-                return
+            else:
+                log.debug("supervisor %r: dropped an EXIT from %r, no longer a child (%s)",
+                          self.gen_pid, msg[1], msg[2])
+            return
         super().handle_info(msg)
 
     def terminate(self, reason: Any) -> None:
+        """Stop every child, in reverse start order (each by its `shutdown`).
+
+        Example:
+            >>> import actornet
+            >>> sup = actornet.Supervisor.start([("w", actornet.receive)])
+            >>> child = actornet.Supervisor.which_children(sup)[0][1]
+            >>> actornet.GenServer.stop(sup)  # terminate runs here
+            >>> actornet.is_alive(child)
+            False
+        """
         self._stop_children(self._children)
 
     # -- restarts ------------------------------------------------------------------------

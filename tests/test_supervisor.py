@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -81,16 +84,53 @@ def test_rest_for_one_restarts_later_children() -> None:
     assert pids["a"] == a and pids["b"] == b2 and pids["c"] == c2
 
 
-def test_restart_types() -> None:
-    def quits(reason: Any) -> None:
-        actornet.receive()
-        raise actornet.ProcessExit(reason)
+def quits(reason: Any) -> None:
+    """A function child that exits with `reason` on its first message."""
+    actornet.receive()
+    raise actornet.ProcessExit(reason)
 
+
+class Quits(GenServer):
+    """A GenServer child that exits with `reason` on its first plain message."""
+
+    def init(self, reason: Any) -> None:
+        self.reason = reason
+
+    def handle_info(self, msg: Any) -> None:
+        raise actornet.ProcessExit(self.reason)
+
+
+def dies() -> None:
+    raise RuntimeError("always")
+
+
+class Dies(GenServer):
+    """Starts fine, then crashes on the message it sent itself."""
+
+    def init(self) -> None:
+        actornet.send(actornet.self(), "die")
+
+    def handle_info(self, msg: Any) -> None:
+        raise RuntimeError("always")
+
+
+@pytest.fixture(params=["function", "gen_server"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Restart rules must hold for both kinds of child spec."""
+    return str(request.param)
+
+
+def quitter(kind: str) -> Callable[..., Any]:
+    return {"function": quits, "gen_server": Quits}[kind]
+
+
+def test_restart_types(kind: str) -> None:
+    target = quitter(kind)
     sup = Supervisor.start_link([
-        child_spec("perm", quits, "normal", restart="permanent"),
-        child_spec("trans_ok", quits, "normal", restart="transient"),
-        child_spec("trans_bad", quits, "oops", restart="transient"),
-        child_spec("temp", quits, "oops", restart="temporary"),
+        child_spec("perm", target, "normal", restart="permanent"),
+        child_spec("trans_ok", target, "normal", restart="transient"),
+        child_spec("trans_bad", target, "oops", restart="transient"),
+        child_spec("temp", target, "oops", restart="temporary"),
     ], max_restarts=10)
     first = children_pids(sup)
     for pid in first.values():
@@ -108,14 +148,30 @@ def test_restart_types() -> None:
     wait_until(settled, what="restarts by restart type")
 
 
-def test_restart_intensity_exceeded_stops_the_supervisor() -> None:
-    def dies() -> None:
-        raise RuntimeError("always")
-
+def test_restart_intensity_exceeded_stops_the_supervisor(kind: str) -> None:
+    target = {"function": dies, "gen_server": Dies}[kind]
     actornet.trap_exit(True)
-    sup = Supervisor.start_link([child_spec("bad", dies)], max_restarts=3, max_seconds=10)
+    sup = Supervisor.start_link([child_spec("bad", target)], max_restarts=3, max_seconds=10)
     msg = actornet.receive(lambda m: m[0] == "EXIT" and m[1] == sup, timeout=10)
     assert msg[2] == "shutdown"
+
+
+def test_exactly_max_restarts_are_allowed_and_one_more_shuts_down(kind: str) -> None:
+    actornet.trap_exit(True)
+    sup = Supervisor.start_link([child_spec("c", quitter(kind), "oops")],
+                                max_restarts=2, max_seconds=60)
+    pid = children_pids(sup)["c"]
+    for n in (1, 2):
+        old = pid
+        assert old is not None
+        actornet.send(old, "go")
+        pid = wait_until(lambda old=old: children_pids(sup)["c"] not in (None, old)
+                         and children_pids(sup)["c"], what=f"restart {n} of 2")
+    assert actornet.is_alive(sup), "max_restarts restarts within the period are allowed"
+    assert pid is not None
+    actornet.send(pid, "go")
+    msg = actornet.receive(lambda m: m[0] == "EXIT" and m[1] == sup, timeout=10)
+    assert msg[2] == "shutdown", "one restart more than max_restarts ends the supervisor"
 
 
 def test_children_stop_in_reverse_order_on_shutdown() -> None:
@@ -188,3 +244,42 @@ def test_failing_child_start_fails_supervisor_start() -> None:
     with pytest.raises(RuntimeError, match="cannot start"):
         Supervisor.start([child_spec("ok", Worker, "ok", name="okw"), child_spec("b", Broken)])
     assert actornet.whereis("okw") is None, "already started children are stopped"
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+def test_exit_from_a_replaced_child_is_dropped_quietly(
+    strategy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def idle() -> None:
+        actornet.receive()
+
+    sup = Supervisor.start_link([child_spec("a", idle), child_spec("b", idle)],
+                                strategy=strategy, max_restarts=10)
+    a, b = children_pids(sup)["a"], children_pids(sup)["b"]
+    assert a is not None and b is not None
+    entered, gate = threading.Event(), threading.Event()
+
+    def gated_start() -> actornet.Pid:
+        entered.set()
+        gate.wait(10)
+        return actornet.spawn_link(idle)
+
+    me = actornet.self()
+    actornet.spawn(lambda: actornet.send(
+        me, ("added", Supervisor.start_child(sup, ChildSpec("c", gated_start)))))
+    # The supervisor is busy in gated_start: both EXITs queue behind it, so
+    # restarting for a's EXIT replaces b, whose EXIT then comes from an old pid.
+    assert entered.wait(10)
+    with caplog.at_level(logging.DEBUG, logger="actornet"):
+        actornet.exit(a, "kill")
+        actornet.exit(b, "kill")
+        gate.set()
+        actornet.receive(lambda m: m[0] == "added", timeout=10)
+        now = children_pids(sup)  # a call: answered after both EXITs were handled
+    assert now["a"] not in (None, a) and now["b"] not in (None, b)
+    assert actornet.is_alive(sup)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+                and "unexpected" in r.getMessage()]
+    assert not warnings, f"an EXIT from an old child was treated as unexpected: {warnings}"
+    assert any("no longer a child" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.DEBUG), "the old child's EXIT did reach the supervisor"
