@@ -28,7 +28,16 @@ __all__ = [
 
 
 class ActornetError(Exception):
-    """Base class of every error actornet raises on purpose."""
+    """Base class of every error actornet raises on purpose.
+
+    Example:
+        >>> import actornet
+        >>> try:
+        ...     actornet.call("doc_nobody", "hi")
+        ... except actornet.ActornetError as e:
+        ...     print(type(e).__name__)
+        NoProc
+    """
 
 
 class NoProc(ActornetError, KeyError):
@@ -47,13 +56,33 @@ class NoProc(ActornetError, KeyError):
 
 
 class NodeDown(ActornetError, ConnectionError):
-    """The node hosting the process is down or unreachable (``noconnection``)."""
+    """The node hosting the process is down or unreachable (``noconnection``).
+
+    Also raised when a node that is not distributed is asked to reach another.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.Node("doc@localhost") as local_only:
+        ...     try:
+        ...         local_only.send(("shell", "b@localhost"), "hi")
+        ...     except ConnectionError as e:
+        ...         print(type(e).__name__)
+        NodeDown
+    """
 
 
 class Timeout(ActornetError, TimeoutError):
     """A `receive` or `call` ran out of time.
 
     Catch it as the built-in `TimeoutError` too.
+
+    Example:
+        >>> import actornet
+        >>> try:
+        ...     actornet.receive(timeout=0.01)
+        ... except TimeoutError as e:
+        ...     print(type(e).__name__, e)
+        Timeout no matching message within 0.01 s
     """
 
 
@@ -72,27 +101,79 @@ class CallError(ActornetError):
 
 
 class CallDeadlock(ActornetError, RuntimeError):
-    """A process called itself with `call`, which can never be answered."""
+    """A process called itself with `call`, which can never be answered.
+
+    Example:
+        >>> import actornet
+        >>> try:
+        ...     actornet.call(actornet.self(), "hello?")
+        ... except actornet.CallDeadlock:
+        ...     print("deadlock refused")
+        deadlock refused
+    """
 
 
 class AlreadyRegistered(ActornetError, ValueError):
-    """A name is already registered, or a process already has a name."""
+    """A name is already registered, or a process already has a name.
+
+    Example:
+        >>> import actornet
+        >>> actornet.register("doc_taken", actornet.self())
+        >>> try:
+        ...     actornet.register("doc_taken", actornet.self())
+        ... except ValueError as e:
+        ...     print(type(e).__name__)
+        AlreadyRegistered
+        >>> actornet.unregister("doc_taken")
+    """
 
 
 class PayloadTooLarge(ActornetError, ValueError):
-    """An encoded message is larger than the node's size limit."""
+    """An encoded message is larger than the node's size limit.
+
+    Example:
+        A `send` to a process on another node raises it at the sender::
+
+            try:
+                actornet.send(remote_pid, huge_blob)
+            except actornet.PayloadTooLarge:
+                ...  # split it, or raise the limit: start_node(max_message_size=...)
+    """
 
 
 class ProtocolError(ActornetError):
-    """A peer broke the wire protocol (bad frame, wrong version, bad handshake)."""
+    """A peer broke the wire protocol (bad frame, wrong version, bad handshake).
+
+    The node logs it and drops that connection; it reaches user code only
+    from tools that talk the protocol directly.
+
+    Example:
+        >>> issubclass(DecodeError, ProtocolError), issubclass(AuthenticationError, ProtocolError)
+        (True, True)
+    """
 
 
 class DecodeError(ProtocolError, ValueError):
-    """Bytes from the network are not a valid actornet term."""
+    """Bytes from the network are not a valid actornet term.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import _codec
+        >>> try:
+        ...     _codec.decode(b"not a term")
+        ... except actornet.DecodeError:
+        ...     print("rejected")
+        rejected
+    """
 
 
 class AuthenticationError(ProtocolError):
-    """A peer could not prove it knows the cookie."""
+    """A peer could not prove it knows the cookie.
+
+    Example:
+        >>> issubclass(AuthenticationError, ActornetError)
+        True
+    """
 
 
 class ProcessExit(BaseException):
@@ -143,7 +224,12 @@ class Crash:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Crash:
-        """Build the reason for a process that died of `exc`."""
+        """Build the reason for a process that died of `exc`.
+
+        Example:
+            >>> Crash.from_exception(KeyError("k")).type
+            'KeyError'
+        """
         tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
         return cls(type(exc).__name__, str(exc), tb, exc)
 

@@ -65,6 +65,10 @@ class _Boot:
 class GenServer(pykka.ThreadingActor):
     """Base class of a generic server; override the callbacks you need.
 
+    A callback that raises ends the server with a `Crash` reason; the crash is
+    logged at ERROR level on the ``actornet`` logger with the server's pid,
+    the last message and the traceback (Erlang's error logger report).
+
     Example:
         >>> import actornet
         >>> class Counter(actornet.GenServer):
@@ -94,27 +98,98 @@ class GenServer(pykka.ThreadingActor):
         """Set up state; runs in the server's thread before `start` returns.
 
         Raise to refuse to start: `start` re-raises the same exception.
+
+        Example:
+            >>> import actornet
+            >>> class Config(actornet.GenServer):
+            ...     def init(self, path, *, strict=False):
+            ...         self.path, self.strict = path, strict
+            ...     def handle_call(self, request, from_):
+            ...         return (self.path, self.strict)
+            >>> pid = Config.start("/etc/app.toml", strict=True)
+            >>> actornet.call(pid, "show")
+            ('/etc/app.toml', True)
+            >>> actornet.GenServer.stop(pid)
         """
 
     def handle_call(self, request: Any, from_: tuple[Pid, Any]) -> Any:
-        """Answer a `call`: return the reply, or `NOREPLY` and `reply(from_, ...)` later."""
+        """Answer a `call`: return the reply, or `NOREPLY` and `reply(from_, ...)` later.
+
+        `from_` is ``(caller_pid, ref)``. The default raises
+        `NotImplementedError`, which crashes the server.
+
+        Example:
+            >>> import actornet
+            >>> class Adder(actornet.GenServer):
+            ...     def handle_call(self, request, from_):
+            ...         return sum(request)
+            >>> pid = Adder.start()
+            >>> actornet.call(pid, (1, 2, 3))
+            6
+            >>> actornet.GenServer.stop(pid)
+        """
         raise NotImplementedError(
             f"{type(self).__name__} got call {request!r} but does not define handle_call"
         )
 
     def handle_cast(self, request: Any) -> None:
-        """Handle a `cast`."""
+        """Handle a `cast`; nobody waits for it. The default crashes the server.
+
+        Example:
+            >>> import actornet
+            >>> class Forwarder(actornet.GenServer):
+            ...     def handle_cast(self, request):
+            ...         to, msg = request
+            ...         actornet.send(to, msg)
+            >>> pid = Forwarder.start()
+            >>> actornet.cast(pid, (actornet.self(), "relayed"))
+            >>> actornet.receive(timeout=5)
+            'relayed'
+            >>> actornet.GenServer.stop(pid)
+        """
         raise NotImplementedError(
             f"{type(self).__name__} got cast {request!r} but does not define handle_cast"
         )
 
     def handle_info(self, msg: Any) -> None:
-        """Handle any other message: ``("DOWN", ...)``, ``("EXIT", ...)``, plain sends."""
+        """Handle any other message: ``("DOWN", ...)``, ``("EXIT", ...)``, plain sends.
+
+        The default logs the message as unexpected (WARNING, ``actornet`` logger).
+
+        Example:
+            >>> import actornet
+            >>> class Watcher(actornet.GenServer):
+            ...     def init(self, report_to):
+            ...         self.report_to = report_to
+            ...     def handle_info(self, msg):
+            ...         if msg[0] == "DOWN":
+            ...             actornet.send(self.report_to, ("down", msg[4]))
+            ...     def handle_call(self, pid, from_):
+            ...         return actornet.monitor(pid)
+            >>> pid = Watcher.start(actornet.self())
+            >>> _ = actornet.call(pid, actornet.spawn(lambda: None))
+            >>> actornet.receive(timeout=5)[0]
+            'down'
+            >>> actornet.GenServer.stop(pid)
+        """
         log.warning("%s %r received an unexpected message: %r",
                     type(self).__name__, self.gen_pid, msg)
 
     def terminate(self, reason: Any) -> None:
-        """Clean up before the server exits with `reason` (not called on ``kill``)."""
+        """Clean up before the server exits with `reason` (not called on ``kill``).
+
+        Example:
+            >>> import actornet
+            >>> class Tidy(actornet.GenServer):
+            ...     def init(self, report_to):
+            ...         self.report_to = report_to
+            ...     def terminate(self, reason):
+            ...         actornet.send(self.report_to, ("terminated", reason))
+            >>> pid = Tidy.start(actornet.self())
+            >>> actornet.GenServer.stop(pid, "shutdown")
+            >>> actornet.receive(timeout=5)
+            ('terminated', 'shutdown')
+        """
 
     # -- starting and stopping ------------------------------------------------------
 
@@ -126,12 +201,35 @@ class GenServer(pykka.ThreadingActor):
 
         `name` is None, a local name (str) or ``("global", name)``. If the
         name is taken, `AlreadyRegistered` is raised and nothing is started.
+
+        Example:
+            >>> import actornet
+            >>> class Idle(actornet.GenServer):
+            ...     pass
+            >>> pid = Idle.start(name="doc_idle")
+            >>> actornet.whereis("doc_idle") == pid
+            True
+            >>> actornet.GenServer.stop("doc_idle")
         """
         return cls._gen_start(args, kwargs, name, link=False)
 
     @classmethod
     def start_link(cls, *args: Any, name: Any = None, **kwargs: Any) -> Pid:
-        """Like `start`, linked to the calling process (how supervisors start children)."""
+        """Like `start`, linked to the calling process (how supervisors start children).
+
+        If `init` raises, the caller gets the exception, not an exit signal.
+
+        Example:
+            >>> import actornet
+            >>> class Idle(actornet.GenServer):
+            ...     pass
+            >>> _ = actornet.trap_exit(True)
+            >>> pid = Idle.start_link()
+            >>> actornet.GenServer.stop(pid, "done")
+            >>> actornet.receive(lambda m: m[:2] == ("EXIT", pid), timeout=5)[2]
+            'done'
+            >>> _ = actornet.trap_exit(False)
+        """
         return cls._gen_start(args, kwargs, name, link=True)
 
     @staticmethod
@@ -140,7 +238,18 @@ class GenServer(pykka.ThreadingActor):
     ) -> None:
         """Stop `server` with `reason`: it runs `terminate`, then exits. Waits for it.
 
-        Raises `NoProc` if it is not running, `Timeout` if it did not exit in time.
+        `timeout` is seconds (None or ``math.inf``: wait as long as it takes).
+        Raises `NoProc` if it is not running, `Timeout` if it did not exit in
+        time, `ValueError`/`TypeError` for a bad `timeout` (before asking).
+
+        Example:
+            >>> import actornet
+            >>> class Idle(actornet.GenServer):
+            ...     pass
+            >>> pid = Idle.start()
+            >>> actornet.GenServer.stop(pid, timeout=5.0)
+            >>> actornet.is_alive(pid)
+            False
         """
         _gen.wait_exit(server, (_gen.STOP, reason), timeout)
 
@@ -189,6 +298,7 @@ class GenServer(pykka.ThreadingActor):
     # -- the loop (pykka hooks, in the server's thread) ---------------------------------
 
     def on_start(self) -> None:
+        """pykka's start hook (not actornet API): runs `init` in the server's thread."""
         boot = self._gen_boot
         assert boot is not None
         self._gen_boot = None
@@ -213,6 +323,7 @@ class GenServer(pykka.ThreadingActor):
         boot.done.set()
 
     def on_receive(self, message: Any) -> Any:
+        """pykka's message hook (not actornet API): dispatches to the callbacks."""
         proc = self._gen_proc
         if not proc.alive:
             self._gen_halt()  # killed by an exit signal meanwhile
