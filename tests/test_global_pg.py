@@ -137,7 +137,7 @@ def test_concurrent_registration_exactly_one_wins(local: actornet.Node,
     are ready): exactly one "yes", and every node sees the winner once it returned."""
     b, c = connected(cluster, "b", "c")
     wait_until(lambda: len(actornet.rpc.call(c.name, actornet.nodes)) == 2, what="mesh")
-    rounds = 30
+    rounds = 100
     me = actornet.self()
     racers = [start_racer(me, rounds), *on_each([b, c], start_racer, me, rounds)]
     for r in range(rounds):
