@@ -547,7 +547,12 @@ def re_register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) 
 
 
 def unregister_name(name: Any) -> None:
-    """Remove `name` from every node (no error if it was not registered)."""
+    """Remove `name` from every node (no error if it was not registered).
+
+    Example:
+        >>> from actornet import global_
+        >>> global_.unregister_name("doc_never_registered")
+    """
 
     def unregister(servers: list[Any], holders: list[Any]) -> None:
         _gen.multi_call(servers, ("unregister", name), _LOCK_TIMEOUT)
@@ -572,7 +577,17 @@ def whereis_name(name: Any) -> Pid | None:
 
 
 def registered_names() -> list[Any]:
-    """Every globally registered name."""
+    """Every globally registered name.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import global_
+        >>> global_.register_name("doc_listed", actornet.self())
+        'yes'
+        >>> "doc_listed" in global_.registered_names()
+        True
+        >>> global_.unregister_name("doc_listed")
+    """
     return list(_table())
 
 
@@ -580,6 +595,17 @@ def send(name: Any, msg: Any) -> Pid:
     """Send `msg` to the process globally registered as `name`; return its pid.
 
     Raises `NoProc` (a `KeyError`) if the name is not registered.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import global_
+        >>> global_.register_name("doc_inbox", actornet.self())
+        'yes'
+        >>> global_.send("doc_inbox", "hi") == actornet.self()
+        True
+        >>> actornet.receive(timeout=1)
+        'hi'
+        >>> global_.unregister_name("doc_inbox")
     """
     pid = whereis_name(name)
     if pid is None:
