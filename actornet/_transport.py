@@ -13,9 +13,11 @@ The I/O thread batches what it finds per peer into one ZeroMQ message, reads
 the ROUTER, runs handshakes and ticks, and calls the node's entry points
 (`Node._deliver` and friends) for what arrives. Nothing else touches a socket.
 
-Back-pressure: when a peer's unsent backlog passes `busy_limit` bytes, senders
-to that peer wait until it drains (as the BEAM suspends a sender on a busy
-distribution port). Nothing is dropped while the peer is connected.
+Back-pressure: when what is queued for a peer and not yet handed to ZeroMQ passes
+`busy_limit` bytes, or the outbox passes `_OUTBOX_ITEMS` ops, senders to that
+peer wait until it drains (as the BEAM suspends a sender on a busy distribution
+port); libzmq holds at most `_SNDHWM` batches per peer before that queue grows.
+Nothing is dropped while the peer is connected.
 
 Inbound connections: the ROUTER names each by the routing id the peer presents
 (a peer may choose it), and libzmq gives that id to a new connection once the one
@@ -57,8 +59,20 @@ log = logging.getLogger("actornet.dist")
 
 _HIDDEN = 2  # handshake flag bit: the node is hidden
 _BATCH = 512  # ops per ZeroMQ message at most
+# Batches libzmq holds per peer before the DEALER says "again" (at most 16 MiB at 256 KiB
+# a batch). Beyond that, ops wait in the peer's backlog, where `busy_limit` applies. More
+# made no difference to remote send throughput, and let a slow peer hold ~250 MiB here.
+_SNDHWM = 64
+_OUTBOX_ITEMS = 2048  # ops in the outbox (all peers) before senders wait for the I/O thread
+_COUNTED = 4096  # ops of this many bytes or more are counted in bytes while in the outbox
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
-_REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT goes out
+# The tick check runs every tick_time / _CHECKS seconds, so a silent peer is declared down
+# at most tick_time * (1 + 1 / _CHECKS) after its last frame (4.5 s with the default 4 s).
+_CHECKS = 8
+_REFUSED_LINGER = 0.5
+# s a peer whose outbound connection dropped stays up while its connection into this node
+# is still open, so that what it sent before (its last messages, a GOODBYE) is read first
+_LOST_GRACE = 0.2  # s a refused connection stays open, so that its REJECT goes out
 _SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
 _FAIL_EVENTS = (
     zmq.EVENT_DISCONNECTED
@@ -93,7 +107,13 @@ class _Peer:
         self.last_sent = 0.0
         self.changed = threading.Condition()  # notified when a connection attempt ends
         self.attempts_done = 0
-        self.busy = False
+        # Bytes of its large ops (`_COUNTED`) in the outbox: put - taken. `put` is written by
+        # senders, under `put_lock`; `taken` by the I/O thread. Small ops in the outbox are
+        # bounded by their number instead (`_OUTBOX_ITEMS`), which costs a sender no lock.
+        self.put = 0
+        self.put_lock = threading.Lock()
+        self.taken = 0
+        self.busy = False  # a sender waits for its queue to drain (`Transport._wait_drained`)
         self.drained = threading.Condition()
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
@@ -220,6 +240,10 @@ class Transport:
         self._sockets: dict[Any, tuple[str, _Peer]] = {}
         # fault injection: nodes we pretend cannot be reached -> when to heal (or None)
         self._cut: dict[str, float | None] = {}
+        # peers whose outbound connection dropped -> (when, why), until their inbound one
+        # closes too or _LOST_GRACE passes (`_settle_lost`)
+        self._lost: dict[_Peer, tuple[float, str]] = {}
+        self._busy: set[_Peer] = set()  # peers a sender waits on (`_wait_drained`)
         self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
                       "ticks_out": 0, "bad_frames": 0, "oversized_in": 0}
         self._thread = threading.Thread(target=self._loop, name=f"actornet-io {node.name}",
@@ -257,12 +281,34 @@ class Transport:
             if peer.state in ("new", "down"):
                 return  # noconnect: no connection is made for it (one being made is used)
             data = _NoConnect(data)  # checked again when drained: the link may go meanwhile
-        if peer.busy and threading.current_thread() is not self._thread:
-            with peer.drained:
-                peer.drained.wait_for(lambda: not peer.busy or not self._running, timeout=None)
+        if ((peer.busy or self._outbox.qsize() > _OUTBOX_ITEMS
+                or peer.put - peer.taken + peer.backlog > self.busy_limit)
+                and threading.current_thread() is not self._thread):
+            self._wait_drained(peer)
+        if len(data) >= _COUNTED:
+            with peer.put_lock:
+                peer.put += len(data)
         self._outbox.put((peer, data))
         if self._sleeping:
             self._wake()
+
+    def _wait_drained(self, peer: _Peer) -> None:
+        """Wait until what is queued for `peer` has drained to half of `busy_limit` and the
+        outbox to half of `_OUTBOX_ITEMS`, or `peer` is down, or this node stops (as the
+        BEAM suspends a process that sends on a busy distribution port)."""
+        with peer.drained:
+            peer.busy = True  # set before `_drained` is checked: see `_check_busy`
+            self._busy.add(peer)
+            while not self._drained(peer):
+                self._wake()
+                peer.drained.wait(0.5)  # normally `_check_busy` wakes it first
+            peer.busy = False
+            peer.drained.notify_all()
+
+    def _drained(self, peer: _Peer) -> bool:
+        return ((peer.put - peer.taken + peer.backlog <= self.busy_limit // 2
+                 and self._outbox.qsize() <= _OUTBOX_ITEMS // 2)
+                or peer.state in ("new", "down") or not self._running)
 
     def send(self, pid: Pid, msg: Any, connect: bool = True) -> None:
         self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg], connect)
@@ -346,8 +392,9 @@ class Transport:
         }
 
     def peer_info(self) -> dict[str, dict[str, Any]]:
-        return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "creation": p.creation,
-                         "endpoint": p.endpoint} for p in list(self._peers.values())}
+        return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "busy": p.busy,
+                         "creation": p.creation, "endpoint": p.endpoint}
+                for p in list(self._peers.values())}
 
     def cut(self, node: str, heal_after: float | None = None) -> None:
         """Fault injection: drop everything to and from `node` until `heal` (and say it is down).
@@ -380,12 +427,14 @@ class Transport:
     # == the I/O thread ============================================================
 
     def _loop(self) -> None:
-        next_tick = time.monotonic() + self.tick_time / 4
+        next_tick = time.monotonic() + self.tick_time / _CHECKS
         try:
             while self._running:
                 self._sleeping = True
                 timeout = 0 if not self._outbox.empty() else max(
                     0, int((next_tick - time.monotonic()) * 1000))
+                if self._lost or self._busy:
+                    timeout = min(timeout, 20)
                 ready = dict(self._poller.poll(timeout))
                 self._sleeping = False
                 if self._wake_fd in ready:
@@ -395,6 +444,8 @@ class Transport:
                     self._read_router()
                 if self._router_monitor in ready:
                     self._on_router_event()
+                if self._lost:
+                    self._settle_lost()
                 for sock in [s for s in ready if s in self._sockets]:
                     entry = self._sockets.get(sock)
                     if entry is None:
@@ -405,10 +456,12 @@ class Transport:
                     else:
                         self._on_monitor_event(peer)
                 self._drain_outbox()
+                if self._busy:
+                    self._check_busy()
                 now = time.monotonic()
                 if now >= next_tick:
                     self._tick(now)
-                    next_tick = now + self.tick_time / 4
+                    next_tick = now + self.tick_time / _CHECKS
         except Exception:
             log.exception("node %s: the I/O thread crashed", self.node.name)
         finally:
@@ -433,6 +486,8 @@ class Transport:
                 if not self._running:
                     return
                 continue
+            if len(item) >= _COUNTED:
+                peer.taken += len(item)
             if item.__class__ is _NoConnect and peer.state in ("new", "down"):
                 continue  # noconnect, and the connection went down since it was sent
             peer.ops.append(item)
@@ -446,8 +501,6 @@ class Transport:
                 self._flush(peer)
             elif peer.state in ("new", "down"):
                 self._start_connect(peer, peer.address or peer.name)
-            if peer.backlog > self.busy_limit:
-                peer.busy = True
 
     def _flush(self, peer: _Peer) -> None:
         dealer = peer.dealer
@@ -480,8 +533,6 @@ class Transport:
         if peer.waiting_pollout:
             peer.waiting_pollout = False
             self._poller.modify(dealer, zmq.POLLIN)
-        if peer.busy and peer.backlog <= self.busy_limit // 2:
-            self._release(peer)
 
     @staticmethod
     def _queue(peer: _Peer, data: bytes) -> None:
@@ -494,7 +545,16 @@ class Transport:
             peer.attempts_done += 1
             peer.changed.notify_all()
 
+    def _check_busy(self) -> None:
+        """Wake the senders waiting on a busy peer (`_wait_drained`) whose queue has drained.
+        Runs at the end of every loop turn; a waiting sender joins `_busy` before it checks
+        for itself, then wakes this thread, so one of the two sees the drained queue."""
+        for peer in list(self._busy):
+            if self._drained(peer):
+                self._release(peer)
+
     def _release(self, peer: _Peer) -> None:
+        self._busy.discard(peer)
         with peer.drained:
             peer.busy = False
             peer.drained.notify_all()
@@ -560,7 +620,7 @@ class Transport:
         dealer = self._ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.RECONNECT_IVL, -1)  # a broken connection stays broken
-        dealer.setsockopt(zmq.SNDHWM, 1000)
+        dealer.setsockopt(zmq.SNDHWM, _SNDHWM)
         dealer.setsockopt(zmq.MAXMSGSIZE, 65536)  # it only ever reads handshake frames
         dealer.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_timeout * 1000))
         if self.secure:
@@ -975,6 +1035,10 @@ class Transport:
             event = int.from_bytes(frames[0][:2], "little")
             value = int.from_bytes(frames[0][2:6], "little")
             if event & _FAIL_EVENTS and peer.state in ("up", "connecting"):
+                if peer.state == "up" and not event & _ZMTP_FAILED:
+                    # Declared down once what it sent before is read (`_settle_lost`).
+                    self._lost.setdefault(peer, (time.monotonic(), "connection lost"))
+                    continue
                 what = "connection lost" if peer.state == "up" else "connection failed"
                 if event & _ZMTP_FAILED:
                     what = _zmtp_failure(event, value, self.secure) or ""
@@ -1066,7 +1130,27 @@ class Transport:
                 del self._inbound[rid]
                 self._forget(conn)
 
+    def _settle_lost(self) -> None:
+        """Declare down each peer whose outbound connection dropped (`_lost`), once its
+        connection into this node has closed too (libzmq reads a connection's data before
+        its end), or after _LOST_GRACE: what it sent before, such as its last messages
+        or the GOODBYE of a node that stopped, is handled first."""
+        now = time.monotonic()
+        ready = []
+        for peer, (since, why) in list(self._lost.items()):
+            conn = peer.inbound
+            if (conn is None or conn.state != "up" or conn.gone_at is not None
+                    or now - since >= _LOST_GRACE):
+                ready.append((peer, why))
+        if not ready:
+            return
+        self._read_router()
+        for peer, why in ready:
+            if self._lost.pop(peer, None) is not None and peer.state == "up":
+                self._peer_down(peer, why)
+
     def _peer_down(self, peer: _Peer, why: str) -> None:
+        self._lost.pop(peer, None)
         was_up = peer.state == "up"
         linger = 0
         if was_up:
