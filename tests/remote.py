@@ -39,6 +39,11 @@ class Counter(actornet.GenServer):
             actornet.receive(lambda m: False)
         if request == "node":
             return actornet.node()
+        if isinstance(request, tuple) and request[0] == "reply_after":
+            import time
+
+            time.sleep(request[1])  # a reply that comes late: the caller may be gone
+            return "late reply"
         return ("unknown", request)
 
     def handle_cast(self, request: Any) -> None:
@@ -194,3 +199,26 @@ def register_when_cut_off(name: str, others: list[str]) -> None:
 def start_echo_on(node: str, name: str) -> actornet.Pid:
     """From this node, start an echo on `node` (a hop the caller may not have)."""
     return actornet.rpc.call(node, start_echo, name)  # type: ignore[no-any-return]
+
+
+def notify_then_sleep(report_to: actornet.Pid, seconds: float) -> str:
+    """Tell `report_to` it runs, then take `seconds` to return."""
+    import time
+
+    actornet.send(report_to, "running")
+    time.sleep(seconds)
+    return "slept"
+
+
+def ordered_sink(report_to: actornet.Pid) -> None:
+    """Receive ``("m", i, blob)`` until ``("end", n)``; report ``("sink", n, seqs_ok)``:
+    whether exactly 0..n-1 arrived, in order."""
+    expected = 0
+    in_order = True
+    while True:
+        msg = actornet.receive()
+        if msg[0] == "end":
+            actornet.send(report_to, ("sink", msg[1], in_order and expected == msg[1]))
+            return
+        in_order = in_order and msg[1] == expected
+        expected += 1

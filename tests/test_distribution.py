@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -166,27 +168,169 @@ def _call_and_report(me: actornet.Pid, server: actornet.Pid) -> None:
         actornet.send(me, ("call_result", "NodeDown"))
 
 
-def test_sigstop_frozen_node_is_declared_down(local: actornet.Node, cluster: Cluster) -> None:
-    b = cluster.start(unique("b"), extra=["--tick-time", "1.5"])
-    actornet.ping(b.address)
+def _call_then_report(me: actornet.Pid, server: actornet.Pid, request: Any) -> None:
+    """Call `server`, tell `me` how it ended, then tell `me` the next message this process
+    gets (a stray reply would be it)."""
+    actornet.send(me, "calling")
+    try:
+        actornet.send(me, ("call_result", actornet.call(server, request, timeout=30)))
+    except NodeDown:
+        actornet.send(me, ("call_result", "NodeDown"))
+    actornet.send(me, ("caller_then_got", actornet.receive(timeout=30)))
+
+
+def test_sigstop_fires_everything_once_and_nothing_late(local: actornet.Node,
+                                                        cluster: Cluster) -> None:
+    """b is frozen (SIGSTOP) while a call to it is pending: nodedown, the link
+    ("noconnection"), the monitor's DOWN and the call's NodeDown, each exactly once, within
+    the tick bound. After SIGCONT, nothing of the old connection reaches us: not the call's
+    late reply, not an EXIT or DOWN when the processes we watched die later."""
+    tick = 1.5  # both sides
+    b = cluster.start(unique("b"), extra=["--tick-time", str(tick)])
+    assert actornet.ping(b.address) == "pong"
+    counter = actornet.rpc.call(b.name, remote.start_counter, "counter")
+    actornet.trap_exit(True)
+    linked = actornet.spawn_link(remote.wait_forever, node=b.name)
+    ref = actornet.monitor(counter)
     actornet.monitor_node(b.name)
+    me = actornet.self()
+    caller = actornet.spawn(_call_then_report, me, counter, ("reply_after", 1.0))
+    actornet.receive(lambda m: m == "calling", timeout=5)
     t0 = time.monotonic()
     b.signal(signal.SIGSTOP)
     try:
         assert actornet.receive(lambda m: m[0] == "nodedown", timeout=10) == ("nodedown", b.name)
-        assert time.monotonic() - t0 < 1.5 + 2.0
+        assert time.monotonic() - t0 < tick * 1.125 + 1.0
+        assert actornet.receive(lambda m: m[0] == "call_result", timeout=5)[1] == "NodeDown"
+        assert down_of(ref, 5) == ("DOWN", ref, "process", counter, "noconnection")
+        assert actornet.receive(lambda m: m[0] == "EXIT", timeout=5) == ("EXIT", linked,
+                                                                          "noconnection")
+        with pytest.raises(TimeoutError):  # each exactly once
+            actornet.receive(lambda m: m[0] in ("DOWN", "EXIT", "nodedown", "call_result"),
+                             timeout=0.3)
     finally:
         b.signal(signal.SIGCONT)
+    # b runs again; a new connection. The counter answers "get" only after the late reply.
+    assert actornet.ping(b.address) == "pong"
+    assert actornet.call(counter, "get") == 0
+    actornet.send(caller, "control")
+    assert actornet.receive(lambda m: m[0] == "caller_then_got", timeout=10)[1] == "control"
+    # The processes we watched die now: our link and monitor are gone, nothing fires.
+    for pid in (counter, linked):
+        actornet.rpc.call(b.name, actornet.exit, pid, "late")
+        wait_until(lambda pid=pid: not actornet.is_alive(pid), what=f"{pid} to die")
+    control = actornet.spawn(remote.wait_forever, node=b.name)
+    control_ref = actornet.monitor(control)
+    actornet.exit(control, "control")
+    assert down_of(control_ref)[4] == "control"
+    with pytest.raises(TimeoutError):
+        actornet.receive(lambda m: m[0] in ("DOWN", "EXIT", "nodedown"), timeout=0.3)
 
 
-def test_stop_tells_peers_at_once(local: actornet.Node, cluster: Cluster) -> None:
+def test_a_frozen_node_is_down_within_5_s_with_the_default_tick(cluster: Cluster) -> None:
+    """The default tick_time (4 s) on both sides: a SIGSTOPped node is declared down
+    within 5 s of freezing, even when a frame from it has just arrived."""
+    b = cluster.start(unique("b"))
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0) as here:
+        assert here.node_info()["tick_time"] == 4.0
+        assert actornet.ping(b.address) == "pong"
+        actornet.monitor_node(b.name)
+        actornet.rpc.call(b.name, actornet.node)  # a frame from b has just arrived
+        t0 = time.monotonic()
+        b.signal(signal.SIGSTOP)
+        try:
+            assert actornet.receive(lambda m: m[0] == "nodedown", timeout=10) == (
+                "nodedown", b.name)
+            assert time.monotonic() - t0 < 5.0
+        finally:
+            b.signal(signal.SIGCONT)
+
+
+def test_stop_tells_peers_at_once(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """b stops: we see it down at once, for the reason b gave (its goodbye), with a tick so
+    long on both sides that silence cannot explain it."""
+    caplog.set_level("WARNING", logger="actornet.dist")
     b = cluster.start(unique("b"), extra=["--tick-time", "30"])
-    actornet.ping(b.address)
-    actornet.monitor_node(b.name)
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=30) as here:
+        assert actornet.ping(b.address) == "pong"
+        assert actornet.rpc.call(b.name, actornet.node) == b.name  # b's connection to us is up
+        actornet.monitor_node(b.name)
+        t0 = time.monotonic()
+        assert b.terminate() == 0
+        actornet.receive(lambda m: m[0] == "nodedown", timeout=10)
+        assert time.monotonic() - t0 < 5.0
+        said = [r.getMessage() for r in caplog.records if r.name == "actornet.dist"
+                and f"node {here.name}: node {b.name} is down" in r.getMessage()]
+        assert said == [f"node {here.name}: node {b.name} is down: it stopped"]
+
+
+def test_rpc_call_pending_when_the_node_is_killed_raises_node_down(
+    local: actornet.Node, cluster: Cluster
+) -> None:
+    b = cluster.start(unique("b"))
+    assert actornet.ping(b.address) == "pong"
+    me = actornet.self()
+
+    def rpc_and_report() -> None:
+        try:
+            actornet.rpc.call(b.name, remote.notify_then_sleep, me, 60, timeout=120)
+            actornet.send(me, ("rpc_result", "returned"))
+        except NodeDown:
+            actornet.send(me, ("rpc_result", "NodeDown"))
+
+    actornet.spawn(rpc_and_report)
+    actornet.receive(lambda m: m == "running", timeout=10)  # the function runs on b
     t0 = time.monotonic()
-    assert b.terminate() == 0
-    actornet.receive(lambda m: m[0] == "nodedown", timeout=10)
-    assert time.monotonic() - t0 < 5.0, "goodbye, not a tick timeout"
+    os.kill(b.proc.pid, signal.SIGKILL)
+    assert actornet.receive(lambda m: m[0] == "rpc_result", timeout=10)[1] == "NodeDown"
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_remote_spawn_of_a_function_the_node_cannot_import(local: actornet.Node,
+                                                           cluster: Cluster) -> None:
+    """spawn(fn, node=b) of a function b cannot import returns a pid of b, whose process
+    crashes at once with a RemoteImportError Crash: a link brings it as an EXIT, and kills
+    a linked process that does not trap exits (whose monitor then says why)."""
+    b = cluster.start(unique("b"))
+    assert actornet.ping(b.address) == "pong"
+    fake = type(remote.add)(remote.add.__code__, {}, "missing_function")
+    fake.__module__ = "tests.no_such_module"
+    actornet.trap_exit(True)
+    pid = actornet.spawn_link(fake, 1, 2, node=b.name)
+    assert pid.node == b.name
+    reason = actornet.receive(lambda m: m[0] == "EXIT" and m[1] == pid, timeout=10)[2]
+    assert isinstance(reason, actornet.Crash) and reason.type == "RemoteImportError"
+    assert "tests.no_such_module" in reason.message
+
+    def spawn_it() -> None:
+        actornet.spawn_link(fake, 1, 2, node=b.name)
+        actornet.receive(lambda m: False)
+
+    ref = actornet.monitor(actornet.spawn(spawn_it))
+    reason = down_of(ref)[4]
+    assert isinstance(reason, actornet.Crash) and reason.type == "RemoteImportError"
+
+
+def test_node_names_with_the_machines_hostname(cluster: Cluster) -> None:
+    host = socket.gethostname()
+    try:
+        address = socket.gethostbyname(host)
+        with socket.socket() as s:
+            s.bind((address, 0))
+            s.listen()
+            with socket.create_connection(s.getsockname(), timeout=2):
+                pass
+    except OSError as e:
+        pytest.skip(f"the hostname {host!r} does not resolve to an address usable here: {e}")
+    b = cluster.start(unique("b").replace("@127.0.0.1", f"@{host}"))
+    name = unique("t").replace("@127.0.0.1", f"@{host}")
+    with actornet.start_node(name, cookie=COOKIE, port=0):
+        assert actornet.node() == name
+        assert actornet.ping(b.address) == "pong"
+        assert actornet.rpc.call(b.name, actornet.nodes) == [name]
+        pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+        actornet.send(pid, (actornet.self(), "by hostname"))
+        assert actornet.receive(timeout=5) == ("echo", "by hostname")
 
 
 def test_restarted_node_is_a_new_incarnation(local: actornet.Node, cluster: Cluster) -> None:
@@ -238,6 +382,48 @@ def test_slow_consumer_loses_nothing(local: actornet.Node, cluster: Cluster) -> 
         actornet.send(sink, (i, blob))
     got = actornet.receive(lambda m: m[0] == "slow_done", timeout=60)[1]
     assert [i for i, _ in got] == list(range(count))
+
+
+def test_a_frozen_receiver_makes_the_sender_wait_and_loses_nothing(cluster: Cluster) -> None:
+    """b is frozen (SIGSTOP, long ticks on both sides so that it is not declared down). A
+    process sends 10 KiB messages to b until a send blocks: the connection is busy (node_info
+    says so) and a send has waited over a second. Then b runs again (SIGCONT): every message
+    arrives, in order, and the blocked send completes. The sender must block before 60 MiB:
+    what is buffered for a peer (socket buffers, ZeroMQ's queue, the backlog) is bounded."""
+    b = cluster.start(unique("b"), extra=["--tick-time", "60"])
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=60) as here:
+        assert actornet.ping(b.address) == "pong"
+        sink = actornet.spawn(remote.ordered_sink, actornet.self(), node=b.name)
+        blob, cap = b"x" * 10_240, 6_000
+        stop = threading.Event()
+        state: dict[str, Any] = {"sent": 0, "since": None}
+
+        def send_until_stopped() -> None:
+            i = 0
+            while not stop.is_set() and i < cap:
+                state["since"] = time.monotonic()
+                actornet.send(sink, ("m", i, blob))
+                state["since"] = None
+                i = state["sent"] = i + 1
+            actornet.send(sink, ("end", i))
+
+        b.signal(signal.SIGSTOP)
+        try:
+            actornet.spawn(send_until_stopped)
+
+            def blocked() -> bool:
+                since = state["since"]
+                assert state["sent"] < cap, f"{cap} sends and no back-pressure"
+                return since is not None and time.monotonic() - since > 1.0
+
+            wait_until(blocked, timeout=60, interval=0.02, what="a send to block")
+            assert here.node_info()["connections"][b.name]["busy"]
+            stop.set()
+        finally:
+            b.signal(signal.SIGCONT)
+        _, count, in_order = actornet.receive(lambda m: m[0] == "sink", timeout=60)
+        assert in_order and count == state["sent"] > 100
+        assert b.name in actornet.nodes()
 
 
 def test_payload_size_limit(cluster: Cluster) -> None:
