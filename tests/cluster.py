@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +30,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+# Looked up here, once: loading a library in a child forked from a multithreaded process
+# can deadlock on a lock some other thread held at the fork.
+_PR_SET_PDEATHSIG = 1
+_SIGKILL = int(signal.SIGKILL)
+_prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """The child's `preexec_fn`: get SIGKILL when the thread that forked it ends, and exit
+    at once if `parent` died before that was set (the child is then someone else's)."""
+
+    def preexec() -> None:
+        _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+# For children of this process (the test runner), which imports this module.
+_die_with_parent = _die_with(os.getpid())
 
 
 class NodeProc:
