@@ -17,17 +17,22 @@ broadcasts the removal) or when its node goes down (every node drops the names
 of pids on that node). When nodes connect, their servers exchange tables. Two
 partitions that registered the same name meanwhile hold two pids for it; on
 merge the smaller-named node of each pair that swapped tables finds the
-conflict and hands it to one fixed *decider*: the node of the pid that sorts
-first (by node name, incarnation, id). The decider runs the resolve method
+conflict and hands it to one fixed *decider*: the *home* of the registration
+whose pid sorts first (by node name, incarnation, id), that is the node that
+registered it, which is usually the pid's own node but not always (a chat
+node registers its clients' pids, which live on hidden nodes that take no
+part in global_); if that home is gone, the other registration's home
+decides. The decider runs the resolve method
 once per conflict (a repeated report gets the same answer), in a process of
 its own: by default the pid that sorts first keeps the name and the other
 process gets an exit signal with reason ``("global_name_conflict", name)``.
 A `resolve` function given to `register_name` travels with the registration
 (by its importable ``"module:qualname"``, so every node can run it, as OTP
 needs a fun every node can call); the one given with the pid that sorts first
-is used, else the other's. The node hosting the kept pid then tells every node
-(if that pid is still alive; else the name is dropped), so a later "it died"
-from that node can never be overtaken by the decision.
+is used, else the other's. The home of the kept registration then tells every
+node (if it hosts that pid and the pid has died meanwhile, the name is dropped
+instead), so a later "it died" from that node can never be overtaken by the
+decision.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ _LOCK_TIMEOUT = 10.0
 _DECISIONS_KEPT = 1000  # conflicts the decider remembers, to answer repeated reports alike
 
 Resolve = Callable[[Any, Pid, Pid], "Pid | None"]
+# One registration: the pid, its resolve method by reference, and its home (the node
+# that registered it, which settles conflicts over it and announces the outcome).
+_Entry = tuple[Pid, "str | None", str]
 _PENDING = "pending"
 
 
@@ -84,8 +92,10 @@ class _NameServer(GenServer):
         actornet.trap_exit(True)
         self.names: dict[Any, Pid] = {}
         self.methods: dict[Any, str | None] = {}  # each name's resolve method, by reference
+        self.homes: dict[Any, str] = {}  # each name's home: the node that registered it
         self.locks: dict[Any, tuple[Pid, Ref]] = {}
-        # conflicts this node decided (or is deciding): (name, first, second) -> keep
+        # conflicts this node decided (or is deciding): (name, first, second) ->
+        # _PENDING, or a 1-tuple of the registration kept (None: the name is dropped)
         self.decisions: OrderedDict[tuple[Any, Pid, Pid], Any] = OrderedDict()
         self.watched: dict[Pid, Ref] = {}
         self.gen_node._global = self
@@ -106,8 +116,8 @@ class _NameServer(GenServer):
             self._watch(owner[0])
             return ("ok", self.names.get(name))
         if op == "register":
-            _, name, pid, method = request
-            self._set(name, pid, method)
+            _, name, pid, method, home = request
+            self._set(name, (pid, method, home))
             return "ok"
         if op == "unregister":
             self._drop(request[1])
@@ -140,23 +150,23 @@ class _NameServer(GenServer):
             _, name, first, second = msg
             self._decide(name, first, second)
         elif kind == "decided":
-            _, key, keep, method = msg
-            self.decisions[key] = (keep, method)
-            self._announce(key, keep, method)
+            _, key, kept = msg
+            self.decisions[key] = (kept,)
+            self._announce(key, kept)
         elif kind == "confirm":
-            _, name, pids, keep, method = msg
-            self._confirm(name, pids, keep, method)
+            _, name, pids, kept = msg
+            self._confirm(name, pids, kept)
         elif kind == "resolved":
-            _, name, pids, keep, method = msg
-            self._apply(name, pids, keep, method)
+            _, name, pids, kept = msg
+            self._apply(name, pids, kept)
         elif kind != "EXIT":
             super().handle_info(msg)
 
     # -- the table -------------------------------------------------------------------
 
-    def _set(self, name: Any, pid: Pid, method: str | None) -> None:
+    def _set(self, name: Any, entry: _Entry) -> None:
+        pid, self.methods[name], self.homes[name] = entry
         self.names = {**self.names, name: pid}
-        self.methods[name] = method
         if self.gen_node.is_local(pid):
             self._watch(pid)
 
@@ -166,6 +176,11 @@ class _NameServer(GenServer):
             del names[name]
             self.names = names
         self.methods.pop(name, None)
+        self.homes.pop(name, None)
+
+    def _entry(self, name: Any) -> _Entry:
+        return (self.names[name], self.methods.get(name),
+                self.homes.get(name, self.gen_node.name))
 
     def _watch(self, pid: Pid) -> None:
         if pid not in self.watched and pid.node == self.gen_node.name:
@@ -193,40 +208,51 @@ class _NameServer(GenServer):
         if len(names) != len(self.names):
             self.names = names
             self.methods = {n: m for n, m in self.methods.items() if n in names}
+            self.homes = {n: h for n, h in self.homes.items() if n in names}
         for name in [n for n, (owner, _) in self.locks.items() if owner.node == node]:
             del self.locks[name]
 
     def _send_table(self, peer: str) -> None:
         import actornet
 
-        table = ("table", self.gen_node.name,
-                 [(n, p, self.methods.get(n)) for n, p in self.names.items()])
+        table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names])
         actornet.send((SERVER, peer), table, noconnect=True)
 
-    def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None]]) -> None:
+    def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, str]]) -> None:
         import actornet
 
-        for name, pid, method in table:
+        for name, pid, method, home in table:
             mine = self.names.get(name)
             if mine is None:
                 if pid.node == self.gen_node.name and not self.gen_node.is_local(pid):
                     continue  # a pid of our previous incarnation
-                self._set(name, pid, method)
+                self._set(name, (pid, method, home))
             elif mine != pid and self.gen_node.name < peer:
                 # Every node of the pair's two sides may find this same conflict: all
                 # hand it to one decider, so it is settled once, with one method.
-                first, second = sorted([(mine, self.methods.get(name)), (pid, method)],
+                first, second = sorted([self._entry(name), (pid, method, home)],
                                        key=lambda entry: _order(entry[0]))
                 log.warning("global name conflict for %r between %r and %r",
                             name, first[0], second[0])
-                if first[0].node == self.gen_node.name:
+                decider = self._reachable(first[2], second[2])
+                if decider == self.gen_node.name:
                     self._decide(name, first, second)
                 else:
-                    actornet.send((SERVER, first[0].node), ("conflict", name, first, second))
+                    actornet.send((SERVER, decider), ("conflict", name, first, second))
 
-    def _decide(self, name: Any, first: tuple[Pid, str | None],
-                second: tuple[Pid, str | None]) -> None:
-        """Settle a conflict once (this node hosts `first`'s pid) and announce it."""
+    def _reachable(self, *homes: str) -> str:
+        """The first of `homes` that is this node or connected to it, else this node."""
+        import actornet
+
+        up = {self.gen_node.name, *actornet.nodes()}
+        return next((home for home in homes if home in up), self.gen_node.name)
+
+    def _dead_here(self, pid: Pid) -> bool:
+        """True if `pid` was a process of this node that has ended."""
+        return pid.node == self.gen_node.name and self.gen_node._local(pid) is None
+
+    def _decide(self, name: Any, first: _Entry, second: _Entry) -> None:
+        """Settle a conflict once (this node is `first`'s home) and announce it."""
         import actornet
 
         key = (name, first[0], second[0])
@@ -234,60 +260,58 @@ class _NameServer(GenServer):
         if decided == _PENDING:
             return  # its resolver is running; the answer will be announced
         if decided is not None:
-            self._announce(key, *decided)  # a repeated report: the same answer again
+            self._announce(key, decided[0])  # a repeated report: the same answer again
             return
         self.decisions[key] = _PENDING
         while len(self.decisions) > _DECISIONS_KEPT:
             self.decisions.popitem(last=False)
-        if self.gen_node._local(first[0]) is None:
+        if self._dead_here(first[0]):
             # Dead meanwhile (its removal is on its way): the other keeps the name.
-            self.decisions[key] = (second[0], second[1])
-            self._announce(key, second[0], second[1])
+            self.decisions[key] = (second,)
+            self._announce(key, second)
             return
         method = first[1] if first[1] is not None else second[1]
         server = self.gen_pid
 
         def resolver() -> None:
             keep = _run_resolver(method, name, first[0], second[0])
-            kept = first[1] if keep == first[0] else second[1] if keep == second[0] else None
-            actornet.send(server, ("decided", key, keep, kept))
+            kept = first if keep == first[0] else second if keep == second[0] else None
+            actornet.send(server, ("decided", key, kept))
 
         actornet.spawn(resolver)  # user code: never run inside the name server
 
-    def _announce(self, key: tuple[Any, Pid, Pid], keep: Pid | None,
-                  method: str | None) -> None:
-        """Have the decision told to every node, by the node hosting the kept pid."""
+    def _announce(self, key: tuple[Any, Pid, Pid], kept: _Entry | None) -> None:
+        """Have the decision told to every node, by the kept registration's home."""
         import actornet
 
         name, first, second = key
         pids = (first, second)
-        if keep is None or keep.node == self.gen_node.name:
-            self._confirm(name, pids, keep, method)
+        home = self._reachable(kept[2]) if kept is not None else self.gen_node.name
+        if home == self.gen_node.name:
+            self._confirm(name, pids, kept)
         else:
-            actornet.send((SERVER, keep.node), ("confirm", name, pids, keep, method))
+            actornet.send((SERVER, home), ("confirm", name, pids, kept))
 
-    def _confirm(self, name: Any, pids: tuple[Pid, Pid], keep: Pid | None,
-                 method: str | None) -> None:
-        """Tell every node the outcome; a kept pid that died meanwhile keeps nothing."""
+    def _confirm(self, name: Any, pids: tuple[Pid, Pid], kept: _Entry | None) -> None:
+        """Tell every node the outcome; a kept pid that died here meanwhile keeps nothing."""
         import actornet
 
-        if keep is not None and self.gen_node._local(keep) is None:
-            keep, method = None, None
-        self._apply(name, pids, keep, method)
+        if kept is not None and self._dead_here(kept[0]):
+            kept = None
+        self._apply(name, pids, kept)
         for other in actornet.nodes():
-            actornet.send((SERVER, other), ("resolved", name, pids, keep, method))
+            actornet.send((SERVER, other), ("resolved", name, pids, kept))
 
-    def _apply(self, name: Any, pids: tuple[Pid, Pid], keep: Pid | None,
-               method: str | None) -> None:
+    def _apply(self, name: Any, pids: tuple[Pid, Pid], kept: _Entry | None) -> None:
         current = self.names.get(name)
         if current is not None and current not in pids:
             return  # taken meanwhile by another registration
-        # (No entry: the loser's exit may have freed it here first; the kept pid's node
+        # (No entry: the loser's exit may have freed it here first; the kept pid's home
         # sent this while it was alive, and would send its death after this.)
-        if keep is None:
+        if kept is None:
             self._drop(name)
         else:
-            self._set(name, keep, method)
+            self._set(name, kept)
 
 
 def _run_resolver(method: str | None, name: Any, first: Pid, second: Pid) -> Pid | None:
@@ -515,7 +539,7 @@ def register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> 
     def register(servers: list[Any], holders: list[Any]) -> str:
         if holders:
             return "no"
-        request = ("register", name, pid, method)
+        request = ("register", name, pid, method, node.name)
         for kind, value in _gen.multi_call(servers, request, _LOCK_TIMEOUT):
             if kind == "down" and value not in ("noconnection", "noproc"):
                 raise ActornetError(f"global registration of {name!r} failed: {value}")
@@ -539,9 +563,10 @@ def re_register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) 
     """
     _check_name(name)
     method = _method_ref(resolve)
+    home = _server_node().name
 
     def register(servers: list[Any], holders: list[Any]) -> None:
-        _gen.multi_call(servers, ("register", name, pid, method), _LOCK_TIMEOUT)
+        _gen.multi_call(servers, ("register", name, pid, method, home), _LOCK_TIMEOUT)
 
     _with_locks(name, _LOCK_TIMEOUT, register)
 
