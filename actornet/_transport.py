@@ -69,10 +69,10 @@ _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 # The tick check runs every tick_time / _CHECKS seconds, so a silent peer is declared down
 # at most tick_time * (1 + 1 / _CHECKS) after its last frame (4.5 s with the default 4 s).
 _CHECKS = 8
-_REFUSED_LINGER = 0.5
+_REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT goes out
 # s a peer whose outbound connection dropped stays up while its connection into this node
 # is still open, so that what it sent before (its last messages, a GOODBYE) is read first
-_LOST_GRACE = 0.2  # s a refused connection stays open, so that its REJECT goes out
+_LOST_GRACE = 0.2
 _SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
 _FAIL_EVENTS = (
     zmq.EVENT_DISCONNECTED
