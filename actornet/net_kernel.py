@@ -212,7 +212,16 @@ def node() -> str:
 
 
 def nodes() -> list[str]:
-    """The nodes this one is connected to, not itself (Erlang `nodes/0`)."""
+    """The nodes this one is connected to, not itself (Erlang `nodes/0`).
+
+    Hidden nodes are left out, as in Erlang.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("nodesdoc@127.0.0.1", cookie="c", port=0):
+        ...     actornet.nodes()
+        []
+    """
     dist = current_node()._dist
     return [] if dist is None else dist.nodes()  # type: ignore[no-any-return]
 
@@ -241,6 +250,13 @@ def monitor_node(name: str, flag: bool = True) -> None:
 
     Connects first if needed; if that fails the message arrives at once, as in
     Erlang. With `flag` False, one subscription is removed.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("mondoc@127.0.0.1", cookie="c", port=0):
+        ...     actornet.monitor_node("nobody@127.0.0.1:1")  # nothing listens on port 1
+        ...     actornet.receive(timeout=5)
+        ('nodedown', 'nobody@127.0.0.1')
     """
     current_node().monitor_node(name, flag)
 
@@ -248,13 +264,32 @@ def monitor_node(name: str, flag: bool = True) -> None:
 def monitor_nodes(flag: bool = True) -> None:
     """``("nodeup", node)``/``("nodedown", node)`` for every node, to the caller.
 
-    Erlang's ``net_kernel:monitor_nodes/1``.
+    Erlang's ``net_kernel:monitor_nodes/1``. With `flag` False, the caller
+    stops receiving them.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("watchdoc@127.0.0.1", cookie="c", port=0):
+        ...     actornet.monitor_nodes(True)
+        ...     actornet.ping("nobody@127.0.0.1:1")  # no connection: no nodeup
+        ...     actornet.monitor_nodes(False)
+        'pang'
     """
     current_node().monitor_nodes(flag)
 
 
 def disconnect_node(name: str) -> None:
-    """Drop the connection to `name`: both sides see it go down (`disconnect_node/1`)."""
+    """Drop the connection to `name`: both sides see it go down (`disconnect_node/1`).
+
+    Nothing happens if there is no such connection.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("dropdoc@127.0.0.1", cookie="c", port=0):
+        ...     actornet.disconnect_node("nobody@127.0.0.1")
+        ...     actornet.nodes()
+        []
+    """
     dist = current_node()._dist
     if dist is not None:
         dist.disconnect(name)

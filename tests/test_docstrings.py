@@ -86,9 +86,6 @@ def test_docstring_example_passes(test: doctest.DocTest, fresh_default_node: set
 # pykka calls these by name on the GenServer class; they are not actornet's API.
 PYKKA_HOOKS = {"on_start", "on_receive"}
 
-# Public names whose module belongs to another part of the project and whose
-# docstring still lacks an example. Shrink this set; never grow it.
-PENDING = {"nodes", "monitor_node", "monitor_nodes", "disconnect_node"}
 
 
 def _has_example(obj: Any) -> bool:
@@ -127,11 +124,4 @@ def test_the_public_api_is_covered() -> None:
 
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_public_name_has_an_example(name: str) -> None:
-    if name in PENDING:
-        assert not _has_example(PUBLIC[name]), f"{name} has an example now: drop it from PENDING"
-        pytest.xfail(f"{name}: its docstring has no example yet")
     assert _has_example(PUBLIC[name]), f"actornet.{name}: the docstring needs an Example section"
-
-
-def test_pending_names_are_still_public() -> None:
-    assert set(PENDING) <= set(PUBLIC)
