@@ -126,23 +126,8 @@ def global_whereis(name: Any) -> actornet.Pid | None:
     return global_.whereis_name(name)
 
 
-def global_race(names: list[Any]) -> list[str]:
-    """Register a fresh process under each name, in turn; the answers."""
-    return [global_register_new(name)[0] for name in names]
-
-
 def start_global_counter(name: str) -> actornet.Pid:
     return Counter.start(0, name=("global", name))
-
-
-class Holder(actornet.GenServer):
-    """Holds one value for later `call(holder, "get")`."""
-
-    def init(self, value: Any) -> None:
-        self.value = value
-
-    def handle_call(self, request: Any, from_: Any) -> Any:
-        return self.value
 
 
 class _Watcher(actornet.GenServer):
@@ -179,21 +164,6 @@ def watched_reason(name: str) -> Any:
             return reason
         time.sleep(0.01)
     return None
-
-
-def register_when_cut_off(name: str, others: list[str]) -> None:
-    """Start a process that waits until none of `others` is connected, then registers
-    `name` globally and keeps the answer in a Holder named ``result_<name>``."""
-
-    def run() -> None:
-        import time
-
-        deadline = time.monotonic() + 20
-        while any(n in actornet.nodes() for n in others) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        Holder.start(global_register_watched(name), name=f"result_{name}")
-
-    actornet.spawn(run)
 
 
 def start_echo_on(node: str, name: str) -> actornet.Pid:

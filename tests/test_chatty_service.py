@@ -37,8 +37,7 @@ import pytest
 
 from actornet import epmd
 
-from . import cluster
-from .cluster import free_port
+from .cluster import _die_with_parent, free_port  # children die with the runner
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -46,10 +45,6 @@ COOKIE = "chatty-test-cookie"
 WAIT = 15.0  # seconds: the longest any one expected line may take
 GRACE = 10.0  # seconds members of a dead chat node have to resume (examples.chatty.room)
 TAG = f"{os.getpid() % 100000}"  # keeps node names apart from another run's
-# children get SIGKILL if the test runner dies (tests/cluster.py is moving from the one
-# helper to the other; either works here)
-_die_with_parent = (cluster._die_with(os.getpid()) if hasattr(cluster, "_die_with")
-                    else cluster._die_with_parent)
 
 
 # -- children ------------------------------------------------------------------------------------
