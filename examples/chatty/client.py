@@ -68,7 +68,7 @@ def _stamp(when: Any, plain: bool) -> str:
     """A message's time: UTC ISO 8601 in plain mode, local HH:MM on a terminal."""
     if not isinstance(when, (int, float)):
         return "-" if plain else ""
-    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
     if plain:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return " " + moment.astimezone().strftime("%H:%M")
