@@ -425,16 +425,38 @@ class WireTarget(Target):
             for start in range(0, max(len(payload), 1), step):
                 got.extend(bytes(op) for op in stream.feed(payload[start:start + step]))
         except _PROTOCOL:
-            if ops is not None and all(len(op) <= limit for op in ops):
-                raise OracleError("OpStream refused a frame split_ops accepts") from None
-            return None
-        pending = stream.pending
+            raise OracleError("OpStream raised: it skips an op over the limit instead") from None
+        want, skipped, end = _walk_ops(payload, limit)
+        rest = max(0, len(payload) - end)
+        if got != want or stream.skipped != skipped or stream.pending != rest:
+            raise OracleError("OpStream disagrees with the frame's own op lengths")
         if ops is not None:
-            if got != [bytes(op) for op in ops] or pending:
+            if (want != [bytes(op) for op in ops if len(op) <= limit]
+                    or skipped != [len(op) for op in ops if len(op) > limit] or rest):
                 raise OracleError("OpStream and split_ops disagree on a whole frame")
-        elif not pending:
-            raise OracleError("OpStream completed a frame that split_ops calls cut")
+        elif end == len(payload):
+            raise OracleError("the frame's op lengths tile it, yet split_ops calls it cut")
         return got
+
+
+def _walk_ops(payload: bytes, limit: int) -> tuple[list[bytes], list[int], int]:
+    """What an `OpStream` fed `payload` must give: the ops within `limit`, the sizes of
+    those over it (skipped, even when cut), and where the walk ended (past the end while
+    skipping a cut op; before it, at a cut op the stream must hold)."""
+    ops: list[bytes] = []
+    skipped: list[int] = []
+    offset = 0
+    while len(payload) - offset >= 4:
+        n = int.from_bytes(payload[offset:offset + 4], "big")
+        start = offset + 4
+        if n > limit:
+            skipped.append(n)
+        elif len(payload) - start < n:
+            break
+        else:
+            ops.append(payload[start:start + n])
+        offset = start + n
+    return ops, skipped, offset
 
 
 # -- handshake ---------------------------------------------------------------------------
