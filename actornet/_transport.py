@@ -63,7 +63,7 @@ _BATCH = 512  # ops per ZeroMQ message at most
 # a batch). Beyond that, ops wait in the peer's backlog, where `busy_limit` applies. More
 # made no difference to remote send throughput, and let a slow peer hold ~250 MiB here.
 _SNDHWM = 64
-_OUTBOX_ITEMS = 2048  # ops in the outbox (all peers) before senders wait for the I/O thread
+_OUTBOX_ITEMS = 16384  # ops in the outbox (all peers) before senders wait for the I/O thread
 _COUNTED = 4096  # ops of this many bytes or more are counted in bytes while in the outbox
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 # The tick check runs every tick_time / _CHECKS seconds, so a silent peer is declared down
