@@ -64,7 +64,8 @@ _BATCH = 512  # ops per ZeroMQ message at most
 # made no difference to remote send throughput, and let a slow peer hold ~250 MiB here.
 _SNDHWM = 64
 _OUTBOX_ITEMS = 16384  # ops in the outbox (all peers) before senders wait for the I/O thread
-_COUNTED = 4096  # ops of this many bytes or more are counted in bytes while in the outbox
+_COUNTED = 1024  # ops of this many bytes or more are counted in bytes while in the outbox
+# (so smaller ones, bounded by number, hold at most _OUTBOX_ITEMS KiB: 16 MiB)
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 # The tick check runs every tick_time / _CHECKS seconds, so a silent peer is declared down
 # at most tick_time * (1 + 1 / _CHECKS) after its last frame (4.5 s with the default 4 s).
