@@ -445,8 +445,6 @@ class Transport:
                     self._read_router()
                 if self._router_monitor in ready:
                     self._on_router_event()
-                if self._lost:
-                    self._settle_lost()
                 for sock in [s for s in ready if s in self._sockets]:
                     entry = self._sockets.get(sock)
                     if entry is None:
@@ -456,6 +454,8 @@ class Transport:
                         self._on_dealer(peer, ready[sock])
                     else:
                         self._on_monitor_event(peer)
+                if self._lost:  # after both ends' events of this turn: a killed peer at once
+                    self._settle_lost()
                 self._drain_outbox()
                 if self._busy:
                     self._check_busy()
