@@ -68,6 +68,20 @@ def zctx() -> Iterator[zmq.Context[Any]]:
         ctx.destroy(linger=0)
 
 
+@pytest.fixture
+def dial_back(zctx: zmq.Context[Any]) -> Iterator[str]:
+    """The endpoint a raw peer announces in its handshake: the node dials it back, and
+    finds a ROUTER that never answers, so the node's own connection to the peer stays
+    pending and only the peer's connection into the node matters."""
+    silent = zctx.socket(zmq.ROUTER)
+    silent.setsockopt(zmq.LINGER, 0)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        silent.close(linger=0)
+
+
 @contextlib.contextmanager
 def fd_limit_at_least(need: int) -> Iterator[None]:
     """Raise this process's soft limit of open files to `need` for the block, if it is
@@ -630,7 +644,8 @@ def assert_not_delivered(node: actornet.Node, pid: actornet.Pid, got: queue.Queu
 
 
 def test_a_new_connection_cannot_take_over_an_authenticated_routing_id(
-    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any]
+    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any],
+    dial_back: str,
 ) -> None:
     """A raw peer authenticates with the cookie, and its data is delivered; its connection
     drops; a DEALER presenting its routing id sends the next batch: refused (not delivered),
@@ -638,16 +653,11 @@ def test_a_new_connection_cannot_take_over_an_authenticated_routing_id(
     again, and can."""
     caplog.set_level(logging.INFO, logger="actornet.dist")
     name = unique("peer")
-    # The node dials back the endpoint the peer announces: a ROUTER that never answers, so
-    # that the node's own connection stays pending and only the peer's one matters.
-    silent = zctx.socket(zmq.ROUTER)
-    silent.setsockopt(zmq.LINGER, 0)
-    silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
     with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
                              tick_time=30.0) as t:
         pid, got = recorder(t)
         peer = raw_dealer(zctx, port_of(t))
-        authenticate(peer, t.name, name, f"tcp://127.0.0.1:{silent_port}")
+        authenticate(peer, t.name, name, dial_back)
         peer.send_multipart(batch(0, send_op(pid, "legit")))
         assert got.get(timeout=DEADLINE) == "legit"
         rid, seq = inbound_of(t, name)
@@ -673,25 +683,21 @@ def test_a_new_connection_cannot_take_over_an_authenticated_routing_id(
             assert kind(recv_frames(again.sock)[0]) == "CHALLENGE"
         finally:
             again.close()
-    silent.close(linger=0)
 
 
 def test_an_authenticated_connection_that_closes_is_dropped_at_once(
-    zctx: zmq.Context[Any],
+    zctx: zmq.Context[Any], dial_back: str
 ) -> None:
     """When the connection an authenticated peer came in on closes, the node drops it (and
     the peer with it) within a tick, without waiting for anything else to time out; what
     the peer sent just before closing is still delivered."""
     name = unique("peer")
-    silent = zctx.socket(zmq.ROUTER)  # the node's own connection to the peer stays pending
-    silent.setsockopt(zmq.LINGER, 0)
-    silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
     tick = 1.0
     with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
                              tick_time=tick) as t:
         pid, got = recorder(t)
         peer = raw_dealer(zctx, port_of(t))
-        authenticate(peer, t.name, name, f"tcp://127.0.0.1:{silent_port}")
+        authenticate(peer, t.name, name, dial_back)
         assert states(t) == ["up"] and name in t._dist.nodes()
         peer.send_multipart(batch(0, send_op(pid, "last words")))
         peer.close(linger=1000)  # the batch goes out, then the connection closes
@@ -700,7 +706,6 @@ def test_an_authenticated_connection_that_closes_is_dropped_at_once(
                    "the node to drop the closed connection")
         assert name not in t._dist.nodes()
         assert t._dist.stats["bad_frames"] == 0
-    silent.close(linger=0)
 
 
 def test_a_dropped_node_connection_cannot_be_taken_over(
@@ -778,7 +783,8 @@ def test_a_refused_peer_that_comes_back_under_its_routing_id_is_closed_again(
 
 
 def test_a_malformed_op_from_an_authenticated_peer_is_dropped_and_the_rest_delivered(
-    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any]
+    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any],
+    dial_back: str,
 ) -> None:
     """A raw peer passes the handshake with the cookie, then sends one batch holding bytes
     that do not decode, an unknown op code, an op of the wrong shape and a valid SEND: each
@@ -786,14 +792,11 @@ def test_a_malformed_op_from_an_authenticated_peer_is_dropped_and_the_rest_deliv
     stays connected (its next batch is delivered too)."""
     caplog.set_level(logging.INFO, logger="actornet.dist")
     name = unique("peer")
-    silent = zctx.socket(zmq.ROUTER)  # the node's own connection to the peer stays pending
-    silent.setsockopt(zmq.LINGER, 0)
-    silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
     with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
                              tick_time=30.0) as t:
         pid, got = recorder(t)
         peer = raw_dealer(zctx, port_of(t))
-        authenticate(peer, t.name, name, f"tcp://127.0.0.1:{silent_port}")
+        authenticate(peer, t.name, name, dial_back)
         garbage = [b"\xc1", w.encode_op([99, 1]), w.encode_op([w.LINK, "not a pid", pid])]
         peer.send_multipart([w.pack_header(0),
                              w.pack_ops([*garbage, w.encode_op(send_op(pid, "valid"))])])
@@ -807,4 +810,3 @@ def test_a_malformed_op_from_an_authenticated_peer_is_dropped_and_the_rest_deliv
         assert name in t._dist.nodes()
         assert not dist_lines(caplog, t.name, "is down")
         peer.close(linger=0)
-    silent.close(linger=0)
