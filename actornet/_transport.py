@@ -74,6 +74,7 @@ _REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT g
 # s a peer whose outbound connection dropped stays up while its connection into this node
 # is still open, so that what it sent before (its last messages, a GOODBYE) is read first
 _LOST_GRACE = 0.2
+_LOST_READS = 50  # budgets of ROUTER reads before a lost peer is declared down (100,000 msgs)
 _SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
 _FAIL_EVENTS = (
     zmq.EVENT_DISCONNECTED
@@ -114,7 +115,7 @@ class _Peer:
         self.put = 0
         self.put_lock = threading.Lock()
         self.taken = 0
-        self.busy = False  # a sender waits for its queue to drain (`Transport._wait_drained`)
+        self.waiters = 0  # senders waiting for its queue to drain (`Transport._wait_drained`)
         self.drained = threading.Condition()
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
@@ -282,7 +283,7 @@ class Transport:
             if peer.state in ("new", "down"):
                 return  # noconnect: no connection is made for it (one being made is used)
             data = _NoConnect(data)  # checked again when drained: the link may go meanwhile
-        if ((peer.busy or self._outbox.qsize() > _OUTBOX_ITEMS
+        if ((peer.waiters or self._outbox.qsize() > _OUTBOX_ITEMS
                 or peer.put - peer.taken + peer.backlog > self.busy_limit)
                 and threading.current_thread() is not self._thread):
             self._wait_drained(peer)
@@ -298,13 +299,14 @@ class Transport:
         outbox to half of `_OUTBOX_ITEMS`, or `peer` is down, or this node stops (as the
         BEAM suspends a process that sends on a busy distribution port)."""
         with peer.drained:
-            peer.busy = True  # set before `_drained` is checked: see `_check_busy`
-            self._busy.add(peer)
-            while not self._drained(peer):
-                self._wake()
-                peer.drained.wait(0.5)  # normally `_check_busy` wakes it first
-            peer.busy = False
-            peer.drained.notify_all()
+            peer.waiters += 1  # while any waits, later senders queue up behind it
+            try:
+                while not self._drained(peer):
+                    self._busy.add(peer)  # (again) before every wait: see `_check_busy`
+                    self._wake()
+                    peer.drained.wait(0.5)  # normally `_check_busy` wakes it first
+            finally:
+                peer.waiters -= 1
 
     def _drained(self, peer: _Peer) -> bool:
         return ((peer.put - peer.taken + peer.backlog <= self.busy_limit // 2
@@ -393,7 +395,7 @@ class Transport:
         }
 
     def peer_info(self) -> dict[str, dict[str, Any]]:
-        return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "busy": p.busy,
+        return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "busy": p.waiters > 0,
                          "creation": p.creation, "endpoint": p.endpoint}
                 for p in list(self._peers.values())}
 
@@ -548,8 +550,9 @@ class Transport:
 
     def _check_busy(self) -> None:
         """Wake the senders waiting on a busy peer (`_wait_drained`) whose queue has drained.
-        Runs at the end of every loop turn; a waiting sender joins `_busy` before it checks
-        for itself, then wakes this thread, so one of the two sees the drained queue."""
+        Runs at the end of every loop turn. A waiting sender joins `_busy` before each wait,
+        holding the peer's lock from its own check to the wait, and wakes this thread: the
+        notify, which needs that lock, cannot fall between the two."""
         for peer in list(self._busy):
             if self._drained(peer):
                 self._release(peer)
@@ -557,7 +560,6 @@ class Transport:
     def _release(self, peer: _Peer) -> None:
         self._busy.discard(peer)
         with peer.drained:
-            peer.busy = False
             peer.drained.notify_all()
 
     def _command(self, cmd: tuple[Any, ...]) -> None:
@@ -698,14 +700,16 @@ class Transport:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    def _read_router(self) -> None:
+    def _read_router(self) -> bool:
+        """Handle what the ROUTER holds, up to `_READ_BUDGET` messages; True if it may hold
+        more."""
         router = self._router
         recv, getsockopt, inbound, fstat = router.recv, router.getsockopt, self._inbound, os.fstat
         for _ in range(_READ_BUDGET):
             try:
                 head = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                return False
             rid = head.bytes
             frames = [rid]
             while getsockopt(zmq.RCVMORE):
@@ -735,6 +739,7 @@ class Transport:
                 conn.last_seen = time.monotonic()
             else:
                 self._on_handshake_frame(conn, frames)
+        return True
 
     def _elsewhere(self, conn: _Inbound, head: zmq.Frame, frames: list[bytes]) -> _Inbound | None:
         """A message under `conn`'s routing id (`head` its first frame, `frames` all of them)
@@ -950,8 +955,6 @@ class Transport:
             conn.stream = w.OpStream(self.max_message_size)
         stream = conn.stream
         ops = stream.feed(frames[2])
-        if stream.skipped:
-            self._oversized(peer, stream.skipped)
         procs = node._procs
         decode_op, limit, send = w.decode_op, self.max_message_size, w.SEND
         for frame in ops:
@@ -969,17 +972,25 @@ class Transport:
                 self._dispatch(node, peer, op)
             except Exception:
                 log.exception("node %s: failed to handle %r from %s", node.name, op[:2], peer.name)
+        if stream.skipped:
+            self._oversized(peer, stream)
         if peer.state == "up" and peer.ops:
             self._flush(peer)
 
-    def _oversized(self, peer: _Peer, sizes: list[int]) -> None:
-        """Note the messages from `peer` skipped for being over `max_message_size`."""
-        for size in sizes:
+    def _oversized(self, peer: _Peer, stream: w.OpStream) -> None:
+        """Note what `peer` sent over `max_message_size` (skipped by `stream`). A plain message
+        is lost alone; a lost signal or reply would leave a link, monitor or call waiting
+        for ever, so then the connection is closed and they fire with noconnection."""
+        signals = stream.signals_skipped
+        for size in stream.skipped:
             self.stats["oversized_in"] += 1
-            log.error("node %s: dropped a message of %d bytes from %s: over max_message_size "
-                      "(%d bytes); the connection goes on", self.node.name, size, peer.name,
-                      self.max_message_size)
-        sizes.clear()
+            log.error("node %s: dropped an op of %d bytes from %s: over max_message_size "
+                      "(%d bytes)", self.node.name, size, peer.name, self.max_message_size)
+        stream.skipped.clear()
+        stream.signals_skipped = 0
+        if signals and peer.state == "up":
+            self._peer_down(peer, f"it sent {signals} signal(s) or repl(ies) over "
+                                  "max_message_size")
 
     def _bad_frame(self, peer: _Peer, why: str) -> None:
         self.stats["bad_frames"] += 1
@@ -1145,7 +1156,9 @@ class Transport:
                 ready.append((peer, why))
         if not ready:
             return
-        self._read_router()
+        for _ in range(_LOST_READS):  # all it sent, unless a flood keeps coming
+            if not self._read_router():
+                break
         for peer, why in ready:
             if self._lost.pop(peer, None) is not None and peer.state == "up":
                 self._peer_down(peer, why)

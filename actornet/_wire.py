@@ -78,6 +78,8 @@ SPAWN_REPLY = 12
 TICK = 13
 GOODBYE = 14
 NODES = 15
+# ops that only carry a message: one skipped for its size loses that message alone
+_PLAIN = (SEND, REG_SEND)
 
 # spawn flags
 SPAWN_LINK = 1
@@ -146,20 +148,28 @@ class OpStream:
     they come (across frames if need be), its size is appended to `skipped`, and
     the operations before and after it are returned as usual. The stream stays in
     step because every operation's length is declared, so one too large is no
-    reason to doubt the next.
+    reason to doubt the next. A skipped operation that is not a plain message
+    (`SEND`, `REG_SEND`: a signal, a call's reply, a spawn) also counts in
+    `signals_skipped`, since losing it would break a link, a monitor or a call;
+    its first two bytes, which say what it is, are waited for before it is skipped.
 
     >>> s = OpStream(max_size=4)
     >>> [bytes(op) for op in s.feed(pack_ops([b"ok", b"too large", b"ok"]))], s.skipped
     ([b'ok', b'ok'], [9])
+    >>> s.signals_skipped  # b"to..." is not the start of a SEND
+    1
     """
 
-    __slots__ = ("_buf", "_max", "_skip", "skipped")
+    __slots__ = ("_buf", "_max", "_skip", "signals_skipped", "skipped")
 
     def __init__(self, max_size: int) -> None:
         self._buf = bytearray()
         self._max = max_size
         self._skip = 0  # bytes of a skipped operation still to come
-        self.skipped: list[int] = []  # sizes of operations skipped; the reader clears it
+        # sizes of operations skipped, and how many of them were not plain messages;
+        # the reader clears both
+        self.skipped: list[int] = []
+        self.signals_skipped = 0
 
     def feed(self, frame: bytes) -> list[bytes | memoryview]:
         offset = 0
@@ -180,7 +190,11 @@ class OpStream:
             (n,) = _OPLEN.unpack_from(view, offset)
             start = offset + size
             if n > self._max:
+                if end - start < min(n, 2):
+                    break  # what it is shows in its first two bytes: wait for them
                 self.skipped.append(n)
+                if n < 2 or view[start] & 0xF0 != 0x90 or view[start + 1] not in _PLAIN:
+                    self.signals_skipped += 1
                 if end - start < n:
                     self._skip = n - (end - start)
                     offset = end

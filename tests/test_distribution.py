@@ -454,7 +454,7 @@ def test_a_message_over_the_receivers_limit_is_dropped_and_the_link_goes_on(
         actornet.send(pid, (me, payload))
     assert actornet.receive(timeout=5) == ("echo", "before")
     assert actornet.receive(timeout=5) == ("echo", "after")
-    line = b.wait_output(r"dropped a message of \d+ bytes from " + re.escape(local.name))
+    line = b.wait_output(r"dropped an op of \d+ bytes from " + re.escape(local.name))
     assert int(re.search(r"of (\d+) bytes", line).group(1)) > 20_000  # type: ignore[union-attr]
     info = actornet.rpc.call(b.name, actornet.node_info)
     assert info["oversized_in"] == 1 and info["bad_frames"] == 0
@@ -462,6 +462,24 @@ def test_a_message_over_the_receivers_limit_is_dropped_and_the_link_goes_on(
     assert actornet.nodes() == [b.name]
     with pytest.raises(TimeoutError):  # no nodedown: the connection never broke
         actornet.receive(lambda m: m[0] == "nodedown", timeout=0.3)
+
+
+def test_a_signal_over_the_receivers_limit_closes_the_connection(
+    local: actornet.Node, cluster: Cluster
+) -> None:
+    """An exit signal over b's limit cannot be dropped alone: its target would never hear of
+    it. b closes the connection instead, so our monitor of the target fires with
+    noconnection (the target itself lives on), and b logs the size and our name."""
+    b = cluster.start(unique("b"), extra=["--max-message-size", "10000"])
+    assert actornet.ping(b.address) == "pong"
+    pid = actornet.rpc.call(b.name, remote.start_echo, "echo")
+    ref = actornet.monitor(pid)
+    actornet.exit(pid, ("shutdown", "x" * 20_000))
+    down = actornet.receive(lambda m: m[0] == "DOWN", timeout=10)
+    assert down == ("DOWN", ref, "process", pid, "noconnection")
+    b.wait_output(r"dropped an op of \d+ bytes from " + re.escape(local.name))
+    assert actornet.ping(b.address) == "pong"  # a new connection: the echo never got it
+    assert actornet.rpc.call(b.name, actornet.is_alive, pid) is True
 
 
 def test_transitive_mesh(local: actornet.Node, cluster: Cluster) -> None:

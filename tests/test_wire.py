@@ -98,3 +98,22 @@ def test_an_op_over_the_limit_is_never_buffered() -> None:
     assert [bytes(op) for op in stream.feed(frame[len(frame) - 20:])] == [b"after"]
     assert stream.skipped == [10_000]
     assert w.OpStream(max_size=100).feed(w.pack_ops([b"x" * 100])) != []
+
+
+def test_a_skipped_op_is_told_apart_as_a_plain_message_or_a_signal() -> None:
+    """Only SEND and REG_SEND are plain messages; any other op skipped for its size is
+    counted in `signals_skipped`, even when its first two bytes come in a later frame."""
+    me, other = Pid("a@h", 1, 1), Pid("b@h", 1, 2)
+    big = "x" * 500
+    ops = [w.encode_op([w.SEND, 2, 1, big]), w.encode_op([w.REG_SEND, me, "n", big]),
+           w.encode_op([w.EXIT, me, other, big]), w.encode_op([w.ALIAS, other, 7, big])]
+    stream = w.OpStream(max_size=100)
+    assert stream.feed(w.pack_ops(ops[:2])) == []
+    assert len(stream.skipped) == 2 and stream.signals_skipped == 0
+    frame = w.pack_ops(ops[2:])
+    for cut in (4, 5, 6):  # the length, then one byte, then the op code: known at 6
+        stream = w.OpStream(max_size=100)
+        assert stream.feed(frame[:cut]) == []
+        assert stream.signals_skipped == (cut >= 6) and stream.pending == (cut if cut < 6 else 0)
+        stream.feed(frame[cut:])
+        assert len(stream.skipped) == 2 and stream.signals_skipped == 2

@@ -426,9 +426,10 @@ class WireTarget(Target):
                 got.extend(bytes(op) for op in stream.feed(payload[start:start + step]))
         except _PROTOCOL:
             raise OracleError("OpStream raised: it skips an op over the limit instead") from None
-        want, skipped, end = _walk_ops(payload, limit)
+        want, skipped, signals, end = _walk_ops(payload, limit)
         rest = max(0, len(payload) - end)
-        if got != want or stream.skipped != skipped or stream.pending != rest:
+        if (got != want or stream.skipped != skipped or stream.pending != rest
+                or getattr(stream, "signals_skipped", signals) != signals):
             raise OracleError("OpStream disagrees with the frame's own op lengths")
         if ops is not None:
             if (want != [bytes(op) for op in ops if len(op) <= limit]
@@ -439,24 +440,32 @@ class WireTarget(Target):
         return got
 
 
-def _walk_ops(payload: bytes, limit: int) -> tuple[list[bytes], list[int], int]:
+def _walk_ops(payload: bytes, limit: int) -> tuple[list[bytes], list[int], int, int]:
     """What an `OpStream` fed `payload` must give: the ops within `limit`, the sizes of
-    those over it (skipped, even when cut), and where the walk ended (past the end while
-    skipping a cut op; before it, at a cut op the stream must hold)."""
+    those over it (skipped, even when cut, once their first two bytes are in), how many of
+    those are not plain messages (not a msgpack array whose first item is SEND or REG_SEND),
+    and where the walk ended (past the end while skipping a cut op; before it, at a cut op
+    the stream must hold)."""
     ops: list[bytes] = []
     skipped: list[int] = []
+    signals = 0
     offset = 0
     while len(payload) - offset >= 4:
         n = int.from_bytes(payload[offset:offset + 4], "big")
         start = offset + 4
         if n > limit:
+            if len(payload) - start < min(n, 2):
+                break
             skipped.append(n)
+            head = payload[start:start + 2]
+            if n < 2 or head[0] & 0xF0 != 0x90 or head[1] not in (_wire.SEND, _wire.REG_SEND):
+                signals += 1
         elif len(payload) - start < n:
             break
         else:
             ops.append(payload[start:start + n])
         offset = start + n
-    return ops, skipped, offset
+    return ops, skipped, signals, offset
 
 
 # -- handshake ---------------------------------------------------------------------------
