@@ -61,7 +61,9 @@ __all__ = [
     "curve_keypair",
 ]
 
-PROTOCOL_VERSION: int = 1
+# 2: global_ tables and conflicts carry each registration's resolve method and home; an
+# op over the receiver's limit is skipped (a signal one closes the connection)
+PROTOCOL_VERSION: int = 2
 MAX_HANDSHAKE_FRAME: int = 4096
 FLAG_SECURE: int = 1  # flags bit 0: this node wants CURVE encryption
 

@@ -37,7 +37,6 @@ decision.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 import threading
@@ -252,7 +251,7 @@ class _NameServer(GenServer):
         return pid.node == self.gen_node.name and self.gen_node._local(pid) is None
 
     def _decide(self, name: Any, first: _Entry, second: _Entry) -> None:
-        """Settle a conflict once (this node is `first`'s home) and announce it."""
+        """Settle a conflict once (this node is the decider `_merge` chose) and announce it."""
         import actornet
 
         key = (name, first[0], second[0])
@@ -263,8 +262,10 @@ class _NameServer(GenServer):
             self._announce(key, decided[0])  # a repeated report: the same answer again
             return
         self.decisions[key] = _PENDING
-        while len(self.decisions) > _DECISIONS_KEPT:
-            self.decisions.popitem(last=False)
+        if len(self.decisions) > _DECISIONS_KEPT:  # forget the oldest settled ones
+            for old in [k for k, v in self.decisions.items() if v is not _PENDING][
+                    :len(self.decisions) - _DECISIONS_KEPT]:
+                del self.decisions[old]
         if self._dead_here(first[0]):
             # Dead meanwhile (its removal is on its way): the other keeps the name.
             self.decisions[key] = (second,)
@@ -274,9 +275,12 @@ class _NameServer(GenServer):
         server = self.gen_pid
 
         def resolver() -> None:
-            keep = _run_resolver(method, name, first[0], second[0])
-            kept = first if keep == first[0] else second if keep == second[0] else None
-            actornet.send(server, ("decided", key, kept))
+            kept = None  # if the method exits this process, the name is dropped
+            try:
+                keep = _run_resolver(method, name, first[0], second[0])
+                kept = first if keep == first[0] else second if keep == second[0] else None
+            finally:  # always an answer: else the conflict would stay pending for ever
+                actornet.send(server, ("decided", key, kept))
 
         actornet.spawn(resolver)  # user code: never run inside the name server
 
@@ -403,23 +407,14 @@ def notify_all_name(name: Any, pid1: Pid, pid2: Pid) -> None:
     actornet.send(pid2, ("global_name_conflict", name, pid1))
 
 
-_loaded: dict[str, Resolve] = {}
-
-
 def _load(ref: str) -> Resolve:
     """The function named by ``"module:qualname"``, imported if need be."""
-    fn = _loaded.get(ref)
-    if fn is None:
-        module, sep, qualname = ref.partition(":")
-        if not sep or not module or not qualname:
-            raise ValueError(f"a resolve method is named 'module:qualname', got {ref!r}")
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        if not callable(obj):
-            raise TypeError(f"{ref!r} is not callable")
-        fn = _loaded[ref] = obj
-    return fn
+    from actornet.rpc import _import
+
+    module, sep, qualname = ref.partition(":")
+    if not sep or not module or not qualname:
+        raise ValueError(f"a resolve method is named 'module:qualname', got {ref!r}")
+    return _import(module, qualname)
 
 
 def _method_ref(resolve: Resolve | str | None) -> str | None:

@@ -46,6 +46,9 @@ def make_acceptor(cookie: bytes = COOKIE, name: str = "b@host", **kw: Any) -> Ac
     return Acceptor(cookie, name, **args)
 
 
+HEADER = b"ACN" + bytes([PROTOCOL_VERSION])
+
+
 def frame(kind: int, body: Any, version: int = PROTOCOL_VERSION) -> bytes:
     return b"ACN" + bytes([version, kind]) + msgpack.packb(body, use_bin_type=True)
 
@@ -242,22 +245,24 @@ def test_tampering_with_hello_or_challenge_is_detected(index: int, key: str, val
 def test_version_mismatch_seen_by_acceptor() -> None:
     b = make_acceptor()
     hello = bytearray(make_initiator().start())
-    hello[3] = 2
+    other = PROTOCOL_VERSION + 1
+    hello[3] = other
     events = b.receive(bytes(hello))
     err = failure(events)
     assert type(err) is ProtocolError and b.state == "failed"
-    assert "protocol version mismatch: peer speaks 2, this node speaks 1" in str(err)
+    speaks = f"peer speaks {other}, this node speaks {PROTOCOL_VERSION}"
+    assert f"protocol version mismatch: {speaks}" in str(err)
     [reject] = sent(events)
     kind, body = decode(reject)
     assert kind == REJECT and body["auth"] is False
-    assert "peer speaks 2, this node speaks 1" in body["reason"]
+    assert speaks in body["reason"]
     a = make_initiator()
     a.start()
     a_err = failure(a.receive(reject))
-    assert type(a_err) is ProtocolError and "peer speaks 2, this node speaks 1" in str(a_err)
+    assert type(a_err) is ProtocolError and speaks in str(a_err)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, 255])
 def test_version_mismatch_seen_by_initiator(version: int) -> None:
     a = make_initiator()
     [challenge] = sent(make_acceptor().receive(a.start()))
@@ -265,9 +270,8 @@ def test_version_mismatch_seen_by_initiator(version: int) -> None:
     data[3] = version
     err = failure(a.receive(bytes(data)))
     assert type(err) is ProtocolError
-    assert f"protocol version mismatch: peer 'b@host' speaks {version}, this node speaks 1" in str(
-        err
-    )
+    assert (f"protocol version mismatch: peer 'b@host' speaks {version}, "
+            f"this node speaks {PROTOCOL_VERSION}") in str(err)
 
 
 def test_wrong_peer_name_is_refused() -> None:
@@ -350,10 +354,10 @@ GOOD_HELLO = {"name": "a@host", "creation": 1, "flags": 0, "endpoint": "tcp://h:
         (b"", "not an actornet handshake frame"),
         (b"ACN", "not an actornet handshake frame"),
         (b"XYZ\x01\x01\x80", "not an actornet handshake frame"),
-        (b"ACN\x01\x09\x80", "unknown kind 9"),
-        (b"ACN\x01\x01\xc1", "not valid msgpack"),
+        (HEADER + b"\x09\x80", "unknown kind 9"),
+        (HEADER + b"\x01\xc1", "not valid msgpack"),
         (frame(HELLO, GOOD_HELLO) + b"\x00", "not valid msgpack"),
-        (b"ACN\x01\x01\xa2\xff\xfe", "not valid msgpack"),  # invalid UTF-8 str
+        (HEADER + b"\x01\xa2\xff\xfe", "not valid msgpack"),  # invalid UTF-8 str
         (frame(HELLO, [1, 2]), "not a map"),
         (frame(HELLO, {**GOOD_HELLO, "creation": "1"}), "'creation' must be"),
         (frame(HELLO, {**GOOD_HELLO, "creation": True}), "'creation' must be"),
@@ -459,7 +463,6 @@ def _valid_frames() -> list[bytes]:
 
 
 VALID_FRAMES = _valid_frames()
-HEADER = b"ACN" + bytes([PROTOCOL_VERSION])
 
 
 def check_events(machine: Initiator | Acceptor, before: str, events: list[Event]) -> None:
