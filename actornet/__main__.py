@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 import actornet
+from actornet import _wire
 
 
 def _flush() -> None:
@@ -66,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--port", type=int, help="listen on this port; skips the port mapper")
     n.add_argument("--secure", action="store_true", help="encrypt connections (CurveZMQ)")
     n.add_argument("--tick-time", type=float, default=4.0, help="seconds of silence = node down")
-    n.add_argument("--max-message-size", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+    n.add_argument("--max-message-size", type=int, default=_wire.DEFAULT_MAX_MESSAGE_SIZE,
+                   metavar="BYTES",
                    help="largest message sent or accepted, in bytes")
     n.add_argument("--no-mesh", action="store_true",
                    help="do not connect to the peers of the nodes this one connects to")

@@ -170,13 +170,12 @@ def reply(from_: tuple[Pid, Ref], value: Any) -> None:
     current_node().reply(from_, value)
 
 
-def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None,
-              what: str = "GenServer.stop()") -> Any:
+def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None) -> Any:
     """Monitor `server`, send it `message`, and wait for it to exit; return its reason.
 
     `node` is the node acting (default: the current one); `Node.stop` passes itself.
     """
-    timeout = timeout_arg(timeout, what)
+    timeout = timeout_arg(timeout, "GenServer.stop()")
     node = node if node is not None else current_node()
     me = node.current()
     target = node._resolve(server)

@@ -160,7 +160,7 @@ class Transport:
         secure: bool = False,
         tick_time: float = 4.0,
         handshake_timeout: float = 5.0,
-        max_message_size: int = 64 * 1024 * 1024,
+        max_message_size: int = w.DEFAULT_MAX_MESSAGE_SIZE,
         busy_limit: int = 8 * 1024 * 1024,
         mesh: bool = True,
         hidden: bool = False,

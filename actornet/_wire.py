@@ -78,6 +78,8 @@ SPAWN_REPLY = 12
 TICK = 13
 GOODBYE = 14
 NODES = 15
+# the default of a node's max_message_size, in bytes: the largest op it sends or accepts
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 # ops that only carry a message: one skipped for its size loses that message alone
 _PLAIN = (SEND, REG_SEND)
 

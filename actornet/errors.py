@@ -144,8 +144,9 @@ class PayloadTooLarge(ActornetError, ValueError):
 class ProtocolError(ActornetError):
     """A peer broke the wire protocol (bad frame, wrong version, bad handshake).
 
-    The node logs it and drops that connection; it reaches user code only
-    from tools that talk the protocol directly.
+    The node logs it, naming the peer: a bad handshake or a lost batch closes
+    that connection, a malformed op from an authenticated peer is dropped
+    alone. It reaches user code only from tools that talk the protocol directly.
 
     Example:
         >>> issubclass(DecodeError, ProtocolError), issubclass(AuthenticationError, ProtocolError)

@@ -18,6 +18,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from actornet import _wire
 from actornet._runtime import current_node
 from actornet._transport import Transport, _base_name
 from actornet.errors import ActornetError
@@ -94,7 +95,7 @@ def start_node(
     secure: bool = False,
     tick_time: float = 4.0,
     handshake_timeout: float = 5.0,
-    max_message_size: int = 64 * 1024 * 1024,
+    max_message_size: int = _wire.DEFAULT_MAX_MESSAGE_SIZE,
     mesh: bool = True,
     hidden: bool = False,
 ) -> Node:
