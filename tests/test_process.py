@@ -87,9 +87,12 @@ def test_receive_with_an_unbounded_timeout_waits_like_none(forever: float) -> No
     me = actornet.self()
 
     def send_once_waiting() -> None:
-        # Only once the receiver is blocked, so the wait itself takes the timeout.
-        wait_until(lambda: actornet.process_info(me)["status"] == "waiting", timeout=5)
-        actornet.send(me, "late")
+        # Only once the receiver is blocked, so the wait itself takes the timeout (and
+        # whatever happens, so that a failed wait cannot leave the test blocked).
+        try:
+            wait_until(lambda: actornet.process_info(me)["status"] == "waiting", timeout=5)
+        finally:
+            actornet.send(me, "late")
 
     actornet.send(me, "early")
     assert actornet.receive(timeout=forever) == "early"  # already queued
