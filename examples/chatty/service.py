@@ -26,11 +26,11 @@ import actornet
 from actornet import NOREPLY, GenServer, Supervisor, child_spec, global_, pg
 
 from . import room as rooms
+from .storage import ROOM
 
 log = logging.getLogger("chatty")
 
 NICK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
-ROOM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
 MAX_TEXT = 2000  # characters in one message
 SERVERS = "chatty.servers"
 
@@ -62,6 +62,37 @@ def text_problem(text: Any) -> str | None:
             return (f"message contains a control character (U+{ord(ch):04X}); "
                     "send plain text")
     return None
+
+
+def last_seen_problem(last_seen: Any) -> str | None:
+    """Why `last_seen`, a resuming client's ``[(room, seq), ...]``, is malformed (None if not).
+
+    Example:
+        >>> last_seen_problem([("lobby", 12), ("dev", 0)]) is None
+        True
+        >>> last_seen_problem([("../x", 1)])
+        "resume: invalid room name '../x'"
+        >>> last_seen_problem([("lobby", "12")])
+        "resume: the last event seen in lobby must be a number, 0 or more, not '12'"
+    """
+    if not isinstance(last_seen, (list, tuple)):
+        return f"resume: expected a list of (room, seq) pairs, not {last_seen!r}"
+    for entry in last_seen:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+            return f"resume: expected a (room, seq) pair, not {entry!r}"
+        room, seq = entry
+        if not isinstance(room, str) or not ROOM.fullmatch(room):
+            return f"resume: invalid room name {room!r}"
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            return (f"resume: the last event seen in {room} must be a number, 0 or more, "
+                    f"not {seq!r}")
+    return None
+
+
+# Requests a client may make, and how many elements each has (its name included).
+ARITY = {"connect": 2, "resume": 3, "join": 2, "leave": 2, "say": 3, "kick": 3, "like": 3,
+         "unlike": 3, "history": 3, "who": 2, "rooms": 1, "servers": 1, "dm": 3, "nick": 2,
+         "nick_conflict": 1, "quit": 1, "detach": 1}
 
 
 def _say(line: str) -> None:
@@ -127,7 +158,12 @@ class ChatServer(GenServer):
     # -- requests from clients ------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
+        if not isinstance(request, tuple) or not request or not isinstance(request[0], str):
+            return ("error", f"malformed request {request!r}")
         op = request[0]
+        if op in ARITY and len(request) != ARITY[op]:
+            return ("error", f"malformed request {request!r}: {op} takes "
+                             f"{ARITY[op] - 1} arguments")
         caller = from_[0]
         if op == "connect":
             return self._connect(request[1], caller)
@@ -214,9 +250,15 @@ class ChatServer(GenServer):
         _say(f"[JOIN] {nick} ({pid.node})")
         return ("ok", self.gen_node.name)
 
-    def _resume(self, nick: Any, last_seen: list[tuple[str, int]], pid: actornet.Pid) -> Any:
+    def _resume(self, nick: Any, last_seen: Any, pid: actornet.Pid) -> Any:
         """A client whose chat node died carries on here, keeping its nick and rooms."""
-        holder = global_.whereis_name(nick_name(nick)) if isinstance(nick, str) else None
+        if not isinstance(nick, str) or not NICK.fullmatch(nick):
+            return ("error", f"invalid nickname {nick!r}: 1-20 letters, digits, _ or -, "
+                             "starting with a letter")
+        problem = last_seen_problem(last_seen)
+        if problem is not None:
+            return ("error", problem)
+        holder = global_.whereis_name(nick_name(nick))
         if holder is None:
             if global_.register_name(nick_name(nick), pid) != "yes":
                 return ("error", f"nickname {nick} is taken")

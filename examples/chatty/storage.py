@@ -18,6 +18,7 @@ from the first record that differs is rewritten, atomically.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from typing import Any
 from actornet._codec import decode, encode
 from actornet.errors import DecodeError
 
-__all__ = ["configure", "open_room", "rooms_on_disk", "RoomLog"]
+__all__ = ["ROOM", "configure", "open_room", "rooms_on_disk", "RoomLog"]
+
+# A valid room name; it is also the name of the room's log file, so nothing else may be.
+ROOM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
 
 _LEN = struct.Struct(">I")
 _config: dict[str, Any] = {"dir": None, "fsync": True}
@@ -44,10 +48,23 @@ def rooms_on_disk() -> list[str]:
     base = _config["dir"]
     if base is None:
         return []
-    return sorted(p.stem for p in (base / "rooms").glob("*.log"))
+    return sorted(p.stem for p in (base / "rooms").glob("*.log") if ROOM.fullmatch(p.stem))
 
 
 def open_room(room: str) -> RoomLog | None:
+    """The log of `room` in the data directory (None when logs are not kept).
+
+    A name that is not a valid room name is refused, whatever its caller
+    checked: the name becomes a file name under the data directory.
+
+    Example:
+        >>> open_room("../etc")
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid room name '../etc'
+    """
+    if not isinstance(room, str) or not ROOM.fullmatch(room):
+        raise ValueError(f"invalid room name {room!r}")
     base = _config["dir"]
     return None if base is None else RoomLog(base / "rooms" / f"{room}.log", _config["fsync"])
 
