@@ -12,7 +12,9 @@ The first member to join an empty room owns it; when the owner leaves (quits,
 is kicked, or its node's grace runs out) ownership passes to the member present
 longest (the earliest join among those still there), and to nobody if the room
 is empty. Being derived from the records, the owner is the same on every
-replica and after every merge.
+replica and after every merge. For each record kept that passed the room to
+another member, `RoomState.new_owner` names that member (clients are told);
+one that left the room empty names nobody.
 
 Events (the tuples the sequencer numbers)::
 
@@ -67,6 +69,9 @@ class RoomState:
         # pid -> (old, new): a rename of a client not (yet) a member, applied when it
         # joins under the old name (after a merge, its join may come after the rename)
         self.renamed: dict[actornet.Pid, tuple[str, str]] = {}
+        # eid -> nick of the member a record made owner (a leave, kick or move of the
+        # owner), for the records kept: what clients are told with that event
+        self.new_owner: dict[int, str] = {}
 
     # -- reading ---------------------------------------------------------------------
 
@@ -148,12 +153,35 @@ class RoomState:
     # -- applying ------------------------------------------------------------------------
 
     def apply(self, seq: int, eid: int, event: tuple[Any, ...]) -> list[tuple[actornet.Pid, str]]:
-        """Apply record `seq`; returns the ``(pid, home)`` of members it removed."""
+        """Apply record `seq`; returns the ``(pid, home)`` of members it removed.
+
+        Example:
+            >>> from actornet import Pid
+            >>> ann, bob = Pid("c@h", 1, 1), Pid("c@h", 2, 1)
+            >>> state = RoomState()
+            >>> _ = state.apply(1, 11, ("join", "ann", ann, "n1"))
+            >>> _ = state.apply(2, 12, ("join", "bob", bob, "n1"))
+            >>> state.apply(3, 13, ("leave", "ann", ann))
+            [(<c@h.1.1>, 'n1')]
+            >>> state.owner_nick(), state.new_owner[13]
+            ('bob', 'bob')
+        """
         self.seq = seq
         self.records.append((seq, eid, event))
         self.seq_of[eid] = seq
         while len(self.records) > self.limit:
-            self.seq_of.pop(self.records.popleft()[1], None)
+            forgotten = self.records.popleft()[1]
+            self.seq_of.pop(forgotten, None)
+            self.new_owner.pop(forgotten, None)
+        owner, owner_nick = self.owner, self.owner_nick()
+        gone = self._apply(event)
+        if owner is not None and self.owner not in (None, owner):
+            nick = self.owner_nick()
+            if nick is not None and nick != owner_nick:  # not a client of the owner's moving
+                self.new_owner[eid] = nick
+        return gone
+
+    def _apply(self, event: tuple[Any, ...]) -> list[tuple[actornet.Pid, str]]:
         kind = event[0]
         gone: list[tuple[actornet.Pid, str]] = []
         if kind == "join":
@@ -203,7 +231,8 @@ class RoomState:
         return {"seq": self.seq, "records": [list(r) for r in self.records],
                 "members": [[p, n, h] for p, (n, h) in self.members.items()],
                 "owner": self.owner, "likes": [[e, sorted(v)] for e, v in self.likes.items()],
-                "renamed": [[p, o, n] for p, (o, n) in self.renamed.items()]}
+                "renamed": [[p, o, n] for p, (o, n) in self.renamed.items()],
+                "new_owner": [[e, n] for e, n in self.new_owner.items()]}
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any], limit: int = HISTORY_LIMIT) -> RoomState:
@@ -216,6 +245,7 @@ class RoomState:
         state.owner = wire["owner"]
         state.likes = {e: set(v) for e, v in wire["likes"]}
         state.renamed = {p: (o, n) for p, o, n in wire.get("renamed", [])}
+        state.new_owner = {e: n for e, n in wire.get("new_owner", [])}
         return state
 
     def extends(self, other: RoomState) -> bool:

@@ -67,8 +67,6 @@ class Room(GenServer):
         self.pending: list[tuple[Record, list[tuple[actornet.Pid, str]], Any]] = []
         self.flush_queued = False
         self.recovered: dict[actornet.Pid, tuple[str, str]] = {}
-        # eid of a leave or kick -> the member it made owner (the clients are told)
-        self.new_owner: dict[int, str] = {}
         self.log = storage.open_room(room)
         if self.log is not None:
             self._recover(self.log)
@@ -440,12 +438,7 @@ class Room(GenServer):
                deliver: bool = True) -> list[tuple[actornet.Pid, str]]:
         """Apply record `seq` to this replica, log it, and (unless told not to) show it to
         local clients; returns the members it removed, who must still hear of it."""
-        owner = self.state.owner
         gone = self.state.apply(seq, eid, event)
-        if owner is not None and self.state.owner != owner:
-            if len(self.new_owner) >= HISTORY_LIMIT:
-                self.new_owner.clear()  # bounded; only recent events are shown again
-            self.new_owner[eid] = self.state.owner_nick() or "-"
         if self.log is not None:
             self.log.append(seq, eid, event)
         if deliver:
@@ -488,9 +481,10 @@ class Room(GenServer):
         if kind == "join":
             return ("room_join", room, seq, event[1], eid)
         if kind == "leave":
-            return ("room_leave", room, seq, event[1], self.new_owner.get(eid), eid)
+            return ("room_leave", room, seq, event[1], self.state.new_owner.get(eid), eid)
         if kind == "kick":
-            return ("room_kick", room, seq, event[1], event[2], self.new_owner.get(eid), eid)
+            return ("room_kick", room, seq, event[1], event[2], self.state.new_owner.get(eid),
+                    eid)
         if kind in ("like", "unlike"):
             msg_seq = self.state.seq_of.get(event[1])
             if msg_seq is None:  # a like of a message not here yet: it counts when it comes
@@ -499,7 +493,7 @@ class Room(GenServer):
         if kind == "rename":
             return ("room_rename", room, seq, event[1], event[2], eid)
         if kind == "move":
-            return ("room_move", room, seq, event[1], eid)
+            return ("room_move", room, seq, event[1], self.state.new_owner.get(eid), eid)
         return ("room_event", room, seq, event, eid)
 
 
