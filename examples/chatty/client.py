@@ -18,7 +18,9 @@ Two front ends share it:
     HIST <room> <id> <nick> <likes> <time> <text>  a past message: on joining a room, or /history
     OK history <room> <count>                  the end of a /history answer (count: HIST lines)
     JOIN <room> <nick> | LEAVE <room> <nick> | KICK <room> <nick> <by>
-    OWNER <room> <nick>                        the owner left: the member present longest owns it
+    OWNER <room> <nick>                        after the LEAVE, KICK or MOVED of the owner: the
+                                               member present longest owns it now (no OWNER
+                                               line when the room is left empty)
     LIKES <room> <id> <count>
     NICK <room> <old> <new>
     RENAMED <old> <new> <why>                  our nickname was also taken across a healed partition
@@ -26,6 +28,7 @@ Two front ends share it:
     RECONNECTED <server-node>                  our chat server went down; we go on through this one
     DM <from> <text>
     WHO <room> <owner> <nick>...               also printed after joining a room: who is there
+                                               (an empty room: WHO <room> -)
     ROOMS <room>=<nick>,<nick> ...
     SERVERS <node>...
     OK <text> | ERROR <text> | BYE
@@ -74,8 +77,22 @@ def _stamp(when: Any, plain: bool) -> str:
     return " " + moment.astimezone().strftime("%H:%M")
 
 
+def plain_node(node: str) -> str:
+    """The plain name ``name@host`` of a chat node given as ``name@host`` or ``name@host:port``.
+
+    Nodes know each other by plain names (a ``nodedown`` carries one); the
+    ``:port`` form only says how to reach a node without the port mapper.
+
+    Example:
+        >>> plain_node("chatty1@127.0.0.1:4370"), plain_node("chatty1@127.0.0.1")
+        ('chatty1@127.0.0.1', 'chatty1@127.0.0.1')
+    """
+    name, at, host = node.partition("@")
+    return f"{name}{at}{host.split(':')[0]}" if host.count(":") == 1 else node
+
+
 def _owner_line(room: str, new_owner: Any, plain: bool) -> str:
-    if not new_owner:
+    if not new_owner or new_owner == "-":  # "-": a node of an older version, for nobody
         return ""
     return (f"\nOWNER {room} {new_owner}" if plain
             else f"\n[#{room}] {new_owner} owns the room now")
@@ -117,8 +134,10 @@ def render(event: tuple[Any, ...], plain: bool) -> str:
         return (f"NICK {room} {event[3]} {event[4]}" if plain
                 else f"[#{room}] {event[3]} is now {event[4]}")
     if kind == "room_move":
+        new_owner = event[4] if len(event) > 5 else None
         return (f"MOVED {room} {event[3]}" if plain
-                else f"[#{room}] {event[3]} reconnected through another node")
+                else f"[#{room}] {event[3]} reconnected through another node") + \
+            _owner_line(room, new_owner, plain)
     if kind == "dm":
         return f"DM {event[1]} {event[2]}" if plain else f"[DM from {event[1]}] {event[2]}"
     return f"INFO {event!r}" if plain else repr(event)
@@ -133,7 +152,7 @@ class Client:
 
     def __init__(self, server: str, nick: str, plain: bool, out: Any,
                  servers: list[str] | None = None) -> None:
-        self.server = server
+        self.server = plain_node(server)  # always a plain name, as in nodedown
         self.nick = nick
         self.plain = plain
         self.out = out
@@ -142,8 +161,10 @@ class Client:
         self.last_seq: dict[str, int] = {}  # room -> seq of the last event seen (to resume)
         self.seen: dict[str, set[int]] = {}  # room -> eids shown: each event shows once
         self.rooms: set[str] = set()
-        # chat nodes to resume through if ours goes down (those given, then those it lists)
-        self.servers: list[str] = list(dict.fromkeys([server, *(servers or [])]))
+        # chat nodes to resume through if ours goes down (those given, then those it lists),
+        # one entry per node, in the form given (a ":port" form reaches it without epmd)
+        self.servers: list[str] = []
+        self._add_servers([*(servers or []), server])
         self.server_ref: actornet.Ref | None = None  # monitors the chat server process
         self.watched: set[str] = set()  # chat nodes we monitor
 
@@ -178,6 +199,13 @@ class Client:
         self._watch_server()
         return True
 
+    def _add_servers(self, nodes: list[str]) -> None:
+        known = {plain_node(s) for s in self.servers}
+        for node in nodes:
+            if plain_node(node) not in known:
+                known.add(plain_node(node))
+                self.servers.append(node)
+
     def _watch_server(self) -> None:
         """Watch the chat node and its chat server process: either going down means resume."""
         if self.server not in self.watched:
@@ -188,16 +216,20 @@ class Client:
         self.server_ref = actornet.monitor(("chatty", self.server))
         reply = self.call("servers")
         if reply[0] == "servers":
-            self.servers = list(dict.fromkeys([*reply[1], *self.servers]))
+            self._add_servers(reply[1])
 
     def _resume_on(self, candidate: str) -> Any:
-        """Ask chat node `candidate` to carry us on (nick, rooms, place); its reply."""
+        """Ask chat node `candidate` to carry us on (nick, rooms, place); its reply.
+
+        On success we talk to the node the reply names (a plain name) from then on.
+        """
         previous, self.server = self.server, candidate
         last = [(room, self.last_seq.get(room, 0)) for room in sorted(self.rooms)]
         reply = self.call("resume", self.nick, last)
         if reply[0] != "ok":
             self.server = previous
             return reply
+        self.server = plain_node(reply[1])
         self._watch_server()
         return reply
 
@@ -206,7 +238,7 @@ class Client:
         resume through another node (or the same one), keeping nick, rooms and place."""
         dead = self.server
         self.server_ref = None
-        candidates = [s for s in self.servers if s != dead]
+        candidates = [s for s in self.servers if plain_node(s) != dead]
         if not node_down:
             candidates.insert(0, dead)  # its restarted server knows us no more: resume there
         deadline = time.monotonic() + timeout
@@ -283,9 +315,7 @@ class Client:
 
     def _track(self, event: tuple[Any, ...]) -> None:
         if event[0] in ("room_kick", "room_leave") and event[3] == self.nick:
-            self.rooms.discard(event[1])
-            if self.room == event[1]:
-                self.room = None
+            self._forget(event[1])
 
     def _exit_signal(self, reason: Any) -> None:
         """global_ tells the loser of a nickname taken on both sides of a healed partition
@@ -351,38 +381,50 @@ class Client:
             self.show(line if not self.plain else f"INFO {line.strip()}")
 
     def cmd_join(self, args: list[str], rest: str) -> None:
+        # Asked of the server even for a room we think we are in: we may have missed
+        # our own leave (a resume skipped the room, whose grace period then ran out).
         room = args[0]
-        if room in self.rooms:
+        reply = self.call("join", room)
+        if reply == ("error", f"you are already in room {room}"):
             self.room = room
+            self.rooms.add(room)
             self.ok(f"already in {room}")
             return
-        if self._expect(self.call("join", room), "joined"):
+        if self._expect(reply, "joined"):
             self.room = room
             self.rooms.add(room)
             self.ok(f"joined {room}")
             self.cmd_who([room], room)  # who is there already
 
     def cmd_connect(self, args: list[str], rest: str) -> None:
-        target = args[0]
+        target = args[0]  # as given: a ":port" form reaches a node without the port mapper
         old = self.server
-        if target == old:
+        if plain_node(target) == old:
             self.ok(f"connected to {old} already")
             return
         if actornet.ping(target, timeout=2) != "pong":
             self.error(f"cannot reach chat node {target}")
             return
-        if self._expect(self._resume_on(target), "resumed"):
-            with contextlib.suppress(actornet.ActornetError, TimeoutError):
-                actornet.call(("chatty", old), ("detach",), timeout=5)  # best effort
-            self.ok(f"connected to {target}")
+        reply = self._expect(self._resume_on(target), "resumed")
+        if reply:
+            if self.server != old:  # never detach from the server that just took us on
+                with contextlib.suppress(actornet.ActornetError, TimeoutError):
+                    actornet.call(("chatty", old), ("detach",), timeout=5)  # best effort
+            self.ok(f"connected to {self.server}")
 
     def cmd_leave(self, args: list[str], rest: str) -> None:
         room = self._current(args)
-        if self._expect(self.call("leave", room), "left"):
+        reply = self.call("leave", room)
+        if reply[0] == "error" and reply[1].endswith(f" is not in room {room}"):
+            self._forget(room)  # we missed our own leave: we are out of it anyway
+        if self._expect(reply, "left"):
             self.ok(f"left {room}")
-            self.rooms.discard(room)
-            if self.room == room:
-                self.room = None
+            self._forget(room)
+
+    def _forget(self, room: str) -> None:
+        self.rooms.discard(room)
+        if self.room == room:
+            self.room = None
 
     def cmd_msg(self, args: list[str], rest: str) -> None:
         target, _, text = rest.partition(" ")
@@ -403,8 +445,8 @@ class Client:
         reply = self._expect(self.call("who", self._current(args)), "who")
         if reply:
             _, room, members, owner = reply
-            self.show(f"WHO {room} {owner} {' '.join(members)}" if self.plain
-                      else f"#{room} (owner {owner}): {', '.join(members)}")
+            self.show(" ".join(["WHO", room, owner or "-", *members]) if self.plain
+                      else f"#{room} (owner {owner or 'none'}): {', '.join(members) or 'empty'}")
 
     def cmd_history(self, args: list[str], rest: str) -> None:
         n = int(args[0]) if args else 20
@@ -480,7 +522,7 @@ def main(server: str | list[str], nick: str, cookie: str | None, host: str,
         if server is None:
             print(f"ERROR cannot reach chat node {' or '.join(servers)}", flush=True)
             return 1
-        server_name = server.split(":")[0] if server.count(":") == 1 else server
+        server_name = plain_node(server)
         out, prompt_loop = _front_end(plain)
         done = threading.Event()
         status = [0]
