@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actornet import Pid
 from actornet._codec import decode, encode
+from examples.chatty import storage
 from examples.chatty.history import RoomState, new_eid
 
 A, B, C = (Pid("c1@127.0.0.1", i, 1) for i in (1, 2, 3))
@@ -111,6 +114,46 @@ def test_the_memory_keeps_the_last_records_and_forgets_their_ids() -> None:
     assert set(state.seq_of) == {r[1] for r in records[-4:]}
     assert state.eid_at(6) is None and state.eid_at(7) == records[6][1]
     assert state.first_seq() == 7
+
+
+def test_the_member_a_departure_makes_owner_is_named_and_nobody_for_an_empty_room() -> None:
+    records = numbered([("join", "ann", A, "n1"), ("join", "bob", B, "n2"),
+                        ("join", "cy", C, "n1"), ("leave", "bob", B), ("kick", "ann", "ann", A),
+                        ("move", "cy", B, "n2", 0), ("leave", "cy", B)])
+    state = replay(records)
+    eid = [r[1] for r in records]
+    # bob leaving changes nothing; ann's kick makes cy owner; cy's client moving (the
+    # same nick on another client) is no new owner; the last leave makes nobody owner
+    assert state.new_owner == {eid[4]: "cy"}
+    assert state.owner is None and not state.members
+    # it travels with the state, and is forgotten with the records it is about
+    assert RoomState.from_wire(decode(encode(state.to_wire()))).new_owner == state.new_owner
+    assert replay(records, limit=2).new_owner == {}
+
+
+def test_an_owner_passed_on_by_a_move_is_named() -> None:
+    # after a merge, one nick on two clients: the owner's moving client replaces the other
+    records = numbered([("join", "ann", A, "n1"), ("join", "bob", B, "n2"),
+                        ("join", "ann", C, "n2"), ("move", "ann", C, "n2", 0)])
+    state = replay(records)
+    assert state.owner == B and state.new_owner == {records[3][1]: "bob"}
+
+
+def test_a_room_log_is_never_opened_outside_the_data_directory(tmp_path: Path) -> None:
+    storage.configure(tmp_path / "data")
+    try:
+        for bad in ("../x", "a/b", "", "Upper", "x" * 31, ".hidden"):
+            with pytest.raises(ValueError, match="invalid room name"):
+                storage.open_room(bad)
+        (tmp_path / "data" / "rooms" / "Not-A-Room.log").write_bytes(b"")
+        log = storage.open_room("fine")
+        assert log is not None
+        log.close()
+        assert storage.rooms_on_disk() == ["fine"]
+    finally:
+        storage.configure(None)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "Not-A-Room.log", "data", "fine.log", "rooms"]
 
 
 events = st.one_of(

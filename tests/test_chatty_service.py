@@ -17,6 +17,8 @@ with the test runner if that dies first (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import ast
+import calendar
 import contextlib
 import fcntl
 import os
@@ -264,7 +266,7 @@ def untimed(lines: list[str]) -> list[str]:
     for line in lines:
         m = re.fullmatch(rf"(HIST \S+ \d+ \S+ \d+) ({TIME}) (.*)", line)
         assert m, f"not a HIST line with a time: {line!r}"
-        when = time.mktime(time.strptime(m.group(2), "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        when = calendar.timegm(time.strptime(m.group(2), "%Y-%m-%dT%H:%M:%SZ"))
         assert abs(when - time.time()) < 3600, line
         out.append(f"{m.group(1)} {m.group(3)}")
     return out
@@ -664,6 +666,146 @@ def test_client_tries_each_server_given_and_connect_switches(chat: Service) -> N
     dot.ask("/quit", "BYE")
     eli.expect("LEAVE switch dot")
     assert eli.ask("/who", "WHO .*").group(0) == "WHO switch eli eli"
+
+
+def test_connect_by_address_to_the_current_node_keeps_us_and_failover_still_works(
+        chat: Service) -> None:
+    """``/connect`` takes a node's ``name@host:port`` form too; the client compares and
+    keeps plain names (a nodedown carries one), so it neither detaches from the node it
+    is on nor misses that node going down."""
+    extra = chat.start_node(f"chatty6t{TAG}")
+    port6 = extra.expect(rf"chatty node chatty6t{TAG}@{HOST} ready on tcp://\S+:(\d+)").group(1)
+    port0 = chat.node_procs[0].expect(
+        rf"chatty node {re.escape(chat.nodes[0])} ready on tcp://\S+:(\d+)").group(1)
+    gil, hoa = chat.clients(("gil", 0), ("hoa", 1))
+    join_all("byaddr", gil, hoa)
+    gil.ask(f"/connect {chat.nodes[0]}:{port0}",
+            rf"OK connected to {re.escape(chat.nodes[0])} already")
+    msg = say(gil, "byaddr", "still connected")
+    hoa.expect(f"MSG byaddr {msg} gil 0 still connected")
+    # through another node given by address: we switch, and follow it if it goes down
+    gil.ask(f"/connect chatty6t{TAG}@{HOST}:{port6}", rf"OK connected to chatty6t{TAG}@{HOST}")
+    chat.node_procs[0].expect(r"\[EXIT\] gil \(moved to another chat node\)")
+    hoa.expect("MOVED byaddr gil")
+    mark = gil.mark()
+    extra.proc.send_signal(signal.SIGKILL)
+    gil.expect("RECONNECTED .*", since=mark)
+    msg = say(gil, "byaddr", "after the failover")
+    hoa.expect(f"MSG byaddr {msg} gil 0 after the failover")
+    assert not [x for x in gil.between(0, gil.mark()) if x.startswith("ERROR")]
+
+
+PROBE_RESUME = """
+import ast
+import sys
+import actornet
+with actornet.start_node(sys.argv[2], hidden=True):
+    for request in ast.literal_eval(sys.argv[3]):
+        try:
+            print(repr(actornet.call(("chatty", sys.argv[1]), request, timeout=10)), flush=True)
+        except Exception as e:  # the test reads what happened, whatever it was
+            print(repr(("raised", type(e).__name__, str(e))), flush=True)
+"""
+
+
+def test_a_malformed_resume_gets_an_error_and_the_server_serves_on(chat: Service) -> None:
+    """A resume (sent by any node of the cluster) is checked like every other request: a
+    room name that is no room name never becomes a file, a malformed list of rooms never
+    crashes the chat server."""
+    ida, jax = chat.clients(("ida", 1), ("jax", 2))
+    join_all("probed", ida, jax)
+    bad = [  # the request, and what the error says
+        (("resume", "rzz", [("../x", 0)]), "invalid room name '../x'"),
+        (("resume", "rzz", [("../../../tmp/x", 0)]), "invalid room name"),
+        (("resume", "rzz", "probed"), "expected a list of (room, seq) pairs"),
+        (("resume", "rzz", [("probed",)]), "expected a (room, seq) pair"),
+        (("resume", "rzz", [("probed", "7")]), "must be a number, 0 or more, not '7'"),
+        (("resume", "rzz", [("probed", True)]), "must be a number, 0 or more, not True"),
+        (("resume", "rzz", [("probed", -1)]), "must be a number, 0 or more, not -1"),
+        (("resume", "9rzz", []), "invalid nickname '9rzz'"),
+        (("resume", ["rzz"], []), "invalid nickname"),
+        (("resume", "rzz"), "resume takes 2 arguments"),
+    ]
+    requests = [r for r, _ in bad] + [("resume", "rzz", [])]
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE_RESUME, chat.nodes[1], f"probe{TAG}@{HOST}",
+         repr(requests)], cwd=ROOT, env=chat.env, capture_output=True, text=True,
+        timeout=WAIT * 2, preexec_fn=_die_with_parent)
+    replies = [ast.literal_eval(x) for x in probe.stdout.splitlines()]
+    assert len(replies) == len(requests), probe
+    for (request, why), reply in zip(bad, replies, strict=False):
+        assert reply[0] == "error" and why in reply[1], (request, reply)
+    assert replies[-1] == ("ok", chat.nodes[1])  # and a well-formed one is served
+    data = Path(chat.data.name) / chat.nodes[1]
+    assert not (data / "x.log").exists()  # where rooms/../x.log would have been
+    # the chat server never crashed: its client was not moved, and is served as before
+    msg = say(ida, "probed", "still here")
+    jax.expect(f"MSG probed {msg} ida 0 still here")
+    assert not [x for x in ida.between(0, ida.mark()) if x.startswith("RECONNECTED")]
+
+
+MISS_A_LEAVE = """
+import sys
+import actornet
+from actornet import global_
+node, me, room, nick = sys.argv[1:5]
+with actornet.start_node(me, hidden=True):
+    leader = actornet.rpc.call(node, global_.whereis_name, ("chatty.room", room))
+    other = actornet.Pid(me, 424242, 1)  # no such process: nobody hears of what follows
+    # `nick`'s client is replaced by another (which its own client is not told), which leaves
+    for event in (("move", nick, other, "nowhere", 0), ("leave", nick, other)):
+        print(actornet.call(leader, ("publish", event), timeout=10), flush=True)
+"""
+
+
+def test_join_and_leave_recover_from_a_leave_the_client_never_heard(chat: Service) -> None:
+    """A client can miss its own leave (a resume skipped a room, whose grace then ran out).
+    The chat server, not the client's list of rooms, decides whether ``/join`` joins, and
+    a ``/leave`` the server says is moot makes the client forget the room too."""
+    kai, lou = chat.clients(("kai", 0), ("lou", 1))
+    join_all("missed", kai, lou)
+
+    def miss_a_leave() -> None:
+        run = subprocess.run(
+            [sys.executable, "-c", MISS_A_LEAVE, chat.nodes[0], f"miss{TAG}@{HOST}", "missed",
+             "lou"], cwd=ROOT, env=chat.env, capture_output=True, text=True, timeout=WAIT,
+            preexec_fn=_die_with_parent)
+        assert run.returncode == 0 and run.stdout.count("('ok',") == 2, run
+        assert kai.ask("/who missed", "WHO .*").group(0) == "WHO missed kai kai"
+
+    miss_a_leave()
+    lou.ask("hello?", "ERROR lou is not in room missed")
+    mark = lou.say("/join missed")  # lou's client still lists the room: it joins anyway
+    lou.expect("OK joined missed", since=mark)
+    lou.expect("JOIN missed lou", since=mark)
+    assert lou.expect("WHO .*", since=mark).group(0) == "WHO missed kai kai lou"
+    msg = say(lou, "missed", "back in")
+    kai.expect(f"MSG missed {msg} lou 0 back in")
+    miss_a_leave()
+    lou.ask("/leave", "ERROR lou is not in room missed")
+    lou.ask("anyone?", "ERROR join a room first: /join ROOM")  # the room is forgotten
+    join_all("missed", lou)
+
+
+def test_an_empty_room_has_no_owner_and_no_owner_line(chat: Service) -> None:
+    moe = chat.client("moe", 2)
+    join_all("emptied", moe)
+    mark = moe.say("/leave")
+    moe.expect("OK left emptied", since=mark)
+    moe.expect("LEAVE emptied moe", since=mark)
+    assert moe.ask("/who emptied", "WHO .*").group(0) == "WHO emptied -"
+    assert not [x for x in moe.between(mark, moe.mark()) if x.startswith("OWNER")]
+    join_all("emptied", moe)  # the next to join owns it
+    assert moe.ask("/who", "WHO .*").group(0) == "WHO emptied moe moe"
+
+
+def test_an_owner_passed_on_by_a_move_is_shown() -> None:
+    from examples.chatty.client import render
+
+    assert render(("room_move", "r", 5, "ann", "bob", 99), plain=True) == "MOVED r ann\nOWNER r bob"
+    assert render(("room_move", "r", 5, "ann", None, 99), plain=True) == "MOVED r ann"
+    assert render(("room_move", "r", 5, "ann", 99), plain=True) == "MOVED r ann"  # older nodes
+    assert render(("room_leave", "r", 5, "ann", None, 99), plain=True) == "LEAVE r ann"
 
 
 # -- the demo ------------------------------------------------------------------------------------

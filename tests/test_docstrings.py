@@ -1,7 +1,8 @@
 """Docstring examples: each ``>>>`` example passes, and every public name has one.
 
 - Every docstring example written as a doctest (``>>>``) in any ``actornet``
-  module runs and prints what it says. Each docstring runs as its own test, as
+  module, and in the modules of the ``examples.chatty`` package (not its lab),
+  runs and prints what it says. Each docstring runs as its own test, as
   in a fresh interpreter: on the default node, and every node it used is
   stopped afterwards, so no node or process leaks into the next example.
   Examples that cannot run alone (they need a peer node) are plain indented
@@ -24,13 +25,16 @@ from typing import Any
 import pytest
 
 import actornet
+import examples.chatty
 from actornet import _runtime
 from actornet.node import LOCAL_NODE_NAME
 
 
 def _modules() -> list[types.ModuleType]:
     names = ["actornet"] + [f"actornet.{m.name}" for m in pkgutil.iter_modules(actornet.__path__)]
-    return [importlib.import_module(name) for name in names if name != "actornet.__main__"]
+    names += [f"examples.chatty.{m.name}" for m in pkgutil.iter_modules(examples.chatty.__path__)
+              if not m.ispkg]  # the lab, a package, is not the chat service
+    return [importlib.import_module(name) for name in names if not name.endswith(".__main__")]
 
 
 def _doctests() -> list[doctest.DocTest]:
@@ -68,6 +72,8 @@ def test_the_modules_have_doctests() -> None:
     names = {t.name.rsplit(".", 1)[0] for t in DOCTESTS}
     assert {"actornet.process", "actornet.gen_server", "actornet.supervisor",
             "actornet.node.Node", "actornet.errors"} <= names
+    assert {"examples.chatty.service", "examples.chatty.client",
+            "examples.chatty.history.RoomState", "examples.chatty.storage"} <= names
 
 
 @pytest.mark.parametrize("test", DOCTESTS, ids=lambda t: t.name)
