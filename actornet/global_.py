@@ -71,9 +71,10 @@ _LOCK_TIMEOUT = 10.0
 _DECISIONS_KEPT = 1000  # conflicts the decider remembers, to answer repeated reports alike
 
 Resolve = Callable[[Any, Pid, Pid], "Pid | None"]
-# One registration: the pid, its resolve method by reference, and its home (the node
-# that registered it, which settles conflicts over it and announces the outcome).
-_Entry = tuple[Pid, "str | None", str]
+# One registration: the pid, its resolve method by reference, and its home: the name
+# server of the node (incarnation) that registered it, which settles conflicts over it,
+# announces the outcome, and is the authority on whether it still exists.
+_Entry = tuple[Pid, "str | None", Pid]
 _PENDING = "pending"
 
 
@@ -91,7 +92,7 @@ class _NameServer(GenServer):
         actornet.trap_exit(True)
         self.names: dict[Any, Pid] = {}
         self.methods: dict[Any, str | None] = {}  # each name's resolve method, by reference
-        self.homes: dict[Any, str] = {}  # each name's home: the node that registered it
+        self.homes: dict[Any, Pid] = {}  # each name's home: the name server that registered it
         self.locks: dict[Any, tuple[Pid, Ref]] = {}
         # conflicts this node decided (or is deciding): (name, first, second) ->
         # _PENDING, or a 1-tuple of the registration kept (None: the name is dropped)
@@ -140,7 +141,7 @@ class _NameServer(GenServer):
         elif kind == "nodedown":
             self._node_gone(msg[1])
         elif kind == "table":
-            self._merge(msg[1], msg[2])
+            self._merge(*msg[1:])
         elif kind == "dead":
             _, name, pid = msg
             if self.names.get(name) == pid:
@@ -179,7 +180,7 @@ class _NameServer(GenServer):
 
     def _entry(self, name: Any) -> _Entry:
         return (self.names[name], self.methods.get(name),
-                self.homes.get(name, self.gen_node.name))
+                self.homes.get(name, self.gen_pid))
 
     def _watch(self, pid: Pid) -> None:
         if pid not in self.watched and pid.node == self.gen_node.name:
@@ -214,17 +215,34 @@ class _NameServer(GenServer):
     def _send_table(self, peer: str) -> None:
         import actornet
 
-        table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names])
+        # With this server's pid and the names locked here now (registrations in flight),
+        # so that the peer can tell which of this node's registrations are gone.
+        table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names],
+                 self.gen_pid, list(self.locks))
         actornet.send((SERVER, peer), table, noconnect=True)
 
-    def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, str]]) -> None:
+    def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, Pid]], server: Pid,
+               locked: list[Any]) -> None:
         import actornet
+
+        if self._home_is_up(server):
+            # The peer speaks for the registrations it made: one of them that we hold and it
+            # lists neither as registered nor as in flight (locked) was unregistered, or its
+            # process died, while a node that told us of it could not hear.
+            listed = {entry[0] for entry in table} | set(locked)
+            for name in [n for n, h in self.homes.items() if h == server and n not in listed]:
+                self._drop(name)
 
         for name, pid, method, home in table:
             mine = self.names.get(name)
             if mine is None:
                 if pid.node == self.gen_node.name and not self.gen_node.is_local(pid):
                     continue  # a pid of our previous incarnation
+                if home.node != peer and self._home_is_up(home):
+                    # Its home knows best: it told us of it already, or will (its own table
+                    # on connecting); a third node's copy may be one the home has since
+                    # unregistered while that node was cut off.
+                    continue
                 self._set(name, (pid, method, home))
             elif mine != pid and self.gen_node.name < peer:
                 # Every node of the pair's two sides may find this same conflict: all
@@ -233,7 +251,7 @@ class _NameServer(GenServer):
                                        key=lambda entry: _order(entry[0]))
                 log.warning("global name conflict for %r between %r and %r",
                             name, first[0], second[0])
-                decider = self._reachable(first[2], second[2])
+                decider = self._reachable(first[2].node, second[2].node)
                 if decider == self.gen_node.name:
                     self._decide(name, first, second)
                 else:
@@ -245,6 +263,16 @@ class _NameServer(GenServer):
 
         up = {self.gen_node.name, *actornet.nodes()}
         return next((home for home in homes if home in up), self.gen_node.name)
+
+    def _home_is_up(self, home: Pid) -> bool:
+        """True if `home` is this name server, or one on a node connected now in the same
+        incarnation (a registration by an earlier one has no live home)."""
+        if home.node == self.gen_node.name:
+            return home == self.gen_pid
+        dist = self.gen_node._dist
+        peer = dist._peers.get(home.node) if dist is not None else None
+        return (peer is not None and peer.creation == home.creation
+                and home.node in dist.nodes())
 
     def _dead_here(self, pid: Pid) -> bool:
         """True if `pid` was a process of this node that has ended."""
@@ -290,7 +318,7 @@ class _NameServer(GenServer):
 
         name, first, second = key
         pids = (first, second)
-        home = self._reachable(kept[2]) if kept is not None else self.gen_node.name
+        home = self._reachable(kept[2].node) if kept is not None else self.gen_node.name
         if home == self.gen_node.name:
             self._confirm(name, pids, kept)
         else:
@@ -534,7 +562,7 @@ def register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> 
     def register(servers: list[Any], holders: list[Any]) -> str:
         if holders:
             return "no"
-        request = ("register", name, pid, method, node.name)
+        request = ("register", name, pid, method, node.whereis(SERVER))
         for kind, value in _gen.multi_call(servers, request, _LOCK_TIMEOUT):
             if kind == "down" and value not in ("noconnection", "noproc"):
                 raise ActornetError(f"global registration of {name!r} failed: {value}")
@@ -558,7 +586,7 @@ def re_register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) 
     """
     _check_name(name)
     method = _method_ref(resolve)
-    home = _server_node().name
+    home = _server_node().whereis(SERVER)
 
     def register(servers: list[Any], holders: list[Any]) -> None:
         _gen.multi_call(servers, ("register", name, pid, method, home), _LOCK_TIMEOUT)

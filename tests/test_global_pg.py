@@ -236,6 +236,33 @@ def test_netsplit_custom_resolve_settled_once_everywhere(hidden: actornet.Node,
     assert runs == [("leader", b.name)], "run once, by the node of the pid sorting first"
 
 
+def test_a_name_unregistered_during_a_split_stays_gone_after_the_heal(
+    hidden: actornet.Node, cluster: Cluster
+) -> None:
+    """b registers a name for a process of a node outside the cluster (as a chat node
+    registers its clients' nicknames), so no node drops it for a nodedown; c is cut off;
+    b unregisters it, which only a and b hear. After the heal c's stale copy must neither
+    come back on a and b nor stay on c: the registration's home, b, is the authority."""
+    a, b, c = nodes = meshed(cluster, "a", "b", "c")
+    pid = actornet.spawn(remote.wait_forever)  # on the hidden node, connected to all three
+    assert actornet.rpc.call(b.name, global_.register_name, "gone", pid) == "yes"
+    assert on_each(nodes, remote.global_whereis, "gone") == [pid] * 3
+    testing.partition([a.name, b.name], [c.name])
+    wait_until(lambda: actornet.rpc.call(b.name, actornet.nodes) == [a.name]
+               and actornet.rpc.call(c.name, actornet.nodes) == [], what="the split")
+    actornet.rpc.call(b.name, global_.unregister_name, "gone")
+    assert on_each(nodes, remote.global_whereis, "gone") == [None, None, pid]
+    # a name registered on c meanwhile is c's to keep, and reaches a and b
+    answer_c, pc = actornet.rpc.call(c.name, remote.global_register_new, "kept")
+    assert answer_c == "yes"
+    testing.heal_partition([a.name, b.name], [c.name])
+    wait_until(lambda: on_each(nodes, remote.global_whereis, "kept") == [pc] * 3,
+               what="c's new name to reach a and b")
+    wait_until(lambda: on_each(nodes, remote.global_whereis, "gone") == [None] * 3,
+               what="the unregistered name to be gone everywhere")
+    assert actornet.is_alive(pid), "only the name went"
+
+
 def test_resolve_must_be_importable_everywhere(local: actornet.Node) -> None:
     me = actornet.self()
 
