@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -18,3 +19,16 @@ def wait_until(cond: Callable[[], Any], timeout: float = 10.0, interval: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def pump_lines(stream: Iterable[str], lines: list[str], changed: threading.Condition,
+               at_eof: Callable[[], None]) -> None:
+    """Append each line of `stream` to `lines`, notifying `changed`; at its end call
+    `at_eof` under the same lock, and notify once more. Run it in a daemon thread."""
+    for line in stream:
+        with changed:
+            lines.append(line.rstrip("\n"))
+            changed.notify_all()
+    with changed:
+        at_eof()
+        changed.notify_all()

@@ -30,6 +30,7 @@ from actornet import Pid, epmd
 from examples.chatty.lab import bench, server, server2
 
 from .cluster import _die_with_parent, free_port
+from .helpers import pump_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "porting-the-chatty-lab.md"
@@ -52,17 +53,10 @@ class Child:
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self.lines.append("<eof>")
-            self._changed.notify_all()
+        threading.Thread(target=pump_lines, daemon=True, args=(
+            self.proc.stdout, self.lines, self._changed,
+            lambda: self.lines.append("<eof>"))).start()
 
     def expect(self, line: str, timeout: float = WAIT) -> None:
         """Wait until this exact line has been printed."""

@@ -40,6 +40,7 @@ import pytest
 from actornet import epmd
 
 from .cluster import _die_with_parent, free_port  # children die with the runner
+from .helpers import pump_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -66,18 +67,13 @@ class Child:
         self.errors: list[str] = []
         self.eof = False
         self._changed = threading.Condition()
-        threading.Thread(target=self._pump, daemon=True).start()
+        assert self.proc.stdout is not None
+        threading.Thread(target=pump_lines, daemon=True, args=(
+            self.proc.stdout, self.lines, self._changed, self._at_eof)).start()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self.eof = True
-            self._changed.notify_all()
+    def _at_eof(self) -> None:
+        self.eof = True
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
