@@ -574,6 +574,20 @@ def send_op(pid: actornet.Pid, msg: Any) -> list[Any]:
     return [w.SEND, pid.id, pid.creation, msg]
 
 
+@contextlib.contextmanager
+def authenticated_peer(
+    zctx: zmq.Context[Any], name: str, dial_back: str, tick_time: float = 30.0
+) -> Iterator[tuple[actornet.Node, actornet.Pid, queue.Queue[Any], zmq.Socket[Any]]]:
+    """A fresh node, a `recorder` process on it, and a raw DEALER that has passed the
+    handshake into it as node `name` (announcing `dial_back`); the node stops at the end."""
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
+                             tick_time=tick_time) as t:
+        pid, got = recorder(t)
+        peer = raw_dealer(zctx, port_of(t))
+        authenticate(peer, t.name, name, dial_back)
+        yield t, pid, got, peer
+
+
 def recorder(node: actornet.Node) -> tuple[actornet.Pid, queue.Queue[Any]]:
     """A process of `node` that puts every message it receives on the queue returned."""
     got: queue.Queue[Any] = queue.Queue()
@@ -653,11 +667,7 @@ def test_a_new_connection_cannot_take_over_an_authenticated_routing_id(
     again, and can."""
     caplog.set_level(logging.INFO, logger="actornet.dist")
     name = unique("peer")
-    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
-                             tick_time=30.0) as t:
-        pid, got = recorder(t)
-        peer = raw_dealer(zctx, port_of(t))
-        authenticate(peer, t.name, name, dial_back)
+    with authenticated_peer(zctx, name, dial_back) as (t, pid, got, peer):
         peer.send_multipart(batch(0, send_op(pid, "legit")))
         assert got.get(timeout=DEADLINE) == "legit"
         rid, seq = inbound_of(t, name)
@@ -693,11 +703,7 @@ def test_an_authenticated_connection_that_closes_is_dropped_at_once(
     the peer sent just before closing is still delivered."""
     name = unique("peer")
     tick = 1.0
-    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
-                             tick_time=tick) as t:
-        pid, got = recorder(t)
-        peer = raw_dealer(zctx, port_of(t))
-        authenticate(peer, t.name, name, dial_back)
+    with authenticated_peer(zctx, name, dial_back, tick_time=tick) as (t, pid, got, peer):
         assert states(t) == ["up"] and name in t._dist.nodes()
         peer.send_multipart(batch(0, send_op(pid, "last words")))
         peer.close(linger=1000)  # the batch goes out, then the connection closes
@@ -792,11 +798,7 @@ def test_a_malformed_op_from_an_authenticated_peer_is_dropped_and_the_rest_deliv
     stays connected (its next batch is delivered too)."""
     caplog.set_level(logging.INFO, logger="actornet.dist")
     name = unique("peer")
-    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, handshake_timeout=30.0,
-                             tick_time=30.0) as t:
-        pid, got = recorder(t)
-        peer = raw_dealer(zctx, port_of(t))
-        authenticate(peer, t.name, name, dial_back)
+    with authenticated_peer(zctx, name, dial_back) as (t, pid, got, peer):
         garbage = [b"\xc1", w.encode_op([99, 1]), w.encode_op([w.LINK, "not a pid", pid])]
         peer.send_multipart([w.pack_header(0),
                              w.pack_ops([*garbage, w.encode_op(send_op(pid, "valid"))])])
