@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pykka._envelope import Envelope
@@ -78,6 +78,31 @@ class Mailbox:
             if match(msg):
                 saved.pop()
                 return msg
+
+    def offer(self, timeout: float | None) -> Iterator[Any]:
+        """Offer the messages one by one, in mailbox order, waiting for more as needed.
+
+        Each message is taken out of the mailbox as it is offered; asking for the
+        next one puts it back in its place, so a message is consumed exactly when
+        its consumer stops asking (Erlang's receive: a clause took it). Ends when
+        `timeout` seconds pass with no message taken.
+        """
+        saved = self._saved
+        deadline = None if timeout is None else time.monotonic() + timeout
+        i = 0
+        while i < len(saved):
+            msg = saved[i]
+            del saved[i]
+            yield msg
+            saved.insert(i, msg)  # passed over: back in its place
+            i += 1
+        while True:
+            try:
+                msg = self._take(deadline)
+            except queue.Empty:
+                return
+            yield msg
+            saved.append(msg)
 
     def _take(self, deadline: float | None) -> Any:
         get = self._incoming.get

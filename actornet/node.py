@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from actornet import _gen, _runtime
@@ -490,6 +490,26 @@ class Node:
             raise Timeout(f"no matching message within {timeout} s") from None
         finally:
             proc.waiting = False
+
+    def receiving(self, timeout: float | None = None) -> Iterator[Any]:
+        """The calling process's messages one at a time, for a `match` that takes one.
+
+        See `actornet.receiving`. The arguments are checked at the call.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     _ = n.send(n.current().pid, "skip me"); _ = n.send(n.current().pid, 7)
+            ...     for msg in n.receiving(timeout=1):
+            ...         if isinstance(msg, int):
+            ...             break
+            ...     msg, n.receive(timeout=0)
+            (7, 'skip me')
+        """
+        seconds = _gen.timeout_arg(timeout, "receiving()", zero_ok=True)
+        proc = self.current()
+        proc.check_alive()
+        return proc.mailbox.offer(seconds)
 
     # -- introspection --------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ test can talk to processes directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from actornet._ids import Pid, Ref
@@ -20,6 +20,7 @@ __all__ = [
     "self",
     "send",
     "receive",
+    "receiving",
     "register",
     "unregister",
     "whereis",
@@ -145,6 +146,64 @@ def receive(match: Callable[[Any], object] | None = None, timeout: float | None 
         ('b', 2)
     """
     return current_node().receive(match, timeout)
+
+
+def receiving(timeout: float | None = None) -> Iterator[Any]:
+    """Erlang's ``receive ... after ... end`` written once, as a loop around a `match`.
+
+    The loop is offered the caller's messages one at a time, oldest first,
+    waiting for new ones as needed. A message is *taken* when the loop body
+    leaves the loop with it (``break``, ``return`` or an exception: a clause
+    matched); a message the body lets pass (the next iteration begins) stays
+    in the mailbox, in its place, exactly as Erlang leaves a message that no
+    clause matches. When `timeout` seconds pass (from the start of the loop)
+    with no message taken, the loop ends and its ``else:`` runs: Erlang's
+    ``after``. `timeout` None waits forever; 0 looks only at what is queued.
+    The message being offered is out of the mailbox while the body runs, so a
+    ``receive`` inside a clause never sees it.
+
+    Erlang::
+
+        receive
+            {ping, From} -> From ! pong;
+            stop -> stopped
+        after 5000 -> timeout
+        end
+
+    Python::
+
+        for msg in actornet.receiving(timeout=5.0):
+            match msg:
+                case ("ping", sender):
+                    actornet.send(sender, "pong")
+                    break
+                case "stop":
+                    result = "stopped"
+                    break
+        else:
+            result = "timeout"
+
+    Every clause ends with ``break`` (or ``return``): a clause that falls
+    through leaves its message queued, as if it had not matched.
+
+    Raises:
+        TypeError, ValueError: a bad `timeout`, at the call (before any wait).
+
+    Example:
+        >>> import actornet
+        >>> me = actornet.self()
+        >>> for m in [("temp", 15), ("alarm", "door"), ("temp", 22)]:
+        ...     _ = actornet.send(me, m)
+        >>> for msg in actornet.receiving(timeout=1):
+        ...     match msg:
+        ...         case ("temp", degrees) if degrees > 20:
+        ...             print("warm:", degrees)
+        ...             break
+        warm: 22
+        >>> actornet.receive(timeout=0), actornet.receive(timeout=0)
+        (('temp', 15), ('alarm', 'door'))
+    """
+    return current_node().receiving(timeout)
 
 
 def register(name: str, pid: Pid) -> None:
