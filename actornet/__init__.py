@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from actornet import global_, pg, rpc, testing
+from actornet import aio, global_, pg, rpc, testing
 from actornet._gen import call, cast, reply
 from actornet._ids import Pid, Ref
 from actornet.errors import (
@@ -120,6 +120,7 @@ __all__ = [
     "monitor_nodes",
     "disconnect_node",
     "rpc",
+    "aio",
     "global_",
     "pg",
     "testing",

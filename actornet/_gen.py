@@ -10,16 +10,28 @@ process aliases).
 
 from __future__ import annotations
 
+import asyncio
 import numbers
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from actornet import _runtime
+from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
-from actornet.errors import CallDeadlock, CallError, NodeDown, NoProc, Timeout
+from actornet._scheduler import scheduler_of
+from actornet.errors import ActornetError, CallDeadlock, CallError, NodeDown, NoProc, Timeout
 
-__all__ = ["call", "cast", "reply", "wait_exit", "multi_call", "timeout_arg"]
+if TYPE_CHECKING:
+    from actornet._process import Process
+    from actornet.node import Node
+
+Slot = TypeVar("Slot", ThreadSlot, TaskSlot)
+
+__all__ = ["call", "cast", "reply", "wait_exit", "multi_call", "timeout_arg", "acall",
+           "await_exit", "amulti_call"]
 
 CALL = "$gen_call"
 CAST = "$gen_cast"
@@ -93,16 +105,29 @@ def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
 
 def call_any(server: Any, request: Any, timeout: float | None, *, check: bool) -> Any:
     """`call`; with `check` False a local request may hold any Python object."""
-    timeout = timeout_arg(timeout, "call()")
+    seconds = timeout_arg(timeout, "call()")
     node = current_node()
     me = node.current()
+    refuse_blocking("actornet.call()", "await actornet.aio.call(server, request)")
+    target, ref, slot = begin_call(node, me, server, request, ThreadSlot(), check)
+    if not slot.wait(seconds):
+        if abandon(node, ref):
+            raise Timeout(f"call to {server!r} timed out after {timeout} s (request: {request!r})")
+        slot.wait(None)  # the answer is being set right now
+    return call_outcome(node, me, server, target, request, ref, slot)
+
+
+def begin_call(node: Node, me: Process, server: Any, request: Any, slot: Slot,
+               check: bool = True) -> tuple[Any, Ref, Slot]:
+    """Resolve `server`, monitor it under a new alias and send it the call: the part of
+    a call before its wait (`actornet.call` and `actornet.aio.call` share it)."""
     target = node._resolve(server)
     if target == me.pid:
         raise CallDeadlock(
             f"process {me.pid!r} called itself ({server!r}): it can never answer its own "
             "call; handle the request directly or reply later with NOREPLY"
         )
-    ref, slot = node._new_alias()
+    ref, slot = node._new_alias(slot)
     slot.watcher = me
     node._monitor(me, target, ref)
     try:
@@ -111,15 +136,37 @@ def call_any(server: Any, request: Any, timeout: float | None, *, check: bool) -
         node._drop_alias(ref)
         node.demonitor(ref)
         raise
-    if not slot.wait(timeout):
-        if node._drop_alias(ref):
-            node.demonitor(ref)
-            raise Timeout(f"call to {server!r} timed out after {timeout} s (request: {request!r})")
-        slot.wait(None)  # the answer is being delivered right now
-    if slot.kind == "reply":
+    return target, ref, slot
+
+
+def abandon(node: Node, ref: Ref) -> bool:
+    """Give up a request whose wait ended without an answer (a timeout, a cancelled
+    task): True if it was still pending, False if its answer is being set right now."""
+    if node._drop_alias(ref):
+        node.demonitor(ref)
+        return True
+    return False
+
+
+def call_outcome(node: Node, me: Process, server: Any, target: Any, request: Any, ref: Ref,
+                 slot: Slot) -> Any:
+    """The reply in `slot`, or the error its DOWN means."""
+    if slot.kind == REPLY:
         node._demonitor_target(target, ref, me.pid)
         return slot.value
     raise _call_failed(server, target, request, slot.value)
+
+
+def refuse_blocking(what: str, twin: str) -> None:
+    """Raise if the calling thread runs an asyncio loop (a lightweight process, an
+    asyncio task): `what` would block it, and with it every task of that loop."""
+    if asyncio._get_running_loop() is not None:
+        proc = _runtime.task_process()
+        who = (f"the lightweight process {proc.pid!r}" if proc is not None and proc.light
+               else "code running on an asyncio event loop")
+        raise ActornetError(
+            f"{what} blocks, and this is {who}: blocking would stall every task of the "
+            f"loop. Use `{twin}` instead")
 
 
 def _call_failed(server: Any, target: Any, request: Any, reason: Any) -> Exception:
@@ -175,21 +222,32 @@ def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None
 
     `node` is the node acting (default: the current one); `Node.stop` passes itself.
     """
-    timeout = timeout_arg(timeout, "GenServer.stop()")
+    seconds = timeout_arg(timeout, "GenServer.stop()")
     node = node if node is not None else current_node()
     me = node.current()
+    refuse_blocking("GenServer.stop()", "await actornet.aio.stop(server)")
+    ref, slot = begin_exit(node, me, server, message, ThreadSlot())
+    if not slot.wait(seconds):
+        if abandon(node, ref):
+            raise Timeout(f"{server!r} did not exit within {timeout} s")
+        slot.wait(None)
+    return exit_outcome(server, slot)
+
+
+def begin_exit(node: Node, me: Process, server: Any, message: Any,
+               slot: Slot) -> tuple[Ref, Slot]:
+    """Monitor `server` under a new alias and send it `message` (`wait_exit`'s start)."""
     target = node._resolve(server)
     if target == me.pid:
         raise CallDeadlock(f"process {me.pid!r} cannot wait for its own exit")
-    ref, slot = node._new_alias()
+    ref, slot = node._new_alias(slot)
     slot.watcher = me
     node._monitor(me, target, ref)
     node.send(target, message)
-    if not slot.wait(timeout):
-        if node._drop_alias(ref):
-            node.demonitor(ref)
-            raise Timeout(f"{server!r} did not exit within {timeout} s")
-        slot.wait(None)
+    return ref, slot
+
+
+def exit_outcome(server: Any, slot: ThreadSlot | TaskSlot) -> Any:
     reason = slot.value
     if reason == "noproc":
         raise NoProc(f"no such process: {server!r}")
@@ -206,35 +264,120 @@ def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
     ``"noproc"`` or ``"noconnection"``) or ``"timeout"``. Used by `global_`
     to take cluster-wide locks in one round trip.
     """
-    timeout = timeout_arg(timeout, "multi_call()")
+    seconds = timeout_arg(timeout, "multi_call()")
     node = current_node()
     me = node.current()
-    pending: list[tuple[Any, Any, Any]] = []
+    refuse_blocking("multi_call()", "await actornet.aio.multi_call(...)")
+    pending = begin_multi(node, me, servers, request, ThreadSlot)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    results: list[tuple[str, Any]] = []
+    for target, ref, slot in pending:
+        if slot is not None:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not slot.wait(remaining):
+                if abandon(node, ref):
+                    slot = None
+                else:
+                    slot.wait(None)
+        results.append(multi_outcome(node, me, target, ref, slot))
+    return results
+
+
+_Pending = tuple[Any, Any, Any]  # (target, ref, slot), or (None, None, None): no such server
+
+
+def begin_multi(node: Node, me: Process, servers: list[Any], request: Any,
+                new_slot: Callable[[], Slot]) -> list[_Pending]:
+    pending: list[_Pending] = []
     for server in servers:
         try:
             target = node._resolve(server)
         except NoProc:
             pending.append((None, None, None))
             continue
-        ref, slot = node._new_alias()
+        ref, slot = node._new_alias(new_slot())
         slot.watcher = me
         node._monitor(me, target, ref)
         node.send(target, (CALL, (me.pid, ref), request))
         pending.append((target, ref, slot))
-    deadline = None if timeout is None else time.monotonic() + timeout
+    return pending
+
+
+def multi_outcome(node: Node, me: Process, target: Any, ref: Any,
+                  slot: ThreadSlot | TaskSlot | None) -> tuple[str, Any]:
+    if slot is None:
+        return ("down", "noproc") if target is None else ("timeout", None)
+    if slot.kind == REPLY:
+        node._demonitor_target(target, ref, me.pid)
+    return (slot.kind, slot.value)
+
+
+# -- the same, awaited (actornet.aio) ---------------------------------------------------
+
+
+async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
+                check: bool = True) -> Any:
+    """`call` for a lightweight process or any asyncio task (`actornet.aio.call`)."""
+    seconds = timeout_arg(timeout, "aio.call()")
+    node = current_node()
+    me = node.current()
+    target, ref, slot = begin_call(node, me, server, request, task_slot(), check)
+    if not await await_slot(node, ref, slot, seconds):
+        raise Timeout(f"call to {server!r} timed out after {timeout} s (request: {request!r})")
+    return call_outcome(node, me, server, target, request, ref, slot)
+
+
+async def await_exit(server: Any, message: Any, timeout: float | None) -> Any:
+    """`wait_exit`, awaited (`actornet.aio.stop`)."""
+    seconds = timeout_arg(timeout, "aio.stop()")
+    node = current_node()
+    me = node.current()
+    ref, slot = begin_exit(node, me, server, message, task_slot())
+    if not await await_slot(node, ref, slot, seconds):
+        raise Timeout(f"{server!r} did not exit within {timeout} s")
+    return exit_outcome(server, slot)
+
+
+async def amulti_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
+                      ) -> list[tuple[str, Any]]:
+    """`multi_call`, awaited."""
+    seconds = timeout_arg(timeout, "aio.multi_call()")
+    node = current_node()
+    me = node.current()
+    pending = begin_multi(node, me, servers, request, task_slot)
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
     results: list[tuple[str, Any]] = []
-    for target, ref, slot in pending:
-        if slot is None:
-            results.append(("down", "noproc"))
-            continue
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not slot.wait(remaining):
-            if node._drop_alias(ref):
-                node.demonitor(ref)
-                results.append(("timeout", None))
-                continue
-            slot.wait(None)
-        if slot.kind == "reply":
-            node._demonitor_target(target, ref, me.pid)
-        results.append((slot.kind, slot.value))
+    for i, (target, ref, slot) in enumerate(pending):
+        if slot is not None:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                answered = await await_slot(node, ref, slot, remaining)
+            except BaseException:
+                for _, later, _ in pending[i + 1:]:
+                    if later is not None:
+                        abandon(node, later)
+                raise
+            if not answered:
+                slot = None
+        results.append(multi_outcome(node, me, target, ref, slot))
     return results
+
+
+async def await_slot(node: Node, ref: Ref, slot: TaskSlot, seconds: float | None) -> bool:
+    """The wait of every awaited request: True once answered, False on a timeout. A
+    cancelled waiter (an exit signal ended its process) gives up the request."""
+    try:
+        if await slot.wait(seconds):
+            return True
+    except BaseException:
+        abandon(node, ref)
+        raise
+    if abandon(node, ref):
+        return False
+    await slot.wait(None)  # the answer is being set right now
+    return True
+
+
+def task_slot() -> TaskSlot:
+    return TaskSlot(scheduler_of(asyncio.get_running_loop()))

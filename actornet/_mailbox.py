@@ -6,7 +6,8 @@ in a private *save queue* (a deque) in arrival order, exactly like the BEAM's
 save pointer, so the next receive looks at them first.
 
 The mailbox also speaks pykka's inbox protocol (`put`, `get`, `empty`), so a
-GenServer's pykka actor loop reads the very same mailbox.
+thread GenServer's pykka actor loop reads the very same mailbox. (A lightweight
+process's mailbox is `actornet._light_mailbox.LightMailbox`.)
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
-
-from pykka._envelope import Envelope
 
 __all__ = ["Mailbox", "WAKE"]
 
@@ -121,19 +120,31 @@ class Mailbox:
 
     # pykka's ActorInbox protocol -----------------------------------------------
 
-    def get(self) -> Envelope[Any]:
-        """Block for the next message, wrapped for pykka's actor loop.
+    def get(self) -> _Letter:
+        """Block for the next message, in the shape pykka's actor loop reads.
 
         `WAKE` is passed through (the GenServer looks at its state on it):
         raising here would reach pykka's loop, which stops every actor.
         """
         if self._saved:
-            return Envelope(self._saved.popleft())
-        return Envelope(self._incoming.get())
+            return _Letter(self._saved.popleft())
+        return _Letter(self._incoming.get())
 
     def empty(self) -> bool:
         """True when no message is waiting."""
         return self.closed or (not self._saved and self._incoming.empty())
+
+
+class _Letter:
+    """One message as pykka's actor loop reads it: ``.message``, and nobody to reply to
+    (actornet's calls reply through their own alias, not pykka's futures)."""
+
+    __slots__ = ("message",)
+
+    reply_to = None
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
 
 
 def _no_check() -> None:

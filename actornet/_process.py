@@ -1,9 +1,15 @@
-"""The record a node keeps for each of its processes, and how a thread is stopped.
+"""The record a node keeps for each of its processes, and how one is stopped.
 
-A process is a `Pid`, a `Mailbox`, its links and monitors, and the thread that
-runs it. Function processes own a thread each; a GenServer runs on its pykka
-actor's thread; a plain thread (the main thread, a test) becomes an *adopted*
-process the first time it calls `self()` or `receive()`.
+A process is a `Pid`, a mailbox, its links and monitors, and what runs it.
+There are two kinds, and an adopted variant of each:
+
+- *thread* processes: a function process owns a thread; a thread GenServer runs
+  on its pykka actor's thread; a plain thread (the main thread, a test) becomes
+  an *adopted* process the first time it calls `self()` or `receive()`.
+- *lightweight* processes: an ``async def`` function or a GenServer with
+  ``async def`` callbacks runs as an asyncio task on the node's scheduler
+  (`actornet._scheduler`); an asyncio task that is not a process (a web
+  handler, say) becomes an *adopted task* the first time it needs a pid.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ __all__ = ["Process", "Killed"]
 FUNCTION = "function"
 SERVER = "server"
 ADOPTED = "adopted"
+LIGHT = "light"
+LIGHT_SERVER = "light_server"
+ADOPTED_TASK = "adopted_task"
+LIGHT_KINDS = frozenset({LIGHT, LIGHT_SERVER, ADOPTED_TASK})
 
 
 class Killed(ProcessExit):
@@ -41,6 +51,7 @@ class Process:
         "function",
         "in_user_code",
         "kind",
+        "light",
         "links",
         "lock",
         "mailbox",
@@ -50,16 +61,19 @@ class Process:
         "node",
         "pid",
         "server",
+        "task",
         "thread_id",
         "trap_exit",
         "waiting",
     )
 
-    def __init__(self, pid: Pid, node: Node, kind: str, mailbox: Mailbox | None = None) -> None:
+    def __init__(self, pid: Pid, node: Node, kind: str, mailbox: Any = None) -> None:
         self.pid = pid
         self.node = node
         self.kind = kind
-        self.mailbox = mailbox if mailbox is not None else Mailbox()
+        self.light = kind in LIGHT_KINDS
+        # a `Mailbox` (thread kinds) or a `LightMailbox` (lightweight kinds, always given)
+        self.mailbox: Any = mailbox if mailbox is not None else Mailbox()
         self.mailbox.check = self.check_alive
         self.links: set[Pid] = set()
         # monitors this process holds: ref -> what it watches (a Pid or (name, node))
@@ -73,7 +87,8 @@ class Process:
         self.thread_id: int | None = None
         self.in_user_code = False
         self.async_sent = False
-        self.lock = threading.Lock()
+        self.lock = None if self.light else threading.Lock()  # guards the async exception
+        self.task: Any = None  # the asyncio task of a lightweight process
         self.function: str = ""
         self.waiting = False  # blocked in receive (for process_info)
         self.server: Any = None  # the GenServer instance, for SERVER processes
@@ -94,6 +109,7 @@ class Process:
 
     def leave_user_code(self) -> None:
         """Mark that user code is over; cancel a kill still in flight."""
+        assert self.lock is not None
         with self.lock:
             self.in_user_code = False
             if self.async_sent and self.thread_id is not None:
@@ -102,16 +118,26 @@ class Process:
                 _set_async_exc(self.thread_id, None)
 
     def interrupt(self) -> None:
-        """Stop the thread of a process that was killed from another thread.
+        """Stop what runs a process that an exit signal ended.
 
-        A process blocked in `receive` wakes on the mailbox; one busy in
+        A thread blocked in `receive` wakes on the mailbox; one busy in
         Python code gets `Killed` raised at its next bytecode, like an
         untrappable exit on the BEAM. Only ever once, and only while it runs
-        user code, never the runtime's own bookkeeping.
+        user code, never the runtime's own bookkeeping. A lightweight
+        process's task is cancelled: it ends at its next ``await``
+        (cooperative scheduling cannot stop code that never awaits).
         """
+        if self.light:
+            task = self.task
+            if task is None or self.kind == ADOPTED_TASK:
+                self.mailbox.put_wake()  # never cancel a task we do not own
+            else:
+                self.mailbox.sched.call(task.cancel)
+            return
         self.mailbox.put_wake()
         if self.kind == ADOPTED:
             return  # never inject into a thread we do not own
+        assert self.lock is not None
         with self.lock:
             if (
                 self.in_user_code

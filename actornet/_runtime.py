@@ -1,17 +1,19 @@
-"""Which node and which process the calling thread belongs to.
+"""Which node and which process the calling code belongs to.
 
-A thread that runs a process knows its process (and so its node). Any other
-thread acts on the *default node*: the oldest running named node, else a
-local-only node ``nonode@nohost`` created on first use, as a fresh `erl`
-without ``-name`` is.
+A thread that runs a process knows its process (and so its node); so does an
+asyncio task that runs a lightweight process, through a context variable its
+task context carries. Any other code acts on the *default node*: the oldest
+running named node, else a local-only node ``nonode@nohost`` created on first
+use, as a fresh `erl` without ``-name`` is.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actornet._process import Process
@@ -20,6 +22,21 @@ if TYPE_CHECKING:
 _local = threading.local()
 _nodes: list[Node] = []
 _nodes_lock = threading.Lock()
+# The lightweight process (or adopted task) the running asyncio task is. A task's
+# context is its own copy, so setting it inside the task binds that task only; tasks
+# it creates inherit it, and `Node.current` checks the task before trusting it.
+_task_process: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "actornet_process", default=None)
+
+
+def bind_task(proc: Process) -> None:
+    """Make `proc` the process of the running asyncio task."""
+    _task_process.set(proc)
+
+
+def task_process() -> Process | None:
+    """The process bound to the running task's context, if any (maybe its creator's)."""
+    return _task_process.get()  # type: ignore[no-any-return]
 
 
 def bind(proc: Process) -> None:
@@ -85,6 +102,9 @@ def node_stopped(node: Node) -> None:
 
 def current_node() -> Node:
     """The node the calling thread acts on (see the module docstring)."""
+    proc = _task_process.get()
+    if proc is not None and proc.node.running:
+        return proc.node  # type: ignore[no-any-return]
     proc = getattr(_local, "proc", None)
     # A thread that runs a process belongs to its node; any other thread (the
     # main thread, a REPL) follows the default node, so start_node() after

@@ -87,6 +87,7 @@ _PLAIN = (SEND, REG_SEND)
 SPAWN_LINK = 1
 SPAWN_RPC = 2
 SPAWN_MONITOR = 4
+SPAWN_LIGHT = 8  # the function is `async def`: run it as a lightweight process
 
 _HEADER = struct.Struct("!2sQ")
 _OPLEN = struct.Struct("!I")

@@ -43,11 +43,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from actornet import _gen
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
+from actornet._steps import MultiCall, Sleep, Steps, run
 from actornet.errors import ActornetError, NoProc, Timeout
 from actornet.gen_server import GenServer
 
@@ -75,6 +76,7 @@ Resolve = Callable[[Any, Pid, Pid], "Pid | None"]
 # server of the node (incarnation) that registered it, which settles conflicts over it,
 # announces the outcome, and is the authority on whether it still exists.
 _Entry = tuple[Pid, "str | None", Pid]
+T = TypeVar("T")
 _PENDING = "pending"
 
 
@@ -493,7 +495,8 @@ def _servers() -> list[Any]:
     return [(SERVER, n) for n in [node.name, *node._dist.nodes()]] if node._dist else [SERVER]
 
 
-def _with_locks(name: Any, timeout: float, action: Callable[[list[Any], list[Any]], Any]) -> Any:
+def _with_locks(name: Any, timeout: float,
+                action: Callable[[list[Any], list[Any]], Steps[T]]) -> Steps[T]:
     """Hold `name`'s lock on every connected node while `action(servers, holders)` runs."""
     node = _server_node()
     me = node.current().pid
@@ -502,7 +505,7 @@ def _with_locks(name: Any, timeout: float, action: Callable[[list[Any], list[Any
     attempt = 0
     while True:
         servers = _servers()
-        results = _gen.multi_call(servers, ("lock", name, owner), timeout)
+        results = yield MultiCall(servers, ("lock", name, owner), timeout)
         granted = [s for s, (kind, value) in zip(servers, results, strict=True)
                    if kind == "reply" and value[0] == "ok"]
         refused = any(kind == "reply" and value[0] == "busy" for kind, value in results)
@@ -510,14 +513,14 @@ def _with_locks(name: Any, timeout: float, action: Callable[[list[Any], list[Any
             if not refused:
                 holders = [value[1] for kind, value in results
                            if kind == "reply" and value[1] is not None]
-                return action(servers, holders)
+                return (yield from action(servers, holders))
         finally:
             for server in granted:
                 _gen.cast(server, ("unlock", name, owner))
         attempt += 1
         if time.monotonic() > deadline:
             raise Timeout(f"could not lock global name {name!r} within {timeout} s")
-        time.sleep(random.uniform(0.001, 0.005) * min(attempt, 20))  # back off, then retry
+        yield Sleep(random.uniform(0.001, 0.005) * min(attempt, 20))  # back off, then retry
 
 
 def _check_name(name: Any) -> None:
@@ -551,6 +554,13 @@ def register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> 
         'yes'
         >>> global_.unregister_name("doc_g2")
     """
+    return run(register_name_steps(name, pid, resolve), "global_.register_name()",
+               "await actornet.aio.global_.register_name(name, pid)")
+
+
+def register_name_steps(name: Any, pid: Pid, resolve: Resolve | str | None = None,
+                        ) -> Steps[str]:
+    """`register_name` as steps (`actornet._steps`), for both kinds of caller."""
     _check_name(name)
     method = _method_ref(resolve)
     if not isinstance(pid, Pid):
@@ -559,16 +569,16 @@ def register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> 
     if node.is_local(pid) and node._local(pid) is None:
         raise NoProc(f"cannot register {name!r}: process {pid!r} is not alive")
 
-    def register(servers: list[Any], holders: list[Any]) -> str:
+    def register(servers: list[Any], holders: list[Any]) -> Steps[str]:
         if holders:
             return "no"
         request = ("register", name, pid, method, node.whereis(SERVER))
-        for kind, value in _gen.multi_call(servers, request, _LOCK_TIMEOUT):
+        for kind, value in (yield MultiCall(servers, request, _LOCK_TIMEOUT)):
             if kind == "down" and value not in ("noconnection", "noproc"):
                 raise ActornetError(f"global registration of {name!r} failed: {value}")
         return "yes"
 
-    return str(_with_locks(name, _LOCK_TIMEOUT, register))
+    return str((yield from _with_locks(name, _LOCK_TIMEOUT, register)))
 
 
 def re_register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) -> None:
@@ -584,14 +594,21 @@ def re_register_name(name: Any, pid: Pid, resolve: Resolve | str | None = None) 
         True
         >>> global_.unregister_name("doc_re")
     """
+    run(re_register_name_steps(name, pid, resolve), "global_.re_register_name()",
+        "await actornet.aio.global_.re_register_name(name, pid)")
+
+
+def re_register_name_steps(name: Any, pid: Pid, resolve: Resolve | str | None = None,
+                           ) -> Steps[None]:
+    """`re_register_name` as steps (`actornet._steps`)."""
     _check_name(name)
     method = _method_ref(resolve)
     home = _server_node().whereis(SERVER)
 
-    def register(servers: list[Any], holders: list[Any]) -> None:
-        _gen.multi_call(servers, ("register", name, pid, method, home), _LOCK_TIMEOUT)
+    def register(servers: list[Any], holders: list[Any]) -> Steps[None]:
+        yield MultiCall(servers, ("register", name, pid, method, home), _LOCK_TIMEOUT)
 
-    _with_locks(name, _LOCK_TIMEOUT, register)
+    yield from _with_locks(name, _LOCK_TIMEOUT, register)
 
 
 def unregister_name(name: Any) -> None:
@@ -601,11 +618,17 @@ def unregister_name(name: Any) -> None:
         >>> from actornet import global_
         >>> global_.unregister_name("doc_never_registered")
     """
+    run(unregister_name_steps(name), "global_.unregister_name()",
+        "await actornet.aio.global_.unregister_name(name)")
 
-    def unregister(servers: list[Any], holders: list[Any]) -> None:
-        _gen.multi_call(servers, ("unregister", name), _LOCK_TIMEOUT)
 
-    _with_locks(name, _LOCK_TIMEOUT, unregister)
+def unregister_name_steps(name: Any) -> Steps[None]:
+    """`unregister_name` as steps (`actornet._steps`)."""
+
+    def unregister(servers: list[Any], holders: list[Any]) -> Steps[None]:
+        yield MultiCall(servers, ("unregister", name), _LOCK_TIMEOUT)
+
+    yield from _with_locks(name, _LOCK_TIMEOUT, unregister)
 
 
 def _table() -> dict[Any, Pid]:

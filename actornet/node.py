@@ -12,6 +12,7 @@ lock; message delivery to a local pid takes no lock (a dict lookup and a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -20,13 +21,25 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from actornet import _gen, _runtime
+from actornet import _gen, _light, _runtime
+from actornet._callslot import DOWN, REPLY, TaskSlot, ThreadSlot
 from actornet._ids import Pid, Ref, _next_ref_id
-from actornet._process import ADOPTED, FUNCTION, Killed, Process
+from actornet._light_mailbox import LightMailbox
+from actornet._process import (
+    ADOPTED,
+    ADOPTED_TASK,
+    FUNCTION,
+    LIGHT,
+    LIGHT_SERVER,
+    Killed,
+    Process,
+)
+from actornet._scheduler import Scheduler
 from actornet._terms import check_term
 from actornet.errors import (
+    ActornetError,
     AlreadyRegistered,
     Crash,
     NoProc,
@@ -36,33 +49,11 @@ from actornet.errors import (
 
 __all__ = ["Node", "LOCAL_NODE_NAME"]
 
+_Slot = TypeVar("_Slot", ThreadSlot, TaskSlot)
+
 log = logging.getLogger("actornet")
 
 LOCAL_NODE_NAME = "nonode@nohost"
-
-
-class _CallSlot:
-    """Where the reply (or the DOWN) of one pending `call` lands."""
-
-    __slots__ = ("_lock", "kind", "value", "watcher")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self.kind = ""
-        self.value: Any = None
-        self.watcher: Process | None = None  # whose monitor guards the call
-
-    def set(self, kind: str, value: Any) -> None:
-        # Only the thread that popped the slot from the alias table calls this.
-        self.kind = kind
-        self.value = value
-        self._lock.release()
-
-    def wait(self, timeout: float | None) -> bool:
-        if timeout is None:
-            return self._lock.acquire()
-        return self._lock.acquire(True, timeout)
 
 
 class Node:
@@ -87,7 +78,7 @@ class Node:
         self.creation = creation if creation is not None else _new_creation()
         self._procs: dict[int, Process] = {}
         self._names: dict[str, Process] = {}
-        self._aliases: dict[Ref, _CallSlot] = {}
+        self._aliases: dict[Ref, ThreadSlot | TaskSlot] = {}
         self._node_monitors: dict[str, list[Pid]] = {}
         self._nodes_watchers: list[Pid] = []  # monitor_nodes subscribers
         self._global: Any = None  # this node's global_ name server, once started
@@ -97,6 +88,8 @@ class Node:
         self._running = True
         self._dist: Any = None  # the ZeroMQ transport, once distributed
         self._closers: list[Callable[[], None]] = []  # run by stop(), e.g. port-mapper entry
+        self._scheduler: Scheduler | None = None  # where lightweight processes run
+        self._scheduler_lock = threading.Lock()
         _runtime.node_started(self)
 
     # -- lifecycle --------------------------------------------------------------
@@ -155,6 +148,13 @@ class Node:
         seconds = _gen.timeout_arg(timeout, "Node.stop()")
         if not self._running:
             return
+        sched = self._scheduler
+        if sched is not None and sched.on_loop() and any(
+                p.kind == LIGHT_SERVER for p in list(self._procs.values())):
+            raise ActornetError(
+                f"Node.stop() of {self.name} was called on its scheduler's loop, where it "
+                "would wait for its own lightweight servers: use `await "
+                "actornet.aio.stop_node(node)` there")
         deadline = None if seconds is None else time.monotonic() + seconds
         # Oldest first: a supervisor stops its own children before we reach them.
         for proc in sorted(self._procs.values(), key=lambda p: p.pid.id):
@@ -170,8 +170,52 @@ class Node:
         for close in self._closers:
             with contextlib.suppress(Exception):
                 close()
+        if sched is not None:
+            sched.stop()
         _runtime.node_stopped(self)
         _runtime.forget(self)  # stop() adopted this thread here: do not keep the node alive
+
+    def scheduler(self) -> Scheduler:
+        """The scheduler this node's lightweight processes run on (started on first use).
+
+        It is the node's own thread running an asyncio loop, unless the node
+        was started on an application's loop (`actornet.aio.start_node`).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.scheduler().owns_loop
+            True
+        """
+        sched = self._scheduler
+        if sched is None:
+            with self._scheduler_lock:
+                sched = self._scheduler
+                if sched is None:
+                    if not self._running:
+                        raise RuntimeError(f"node {self.name} is stopped")
+                    sched = self._scheduler = Scheduler.start_thread(self.name)
+        return sched
+
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run this node's lightweight processes on `loop`, the running loop of the
+        calling thread, before any of them starts (`actornet.aio.start_node` does this).
+
+        Example:
+            >>> import asyncio, actornet
+            >>> async def main():
+            ...     n = actornet.Node("doc@localhost")
+            ...     n.use_loop(asyncio.get_running_loop())
+            ...     same = n.scheduler().loop is asyncio.get_running_loop()
+            ...     n.stop()
+            ...     return same
+            >>> asyncio.run(main())
+            True
+        """
+        with self._scheduler_lock:
+            if self._scheduler is not None:
+                raise ActornetError(f"node {self.name} already has a scheduler")
+            self._scheduler = Scheduler.attach(loop, self.name)
 
     # -- identifiers ---------------------------------------------------------------
 
@@ -223,6 +267,15 @@ class Node:
             ...     n.current().pid == n.current().pid
             True
         """
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if task is not None:
+                proc = _runtime.task_process()
+                if (proc is not None and proc.node is self and proc.task is task
+                        and (proc.alive or proc.kind != ADOPTED_TASK)):
+                    return proc  # a dead one raises at its next check (`check_alive`)
+                return _light.adopt_task(self)  # a web handler, or a task a process made
         proc = _runtime.thread_process()
         if proc is not None and proc.node is self and proc.alive:
             return proc
@@ -282,11 +335,13 @@ class Node:
         link: bool = False,
         monitor: bool = False,
     ) -> tuple[Pid, Ref | None]:
-        if not callable(fn):
-            raise TypeError(f"spawn needs a callable, got {type(fn).__name__!r}")
+        light = _light.classify(fn, "spawn")
         parent = self.current() if (link or monitor) else None
-        proc = self._new_process(FUNCTION)
-        proc.function = getattr(fn, "__qualname__", repr(fn))
+        if light:
+            proc = self._new_process(LIGHT, LightMailbox(self.scheduler()))
+        else:
+            proc = self._new_process(FUNCTION)
+        proc.function = getattr(fn, "__qualname__", None) or repr(fn)
         ref = None
         if parent is not None:
             with self._lock:
@@ -301,6 +356,9 @@ class Node:
         return proc.pid, ref
 
     def _start(self, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if proc.light:
+            _light.start(self, proc, fn, args)
+            return
         thread = threading.Thread(
             target=self._run, args=(proc, fn, args), name=f"actornet{proc.pid!r}", daemon=True
         )
@@ -312,9 +370,13 @@ class Node:
                        args: tuple[Any, ...], flags: int) -> None:
         """A peer asks for a process running ``module.qualname(*args)`` here."""
         from actornet import _wire as w
-        from actornet.rpc import _rpc_runner, _run_named
+        from actornet.rpc import arpc_runner, arun_named, rpc_runner, run_named
 
-        proc = self._new_process(FUNCTION)
+        light = bool(flags & w.SPAWN_LIGHT)
+        if light:
+            proc = self._new_process(LIGHT, LightMailbox(self.scheduler()))
+        else:
+            proc = self._new_process(FUNCTION)
         proc.function = f"{module}.{qualname}"
         with self._lock:
             if flags & w.SPAWN_LINK:
@@ -322,12 +384,13 @@ class Node:
             if flags & (w.SPAWN_MONITOR | w.SPAWN_RPC):
                 proc.monitored_by[ref] = requester
         if flags & w.SPAWN_RPC:
-            self._start(proc, _rpc_runner, (requester, ref, module, qualname, args))
+            runner: Callable[..., Any] = arpc_runner if light else rpc_runner
+            self._start(proc, runner, (requester, ref, module, qualname, args))
             return
         # The reply goes out before the process can run, so a link's EXIT can
         # never overtake it on the wire.
         self._remote().spawn_reply(requester, ref, proc.pid, flags)
-        self._start(proc, _run_named, (module, qualname, args))
+        self._start(proc, arun_named if light else run_named, (module, qualname, args))
 
     def _spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
         """The answer to our spawn request (transport entry, in wire order)."""
@@ -481,6 +544,7 @@ class Node:
                 f"receive(): match must be a callable or None, got {type(match).__name__!r}"
             )
         seconds = _gen.timeout_arg(timeout, "receive()", zero_ok=True)
+        _gen.refuse_blocking("actornet.receive()", "await actornet.aio.receive(...)")
         proc = self.current()
         proc.check_alive()
         proc.waiting = True
@@ -507,6 +571,8 @@ class Node:
             (7, 'skip me')
         """
         seconds = _gen.timeout_arg(timeout, "receiving()", zero_ok=True)
+        _gen.refuse_blocking("actornet.receiving()",
+                             "async for msg in actornet.aio.receiving(...)")
         proc = self.current()
         proc.check_alive()
         return proc.mailbox.offer(seconds)
@@ -907,7 +973,7 @@ class Node:
             # a pending call's monitor: the DOWN goes to the call, not the mailbox
             if slot.watcher is not None:
                 slot.watcher.monitors.pop(ref, None)
-            slot.set("down", reason)
+            slot.set(DOWN, reason)
             return
         proc = self._local(watcher)
         if proc is None:
@@ -919,9 +985,9 @@ class Node:
 
     # -- call plumbing (shared by GenServer, Supervisor, global_, pg) ----------------------------
 
-    def _new_alias(self) -> tuple[Ref, _CallSlot]:
+    def _new_alias(self, slot: _Slot) -> tuple[Ref, _Slot]:
+        """File `slot` under a new ref (see `actornet._callslot`)."""
         ref = self.make_ref()
-        slot = _CallSlot()
         self._aliases[ref] = slot
         return ref, slot
 
@@ -932,7 +998,7 @@ class Node:
             # The call's monitor is over: a DOWN racing this reply is dropped.
             if slot.watcher is not None:
                 slot.watcher.monitors.pop(ref, None)
-            slot.set("reply", value)
+            slot.set(REPLY, value)
 
     def _drop_alias(self, ref: Ref) -> bool:
         return self._aliases.pop(ref, None) is not None

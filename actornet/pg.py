@@ -32,9 +32,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from actornet import _gen
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
+from actornet._steps import Call, Steps, run
 from actornet.errors import NoProc
 from actornet.gen_server import GenServer
 
@@ -356,8 +356,15 @@ def join(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None) -> 
         >>> pg.leave("doc_room", actornet.self())
         'ok'
     """
+    run(join_steps(group, pid_or_pids, scope), "pg.join()",
+        "await actornet.aio.pg.join(group, pid_or_pids)")
+
+
+def join_steps(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None,
+               ) -> Steps[None]:
+    """`join` as steps (`actornet._steps`), for both kinds of caller."""
     server = _scope(scope)
-    _gen.call(server.gen_pid, ("join", group, _pids(pid_or_pids)))
+    yield Call(server.gen_pid, ("join", group, _pids(pid_or_pids)))
 
 
 def leave(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None) -> str:
@@ -373,9 +380,16 @@ def leave(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None) ->
         >>> pg.get_local_members("doc_leave") == pids[2:]
         True
     """
+    return run(leave_steps(group, pid_or_pids, scope), "pg.leave()",
+               "await actornet.aio.pg.leave(group, pid_or_pids)")
+
+
+def leave_steps(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = None,
+                ) -> Steps[str]:
+    """`leave` as steps (`actornet._steps`)."""
     server = _scope(scope)
     pids = [pid_or_pids] if isinstance(pid_or_pids, Pid) else list(pid_or_pids)
-    return str(_gen.call(server.gen_pid, ("leave", group, pids)))
+    return str((yield Call(server.gen_pid, ("leave", group, pids))))
 
 
 def get_members(group: Any, scope: str | None = None) -> list[Pid]:
@@ -435,9 +449,15 @@ def monitor(group: Any, scope: str | None = None) -> tuple[Ref, list[Pid]]:
         >>> pg.demonitor(ref)
         True
     """
+    return run(monitor_steps(group, scope), "pg.monitor()",
+               "await actornet.aio.pg.monitor(group)")
+
+
+def monitor_steps(group: Any, scope: str | None = None) -> Steps[tuple[Ref, list[Pid]]]:
+    """`monitor` as steps (`actornet._steps`)."""
     server = _scope(scope)
     me = current_node().current().pid
-    result = _gen.call(server.gen_pid, ("monitor", group, me))
+    result = yield Call(server.gen_pid, ("monitor", group, me))
     return result[0], result[1]
 
 
@@ -450,4 +470,10 @@ def demonitor(ref: Ref, scope: str | None = None) -> bool:
         >>> pg.demonitor(ref), pg.demonitor(ref)
         (True, False)
     """
-    return _gen.call(_scope(scope).gen_pid, ("demonitor", ref)) == "ok"
+    return run(demonitor_steps(ref, scope), "pg.demonitor()",
+               "await actornet.aio.pg.demonitor(ref)")
+
+
+def demonitor_steps(ref: Ref, scope: str | None = None) -> Steps[bool]:
+    """`demonitor` as steps (`actornet._steps`)."""
+    return (yield Call(_scope(scope).gen_pid, ("demonitor", ref))) == "ok"

@@ -15,15 +15,24 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from actornet import _gen
 from actornet import _wire as w
+from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._gen import timeout_arg
 from actornet._ids import Pid, Ref
+from actornet._light import is_async_function
 from actornet._runtime import current_node
 from actornet.errors import ActornetError, CallError, Crash, NodeDown, Timeout
 
+if TYPE_CHECKING:
+    from actornet._process import Process
+    from actornet.node import Node
+
 __all__ = ["call", "RemoteImportError", "function_name"]
+
+_Slot = TypeVar("_Slot", ThreadSlot, TaskSlot)
 
 
 class RemoteImportError(ActornetError, ImportError):
@@ -77,16 +86,26 @@ def call(node: str, fn: Callable[..., Any], *args: Any, timeout: float | None = 
     timeout = timeout_arg(timeout, "rpc.call()")
     module, qualname = function_name(fn)
     here = current_node()
+    _gen.refuse_blocking("rpc.call()", "await actornet.aio.rpc.call(node, fn, *args)")
     if node == here.name:
+        if is_async_function(fn):
+            raise TypeError(f"rpc.call() of the async function {qualname} on this node: "
+                            "await it, or use `await actornet.aio.rpc.call(...)`")
         return fn(*args)
-    value = _request(node, module, qualname, args, w.SPAWN_RPC, timeout)
+    value = _request(node, module, qualname, args, _flags(fn, w.SPAWN_RPC), timeout)
     return value[1]
+
+
+def _flags(fn: Callable[..., Any], flags: int) -> int:
+    return flags | w.SPAWN_LIGHT if is_async_function(fn) else flags
 
 
 def spawn(node: str, fn: Callable[..., Any], args: tuple[Any, ...], *, link: bool) -> Pid:
     """Start ``fn(*args)`` on `node`; used by ``actornet.spawn(..., node=...)``."""
     module, qualname = function_name(fn)
-    pid = _request(node, module, qualname, args, w.SPAWN_LINK if link else 0, 10.0)
+    _gen.refuse_blocking("spawn(..., node=...)",
+                         "await actornet.aio.spawn(fn, *args, node=node)")
+    pid = _request(node, module, qualname, args, _flags(fn, w.SPAWN_LINK if link else 0), 10.0)
     if not isinstance(pid, Pid):
         raise ActornetError(f"spawn on {node} failed: {pid!r}")
     return pid
@@ -95,9 +114,31 @@ def spawn(node: str, fn: Callable[..., Any], args: tuple[Any, ...], *, link: boo
 def _request(node: str, module: str, qualname: str, args: tuple[Any, ...], flags: int,
              timeout: float | None) -> Any:
     here = current_node()
-    transport = here._remote()
     me = here.current()
-    ref, slot = here._new_alias()
+    ref, slot = _begin(here, me, node, module, qualname, args, flags, ThreadSlot())
+    if not slot.wait(timeout):
+        if _gen.abandon(here, ref):
+            raise Timeout(f"{module}.{qualname} on {node} did not answer within {timeout} s")
+        slot.wait(None)
+    return _outcome(node, module, qualname, slot)
+
+
+async def arequest(node: str, module: str, qualname: str, args: tuple[Any, ...], flags: int,
+                   timeout: float | None) -> Any:
+    """`_request`, awaited (`actornet.aio.rpc.call`, a remote `aio.spawn`)."""
+    here = current_node()
+    me = here.current()
+    ref, slot = _begin(here, me, node, module, qualname, args, flags, _gen.task_slot())
+    if not await _gen.await_slot(here, ref, slot, timeout):
+        raise Timeout(f"{module}.{qualname} on {node} did not answer within {timeout} s")
+    return _outcome(node, module, qualname, slot)
+
+
+def _begin(here: Node, me: Process, node: str, module: str, qualname: str,
+           args: tuple[Any, ...], flags: int, slot: _Slot) -> tuple[Ref, _Slot]:
+    """Ask `node` to spawn ``module.qualname(*args)``, answering to a new alias."""
+    transport = here._remote()
+    ref, slot = here._new_alias(slot)
     slot.watcher = me
     # Filed under a pseudo-target on `node`, so the node going down fails the wait.
     me.monitors[ref] = ("$spawn", node)
@@ -107,12 +148,11 @@ def _request(node: str, module: str, qualname: str, args: tuple[Any, ...], flags
         here._drop_alias(ref)
         me.monitors.pop(ref, None)
         raise
-    if not slot.wait(timeout):
-        if here._drop_alias(ref):
-            me.monitors.pop(ref, None)
-            raise Timeout(f"{module}.{qualname} on {node} did not answer within {timeout} s")
-        slot.wait(None)
-    if slot.kind == "reply":
+    return ref, slot
+
+
+def _outcome(node: str, module: str, qualname: str, slot: ThreadSlot | TaskSlot) -> Any:
+    if slot.kind == REPLY:
         return slot.value
     reason = slot.value
     if reason == "noconnection":
@@ -137,11 +177,25 @@ def _import(module: str, qualname: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _run_named(module: str, qualname: str, args: tuple[Any, ...]) -> Any:
+def run_named(module: str, qualname: str, args: tuple[Any, ...]) -> Any:
+    """A remotely spawned thread process: ``module.qualname(*args)``."""
     return _import(module, qualname)(*args)
 
 
-def _rpc_runner(requester: Pid, ref: Ref, module: str, qualname: str,
-                args: tuple[Any, ...]) -> None:
+async def arun_named(module: str, qualname: str, args: tuple[Any, ...]) -> Any:
+    """A remotely spawned lightweight process: ``await module.qualname(*args)``."""
+    return await _import(module, qualname)(*args)
+
+
+def rpc_runner(requester: Pid, ref: Ref, module: str, qualname: str,
+               args: tuple[Any, ...]) -> None:
+    """Run an rpc in a thread process and answer the caller."""
     result = _import(module, qualname)(*args)
+    current_node().reply((requester, ref), ("ok", result))
+
+
+async def arpc_runner(requester: Pid, ref: Ref, module: str, qualname: str,
+                      args: tuple[Any, ...]) -> None:
+    """Run an rpc of an ``async def`` function in a lightweight process."""
+    result = await _import(module, qualname)(*args)
     current_node().reply((requester, ref), ("ok", result))

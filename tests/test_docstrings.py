@@ -31,7 +31,7 @@ from actornet.node import LOCAL_NODE_NAME
 
 
 def _modules() -> list[types.ModuleType]:
-    names = ["actornet"] + [f"actornet.{m.name}" for m in pkgutil.iter_modules(actornet.__path__)]
+    names = ["actornet"] + [m.name for m in pkgutil.walk_packages(actornet.__path__, "actornet.")]
     names += [f"examples.chatty.{m.name}" for m in pkgutil.iter_modules(examples.chatty.__path__)
               if not m.ispkg]  # the lab, a package, is not the chat service
     return [importlib.import_module(name) for name in names if not name.endswith(".__main__")]
@@ -71,7 +71,7 @@ def fresh_default_node(node: actornet.Node) -> Iterator[set[int]]:
 def test_the_modules_have_doctests() -> None:
     names = {t.name.rsplit(".", 1)[0] for t in DOCTESTS}
     assert {"actornet.process", "actornet.gen_server", "actornet.supervisor",
-            "actornet.node.Node", "actornet.errors"} <= names
+            "actornet.node.Node", "actornet.errors", "actornet.aio", "actornet.aio.pg"} <= names
     assert {"examples.chatty.service", "examples.chatty.client",
             "examples.chatty.history.RoomState", "examples.chatty.storage"} <= names
 

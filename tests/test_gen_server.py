@@ -56,11 +56,22 @@ def test_start_call_cast() -> None:
     assert actornet.call(pid, "whoami") == pid, "self() in a callback is the server's pid"
 
 
-def test_start_runs_on_pykka_threading_actor() -> None:
+def _pykka_runners() -> int:
+    refs = pykka.ActorRegistry.get_all()
+    return sum(1 for ref in refs if ref.actor_class.__name__ == "_PykkaRunner")
+
+
+def test_a_thread_server_runs_on_a_pykka_actor_it_is_not() -> None:
+    before = _pykka_runners()
     pid = Counter.start()
-    assert issubclass(Counter, pykka.ThreadingActor)
-    assert any(ref.actor_class is Counter for ref in pykka.ActorRegistry.get_all())
+    assert _pykka_runners() == before + 1, "a pykka ThreadingActor runs the server"
+    assert actornet.process_info(pid)["kind"] == "server"
+    # ... by composition: pykka's own API cannot bypass actornet's calls and exits.
+    assert not issubclass(Counter, pykka.Actor)
+    for pykka_api in ("tell", "ask", "proxy", "actor_ref", "actor_inbox"):
+        assert not hasattr(Counter, pykka_api), pykka_api
     GenServer.stop(pid)
+    assert _pykka_runners() == before
 
 
 def test_named_server_and_name_errors() -> None:

@@ -1,0 +1,100 @@
+"""Where the answer to one pending request lands: a reply, or the DOWN of its monitor.
+
+A call (`gen_server:call`), a stop, a multi-call, an rpc and a remote spawn
+each file a slot under a fresh ref (OTP 24's *alias*) and monitor the server
+under the same ref, so whichever comes first, the reply or the DOWN, lands in
+the slot, and anything after it is dropped. The waiter is a thread
+(`ThreadSlot`, a lock) or an asyncio task (`TaskSlot`, a future); `set` may be
+called from any thread, exactly once, by whoever popped the slot from the
+node's alias table.
+
+The wait is the same for every kind of request, in two forms::
+
+    if not slot.wait(timeout):                  # await slot.wait(timeout)
+        if abandon():                           # the alias was still filed:
+            raise Timeout(...)                  #   nobody will set it now
+        slot.wait(None)                         # else its answer is being set
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actornet._process import Process
+    from actornet._scheduler import Scheduler
+
+__all__ = ["ThreadSlot", "TaskSlot", "REPLY", "DOWN"]
+
+REPLY = "reply"
+DOWN = "down"
+_TIMEOUT: Any = object()
+
+
+class ThreadSlot:
+    """A slot a thread waits on."""
+
+    __slots__ = ("_lock", "kind", "value", "watcher")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.kind = ""  # REPLY or DOWN once set
+        self.value: Any = None
+        self.watcher: Process | None = None  # whose monitor guards the request
+
+    def set(self, kind: str, value: Any) -> None:
+        self.kind = kind
+        self.value = value
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """True once set; False if `timeout` seconds passed first. Succeeds once."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(True, timeout)
+
+
+class TaskSlot:
+    """A slot an asyncio task awaits, on the loop of `sched`."""
+
+    __slots__ = ("_future", "_sched", "kind", "value", "watcher")
+
+    def __init__(self, sched: Scheduler) -> None:
+        self._sched = sched
+        self._future: asyncio.Future[Any] | None = None
+        self.kind = ""
+        self.value: Any = None
+        self.watcher: Process | None = None
+
+    def set(self, kind: str, value: Any) -> None:
+        self.kind = kind
+        self.value = value
+        fut = self._future
+        if fut is not None:
+            self._sched.wake(fut)
+
+    async def wait(self, timeout: float | None) -> bool:
+        """True once set; False if `timeout` seconds passed first."""
+        if self.kind:
+            return True
+        loop = self._sched.loop
+        fut = self._future = loop.create_future()
+        if self.kind:  # set between the first check and the future's publication
+            return True
+        if timeout is None:
+            await fut
+            return True
+        handle = loop.call_later(timeout, _resolve, fut, _TIMEOUT)
+        try:
+            woke = await fut
+        finally:
+            handle.cancel()
+        return woke is not _TIMEOUT or bool(self.kind)
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
