@@ -22,6 +22,8 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
+from actornet._scheduler import TIMEOUT
+
 if TYPE_CHECKING:
     from actornet._process import Process
     from actornet._scheduler import Scheduler
@@ -30,7 +32,6 @@ __all__ = ["ThreadSlot", "TaskSlot", "REPLY", "DOWN"]
 
 REPLY = "reply"
 DOWN = "down"
-_TIMEOUT: Any = object()
 
 
 class ThreadSlot:
@@ -80,21 +81,17 @@ class TaskSlot:
         """True once set; False if `timeout` seconds passed first."""
         if self.kind:
             return True
-        loop = self._sched.loop
-        fut = self._future = loop.create_future()
+        sched = self._sched
+        fut = self._future = sched.loop.create_future()
         if self.kind:  # set between the first check and the future's publication
             return True
         if timeout is None:
             await fut
             return True
-        handle = loop.call_later(timeout, _resolve, fut, _TIMEOUT)
+        deadlines = sched.deadlines
+        key = deadlines.add(timeout, fut)
         try:
             woke = await fut
         finally:
-            handle.cancel()
-        return woke is not _TIMEOUT or bool(self.kind)
-
-
-def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
+            deadlines.discard(key, fut)
+        return woke is not TIMEOUT or bool(self.kind)

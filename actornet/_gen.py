@@ -21,7 +21,6 @@ from actornet import _runtime
 from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
-from actornet._scheduler import scheduler_of
 from actornet.errors import ActornetError, CallDeadlock, CallError, NodeDown, NoProc, Timeout
 
 if TYPE_CHECKING:
@@ -321,7 +320,8 @@ async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
     seconds = timeout_arg(timeout, "aio.call()")
     node = current_node()
     me = node.current()
-    target, ref, slot = begin_call(node, me, server, request, task_slot(), check)
+    target, ref, slot = begin_call(node, me, server, request, TaskSlot(me.mailbox.sched),
+                                   check)
     if not await await_slot(node, ref, slot, seconds):
         raise Timeout(f"call to {server!r} timed out after {timeout} s (request: {request!r})")
     return call_outcome(node, me, server, target, request, ref, slot)
@@ -332,7 +332,7 @@ async def await_exit(server: Any, message: Any, timeout: float | None) -> Any:
     seconds = timeout_arg(timeout, "aio.stop()")
     node = current_node()
     me = node.current()
-    ref, slot = begin_exit(node, me, server, message, task_slot())
+    ref, slot = begin_exit(node, me, server, message, TaskSlot(me.mailbox.sched))
     if not await await_slot(node, ref, slot, seconds):
         raise Timeout(f"{server!r} did not exit within {timeout} s")
     return exit_outcome(server, slot)
@@ -344,7 +344,7 @@ async def amulti_call(servers: list[Any], request: Any, timeout: float | None = 
     seconds = timeout_arg(timeout, "aio.multi_call()")
     node = current_node()
     me = node.current()
-    pending = begin_multi(node, me, servers, request, task_slot)
+    pending = begin_multi(node, me, servers, request, lambda: TaskSlot(me.mailbox.sched))
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
     results: list[tuple[str, Any]] = []
@@ -380,4 +380,5 @@ async def await_slot(node: Node, ref: Ref, slot: TaskSlot, seconds: float | None
 
 
 def task_slot() -> TaskSlot:
-    return TaskSlot(scheduler_of(asyncio.get_running_loop()))
+    """A slot for the calling lightweight process (or asyncio task) to await."""
+    return TaskSlot(current_node().current().mailbox.sched)

@@ -34,10 +34,10 @@ class Pid:
     creation: int
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:  # noqa: A002
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "creation", creation)
-        object.__setattr__(self, "_hash", hash((node, id, creation, "pid")))
+        # The slots' own setters: `__setattr__` refuses (immutable), and they are fast.
+        _set_pid_node(self, node)
+        _set_pid_id(self, id)
+        _set_pid_creation(self, creation)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Pid is immutable")
@@ -46,13 +46,18 @@ class Pid:
         if other.__class__ is not Pid:
             return NotImplemented
         return (
-            self.id == other.id  # type: ignore[attr-defined]
-            and self.node == other.node  # type: ignore[attr-defined]
-            and self.creation == other.creation  # type: ignore[attr-defined]
+            self.id == other.id  # type: ignore[attr-defined,misc]
+            and self.node == other.node  # type: ignore[attr-defined,misc]
+            and self.creation == other.creation  # type: ignore[attr-defined,misc]
         )
 
     def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined,no-any-return]
+        try:
+            return self._hash  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:  # hashed on first use: most pids never are
+            h = hash((self.node, self.id, self.creation, "pid"))
+            _set_pid_hash(self, h)
+            return h
 
     def __lt__(self, other: Pid) -> bool:
         return (self.node, self.creation, self.id) < (other.node, other.creation, other.id)
@@ -80,10 +85,10 @@ class Ref:
     creation: int
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:  # noqa: A002
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "creation", creation)
-        object.__setattr__(self, "_hash", hash((node, id, creation, "ref")))
+        # The slots' own setters: `__setattr__` refuses (immutable), and they are fast.
+        _set_ref_node(self, node)
+        _set_ref_id(self, id)
+        _set_ref_creation(self, creation)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Ref is immutable")
@@ -92,13 +97,18 @@ class Ref:
         if other.__class__ is not Ref:
             return NotImplemented
         return (
-            self.id == other.id  # type: ignore[attr-defined]
-            and self.node == other.node  # type: ignore[attr-defined]
-            and self.creation == other.creation  # type: ignore[attr-defined]
+            self.id == other.id  # type: ignore[attr-defined,misc]
+            and self.node == other.node  # type: ignore[attr-defined,misc]
+            and self.creation == other.creation  # type: ignore[attr-defined,misc]
         )
 
     def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined,no-any-return]
+        try:
+            return self._hash  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            h = hash((self.node, self.id, self.creation, "ref"))
+            _set_ref_hash(self, h)
+            return h
 
     def __repr__(self) -> str:
         return f"#Ref<{self.node}.{self.id}.{self.creation}>"
@@ -106,6 +116,15 @@ class Ref:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Ref, (self.node, self.id, self.creation))
 
+
+_set_pid_node = Pid.node.__set__  # type: ignore[attr-defined,misc]
+_set_pid_id = Pid.id.__set__  # type: ignore[attr-defined,misc]
+_set_pid_creation = Pid.creation.__set__  # type: ignore[attr-defined,misc]
+_set_pid_hash = Pid._hash.__set__  # type: ignore[attr-defined,misc]
+_set_ref_node = Ref.node.__set__  # type: ignore[attr-defined,misc]
+_set_ref_id = Ref.id.__set__  # type: ignore[attr-defined,misc]
+_set_ref_creation = Ref.creation.__set__  # type: ignore[attr-defined,misc]
+_set_ref_hash = Ref._hash.__set__  # type: ignore[attr-defined,misc]
 
 # One counter per interpreter for refs: refs only need to be unique per node
 # incarnation, and a shared counter keeps several in-process nodes simple.

@@ -1,11 +1,12 @@
 """The lightweight runtime: a process that is an asyncio task on the node's scheduler.
 
-``spawn(fn)`` of an ``async def`` function starts ``fn(*args)`` as a task whose
-main coroutine is `_light_main`: it binds the task to its process (a context
-variable, so the task's own context carries it), runs the function, and ends
-the process with Erlang's reason (``normal``, the exception as a `Crash`, the
-reason of a `ProcessExit`). An exit signal that ends the process cancels its
-task, which stops at its next ``await``.
+``spawn(fn)`` of an ``async def`` function runs the coroutine ``fn(*args)`` as a
+`ProcessTask` that knows its process; when the task is done, `_done` ends the
+process with Erlang's reason: ``normal``, the exception as a `Crash`, the
+reason of a `ProcessExit`. No wrapper coroutine runs around the function, so
+an idle process costs its own coroutine, its task and its mailbox: about two
+kilobytes. An exit signal that ends the process cancels its task, which stops
+at its next ``await``.
 
 An asyncio task that is not a process, such as a web handler on the
 application's loop, becomes an *adopted task* the first time it needs a pid
@@ -16,24 +17,29 @@ task's loop, ending when the task ends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from actornet import _runtime
 from actornet._light_mailbox import LightMailbox
 from actornet._process import ADOPTED_TASK, Killed, Process
-from actornet._scheduler import Scheduler, scheduler_of
+from actornet._runtime import ProcessTask
+from actornet._scheduler import scheduler_of
 from actornet.errors import Crash, ProcessExit
 
 if TYPE_CHECKING:
     from actornet.node import Node
 
-__all__ = ["classify", "is_async_function", "start", "adopt_task", "check_function"]
+__all__ = ["classify", "is_async_function", "start", "new_task", "adopt_task",
+           "check_function"]
 
 log = logging.getLogger("actornet")
 
+_get_ident = threading.get_ident
 _CO_COROUTINE = inspect.CO_COROUTINE
 _CO_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
@@ -74,41 +80,64 @@ def check_function(fn: Any, what: str) -> None:
         raise TypeError(f"{what} needs a callable, got {type(fn).__name__!r}")
 
 
-def start(node: Node, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    """Run ``fn(*args)`` as `proc`'s task on `node`'s scheduler (from any thread)."""
-    proc.mailbox.sched.call(_create, proc, fn, args)
+def start(proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Run ``fn(*args)`` as `proc`'s task on its node's scheduler (from any thread)."""
+    sched = proc.mailbox.sched
+    if _get_ident() == sched.thread_id:
+        _create(proc, fn, args)
+    else:
+        sched.submit(_create, proc, fn, args)
 
 
 def _create(proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    if proc.alive:  # an exit signal may have ended it before it could start
-        proc.task = proc.mailbox.sched.loop.create_task(_light_main(proc, fn, args))
-
-
-async def _light_main(proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    # This function's name is how the scheduler's watchdog finds the process a
-    # stack belongs to (`_scheduler._process_of`).
-    _runtime.bind_task(proc)
-    reason: Any = "normal"
+    if not proc.alive:
+        return  # an exit signal ended it before it could start
     try:
-        if proc.alive:
-            await fn(*args)
-    except Killed:
-        return  # already dead: whoever killed it did the bookkeeping
-    except ProcessExit as e:
-        reason = e.reason
-    except asyncio.CancelledError:
+        coro = fn(*args)
+    except BaseException as e:  # wrong arguments, say: the process crashes, as Erlang's
+        coro = _raise(e)
+    task = new_task(proc, coro)
+    task.add_done_callback(_done, context=_DONE_CONTEXT)
+
+
+def new_task(proc: Process, coro: Coroutine[Any, Any, Any]) -> ProcessTask:
+    """Start `coro` as the task of `proc` on its scheduler's loop (on that loop)."""
+    task = ProcessTask(coro, loop=proc.mailbox.sched.loop)
+    task.actornet_proc = proc
+    proc.task = task
+    return task
+
+
+# What `_done` runs in: it reads no context variable, and one shared context saves each
+# process the copy `add_done_callback` would make.
+_DONE_CONTEXT = contextvars.Context()
+
+
+async def _raise(error: BaseException) -> None:
+    raise error
+
+
+def _done(task: ProcessTask) -> None:
+    """A lightweight process's task is done: end the process with Erlang's reason."""
+    proc: Process = task.actornet_proc
+    if task.cancelled():
         if not proc.alive:
             return  # an exit signal cancelled it
-        reason = "killed"  # cancelled by someone else: the loop's shutdown, say
-    except BaseException as e:
-        reason = Crash.from_exception(e)
-        log.error("process %r crashed (%s) running %s", proc.pid, reason, proc.function,
-                  exc_info=e)
-    proc.node._exit(proc, reason)
-
-
-def new_mailbox(sched: Scheduler) -> LightMailbox:
-    return LightMailbox(sched)
+        reason: Any = "killed"  # cancelled by someone else: the loop's shutdown, say
+    else:
+        error = task.exception()
+        if error is None:
+            reason = "normal"
+        elif isinstance(error, Killed):
+            return  # already dead: whoever killed it did the bookkeeping
+        elif isinstance(error, ProcessExit):
+            reason = error.reason
+        else:
+            reason = Crash.from_exception(error)
+            log.error("process %r crashed (%s) running %s", proc.pid, reason, proc.function,
+                      exc_info=error)
+    if proc.node.running:
+        proc.node._exit(proc, reason)
 
 
 def adopt_task(node: Node) -> Process:
@@ -121,18 +150,14 @@ def adopt_task(node: Node) -> Process:
     proc = node._new_process(ADOPTED_TASK, LightMailbox(scheduler_of(loop)))
     proc.task = task
     proc.function = f"task {task.get_name()}"
-    _runtime.bind_task(proc)
-    task.add_done_callback(lambda t: _adopted_task_done(proc, t))
+    _runtime.bind_task(task, proc)
+    task.add_done_callback(_adopted_task_done)
     return proc
 
 
-def _adopted_task_done(proc: Process, task: asyncio.Task[Any]) -> None:
-    if not proc.alive or not proc.node.running:
-        return
-    reason: Any = "normal"
-    if not task.cancelled():
-        error = task.exception()
-        if error is not None and not isinstance(error, Killed):
-            reason = (error.reason if isinstance(error, ProcessExit)
-                      else Crash.from_exception(error))
-    proc.node._exit(proc, reason)
+def _adopted_task_done(task: asyncio.Task[Any]) -> None:
+    # Like an adopted thread's, its end is "normal": the task, its result and its
+    # exception are its owner's business (asyncio still reports an unretrieved one).
+    proc = _runtime.process_of_task(task)
+    if proc is not None and proc.alive and proc.node.running:
+        proc.node._exit(proc, "normal")

@@ -14,19 +14,21 @@ Both sides re-check the list after publishing, so no wakeup is lost.
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from actornet._scheduler import TIMEOUT
+from actornet.errors import Timeout
+
 if TYPE_CHECKING:
     import asyncio
 
+    from actornet._process import Process
     from actornet._scheduler import Scheduler
 
 __all__ = ["LightMailbox"]
 
-_TIMEOUT: Any = object()  # what a waiter's timer resolves it with
 _COMPACT = 256  # taken slots at the head before the list is compacted
 _get_ident = threading.get_ident
 
@@ -34,7 +36,7 @@ _get_ident = threading.get_ident
 class LightMailbox:
     """A multi-producer, single-consumer mailbox whose owner is an asyncio task."""
 
-    __slots__ = ("_head", "_offering", "_q", "_waiter", "check", "closed", "sched")
+    __slots__ = ("_head", "_offering", "_q", "_waiter", "closed", "owner", "sched")
 
     def __init__(self, sched: Scheduler) -> None:
         self._q: list[Any] = []
@@ -42,9 +44,9 @@ class LightMailbox:
         self._waiter: asyncio.Future[Any] | None = None
         self._offering = 0  # suspended `offer` loops: their indices must stay valid
         self.sched = sched
-        # Called with no argument whenever the owner wakes; raises to abort the
-        # receive (the owning process sets it to "raise if I was killed").
-        self.check: Callable[[], None] = _no_check
+        # The owning process (it sets this): checked whenever the owner wakes, so a
+        # receive ends at once with `Killed` if an exit signal ended the process.
+        self.owner: Process | None = None
         self.closed = False
 
     def put(self, msg: Any) -> None:
@@ -76,28 +78,49 @@ class LightMailbox:
                       timeout: float | None) -> Any:
         """Remove and return the first message `match` accepts (any, if None).
 
-        Raises `queue.Empty` when `timeout` seconds pass without one.
+        Raises `actornet.Timeout` when `timeout` seconds pass without one. The
+        wait is inline (one coroutine frame per waiting process: a million idle
+        processes are a million of these).
         """
         q = self._q
         i = self._head
         if match is None and i < len(q):
             return self._take(i)  # the common case: no scan, no wait
-        deadline = None if timeout is None else self.sched.loop.time() + timeout
-        while True:
-            n = len(q)
-            while i < n:
-                msg = q[i]
-                if match is None or match(msg):
-                    return self._take(i)
-                i += 1
-            if not await self._wait(n, deadline):
-                # Timed out: a message that came with the timer still counts.
-                while i < len(q):
-                    msg = q[i]
-                    if match is None or match(msg):
+        owner = self.owner
+        assert owner is not None
+        loop = self.sched.loop
+        deadline = None if timeout is None else loop.time() + timeout
+        owner.waiting = True
+        try:
+            while True:
+                n = len(q)
+                while i < n:
+                    if match is None or match(q[i]):
                         return self._take(i)
                     i += 1
-                raise queue.Empty
+                fut = loop.create_future()
+                self._waiter = fut
+                if len(q) > n:  # one came between the scan and the waiter's publication
+                    self._waiter = None
+                    continue
+                key = None
+                if deadline is not None:
+                    delay = deadline - loop.time()
+                    if delay <= 0:
+                        self._waiter = None
+                        raise Timeout(f"no matching message within {timeout} s")
+                    key = self.sched.deadlines.add(delay, fut)
+                try:
+                    woke = await fut
+                finally:
+                    self._waiter = None
+                    if key is not None:
+                        self.sched.deadlines.discard(key, fut)
+                owner.check_alive()
+                if woke is TIMEOUT:  # a message that came with the timer still counts
+                    deadline = loop.time()
+        finally:
+            owner.waiting = False
 
     async def offer(self, timeout: float | None) -> AsyncIterator[Any]:
         """Offer the messages one by one, in order, waiting for more as needed.
@@ -121,18 +144,30 @@ class LightMailbox:
                     q.insert(i, msg)  # passed over: back in its place
                     i += 1
                 if not await self._wait(len(q), deadline) and i >= len(q):
-                    return
+                    return  # the loop's `else:` runs: Erlang's `after`
         finally:
             self._offering -= 1
 
     async def get(self) -> Any:
-        """The next message, whatever it is (a GenServer's loop)."""
+        """The next message, whatever it is (a GenServer's loop); the wait is inline."""
         q = self._q
+        loop = self.sched.loop
+        owner = self.owner
         while True:
             i = self._head
             if i < len(q):
                 return self._take(i)
-            await self._wait(len(q), None)
+            fut = loop.create_future()
+            self._waiter = fut
+            if len(q) > i:
+                self._waiter = None
+                continue
+            try:
+                await fut
+            finally:
+                self._waiter = None
+            if owner is not None:
+                owner.check_alive()
 
     def _take(self, i: int) -> Any:
         q = self._q
@@ -158,21 +193,22 @@ class LightMailbox:
         if len(self._q) > seen:  # one came between the scan and the waiter's publication
             self._waiter = None
             return True
-        handle = None
+        key = None
         if deadline is not None:
             delay = deadline - loop.time()
             if delay <= 0:
                 self._waiter = None
                 return False
-            handle = loop.call_later(delay, _resolve, fut, _TIMEOUT)
+            key = self.sched.deadlines.add(delay, fut)
         try:
             woke = await fut
         finally:
             self._waiter = None
-            if handle is not None:
-                handle.cancel()
-        self.check()
-        return woke is not _TIMEOUT
+            if key is not None:
+                self.sched.deadlines.discard(key, fut)
+        if self.owner is not None:
+            self.owner.check_alive()
+        return woke is not TIMEOUT
 
 
 def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
@@ -180,5 +216,3 @@ def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
         fut.set_result(value)
 
 
-def _no_check() -> None:
-    return None

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from actornet._ids import Pid, Ref
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from actornet.node import Node
 
 __all__ = ["Process", "Killed"]
+
+_NO_LINKS: frozenset[Any] = frozenset()
+_NO_MONITORS: Mapping[Any, Any] = MappingProxyType({})
 
 FUNCTION = "function"
 SERVER = "server"
@@ -73,13 +78,19 @@ class Process:
         self.kind = kind
         self.light = kind in LIGHT_KINDS
         # a `Mailbox` (thread kinds) or a `LightMailbox` (lightweight kinds, always given)
-        self.mailbox: Any = mailbox if mailbox is not None else Mailbox()
-        self.mailbox.check = self.check_alive
-        self.links: set[Pid] = set()
+        box: Any = mailbox if mailbox is not None else Mailbox()
+        if self.light:
+            box.owner = self  # a LightMailbox checks its owner when it wakes
+        else:
+            box.check = self.check_alive
+        self.mailbox: Any = box
+        # Made on first use (most processes never link or monitor): read them freely,
+        # change them only through the methods below.
+        self.links: set[Pid] | frozenset[Pid] = _NO_LINKS
         # monitors this process holds: ref -> what it watches (a Pid or (name, node))
-        self.monitors: dict[Ref, Any] = {}
+        self.monitors: dict[Ref, Any] | Mapping[Ref, Any] = _NO_MONITORS
         # monitors others hold on this process: ref -> watcher pid
-        self.monitored_by: dict[Ref, Pid] = {}
+        self.monitored_by: dict[Ref, Pid] | Mapping[Ref, Pid] = _NO_MONITORS
         self.trap_exit = False
         self.name: str | None = None
         self.alive = True
@@ -96,6 +107,46 @@ class Process:
     def __repr__(self) -> str:
         state = "alive" if self.alive else f"dead: {self.exit_reason!r}"
         return f"<Process {self.pid!r} {self.kind} {state}>"
+
+    # -- links and monitors (under the node's lock) -------------------------------------------
+
+    def add_link(self, pid: Pid) -> None:
+        links = self.links
+        if links is _NO_LINKS:
+            links = self.links = set()
+        links.add(pid)  # type: ignore[union-attr]
+
+    def remove_link(self, pid: Pid) -> None:
+        if pid in self.links:
+            self.links.discard(pid)  # type: ignore[union-attr]
+
+    def add_monitor(self, ref: Ref, target: Any) -> None:
+        monitors = self.monitors
+        if monitors is _NO_MONITORS:
+            monitors = self.monitors = {}
+        monitors[ref] = target  # type: ignore[index]
+
+    def pop_monitor(self, ref: Ref) -> Any:
+        """Forget the monitor `ref` this process holds; what it watched, or None."""
+        return self.monitors.pop(ref, None) if self.monitors else None  # type: ignore[union-attr,attr-defined]
+
+    def add_watcher(self, ref: Ref, watcher: Pid) -> None:
+        watchers = self.monitored_by
+        if watchers is _NO_MONITORS:
+            watchers = self.monitored_by = {}
+        watchers[ref] = watcher  # type: ignore[index]
+
+    def pop_watcher(self, ref: Ref) -> Pid | None:
+        """Forget the monitor `ref` someone holds on this process; its watcher, or None."""
+        if self.monitored_by:
+            return self.monitored_by.pop(ref, None)  # type: ignore[union-attr,attr-defined]
+        return None
+
+    def take_links_and_monitors(self) -> tuple[Any, Any, Any]:
+        """``(links, monitors, monitored_by)``, leaving none (the process is dying)."""
+        taken = self.links, self.monitors, self.monitored_by
+        self.links, self.monitors, self.monitored_by = _NO_LINKS, _NO_MONITORS, _NO_MONITORS
+        return taken
 
     def check_alive(self) -> None:
         """Raise in the process's own thread if an exit signal ended it."""

@@ -1,18 +1,19 @@
 """Which node and which process the calling code belongs to.
 
 A thread that runs a process knows its process (and so its node); so does an
-asyncio task that runs a lightweight process, through a context variable its
-task context carries. Any other code acts on the *default node*: the oldest
+asyncio task that runs a lightweight process, through an attribute of its
+task (`ProcessTask`). Any other code acts on the *default node*: the oldest
 running named node, else a local-only node ``nonode@nohost`` created on first
 use, as a fresh `erl` without ``-name`` is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
-import contextvars
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,21 +23,58 @@ if TYPE_CHECKING:
 _local = threading.local()
 _nodes: list[Node] = []
 _nodes_lock = threading.Lock()
-# The lightweight process (or adopted task) the running asyncio task is. A task's
-# context is its own copy, so setting it inside the task binds that task only; tasks
-# it creates inherit it, and `Node.current` checks the task before trusting it.
-_task_process: contextvars.ContextVar[Any] = contextvars.ContextVar(
-    "actornet_process", default=None)
 
 
-def bind_task(proc: Process) -> None:
-    """Make `proc` the process of the running asyncio task."""
-    _task_process.set(proc)
+_get_running_loop = asyncio._get_running_loop
+try:  # Python 3.12+: in C
+    from _asyncio import current_task as _task_of_loop  # type: ignore[attr-defined]
+except ImportError:  # 3.10, 3.11: the table asyncio.current_task() itself reads
+    try:
+        _task_of_loop = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+    except AttributeError:
+        _task_of_loop = asyncio.current_task
+
+
+def running_task() -> asyncio.Task[Any] | None:
+    """The running asyncio task of this thread, or None (no loop, or outside a task).
+    `asyncio.current_task` without its Python wrapper: this is on every API call."""
+    loop = _get_running_loop()
+    return None if loop is None else _task_of_loop(loop)  # type: ignore[no-any-return]
+
+
+class ProcessTask(asyncio.Task):  # type: ignore[type-arg]
+    """The task of a lightweight process: it knows its process (`actornet_proc`)."""
+
+    __slots__ = ("actornet_proc",)
+
+    actornet_proc: Process
+
+
+def bind_task(task: asyncio.Task[Any], proc: Process) -> None:
+    """Make `proc` the process of `task` (a `ProcessTask`, or any task to adopt)."""
+    try:
+        task.actornet_proc = proc  # type: ignore[attr-defined]
+    except AttributeError:  # a task class with neither the slot nor a __dict__
+        _other_tasks[task] = proc
+
+
+def process_of_task(task: asyncio.Task[Any] | None) -> Process | None:
+    proc = getattr(task, "actornet_proc", None)
+    if proc is None and _other_tasks and task is not None:
+        return _other_tasks.get(task)
+    return proc  # type: ignore[no-any-return]
 
 
 def task_process() -> Process | None:
-    """The process bound to the running task's context, if any (maybe its creator's)."""
-    return _task_process.get()  # type: ignore[no-any-return]
+    """The process of the running asyncio task, if it is one."""
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    return process_of_task(_task_of_loop(loop))
+
+
+_other_tasks: weakref.WeakKeyDictionary[asyncio.Task[Any], Process] = (
+    weakref.WeakKeyDictionary())
 
 
 def bind(proc: Process) -> None:
@@ -102,14 +140,18 @@ def node_stopped(node: Node) -> None:
 
 def current_node() -> Node:
     """The node the calling thread acts on (see the module docstring)."""
-    proc = _task_process.get()
-    if proc is not None and proc.node.running:
-        return proc.node  # type: ignore[no-any-return]
+    loop = _get_running_loop()
+    if loop is not None:  # in a lightweight process, or another asyncio task
+        proc = getattr(_task_of_loop(loop), "actornet_proc", None)
+        if proc is None and _other_tasks:
+            proc = _other_tasks.get(_task_of_loop(loop))
+        if proc is not None and proc.node._running:
+            return proc.node  # type: ignore[no-any-return]
     proc = getattr(_local, "proc", None)
     # A thread that runs a process belongs to its node; any other thread (the
     # main thread, a REPL) follows the default node, so start_node() after
     # earlier local use moves it over, as `net_kernel:start` would.
-    if proc is not None and proc.node.running:
+    if proc is not None and proc.node._running:
         return proc.node  # type: ignore[no-any-return]
     nodes = _nodes
     for node in nodes:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["Scheduler", "scheduler_of", "on_loop_thread", "BLOCKED_AFTER"]
+__all__ = ["Scheduler", "Deadlines", "scheduler_of", "on_loop_thread", "BLOCKED_AFTER",
+           "TIMEOUT"]
 
 log = logging.getLogger("actornet")
 
@@ -36,6 +37,10 @@ BLOCKED_AFTER = 0.25
 """Seconds a process may hold the scheduler before the watchdog reports it."""
 
 _BEAT = 0.05  # s between two heartbeats of a watched loop
+_GRAIN = 0.005  # s: waits with deadlines in the same slice share one timer
+
+TIMEOUT: Any = object()
+"""What an expired waiter's future is resolved with (`Deadlines`)."""
 
 _schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Scheduler] = (
     weakref.WeakKeyDictionary()
@@ -44,11 +49,49 @@ _schedulers_lock = threading.Lock()
 _loop_threads: dict[int, asyncio.AbstractEventLoop] = {}  # thread id -> the loop it runs
 
 
+class Deadlines:
+    """Timeouts for many short waits: one loop timer per 5 ms slice of deadlines.
+
+    A call or a receive with a timeout usually ends long before it: a timer per
+    wait (``loop.call_later``) would cost more than the wait itself. A waiter
+    joins the set of its slice; when the slice's time comes, every future still
+    in it is resolved with `TIMEOUT`. A deadline is thus kept to within 5 ms,
+    never early. Loop thread only.
+    """
+
+    __slots__ = ("_loop", "_slices")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._slices: dict[int, set[asyncio.Future[Any]]] = {}
+
+    def add(self, delay: float, fut: asyncio.Future[Any]) -> int:
+        """Resolve `fut` with `TIMEOUT` in `delay` seconds unless it is done; its slice."""
+        key = -int(-(self._loop.time() + delay) // _GRAIN)  # rounded up: never early
+        waiters = self._slices.get(key)
+        if waiters is None:
+            waiters = self._slices[key] = set()
+            self._loop.call_at(key * _GRAIN, self._expire, key)
+        waiters.add(fut)
+        return key
+
+    def discard(self, key: int, fut: asyncio.Future[Any]) -> None:
+        waiters = self._slices.get(key)
+        if waiters is not None:
+            waiters.discard(fut)
+
+    def _expire(self, key: int) -> None:
+        for fut in self._slices.pop(key, ()):
+            if not fut.done():
+                fut.set_result(TIMEOUT)
+
+
 class Scheduler:
     """One event loop, and a batched way for other threads to run work on it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, thread_id: int, owner: str) -> None:
         self.loop = loop
+        self.deadlines = Deadlines(loop)
         self.thread_id = thread_id
         self.owner = owner  # for log lines: the node, or "an application loop"
         self._foreign: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
@@ -191,21 +234,14 @@ class Scheduler:
     def culprit(self) -> str:
         """What the loop's thread is running now: a process (pid and function) if it can tell."""
         frame = sys._current_frames().get(self.thread_id)
-        innermost = frame
-        while frame is not None:
-            proc = _process_of(frame)
-            if proc is not None:
-                where = _where(innermost) if innermost is not None else "?"
-                return f"lightweight process {proc.pid!r} running {proc.function} (at {where})"
-            frame = frame.f_back
-        return f"code that is not a process (at {_where(innermost)})" if innermost else "?"
-
-
-def _process_of(frame: FrameType) -> Any:
-    """The process whose main coroutine `frame` is (see `_light._main`), if it is one."""
-    if frame.f_code.co_name == "_light_main":
-        return frame.f_locals.get("proc")
-    return None
+        where = _where(frame) if frame is not None else "?"
+        task = asyncio.current_task(self.loop)  # read from this thread: a dict lookup
+        proc = getattr(task, "actornet_proc", None)
+        if proc is not None:
+            return f"lightweight process {proc.pid!r} running {proc.function} (at {where})"
+        if task is not None:
+            return f"the asyncio task {task.get_name()} (at {where})"
+        return f"code that is not a process (at {where})"
 
 
 def _where(frame: FrameType) -> str:

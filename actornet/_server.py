@@ -119,8 +119,8 @@ def register(boot: Boot, proc: Process) -> Steps[None]:
 def link_parent(boot: Boot, proc: Process) -> None:
     if boot.parent is not None:
         with boot.node._lock:
-            boot.parent.links.add(proc.pid)
-            proc.links.add(boot.parent.pid)
+            boot.parent.add_link(proc.pid)
+            proc.add_link(boot.parent.pid)
 
 
 def start(server: GenServer, proc: Process, boot: Boot) -> None:
@@ -132,7 +132,9 @@ def start(server: GenServer, proc: Process, boot: Boot) -> None:
 
 
 def _create_task(server: GenServer, proc: Process, boot: Boot) -> None:
-    proc.task = proc.mailbox.sched.loop.create_task(_light_server_main(server, proc, boot))
+    from actornet._light import new_task
+
+    new_task(proc, _light_server_main(server, proc, boot))
 
 
 def route(server: GenServer, message: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
@@ -164,8 +166,8 @@ def _refuse_to_start(boot: Boot, proc: Process, error: BaseException) -> None:
     reason = error.reason if isinstance(error, ProcessExit) else Crash.from_exception(error)
     if boot.parent is not None:
         with boot.node._lock:
-            proc.links.discard(boot.parent.pid)
-            boot.parent.links.discard(proc.pid)
+            proc.remove_link(boot.parent.pid)
+            boot.parent.remove_link(proc.pid)
     boot.node._exit(proc, reason)
 
 
@@ -255,8 +257,6 @@ class _PykkaRunner(pykka.ThreadingActor):
 
 
 async def _light_server_main(server: GenServer, proc: Process, boot: Boot) -> None:
-    # Named like `_light._light_main` for the scheduler's watchdog: `proc` is the process.
-    _runtime.bind_task(proc)
     try:
         await _maybe_await(server.init(*boot.args, **boot.kwargs))
     except BaseException as e:

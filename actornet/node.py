@@ -267,15 +267,13 @@ class Node:
             ...     n.current().pid == n.current().pid
             True
         """
-        loop = asyncio._get_running_loop()
-        if loop is not None:
-            task = asyncio.current_task(loop)
-            if task is not None:
-                proc = _runtime.task_process()
-                if (proc is not None and proc.node is self and proc.task is task
-                        and (proc.alive or proc.kind != ADOPTED_TASK)):
-                    return proc  # a dead one raises at its next check (`check_alive`)
-                return _light.adopt_task(self)  # a web handler, or a task a process made
+        task = _runtime.running_task()
+        if task is not None:
+            proc = _runtime.process_of_task(task)
+            if (proc is not None and proc.node is self
+                    and (proc.alive or proc.kind != ADOPTED_TASK)):
+                return proc  # a dead one raises at its next check (`check_alive`)
+            return _light.adopt_task(self)  # a web handler, or a task a process made
         proc = _runtime.thread_process()
         if proc is not None and proc.node is self and proc.alive:
             return proc
@@ -338,7 +336,8 @@ class Node:
         light = _light.classify(fn, "spawn")
         parent = self.current() if (link or monitor) else None
         if light:
-            proc = self._new_process(LIGHT, LightMailbox(self.scheduler()))
+            sched = self._scheduler or self.scheduler()
+            proc = self._new_process(LIGHT, LightMailbox(sched))
         else:
             proc = self._new_process(FUNCTION)
         proc.function = getattr(fn, "__qualname__", None) or repr(fn)
@@ -346,18 +345,18 @@ class Node:
         if parent is not None:
             with self._lock:
                 if link:
-                    parent.links.add(proc.pid)
-                    proc.links.add(parent.pid)
+                    parent.add_link(proc.pid)
+                    proc.add_link(parent.pid)
                 if monitor:
                     ref = self.make_ref()
-                    parent.monitors[ref] = proc.pid
-                    proc.monitored_by[ref] = parent.pid
+                    parent.add_monitor(ref, proc.pid)
+                    proc.add_watcher(ref, parent.pid)
         self._start(proc, fn, args)
         return proc.pid, ref
 
     def _start(self, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if proc.light:
-            _light.start(self, proc, fn, args)
+            _light.start(proc, fn, args)
             return
         thread = threading.Thread(
             target=self._run, args=(proc, fn, args), name=f"actornet{proc.pid!r}", daemon=True
@@ -380,9 +379,9 @@ class Node:
         proc.function = f"{module}.{qualname}"
         with self._lock:
             if flags & w.SPAWN_LINK:
-                proc.links.add(requester)
+                proc.add_link(requester)
             if flags & (w.SPAWN_MONITOR | w.SPAWN_RPC):
-                proc.monitored_by[ref] = requester
+                proc.add_watcher(ref, requester)
         if flags & w.SPAWN_RPC:
             runner: Callable[..., Any] = arpc_runner if light else rpc_runner
             self._start(proc, runner, (requester, ref, module, qualname, args))
@@ -399,7 +398,7 @@ class Node:
         proc = self._local(requester)
         if proc is not None and flags & w.SPAWN_LINK and result.__class__ is Pid:
             with self._lock:
-                proc.links.add(result)
+                proc.add_link(result)
         self._deliver_alias(ref, result)
 
     def _run(self, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -437,9 +436,7 @@ class Node:
             self._procs.pop(proc.pid.id, None)
             if proc.name is not None:
                 self._names.pop(proc.name, None)
-            links, proc.links = proc.links, set()
-            watchers, proc.monitored_by = proc.monitored_by, {}
-            mine, proc.monitors = proc.monitors, {}
+            links, mine, watchers = proc.take_links_and_monitors()
         proc.mailbox.closed = True
         pid = proc.pid
         for ref, target in mine.items():
@@ -482,7 +479,8 @@ class Node:
         (the runtime's own messages, e.g. a child spec with its start function)."""
         cls = dest.__class__
         if cls is Pid:
-            if dest.node == self.name:
+            node = dest.node
+            if node is self.name or node == self.name:
                 if check:
                     check_term(msg)
                 proc = self._procs.get(dest.id)
@@ -763,14 +761,14 @@ class Node:
             return
         if not self.is_local(pid):
             with self._lock:
-                me.links.add(pid)
+                me.add_link(pid)
             self._remote().link(me.pid, pid)
             return
         with self._lock:
             other = self._local(pid)
             if other is not None:
-                me.links.add(pid)
-                other.links.add(me.pid)
+                me.add_link(pid)
+                other.add_link(me.pid)
                 return
         # Linking to a dead process: an exit signal with reason noproc.
         self._signal_exit(me.pid, pid, "noproc", linked=True, force=True)
@@ -790,10 +788,10 @@ class Node:
         _require_pid(pid, "unlink")
         me = self.current()
         with self._lock:
-            me.links.discard(pid)
+            me.remove_link(pid)
             other = self._local(pid) if self.is_local(pid) else None
             if other is not None:
-                other.links.discard(me.pid)
+                other.remove_link(me.pid)
         if not self.is_local(pid):
             self._remote().unlink(me.pid, pid)
 
@@ -802,7 +800,7 @@ class Node:
         with self._lock:
             proc = self._local(to)
             if proc is not None:
-                proc.links.add(from_)
+                proc.add_link(from_)
                 return
         self._route_exit(from_, to, "noproc", linked=True)
 
@@ -810,7 +808,7 @@ class Node:
         with self._lock:
             proc = self._local(to)
             if proc is not None:
-                proc.links.discard(from_)
+                proc.remove_link(from_)
 
     # -- exit signals ---------------------------------------------------------------------------
 
@@ -855,7 +853,7 @@ class Node:
             with self._lock:
                 if from_ not in proc.links:
                     return  # unlinked meanwhile: the signal is void
-                proc.links.discard(from_)
+                proc.remove_link(from_)
         if reason == "kill" and not linked:
             self._kill(proc, "killed")
         elif proc.trap_exit:
@@ -903,15 +901,15 @@ class Node:
             resolved = self._resolve(target)
         except NoProc:
             item = (target, self.name) if isinstance(target, str) else target
-            me.monitors[ref] = item
+            me.add_monitor(ref, item)
             self._signal_down(me.pid, ref, item, "noproc")
             return
         with self._lock:
-            me.monitors[ref] = resolved
+            me.add_monitor(ref, resolved)
             if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
                 proc = self._local(resolved)  # type: ignore[arg-type]
                 if proc is not None:
-                    proc.monitored_by[ref] = me.pid
+                    proc.add_watcher(ref, me.pid)
                     return
         if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
             self._signal_down(me.pid, ref, resolved, "noproc")
@@ -932,7 +930,7 @@ class Node:
             raise TypeError(f"demonitor needs a Ref, got {type(ref).__name__!r}")
         me = self.current()
         with self._lock:
-            target = me.monitors.pop(ref, None)
+            target = me.pop_monitor(ref)
         if target is None:
             return False
         self._demonitor_target(target, ref, me.pid)
@@ -949,7 +947,7 @@ class Node:
         with self._lock:
             proc = self._names.get(target) if isinstance(target, str) else self._local(target)
             if proc is not None:
-                proc.monitored_by[ref] = watcher
+                proc.add_watcher(ref, watcher)
                 return
         item = (target, self.name) if isinstance(target, str) else target
         self._route_down(watcher, ref, item, "noproc")
@@ -958,7 +956,7 @@ class Node:
         with self._lock:
             proc = self._names.get(target) if isinstance(target, str) else self._local(target)
             if proc is not None:
-                proc.monitored_by.pop(ref, None)
+                proc.pop_watcher(ref)
 
     def _route_down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
         if self.is_local(watcher):
@@ -972,14 +970,14 @@ class Node:
         if slot is not None:
             # a pending call's monitor: the DOWN goes to the call, not the mailbox
             if slot.watcher is not None:
-                slot.watcher.monitors.pop(ref, None)
+                slot.watcher.pop_monitor(ref)
             slot.set(DOWN, reason)
             return
         proc = self._local(watcher)
         if proc is None:
             return
         with self._lock:
-            if proc.monitors.pop(ref, None) is None:
+            if proc.pop_monitor(ref) is None:
                 return  # demonitored meanwhile
         proc.mailbox.put(("DOWN", ref, "process", item, reason))
 
@@ -997,7 +995,7 @@ class Node:
         if slot is not None:
             # The call's monitor is over: a DOWN racing this reply is dropped.
             if slot.watcher is not None:
-                slot.watcher.monitors.pop(ref, None)
+                slot.watcher.pop_monitor(ref)
             slot.set(REPLY, value)
 
     def _drop_alias(self, ref: Ref) -> bool:
@@ -1097,7 +1095,7 @@ class Node:
                     (ref, t) for ref, t in proc.monitors.items() if _node_of(t) == node
                 ]
                 for ref in [r for r, w in proc.monitored_by.items() if w.node == node]:
-                    del proc.monitored_by[ref]
+                    proc.pop_watcher(ref)
             for ref, target in dead_mons:
                 self._signal_down(proc.pid, ref, target, "noconnection")
             for other in dead_links:

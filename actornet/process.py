@@ -122,7 +122,7 @@ def send(dest: Pid | str | tuple[str, str], msg: Any, *, noconnect: bool = False
         >>> actornet.receive(timeout=1)
         ('ping', 1)
     """
-    current_node().send(dest, msg, noconnect=noconnect)
+    current_node()._send(dest, msg, True, not noconnect)
     return msg
 
 

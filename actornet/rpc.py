@@ -141,12 +141,12 @@ def _begin(here: Node, me: Process, node: str, module: str, qualname: str,
     ref, slot = here._new_alias(slot)
     slot.watcher = me
     # Filed under a pseudo-target on `node`, so the node going down fails the wait.
-    me.monitors[ref] = ("$spawn", node)
+    me.add_monitor(ref, ("$spawn", node))
     try:
         transport.spawn_request(node, me.pid, ref, module, qualname, tuple(args), flags)
     except BaseException:
         here._drop_alias(ref)
-        me.monitors.pop(ref, None)
+        me.pop_monitor(ref)
         raise
     return ref, slot
 

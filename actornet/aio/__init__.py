@@ -39,18 +39,18 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from actornet import _gen, _server, _wire
+from actornet import _gen, _runtime, _server, _wire
 from actornet._ids import Pid
 from actornet._light import is_async_function
-from actornet._runtime import current_node
+from actornet._runtime import _get_running_loop, _task_of_loop, current_node
 from actornet._scheduler import scheduler_of
 from actornet._steps import arun
 from actornet.aio import global_, pg, rpc
 from actornet.aio._node import start_node, stop_node
-from actornet.errors import ActornetError, Timeout
+from actornet.errors import ActornetError
 
 if TYPE_CHECKING:
     from actornet._process import Process
@@ -75,6 +75,14 @@ __all__ = [
 ]
 
 
+def _me(what: str, blocking_twin: str) -> Process:
+    """The calling task's process (made on first use); an error outside any task."""
+    proc = _runtime.task_process()
+    if proc is not None and proc.node._running:
+        return proc  # the fast path: a lightweight process asking for itself
+    return _light_self(what, blocking_twin)
+
+
 def _light_self(what: str, blocking_twin: str) -> Process:
     """The calling task's process; an error outside any asyncio task."""
     if asyncio._get_running_loop() is None:
@@ -84,8 +92,8 @@ def _light_self(what: str, blocking_twin: str) -> Process:
     return current_node().current()
 
 
-async def receive(match: Callable[[Any], object] | None = None,
-                  timeout: float | None = None) -> Any:
+def receive(match: Callable[[Any], object] | None = None,
+            timeout: float | None = None) -> Awaitable[Any]:
     """Take the first message `match` accepts (`actornet.receive`, awaited).
 
     Messages `match` rejects stay queued, in order. `actornet.Timeout` (a
@@ -102,21 +110,20 @@ async def receive(match: Callable[[Any], object] | None = None,
         >>> asyncio.run(main())
         (('a', 1), ('b', 2))
     """
+    # Not `async def`: the mailbox's own coroutine is what is awaited, so a waiting
+    # process holds one coroutine frame, not two. The checks are inline: this is hot.
     if match is not None and not callable(match):
         raise TypeError(
             f"receive(): match must be a callable or None, got {type(match).__name__!r}")
-    seconds = _gen.timeout_arg(timeout, "aio.receive()", zero_ok=True)
-    me = _light_self("receive()", "actornet.receive()")
-    me.check_alive()
-    me.waiting = True
-    try:
-        return await me.mailbox.receive(match, seconds)
-    except Exception as e:
-        if e.__class__.__name__ == "Empty":
-            raise Timeout(f"no matching message within {timeout} s") from None
-        raise
-    finally:
-        me.waiting = False
+    seconds = None if timeout is None else _gen.timeout_arg(timeout, "aio.receive()",
+                                                            zero_ok=True)
+    loop = _get_running_loop()
+    me = None if loop is None else getattr(_task_of_loop(loop), "actornet_proc", None)
+    if me is None or not me.node._running:
+        me = _light_self("receive()", "actornet.receive()")
+    if not me.alive:
+        me.check_alive()
+    return me.mailbox.receive(match, seconds)  # type: ignore[no-any-return]
 
 
 def receiving(timeout: float | None = None) -> AsyncIterator[Any]:
