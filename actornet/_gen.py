@@ -315,11 +315,13 @@ def multi_outcome(node: Node, me: Process, target: Any, ref: Any,
 
 
 async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
-                check: bool = True) -> Any:
-    """`call` for a lightweight process or any asyncio task (`actornet.aio.call`)."""
-    seconds = timeout_arg(timeout, "aio.call()")
-    node = current_node()
-    me = node.current()
+                check: bool = True, me: Process | None = None) -> Any:
+    """`call` for a lightweight process or any asyncio task (`actornet.aio.call`);
+    `me` is the calling process, if the caller knows it."""
+    seconds = None if timeout is None else timeout_arg(timeout, "aio.call()")
+    if me is None:
+        me = current_node().current()
+    node = me.node
     target, ref, slot = begin_call(node, me, server, request, TaskSlot(me.mailbox.sched),
                                    check)
     if not await await_slot(node, ref, slot, seconds):
@@ -327,11 +329,13 @@ async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
     return call_outcome(node, me, server, target, request, ref, slot)
 
 
-async def await_exit(server: Any, message: Any, timeout: float | None) -> Any:
+async def await_exit(server: Any, message: Any, timeout: float | None, *,
+                     me: Process | None = None) -> Any:
     """`wait_exit`, awaited (`actornet.aio.stop`)."""
     seconds = timeout_arg(timeout, "aio.stop()")
-    node = current_node()
-    me = node.current()
+    if me is None:
+        me = current_node().current()
+    node = me.node
     ref, slot = begin_exit(node, me, server, message, TaskSlot(me.mailbox.sched))
     if not await await_slot(node, ref, slot, seconds):
         raise Timeout(f"{server!r} did not exit within {timeout} s")

@@ -16,6 +16,8 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from actornet._scheduler import _loop_threads
+
 if TYPE_CHECKING:
     from actornet._process import Process
     from actornet.node import Node
@@ -26,6 +28,7 @@ _nodes_lock = threading.Lock()
 
 
 _get_running_loop = asyncio._get_running_loop
+_get_ident = threading.get_ident
 try:  # Python 3.12+: in C
     from _asyncio import current_task as _task_of_loop  # type: ignore[attr-defined]
 except ImportError:  # 3.10, 3.11: the table asyncio.current_task() itself reads
@@ -37,7 +40,16 @@ except ImportError:  # 3.10, 3.11: the table asyncio.current_task() itself reads
 
 def running_task() -> asyncio.Task[Any] | None:
     """The running asyncio task of this thread, or None (no loop, or outside a task).
-    `asyncio.current_task` without its Python wrapper: this is on every API call."""
+
+    On a scheduler's thread the loop is known without asking asyncio, whose
+    ``_get_running_loop`` makes a ``getpid`` system call each time (fork safety):
+    this runs on every API call of a lightweight process.
+    """
+    loop = _loop_threads.get(_get_ident())
+    if loop is not None:
+        task = _task_of_loop(loop)
+        if task is not None:
+            return task  # type: ignore[no-any-return]
     loop = _get_running_loop()
     return None if loop is None else _task_of_loop(loop)  # type: ignore[no-any-return]
 
@@ -67,10 +79,8 @@ def process_of_task(task: asyncio.Task[Any] | None) -> Process | None:
 
 def task_process() -> Process | None:
     """The process of the running asyncio task, if it is one."""
-    loop = _get_running_loop()
-    if loop is None:
-        return None
-    return process_of_task(_task_of_loop(loop))
+    task = running_task()
+    return None if task is None else process_of_task(task)
 
 
 _other_tasks: weakref.WeakKeyDictionary[asyncio.Task[Any], Process] = (
@@ -140,19 +150,17 @@ def node_stopped(node: Node) -> None:
 
 def current_node() -> Node:
     """The node the calling thread acts on (see the module docstring)."""
-    loop = _get_running_loop()
-    if loop is not None:  # in a lightweight process, or another asyncio task
-        proc = getattr(_task_of_loop(loop), "actornet_proc", None)
-        if proc is None and _other_tasks:
-            proc = _other_tasks.get(_task_of_loop(loop))
-        if proc is not None and proc.node._running:
-            return proc.node  # type: ignore[no-any-return]
     proc = getattr(_local, "proc", None)
     # A thread that runs a process belongs to its node; any other thread (the
     # main thread, a REPL) follows the default node, so start_node() after
     # earlier local use moves it over, as `net_kernel:start` would.
     if proc is not None and proc.node._running:
         return proc.node  # type: ignore[no-any-return]
+    task = running_task()
+    if task is not None:  # in a lightweight process, or another asyncio task
+        proc = process_of_task(task)
+        if proc is not None and proc.node._running:
+            return proc.node  # type: ignore[no-any-return]
     nodes = _nodes
     for node in nodes:
         if node.name != "nonode@nohost":

@@ -267,6 +267,9 @@ class Node:
             ...     n.current().pid == n.current().pid
             True
         """
+        proc = _runtime.thread_process()
+        if proc is not None and proc.node is self and proc.alive:
+            return proc  # the fast path of a thread process
         task = _runtime.running_task()
         if task is not None:
             proc = _runtime.process_of_task(task)
@@ -274,9 +277,6 @@ class Node:
                     and (proc.alive or proc.kind != ADOPTED_TASK)):
                 return proc  # a dead one raises at its next check (`check_alive`)
             return _light.adopt_task(self)  # a web handler, or a task a process made
-        proc = _runtime.thread_process()
-        if proc is not None and proc.node is self and proc.alive:
-            return proc
         proc = _runtime.adopted_process(self)
         if proc is not None and proc.alive:
             return proc

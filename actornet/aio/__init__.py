@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from actornet import _gen, _runtime, _server, _wire
 from actornet._ids import Pid
 from actornet._light import is_async_function
-from actornet._runtime import _get_running_loop, _task_of_loop, current_node
+from actornet._runtime import current_node
 from actornet._scheduler import scheduler_of
 from actornet._steps import arun
 from actornet.aio import global_, pg, rpc
@@ -117,10 +117,7 @@ def receive(match: Callable[[Any], object] | None = None,
             f"receive(): match must be a callable or None, got {type(match).__name__!r}")
     seconds = None if timeout is None else _gen.timeout_arg(timeout, "aio.receive()",
                                                             zero_ok=True)
-    loop = _get_running_loop()
-    me = None if loop is None else getattr(_task_of_loop(loop), "actornet_proc", None)
-    if me is None or not me.node._running:
-        me = _light_self("receive()", "actornet.receive()")
+    me = _me("receive()", "actornet.receive()")
     if not me.alive:
         me.check_alive()
     return me.mailbox.receive(match, seconds)  # type: ignore[no-any-return]
@@ -174,8 +171,7 @@ async def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
         >>> asyncio.run(main())
         42
     """
-    _light_self("call()", "actornet.call()")
-    return await _gen.acall(server, request, timeout)
+    return await _gen.acall(server, request, timeout, me=_me("call()", "actornet.call()"))
 
 
 async def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
@@ -297,8 +293,8 @@ async def stop(server: Any, reason: Any = "normal", timeout: float | None = 5.0)
         >>> asyncio.run(main())
         False
     """
-    _light_self("stop()", "GenServer.stop()")
-    await _gen.await_exit(server, (_gen.STOP, reason), timeout)
+    await _gen.await_exit(server, (_gen.STOP, reason), timeout,
+                          me=_me("stop()", "GenServer.stop()"))
 
 
 async def spawn(fn: Callable[..., Any], *args: Any, node: str | None = None) -> Pid:
