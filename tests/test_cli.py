@@ -7,99 +7,38 @@ the end of its test whatever happens.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cluster import COOKIE, _die_with_parent, unique
-from tests.helpers import pump_lines, wait_until
+from tests.cluster import COOKIE, unique
+from tests.helpers import wait_until
+from tests.programs import WAIT, Program, child_env, programs_fixture
 
-ROOT = Path(__file__).resolve().parent.parent
-WAIT = 20.0
+NODE = [sys.executable, "-m", "actornet", "node"]
 
 
-class Program:
-    """One ``python -m actornet node ...``: its stdin, and its stdout and stderr lines."""
+class Node(Program):
+    """``python -m actornet node --name NAME --port 0 ARGS...``."""
 
-    def __init__(self, name: str, *args: str, cwd: Path = ROOT, stdin: bool = True,
-                 stdout: object = subprocess.PIPE) -> None:
-        env = {**os.environ, "ACTORNET_COOKIE": COOKIE}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actornet", "node", "--name", name, "--port", "0", *args],
-            cwd=cwd, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=stdout, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = threading.Condition()
-        self._open: list[object] = [self.proc.stderr]
-        if self.proc.stdout is not None:
-            self._open.append(self.proc.stdout)
-        for stream, lines in [(self.proc.stderr, self.err), (self.proc.stdout, self.out)]:
-            if stream is not None:
-                threading.Thread(target=pump_lines, daemon=True, args=(
-                    stream, lines, self._changed, lambda s=stream: self._open.remove(s))).start()
-
-    def expect(self, pattern: str, lines: list[str] | None = None) -> str:
-        """Wait until a line of stdout (or `lines`) matches `pattern`; return it."""
-        lines = self.out if lines is None else lines
-        with self._changed:
-            found: list[str] = []
-            if not self._changed.wait_for(
-                    lambda: found.extend(x for x in lines if re.search(pattern, x)) or found,
-                    WAIT):
-                raise AssertionError(f"{self.name} never printed {pattern!r}:\n"
-                                     + "\n".join(self.out + self.err))
-            return found[0]
+    def __init__(self, name: str, *args: str, **kw: object) -> None:
+        super().__init__(name, [*NODE, "--name", name, "--port", "0", *args],
+                         env=child_env(ACTORNET_COOKIE=COOKIE), **kw)  # type: ignore[arg-type]
 
     def address(self) -> str:
-        port = re.search(r":(\d+)$", self.expect(r"listening on tcp://"))
+        port = re.search(r":(\d+)$", self.line(r"listening on tcp://"))
         assert port is not None
         return f"{self.name}:{port.group(1)}"
 
-    def type(self, *lines: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("".join(line + "\n" for line in lines))
-        self.proc.stdin.flush()
 
-    def close_input(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-
-    def finished(self) -> tuple[int, list[str], list[str]]:
-        """Wait for the end of the program and of its output: (status, stdout, stderr)."""
-        status = self.proc.wait(WAIT)
-        with self._changed:
-            assert self._changed.wait_for(lambda: not self._open, WAIT), "output never ended"
-        return status, self.out, self.err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(WAIT)
+programs = pytest.fixture(programs_fixture)
 
 
-@pytest.fixture
-def programs() -> Iterator[list[Program]]:
-    started: list[Program] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            p.kill()
-
-
-def start(programs: list[Program], prefix: str, *args: str, **kw: object) -> Program:
-    program = Program(unique(prefix), *args, **kw)  # type: ignore[arg-type]
+def start(programs: list[Program], prefix: str, *args: str, **kw: object) -> Node:
+    program = Node(unique(prefix), *args, **kw)
     programs.append(program)
     return program
 
@@ -212,7 +151,7 @@ def test_a_bad_run_option_is_a_usage_error(programs: list[Program]) -> None:
 def test_a_signal_stops_a_node_without_a_shell(programs: list[Program], module_dir: Path,
                                                sig: int, status: int) -> None:
     node = start(programs, "sig", "--run", "jobs:serve", cwd=module_dir, stdin=False)
-    node.expect("^serving$")
+    node.line("^serving$")
     node.proc.send_signal(sig)
     got, _, err = node.finished()
     assert got == status, err
@@ -222,7 +161,7 @@ def test_a_signal_stops_a_node_without_a_shell(programs: list[Program], module_d
 def test_a_run_function_keeps_the_node_up_until_it_returns(programs: list[Program],
                                                              module_dir: Path) -> None:
     server = start(programs, "srv", "--run", "jobs:serve", cwd=module_dir, stdin=False)
-    server.expect("^serving$")
+    server.line("^serving$")
     shell = start(programs, "ctl")
     shell.type(f"ping({server.address()!r})", f"send(('jobs', {server.name!r}), 'stop')")
     shell.expect("'pong'")
