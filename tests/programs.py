@@ -19,8 +19,9 @@ WAIT = 20.0
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The test's environment with this checkout importable, plus `extra`."""
-    env = {**os.environ, **extra}
+    """The test's environment with this checkout importable, plus `extra`; without
+    PYTHONUNBUFFERED, so that a child's output is buffered as it would be for a user."""
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
