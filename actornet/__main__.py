@@ -1,23 +1,44 @@
-"""``python -m actornet node --name a@127.0.0.1 --cookie c``: a node with a shell, like ``erl``.
+"""``python -m actornet node --name a@127.0.0.1``: a node as its own program, like ``erl``.
 
-The shell is a Python console whose namespace holds the actornet API, so
-``ping("b@127.0.0.1")``, ``nodes()``, ``send(("echo", "b@127.0.0.1"), "hi")``,
-``whereis("x")`` and ``flush()`` work at the prompt. Without a terminal (or
-with ``--no-shell``) the node just runs until SIGTERM, SIGINT or end of input.
+The node starts, runs its start-up actions (``--eval CODE`` and ``--run
+MODULE:FUNCTION [ARG ...]``, in the order given, in the node's main process),
+then reads shell commands: from the terminal with a prompt, or, when standard
+input is a pipe or a file, one line at a time without a prompt, so that a
+driver script can run the node as the Erlang shell is scripted. The shell's
+namespace holds the actornet API (``ping``, ``nodes``, ``send``, ``receive``,
+``whereis``, ``rpc``, ...), ``flush()`` and ``halt(status)``.
+
+How it ends, and its exit status:
+
+- end of input (Ctrl-D), ``halt()``, or SIGTERM: 0 (``halt(n)``: n);
+- a ``--run`` function returned: 0 (its value is ignored: ``halt(n)`` gives n);
+- a ``--run`` function or an ``--eval`` raised: 1, with the traceback on stderr;
+- the node could not start: 1; SIGINT outside the interactive shell: 130;
+- a bad command line: 2.
+
+With ``--no-shell`` there is no shell: the node runs until its ``--run``
+function returns, or, without one, until ``halt()``, SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import argparse
 import code
+import importlib
+import io
 import logging
+import os
 import signal
 import sys
 import threading
-from typing import Any
+import traceback
+from typing import Any, NoReturn
 
 import actornet
 from actornet import _wire
+
+INTERRUPTED = 130  # the shell's convention for a program ended by SIGINT
+_halt_status = [0]  # what halt() asked for, read by the SIGTERM handler
 
 
 def _flush() -> None:
@@ -30,24 +51,30 @@ def _flush() -> None:
         print(f"Shell got {msg!r}")
 
 
+def halt(status: int = 0) -> None:
+    """Stop the node and end the program with exit `status` (Erlang's ``halt/1``).
+
+    Callable from any process: the main thread is told with a SIGTERM, which
+    interrupts whatever it waits on, and stops the node (and so the caller).
+    """
+    _halt_status[0] = int(status)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    raise SystemExit(_halt_status[0])
+
+
 def _namespace() -> dict[str, Any]:
     ns: dict[str, Any] = {name: getattr(actornet, name) for name in actornet.__all__}
-    ns.update(actornet=actornet, flush=_flush, global_=_lazy("global_"), pg=_lazy("pg"))
+    ns.update(actornet=actornet, flush=_flush, halt=halt, global_=actornet.global_,
+              pg=actornet.pg, __name__="__console__")
     return ns
 
 
-def _lazy(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"actornet.{name}")
-    except ImportError:
-        return None
-
-
 class _Shell(code.InteractiveConsole):
-    def __init__(self, node: actornet.Node) -> None:
-        super().__init__(_namespace())
+    def __init__(self, node: actornet.Node, namespace: dict[str, Any]) -> None:
+        super().__init__(namespace)
         self.node = node
         self.count = 1
 
@@ -58,10 +85,69 @@ class _Shell(code.InteractiveConsole):
         return line
 
 
+def _piped_shell(namespace: dict[str, Any]) -> None:
+    """Run each line of standard input as if typed at the prompt; no prompt, no echo.
+
+    Expression values are printed (to stdout), errors go to stderr and the
+    next line runs, as in the interactive shell. A compound statement ends at
+    an empty line, as at the prompt.
+    """
+    console = code.InteractiveConsole(namespace)
+    more = False
+    while line := sys.stdin.readline():
+        more = console.push(line.rstrip("\r\n"))
+    if more:
+        console.push("")
+
+
+class _ActionFailed(Exception):
+    """An ``--eval`` or ``--run`` action raised; the cause is its exception."""
+
+
+def _run_actions(actions: list[tuple[str, Any]], namespace: dict[str, Any]) -> bool:
+    """Run the ``--eval`` and ``--run`` actions in order; True if there was a ``--run``."""
+    ran = False
+    for kind, what in actions:
+        label = f"--eval {what!r}" if kind == "eval" else f"--run {' '.join(what)}"
+        try:
+            if kind == "eval":
+                exec(compile(what, "<--eval>", "exec"), namespace)
+                continue
+            target, *args = what
+            module_name, _, function_name = target.partition(":")
+            function = getattr(importlib.import_module(module_name), function_name)
+            function(*args)  # its value is ignored, as erl -run ignores it: use halt(N)
+            ran = True
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except actornet.ProcessExit as e:
+            if e.reason != "normal":
+                raise _ActionFailed(label) from e
+            ran = ran or kind == "run"
+        except BaseException as e:
+            raise _ActionFailed(label) from e
+    return ran
+
+
+class _Append(argparse.Action):
+    """Keep ``--eval`` and ``--run`` in one list, in command-line order."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if self.dest == "run" and ":" not in values[0]:
+            parser.error(f"--run wants MODULE:FUNCTION, got {values[0]!r}")
+        namespace.actions = [*(namespace.actions or []), (self.dest, values)]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m actornet", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    n = sub.add_parser("node", help="start a named node (with a shell on a terminal)")
+    n = sub.add_parser(
+        "node", help="start a named node (with a shell)",
+        epilog="Exit status: 0 when the node ended normally (end of input, halt(), SIGTERM, "
+               "a --run function returned; halt(N) gives N); "
+               "1 when an --eval or --run raised or the node could not start; 2 for a bad "
+               "command line; 130 after SIGINT.")
     n.add_argument("--name", required=True, help="node name, name@host")
     n.add_argument("--cookie", help="cluster cookie (default: $ACTORNET_COOKIE or the cookie file)")
     n.add_argument("--port", type=int, help="listen on this port; skips the port mapper")
@@ -76,13 +162,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="a hidden node: out of other nodes' nodes() and mesh")
     n.add_argument("--connect", action="append", default=[], metavar="NODE",
                    help="connect to NODE at start (repeatable)")
-    n.add_argument("--no-shell", action="store_true", help="run without a shell")
-    n.add_argument("-v", "--verbose", action="store_true", help="log connections and failures")
+    n.add_argument("--eval", action=_Append, metavar="CODE", dest="eval",
+                   help="run Python CODE in the shell's namespace at start (repeatable; "
+                        "like erl -eval)")
+    n.add_argument("--run", action=_Append, nargs="+", metavar=("MODULE:FUNCTION", "ARG"),
+                   dest="run",
+                   help="call MODULE.FUNCTION(*ARGS) at start, ARGS as strings; the node ends "
+                        "when it returns (like erl -run M F A, then init:stop())")
+    n.add_argument("--no-shell", action="store_true",
+                   help="no shell: run until the --run function returns, or halt(), SIGTERM "
+                        "or SIGINT (like erl -noshell)")
+    n.add_argument("-v", "--verbose", action="store_true", help="log connections too (INFO)")
+    n.set_defaults(actions=[])
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper) and not sys.stdout.isatty():
+        # A driver reading our output through a pipe sees each line when it is printed.
+        sys.stdout.reconfigure(line_buffering=True)
+    # Warnings and errors (node down, crash reports) are shown, as erl shows them.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -93,30 +193,47 @@ def main(argv: list[str] | None = None) -> int:
     except (actornet.ActornetError, ValueError) as e:
         print(f"actornet: cannot start node {args.name}: {e}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _serve(node, args)
+    except SystemExit as e:  # SIGTERM, halt(), or sys.exit() in an --eval, --run or command
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)  # sys.exit("message"), as Python itself does
+        return 1
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping now: a second one waits
+        node.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(node: actornet.Node, args: argparse.Namespace) -> int:
     print(f"actornet node {node.name} listening on {node._dist.endpoint}", flush=True)
     for peer in args.connect:
         print(f"{peer}: {actornet.ping(peer)}", flush=True)
+    namespace = _namespace()
     try:
-        if args.no_shell or not sys.stdin.isatty():
-            if args.no_shell:
-                stop.wait()
-            else:
-                def until_eof() -> None:
-                    sys.stdin.read()
-                    stop.set()
-
-                threading.Thread(target=until_eof, daemon=True).start()
-                stop.wait()
-        else:
-            _Shell(node).interact(banner=f"actornet shell on {node.name} "
-                                  "(ping, nodes, send, receive, flush, whereis; Ctrl-D quits)",
-                                  exitmsg="")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.stop()
+        ran = _run_actions(args.actions, namespace)
+    except _ActionFailed as failed:
+        cause = failed.__cause__
+        assert cause is not None
+        print(f"actornet: node {node.name} stops: {failed} raised "
+              f"{type(cause).__name__}: {cause}", file=sys.stderr)
+        traceback.print_exception(type(cause), cause, cause.__traceback__)
+        return 1
+    if ran:
+        return 0  # the node's main function returned
+    if args.no_shell:
+        threading.Event().wait()  # until SIGTERM (halt()) or SIGINT
+    elif sys.stdin.isatty():
+        _Shell(node, namespace).interact(
+            banner=f"actornet shell on {node.name} "
+                   "(ping, nodes, send, receive, flush, whereis, halt; Ctrl-D quits)",
+            exitmsg="")
+    else:
+        _piped_shell(namespace)
     return 0
 
 

@@ -119,6 +119,7 @@ class AlreadyRegistered(ActornetError, ValueError):
     Example:
         >>> import actornet
         >>> actornet.register("doc_taken", actornet.self())
+        True
         >>> try:
         ...     actornet.register("doc_taken", actornet.self())
         ... except ValueError as e:

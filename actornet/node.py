@@ -636,14 +636,15 @@ class Node:
 
     # -- registry -----------------------------------------------------------------------------
 
-    def register(self, name: str, pid: Pid) -> None:
-        """Register `pid` (a live local process) as `name` on this node.
+    def register(self, name: str, pid: Pid) -> bool:
+        """Register `pid` (a live local process) as `name` on this node; True, as in Erlang.
 
         Example:
             >>> import actornet
             >>> with actornet.Node("doc@localhost") as n:
             ...     n.register("doc_me", n.current().pid)
             ...     n.whereis("doc_me") == n.current().pid
+            True
             True
         """
         if not isinstance(name, str) or not name:
@@ -663,6 +664,7 @@ class Node:
                 raise AlreadyRegistered(f"process {pid!r} is already registered as {proc.name!r}")
             proc.name = name
             self._names[name] = proc
+        return True
 
     def unregister(self, name: str) -> None:
         """Remove the registered name `name`; raises `NoProc` if not registered.
@@ -670,7 +672,7 @@ class Node:
         Example:
             >>> import actornet
             >>> with actornet.Node("doc@localhost") as n:
-            ...     n.register("doc_me", n.current().pid)
+            ...     _ = n.register("doc_me", n.current().pid)
             ...     n.unregister("doc_me")
             ...     n.registered()
             []
@@ -699,7 +701,7 @@ class Node:
         Example:
             >>> import actornet
             >>> with actornet.Node("doc@localhost") as n:
-            ...     n.register("doc_me", n.current().pid)
+            ...     _ = n.register("doc_me", n.current().pid)
             ...     n.registered()
             ['doc_me']
         """

@@ -206,8 +206,8 @@ def receiving(timeout: float | None = None) -> Iterator[Any]:
     return current_node().receiving(timeout)
 
 
-def register(name: str, pid: Pid) -> None:
-    """Register local `pid` under `name` (Erlang `register/2`).
+def register(name: str, pid: Pid) -> bool:
+    """Register local `pid` under `name` (Erlang `register/2`); returns True, as Erlang's does.
 
     Raises `AlreadyRegistered` if the name is taken or the process already has
     a name, `NoProc` if the process is dead.
@@ -215,11 +215,12 @@ def register(name: str, pid: Pid) -> None:
     Example:
         >>> import actornet
         >>> actornet.register("doc_shell", actornet.self())
+        True
         >>> actornet.whereis("doc_shell") == actornet.self()
         True
         >>> actornet.unregister("doc_shell")
     """
-    current_node().register(name, pid)
+    return current_node().register(name, pid)
 
 
 def unregister(name: str) -> None:
@@ -227,7 +228,7 @@ def unregister(name: str) -> None:
 
     Example:
         >>> import actornet
-        >>> actornet.register("doc_gone", actornet.self())
+        >>> _ = actornet.register("doc_gone", actornet.self())
         >>> actornet.unregister("doc_gone")
         >>> actornet.whereis("doc_gone") is None
         True
@@ -251,7 +252,7 @@ def registered() -> list[str]:
 
     Example:
         >>> import actornet
-        >>> actornet.register("doc_listed", actornet.self())
+        >>> _ = actornet.register("doc_listed", actornet.self())
         >>> "doc_listed" in actornet.registered()
         True
         >>> actornet.unregister("doc_listed")

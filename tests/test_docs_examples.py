@@ -2,7 +2,9 @@
 
 - Every ``docs/examples/*.py`` runs in a fresh interpreter, exits 0 within
   `RUN_TIMEOUT` seconds, writes nothing to stderr, and prints exactly the lines
-  of its trailing ``# Output:`` comment block.
+  of its trailing ``# Output:`` comment block; except the modules that run on
+  nodes of their own (`NODE_EXAMPLES`), each of which has a session that runs it
+  on several nodes, each its own OS process, scripted through the node program.
 - Every fenced ``python`` block in ``docs/*.md`` whose first line is
   ``# docs/examples/NAME.py`` is byte-identical to that file, and every
   example file is shown in some doc.
@@ -20,12 +22,21 @@ from pathlib import Path
 
 import pytest
 
+from actornet import epmd
+from tests.cluster import free_port
+from tests.helpers import wait_until
+from tests.programs import WAIT, Program, child_env, programs_fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 RUN_TIMEOUT = 20.0
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.py"))
+# Modules run on nodes of their own, each tested by a session of its own: the messenger
+# below, cluster_counter by getting started's three-node script (tests/test_newcomer.py).
+NODE_EXAMPLES = {"messenger.py", "cluster_counter.py"}
+SCRIPT_FILES = [p for p in EXAMPLE_FILES if p.name not in NODE_EXAMPLES]
 DOC_FILES = sorted(DOCS.glob("*.md"))
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -78,7 +89,7 @@ def test_there_are_examples_and_docs() -> None:
     }
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
 def test_example_runs_and_prints_what_it_says(path: Path, tmp_path: Path) -> None:
     source = path.read_text(encoding="utf-8")
     assert source.startswith(f"# docs/examples/{path.name}\n"), (
@@ -120,3 +131,101 @@ def test_doc_pycon_blocks_pass_as_doctests(doc: Path, tmp_path: Path) -> None:
     script.write_text("\n".join(blocks), encoding="utf-8")
     result = _run(["-m", "doctest", "-o", "ELLIPSIS", str(script)], cwd=tmp_path)
     assert result.returncode == 0, f"{doc.name} doctests failed:\n{result.stdout}{result.stderr}"
+
+
+# -- the messenger (Erlang's Getting Started guide) on five nodes ---------------------------------
+
+
+programs = pytest.fixture(programs_fixture)
+
+
+@pytest.fixture
+def port_mapper(programs: list[Program]) -> int:
+    """A private port mapper on a free port; its port."""
+    port = free_port()
+    programs.append(Program("epmd", [sys.executable, "-m", "actornet.epmd", "--port", str(port),
+                                     "--address", "127.0.0.1"], env=child_env()))
+
+    def up() -> bool:
+        try:
+            epmd.names(epmd_port=port, timeout=0.5)
+        except epmd.EpmdError:
+            return False
+        return True
+
+    wait_until(up, WAIT, interval=0.05, what="the port mapper")
+    return port
+
+
+class Shell(Program):
+    """A node of the messenger session: ``python -m actornet node`` with its shell on a pipe,
+    run from docs/examples so that ``import messenger`` finds the example."""
+
+    def __init__(self, name: str, epmd_port: int) -> None:
+        super().__init__(name, [sys.executable, "-m", "actornet", "node", "--name", name],
+                         cwd=EXAMPLES, env=child_env(ACTORNET_COOKIE="messenger-session",
+                                                     ACTORNET_EPMD_PORT=str(epmd_port)))
+        self.expect("listening on")
+        self.type("import messenger")
+
+    def run(self, command: str, *expected: str) -> None:
+        """Type `command`, then wait for the `expected` lines (regexes), in that order."""
+        at = len(self.out)
+        self.type(command)
+        for pattern in expected:
+            at = self.expect(pattern, after=at) + 1
+
+
+def until_logged_off(shell: Shell, name: str) -> None:
+    """Send `name` messages from `shell` until the server answers receiver_not_found.
+
+    The server learns of a lost client through an exit signal, which no message from
+    another node is ordered with: each try is one round trip, until the server has it.
+    """
+    for _ in range(100):
+        at = len(shell.out)
+        shell.type(f'messenger.message("{name}", "are you there?")')
+        if shell.out[shell.expect("^(sent|receiver_not_found)$", after=at)] != "sent":
+            return
+    raise AssertionError(f"the server never logged {name} off")
+
+
+def test_messenger_runs_on_five_nodes_and_survives_a_killed_one(
+        programs: list[Program], port_mapper: int) -> None:
+    def shell(name: str) -> Shell:
+        programs.append(Shell(f"{name}@127.0.0.1", port_mapper))
+        return programs[-1]  # type: ignore[return-value]
+
+    server = shell("messenger")
+    server.run("messenger.start_server()", "^True$")
+    c1, c2, c3 = shell("c1"), shell("c2"), shell("c3")
+    c1.run('messenger.logon("peter")', "^logged_on$")
+    c2.run('messenger.logon("james")', "^logged_on$")
+    c3.run('messenger.logon("fred")', "^logged_on$")
+
+    c1.run('messenger.message("fred", "hello")', "^sent$")
+    c3.expect("^Message from peter: hello$")
+    server.expect(r"^list is now: \['(peter|james|fred)', '(peter|james|fred)', "
+                  r"'(peter|james|fred)'\]$")
+    c3.run("""messenger.message("peter", "go away, I'm busy")""", "^sent$")
+    c1.expect("^Message from fred: go away, I'm busy$")
+    c1.run('messenger.logon("peter")', "^'already_logged_on'$")
+    c2.run('messenger.message("nobody", "hi")', "^receiver_not_found$")
+
+    # james's node dies without a logoff: the server's link to his client fires
+    # ("EXIT", pid, "noconnection") and it logs him off, so james can log on again.
+    c2.proc.kill()
+    c2.proc.wait(WAIT)
+    until_logged_off(c1, "james")
+    c4 = shell("c4")
+    c4.run('messenger.logon("james")', "^logged_on$")
+    c4.run('messenger.message("peter", "back again")', "^sent$")
+    c1.expect("^Message from james: back again$")
+
+    c3.run("messenger.logoff()", "^'logoff'$")
+    until_logged_off(c1, "fred")  # the client's exit reaches the server through their link
+    for node in (c1, c3, c4, server):
+        node.close_input()
+        status, _, err = node.finished()
+        assert status == 0, err
+        assert not [line for line in err if "Traceback" in line], err

@@ -26,23 +26,28 @@ def server_init() -> None:
 
 def server_loop(clients: dict[Pid, str]) -> None:
     while True:  # Erlang's tail call loop(New) becomes a loop over mutable state
-        match actornet.receive():
-            case ("client_join_req", name, pid):
-                actornet.link(pid)
-                clients[pid] = name
-                broadcast(clients, ("join", name))  # the joiner sees its own join
-            case ("client_leave_req", name, pid):
-                actornet.unlink(pid)
-                broadcast(clients, ("exit", name))  # the leaver sees its own exit
-                clients.pop(pid, None)
-            case ("send", name, text):
-                broadcast(clients, ("msg", name, text))
-            case ("EXIT", pid, _reason):
-                name = clients.pop(pid, None)
-                if name is not None:
-                    broadcast(clients, ("exit", name))
-            case "stop":
-                return
+        for msg in actornet.receiving():
+            match msg:  # a clause takes its message with break; others stay queued
+                case ("client_join_req", name, pid):
+                    actornet.link(pid)
+                    clients[pid] = name
+                    broadcast(clients, ("join", name))  # the joiner sees its own join
+                    break
+                case ("client_leave_req", name, pid):
+                    actornet.unlink(pid)
+                    broadcast(clients, ("exit", name))  # the leaver sees its own exit
+                    clients.pop(pid, None)
+                    break
+                case ("send", name, text):
+                    broadcast(clients, ("msg", name, text))
+                    break
+                case ("EXIT", pid, _reason):
+                    name = clients.pop(pid, None)
+                    if name is not None:
+                        broadcast(clients, ("exit", name))
+                    break
+                case "stop":
+                    return
 
 
 def broadcast(clients: dict[Pid, str], msg: Any) -> None:

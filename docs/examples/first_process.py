@@ -31,6 +31,23 @@ try:
 except TimeoutError:
     print("nothing within 0.1 s")
 
+# Several patterns: a for loop over receiving() around a match statement. The oldest
+# message that a clause takes (and leaves the loop with) is taken; the others stay
+# queued. The loop's else: runs when the time is up, like `after`.
+actornet.send(me, ("note", "stays queued"))
+actornet.send(pid, ("echo", me, "again"))
+for msg in actornet.receiving(timeout=5):
+    match msg:
+        case ("echoed", text):
+            print("echoed:", text)
+            break
+        case "cancel":
+            print("cancelled")
+            break
+else:
+    print("no answer within 5 s")
+print(actornet.receive(timeout=5))
+
 actornet.send(pid, "stop")
 
 # Output:
@@ -38,3 +55,5 @@ actornet.send(pid, "stop")
 # ('echoed', 'WORLD')
 # ('note', 'queued first')
 # nothing within 0.1 s
+# echoed: AGAIN
+# ('note', 'stays queued')

@@ -27,9 +27,11 @@ actornet.trap_exit(False)
 # Monitors: one-way, no trap_exit needed, one DOWN per monitor.
 pid, ref = actornet.spawn_monitor(wait_forever)
 actornet.exit(pid, "kill")  # untrappable
-match actornet.receive(lambda m: m[0] == "DOWN" and m[1] == ref, timeout=5):
-    case ("DOWN", _, "process", who, reason):
-        print("DOWN", who == pid, reason)
+for msg in actornet.receiving(timeout=5):
+    match msg:
+        case ("DOWN", r, "process", who, reason) if r == ref:
+            print("DOWN", who == pid, reason)
+            break
 
 # Monitoring a process that is already dead fires at once with "noproc".
 ref = actornet.monitor(pid)

@@ -1,36 +1,32 @@
 # docs/examples/receive_patterns.py
-"""Erlang's receive idioms in Python: patterns, bound variables, after T, after 0, flush."""
+"""Erlang's receive idioms in Python: patterns, bound variables, guards, after T, after 0, flush."""
 
-import contextlib
 from typing import Any
 
 import actornet
 
 
-def is_reply_to(ref: actornet.Ref) -> Any:
-    """A match function for {reply, Ref, _} with Ref bound: any message may come its way."""
-    return lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "reply" and m[1] == ref
-
-
 def ask(server: actornet.Pid, question: str) -> Any:
     ref = actornet.make_ref()
     actornet.send(server, ("ask", actornet.self(), ref, question))
-    try:
-        _, _, answer = actornet.receive(is_reply_to(ref), timeout=0.5)  # after 500 ->
-    except TimeoutError:
-        return "timeout"
-    return answer
+    for msg in actornet.receiving(timeout=0.5):
+        match msg:
+            case ("reply", r, answer) if r == ref:  # Ref is bound: compare in a guard
+                return answer
+    return "timeout"  # after 500 -> timeout
 
 
 def oracle() -> None:
     while True:
-        match actornet.receive():
-            case ("ask", sender, ref, "meaning"):
-                actornet.send(sender, ("reply", ref, 42))
-            case ("ask", _, _, _):
-                pass  # no answer: the asker times out
-            case "stop":
-                return
+        for msg in actornet.receiving():
+            match msg:
+                case ("ask", sender, ref, "meaning"):
+                    actornet.send(sender, ("reply", ref, 42))
+                    break
+                case ("ask", _, _, _):
+                    break  # no answer: the asker times out
+                case "stop":
+                    return
 
 
 def flush() -> list[Any]:
@@ -45,8 +41,8 @@ def flush() -> list[Any]:
 
 def sleep(seconds: float) -> None:
     """receive after T -> ok end: a sleep that an exit signal interrupts at once."""
-    with contextlib.suppress(TimeoutError):
-        actornet.receive(lambda m: False, timeout=seconds)
+    for _ in actornet.receiving(timeout=seconds):
+        pass  # no clause takes anything: every message stays queued
 
 
 me = actornet.self()
@@ -55,25 +51,23 @@ actornet.send(me, ("reply", actornet.make_ref(), "stale"))  # another ref: never
 print(ask(pid, "meaning"))
 print(ask(pid, "weather"))
 
-# Several patterns with guards in one receive: the match function decides which
-# message is taken (guards included); the match statement then takes it apart.
-def wanted(m: Any) -> bool:
-    match m:
-        case ("alarm", _):
-            return True
-        case ("temp", degrees):
-            return degrees > 20
-    return False
-
-
+# Several patterns with guards in one receive: the oldest message that a clause
+# takes is the one taken; the others stay queued, in order.
 for m in [("temp", 15.0), ("temp", 21.5), ("alarm", "door")]:
     actornet.send(me, m)
 for _ in range(2):
-    match actornet.receive(wanted, timeout=1.0):
-        case ("alarm", what):
-            print("alarm:", what)
-        case ("temp", degrees):
-            print("warm:", degrees)
+    for msg in actornet.receiving(timeout=1.0):
+        match msg:
+            case ("alarm", what):
+                print("alarm:", what)
+                break
+            case ("temp", degrees) if degrees > 20:
+                print("warm:", degrees)
+                break
+
+# The function form: a match function picks the message, for a single pattern.
+actornet.send(me, ("temp", 30.0))
+print(actornet.receive(lambda m: isinstance(m, tuple) and m[0] == "temp" and m[1] > 20))
 
 sleep(0.05)
 print("flushed:", [m[0] for m in flush()])
@@ -84,4 +78,5 @@ actornet.send(pid, "stop")
 # timeout
 # warm: 21.5
 # alarm: door
+# ('temp', 30.0)
 # flushed: ['reply', 'temp']

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Any
 
@@ -48,12 +47,15 @@ def loop(server: Any, name: str) -> None:
 
 def wait_exit(name: str) -> None:  # until the server acknowledges our exit
     while True:
-        try:
-            msg = actornet.receive(timeout=5)
-        except TimeoutError:
-            return
-        show(msg)
-        if msg == ("exit", name):
+        for msg in actornet.receiving(timeout=5):
+            match msg:
+                case ("exit", who) if who == name:
+                    show(msg)
+                    return
+                case _:
+                    show(msg)
+                    break  # wait_exit(Name) again
+        else:  # after 5000 -> ok
             return
 
 
@@ -73,8 +75,10 @@ def repl(server: Any, name: str) -> None:
     c = start(server, name)
     ref = actornet.monitor(c)  # a script ends when repl returns: wait for the client first
     repl_loop(c)
-    with contextlib.suppress(TimeoutError):
-        actornet.receive(lambda m: isinstance(m, tuple) and m[:2] == ("DOWN", ref), timeout=10)
+    for msg in actornet.receiving(timeout=10):
+        match msg:
+            case ("DOWN", r, *_) if r == ref:
+                break
 
 
 def repl_loop(c: Pid) -> None:

@@ -32,27 +32,32 @@ def init() -> None:
 
 def loop(clients: dict[Pid, str]) -> None:
     while True:  # Erlang's tail call loop(New) becomes a loop over mutable state
-        match actornet.receive():
-            case ("client_join_req", name, from_):
-                actornet.link(from_)
-                clients[from_] = name
-                print(f"[JOIN] {name}", flush=True)
-                broadcast(clients, ("join", name))  # the joiner sees its own join as an ack
-            case ("client_leave_req", name, from_):
-                actornet.unlink(from_)
-                print(f"[EXIT] {name}", flush=True)
-                broadcast(clients, ("exit", name))  # the leaver sees its own exit as an ack
-                clients.pop(from_, None)
-            case ("send", name, text):
-                print(f'"{name}": {text}', flush=True)
-                broadcast(clients, ("msg", name, text))
-            case ("EXIT", from_, _reason):  # a client died, or its node went down
-                name = clients.pop(from_, None)
-                if name is not None:
+        for msg in actornet.receiving():
+            match msg:  # each clause ends with break: a message no clause takes stays queued
+                case ("client_join_req", name, from_):
+                    actornet.link(from_)
+                    clients[from_] = name
+                    print(f"[JOIN] {name}", flush=True)
+                    broadcast(clients, ("join", name))  # the joiner sees its own join as an ack
+                    break
+                case ("client_leave_req", name, from_):
+                    actornet.unlink(from_)
                     print(f"[EXIT] {name}", flush=True)
-                    broadcast(clients, ("exit", name))
-            case "stop":
-                return
+                    broadcast(clients, ("exit", name))  # the leaver sees its own exit as an ack
+                    clients.pop(from_, None)
+                    break
+                case ("send", name, text):
+                    print(f'"{name}": {text}', flush=True)
+                    broadcast(clients, ("msg", name, text))
+                    break
+                case ("EXIT", from_, _reason):  # a client died, or its node went down
+                    name = clients.pop(from_, None)
+                    if name is not None:
+                        print(f"[EXIT] {name}", flush=True)
+                        broadcast(clients, ("exit", name))
+                    break
+                case "stop":
+                    return
 
 
 def broadcast(clients: dict[Pid, str], msg: Any) -> None:

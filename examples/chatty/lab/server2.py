@@ -10,7 +10,6 @@ Each server monitors the others and drops one from its list when it goes down.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import actornet
@@ -33,7 +32,11 @@ def stop() -> None:
 
 def servers(server: Any) -> list[Pid]:  # for demos / tests; raises TimeoutError after 5 s
     actornet.send(server, ("get_servers", actornet.self()))
-    return actornet.receive(tagged("servers"), timeout=5)[1]  # type: ignore[no-any-return]
+    for msg in actornet.receiving(timeout=5):
+        match msg:
+            case ("servers", servers):
+                return servers  # type: ignore[no-any-return]
+    raise actornet.Timeout("no answer from the server within 5 s")  # after 5000 -> timeout
 
 
 def init(via: Any) -> None:
@@ -42,10 +45,12 @@ def init(via: Any) -> None:
         servers = [actornet.self()]
     else:
         actornet.send(via, ("server_join_req", actornet.self()))
-        try:
-            servers = actornet.receive(tagged("update_servers"), timeout=10)[1]
-        except TimeoutError:
-            raise actornet.ProcessExit("join_timeout") from None
+        for msg in actornet.receiving(timeout=10):
+            match msg:
+                case ("update_servers", servers):
+                    break
+        else:  # after 10000 -> exit(join_timeout)
+            raise actornet.ProcessExit("join_timeout")
     show_servers(servers)
     loop(watch(servers, []), {})
 
@@ -53,45 +58,55 @@ def init(via: Any) -> None:
 def loop(servers: list[Pid], clients: dict[Pid, str]) -> None:
     me = actornet.self()
     while True:
-        match actornet.receive():
-            case ("server_join_req", from_):
-                new = [from_, *servers]
-                for s in new:
-                    if s != me:
-                        actornet.send(s, ("update_servers", new))
-                servers = watch(new, servers)
-                show_servers(servers)
-            case ("update_servers", new):
-                servers = watch(new, servers)
-                show_servers(servers)
-            case ("DOWN", _, "process", s, reason):  # a server died
-                servers = [x for x in servers if x != s]
-                print(f"[DOWN] server on {s.node}: {reason}", flush=True)
-                show_servers(servers)
-            case ("get_servers", from_):
-                actornet.send(from_, ("servers", servers))
-            case ("client_join_req", name, from_):
-                actornet.link(from_)
-                clients[from_] = name
-                print(f"[JOIN] {name}", flush=True)
-                relay(servers, clients, ("join", name))
-            case ("client_leave_req", name, from_):
-                actornet.unlink(from_)
-                print(f"[EXIT] {name}", flush=True)
-                relay(servers, clients, ("exit", name))
-                clients.pop(from_, None)
-            case ("send", name, text):
-                print(f'"{name}": {text}', flush=True)
-                relay(servers, clients, ("msg", name, text))
-            case ("relay", msg):  # from another server
-                broadcast(clients, msg)
-            case ("EXIT", from_, _reason):
-                name = clients.pop(from_, None)
-                if name is not None:
+        for msg in actornet.receiving():
+            match msg:  # each clause ends with break: unmatched messages stay queued
+                case ("server_join_req", from_):
+                    new = [from_, *servers]
+                    for s in new:
+                        if s != me:
+                            actornet.send(s, ("update_servers", new))
+                    servers = watch(new, servers)
+                    show_servers(servers)
+                    break
+                case ("update_servers", new):
+                    servers = watch(new, servers)
+                    show_servers(servers)
+                    break
+                case ("DOWN", _, "process", s, reason):  # a server died
+                    servers = [x for x in servers if x != s]
+                    print(f"[DOWN] server on {s.node}: {reason}", flush=True)
+                    show_servers(servers)
+                    break
+                case ("get_servers", from_):
+                    actornet.send(from_, ("servers", servers))
+                    break
+                case ("client_join_req", name, from_):
+                    actornet.link(from_)
+                    clients[from_] = name
+                    print(f"[JOIN] {name}", flush=True)
+                    relay(servers, clients, ("join", name))
+                    break
+                case ("client_leave_req", name, from_):
+                    actornet.unlink(from_)
                     print(f"[EXIT] {name}", flush=True)
                     relay(servers, clients, ("exit", name))
-            case "stop":
-                return
+                    clients.pop(from_, None)
+                    break
+                case ("send", name, text):
+                    print(f'"{name}": {text}', flush=True)
+                    relay(servers, clients, ("msg", name, text))
+                    break
+                case ("relay", relayed):  # from another server
+                    broadcast(clients, relayed)
+                    break
+                case ("EXIT", from_, _reason):
+                    name = clients.pop(from_, None)
+                    if name is not None:
+                        print(f"[EXIT] {name}", flush=True)
+                        relay(servers, clients, ("exit", name))
+                    break
+                case "stop":
+                    return
 
 
 def watch(new: list[Pid], old: list[Pid]) -> list[Pid]:
@@ -114,11 +129,6 @@ def relay(servers: list[Pid], clients: dict[Pid, str], msg: Any) -> None:
 def broadcast(clients: dict[Pid, str], msg: Any) -> None:
     for pid in clients:
         actornet.send(pid, msg)
-
-
-def tagged(tag: str) -> Callable[[Any], bool]:
-    """A receive match for tuples tagged `tag`, like Erlang's pattern {tag, _}."""
-    return lambda m: isinstance(m, tuple) and m[:1] == (tag,)
 
 
 def show_servers(servers: list[Pid]) -> None:
