@@ -14,10 +14,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,9 +36,10 @@ EXAMPLES = DOCS / "examples"
 RUN_TIMEOUT = 20.0
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.py"))
-# Modules run on nodes of their own, each tested by a session of its own: the messenger
-# below, cluster_counter by getting started's three-node script (tests/test_newcomer.py).
-NODE_EXAMPLES = {"messenger.py", "cluster_counter.py"}
+# Modules run on nodes of their own, each tested by a session of its own: the messenger and
+# the web counter below, cluster_counter by getting started's three-node script
+# (tests/test_newcomer.py).
+NODE_EXAMPLES = {"messenger.py", "cluster_counter.py", "web_counter.py"}
 SCRIPT_FILES = [p for p in EXAMPLE_FILES if p.name not in NODE_EXAMPLES]
 DOC_FILES = sorted(DOCS.glob("*.md"))
 
@@ -229,3 +233,41 @@ def test_messenger_runs_on_five_nodes_and_survives_a_killed_one(
         status, _, err = node.finished()
         assert status == 0, err
         assert not [line for line in err if "Traceback" in line], err
+
+
+# -- a web app awaiting a GenServer on another node (aiohttp + actornet.aio) ----------------------
+
+
+def _http(method: str, url: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_web_counter_awaits_a_counter_on_another_node(
+        programs: list[Program], port_mapper: int) -> None:
+    env = child_env(ACTORNET_COOKIE="web-session", ACTORNET_EPMD_PORT=str(port_mapper))
+    counter = Program("counter", [
+        sys.executable, "-m", "actornet", "node", "--name", "counter@127.0.0.1", "--no-shell",
+        "--eval", "import web_counter; web_counter.start_counter()"],
+        cwd=EXAMPLES, env=env, stdin=False)
+    programs.append(counter)
+    counter.expect("listening on")
+    port = free_port()
+    app = Program("web", [sys.executable, "web_counter.py", "--name", "web@127.0.0.1",
+                          "--counter", "counter@127.0.0.1", "--port", str(port)],
+                  cwd=EXAMPLES, env=env, stdin=False)
+    programs.append(app)
+    app.expect("serving on")
+    url = f"http://127.0.0.1:{port}/count"
+    # the counter registers itself once its node is up: until then, 503 and why
+    wait_until(lambda: _http("GET", url) == (200, {"count": 0}), WAIT, what="the counter")
+    assert _http("POST", url) == (200, {"count": 1})
+    assert _http("POST", url) == (200, {"count": 2})
+    assert _http("GET", url) == (200, {"count": 2})
+    counter.kill()
+    status, body = _http("GET", url)
+    assert status == 503 and "counter@127.0.0.1" in str(body["error"]), body
