@@ -1,0 +1,111 @@
+"""Registered names: a node's table of local names (Erlang's `register/2` and friends)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actornet._ids import Pid
+from actornet._nodebase import NodeBase
+from actornet.errors import AlreadyRegistered, NoProc
+
+__all__ = ["Registry"]
+
+
+class Registry(NodeBase):
+    """A node's registered names; `_resolve` turns any destination into a pid."""
+
+    def register(self, name: str, pid: Pid) -> bool:
+        """Register `pid` (a live local process) as `name` on this node; True, as in Erlang.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.register("doc_me", n.current().pid)
+            ...     n.whereis("doc_me") == n.current().pid
+            True
+            True
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a registered name is a non-empty str, got {name!r}")
+        if not isinstance(pid, Pid):
+            raise TypeError(f"register needs a Pid, got {type(pid).__name__!r}")
+        if not self.is_local(pid):
+            raise ValueError(f"cannot register {pid!r}: it is not a process of {self.name}")
+        with self._lock:
+            proc = self._local(pid)
+            if proc is None or not proc.alive:
+                raise NoProc(f"cannot register {name!r}: process {pid!r} is not alive")
+            holder = self._names.get(name)
+            if holder is not None:
+                raise AlreadyRegistered(f"name {name!r} is already registered to {holder.pid!r}")
+            if proc.name is not None:
+                raise AlreadyRegistered(f"process {pid!r} is already registered as {proc.name!r}")
+            proc.name = name
+            self._names[name] = proc
+        return True
+
+    def unregister(self, name: str) -> None:
+        """Remove the registered name `name`; raises `NoProc` if not registered.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     _ = n.register("doc_me", n.current().pid)
+            ...     n.unregister("doc_me")
+            ...     n.registered()
+            []
+        """
+        with self._lock:
+            proc = self._names.pop(name, None)
+            if proc is None:
+                raise NoProc(f"no process is registered as {name!r} on {self.name}")
+            proc.name = None
+
+    def whereis(self, name: str) -> Pid | None:
+        """The pid registered as `name` on this node, or None.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     n.whereis("nobody") is None
+            True
+        """
+        proc = self._names.get(name)
+        return proc.pid if proc is not None else None
+
+    def registered(self) -> list[str]:
+        """All locally registered names.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     _ = n.register("doc_me", n.current().pid)
+            ...     n.registered()
+            ['doc_me']
+        """
+        return sorted(self._names)
+
+    def _resolve(self, dest: Any) -> Pid | tuple[str, str]:
+        """A pid for `dest`, or `(name, node)` for a remote name; raises NoProc."""
+        if dest.__class__ is Pid:
+            return dest  # type: ignore[no-any-return]
+        if isinstance(dest, str):
+            proc = self._names.get(dest)
+            if proc is None:
+                raise NoProc(f"no process is registered as {dest!r} on {self.name}")
+            return proc.pid
+        if isinstance(dest, tuple) and len(dest) == 2:
+            name, node = dest
+            if name == "global":
+                from actornet import global_
+
+                pid = global_.whereis_name(node)
+                if pid is None:
+                    raise NoProc(f"no process is globally registered as {node!r}")
+                return pid
+            if isinstance(name, str) and isinstance(node, str):
+                return self._resolve(name) if node == self.name else (name, node)
+        raise TypeError(
+            f"{dest!r} is not a process: expected a Pid, a registered name, (name, node) "
+            "or ('global', name)"
+        )
