@@ -77,6 +77,22 @@ class TaskSlot:
         if fut is not None:
             self._sched.wake(fut)
 
+    def arm(self, timeout: float | None) -> tuple[asyncio.Future[Any], int | None] | None:
+        """What to await for the answer: ``(future, deadline key)``, or None if it came
+        already. The future resolves with `TIMEOUT` when `timeout` passes; `disarm` after.
+        (`wait` is this and the await; a hot caller inlines the two.)"""
+        if self.kind:
+            return None
+        sched = self._sched
+        fut = self._future = sched.loop.create_future()
+        if self.kind:  # set between the first check and the future's publication
+            return None
+        return fut, (None if timeout is None else sched.deadlines.add(timeout, fut))
+
+    def disarm(self, fut: asyncio.Future[Any], key: int | None) -> None:
+        if key is not None:
+            self._sched.deadlines.discard(key, fut)
+
     async def wait(self, timeout: float | None) -> bool:
         """True once set; False if `timeout` seconds passed first."""
         if self.kind:

@@ -21,6 +21,7 @@ from actornet import _runtime
 from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
+from actornet._scheduler import TIMEOUT
 from actornet.errors import ActornetError, CallDeadlock, CallError, NodeDown, NoProc, Timeout
 
 if TYPE_CHECKING:
@@ -317,15 +318,29 @@ def multi_outcome(node: Node, me: Process, target: Any, ref: Any,
 async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
                 check: bool = True, me: Process | None = None) -> Any:
     """`call` for a lightweight process or any asyncio task (`actornet.aio.call`);
-    `me` is the calling process, if the caller knows it."""
+    `me` is the calling process, if the caller knows it. The wait is inline (this is
+    the one coroutine a call costs)."""
     seconds = None if timeout is None else timeout_arg(timeout, "aio.call()")
     if me is None:
         me = current_node().current()
     node = me.node
-    target, ref, slot = begin_call(node, me, server, request, TaskSlot(me.mailbox.sched),
-                                   check)
-    if not await await_slot(node, ref, slot, seconds):
-        raise Timeout(f"call to {server!r} timed out after {timeout} s (request: {request!r})")
+    slot = TaskSlot(me.mailbox.sched)
+    target, ref, slot = begin_call(node, me, server, request, slot, check)
+    armed = slot.arm(seconds)
+    if armed is not None:
+        fut, key = armed
+        try:
+            woke = await fut
+        except BaseException:
+            abandon(node, ref)  # cancelled: an exit signal ended the caller
+            raise
+        finally:
+            slot.disarm(fut, key)
+        if woke is TIMEOUT and not slot.kind:
+            if abandon(node, ref):
+                raise Timeout(
+                    f"call to {server!r} timed out after {timeout} s (request: {request!r})")
+            await slot.wait(None)  # the answer is being set right now
     return call_outcome(node, me, server, target, request, ref, slot)
 
 

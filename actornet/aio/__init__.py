@@ -154,7 +154,7 @@ def receiving(timeout: float | None = None) -> AsyncIterator[Any]:
     return me.mailbox.offer(seconds)  # type: ignore[no-any-return]
 
 
-async def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
+def call(server: Any, request: Any, timeout: float | None = 5.0) -> Awaitable[Any]:
     """Call a GenServer and await its reply (`actornet.call`, awaited; same errors).
 
     Example:
@@ -171,7 +171,8 @@ async def call(server: Any, request: Any, timeout: float | None = 5.0) -> Any:
         >>> asyncio.run(main())
         42
     """
-    return await _gen.acall(server, request, timeout, me=_me("call()", "actornet.call()"))
+    # Not `async def`: the call's own coroutine is what is awaited (one frame, not two).
+    return _gen.acall(server, request, timeout, me=_me("call()", "actornet.call()"))
 
 
 async def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
