@@ -61,6 +61,25 @@ def fanout_sinks(report_to: actornet.Pid, k: int) -> tuple[actornet.Pid, list[ac
     return collector, [actornet.spawn(_round_sink, collector) for _ in range(k)]
 
 
+async def _round_sink_light(collector: actornet.Pid) -> None:
+    receive = actornet.aio.receive
+    while True:
+        msg = await receive()
+        if msg == "stop":
+            return
+        _, count, tag = msg
+        for _ in range(count):
+            await receive()
+        actornet.send(collector, ("got", tag))
+
+
+def fanout_sinks_light(report_to: actornet.Pid, k: int,
+                       ) -> tuple[actornet.Pid, list[actornet.Pid]]:
+    """`fanout_sinks`, with lightweight sinks."""
+    collector = actornet.spawn(_round_collector, report_to, k)
+    return collector, [actornet.spawn(_round_sink_light, collector) for _ in range(k)]
+
+
 class Echo(actornet.GenServer):
     """Answers every call with the request itself."""
 

@@ -42,6 +42,7 @@ __all__ = ["fanout", "redis_server", "REDIS"]
 packb = msgpack.packb
 REDIS = "Redis pub/sub"
 PUBSUB = "pyzmq PUB/SUB"
+LIGHT = "actornet, lightweight receivers"
 
 
 @contextlib.contextmanager
@@ -100,18 +101,19 @@ def fanout(cfg: Config) -> dict[str, Any]:
             for k in (10, 100, 1000):
                 m = max(1, total // k)
                 sinks: list[actornet.Pid] = []
+                light_sinks: list[actornet.Pid] = []
                 pub: zmq.Socket[Any] | None = None
                 redis_open = False
 
-                def an(rep: int, k: int = k, m: int = m,
-                       sinks: list[actornet.Pid] = sinks) -> Sample:
+                def an(rep: int, k: int = k, m: int = m, sinks: list[actornet.Pid] = sinks,
+                       start: Any = _remote.fanout_sinks) -> Sample:
                     count = m if rep >= 0 else max(1, m // 10)
                     me = actornet.self()
                     if not sinks:
-                        collector, pids = actornet.rpc.call(
-                            far.name, _remote.fanout_sinks, me, k, timeout=120)
+                        collector, pids = actornet.rpc.call(far.name, start, me, k,
+                                                            timeout=120)
                         sinks.extend([collector, *pids])
-                    tag = ("fan", k, rep)
+                    tag = ("fan", k, rep, start.__name__)
                     send = actornet.send
                     for pid in sinks[1:]:
                         send(pid, ("round", count, tag))
@@ -122,6 +124,10 @@ def fanout(cfg: Config) -> dict[str, Any]:
                             send(pid, msg)
                     await_msg(lambda x: x == ("fanout_done", tag), 600)
                     return {"rate": k * count / (time.perf_counter() - t0)}
+
+                def an_light(rep: int, k: int = k, m: int = m,
+                             sinks: list[actornet.Pid] = light_sinks) -> Sample:
+                    return an(rep, k, m, sinks, _remote.fanout_sinks_light)
 
                 def pubsub(rep: int, k: int = k, m: int = m) -> Sample:
                     nonlocal pub
@@ -171,18 +177,21 @@ def fanout(cfg: Config) -> dict[str, Any]:
                 try:
                     results = interleave(cfg, {
                         ACTORNET: an,
+                        LIGHT: an_light,
                         REDIS: redis_ if publisher is not None else None,
                         PUBSUB: pubsub,
                         ERLANG: erl,
                     })
                 finally:
-                    for pid in sinks:
+                    for pid in sinks + light_sinks:
                         actornet.send(pid, "stop")
                     if pub is not None:
                         raw.request("sub_close")
                         pub.close()
                     if redis_open:
                         raw.request("redis_close")
+                light_results = {ACTORNET: results.pop(LIGHT), REDIS: results[REDIS],
+                                 ERLANG: results[ERLANG]}
                 rows.append(row(
                     f"fan-out K={k}", "rate", "deliveries/s", results, higher_is_better=True,
                     skipped={ERLANG: cfg.erlang_note, REDIS: redis_why},
@@ -192,6 +201,13 @@ def fanout(cfg: Config) -> dict[str, Any]:
                 if k == 1000 and publisher is None:
                     rows[-1]["goal"] = {"text": ">= 5 x Redis", "baseline": REDIS,
                                         "factor": 5.0, "ratio": None, "met": None}
+                if k == 1000:
+                    rows.append(row(
+                        f"fan-out K={k}, lightweight receivers", "rate", "deliveries/s",
+                        light_results, higher_is_better=True,
+                        skipped={ERLANG: cfg.erlang_note, REDIS: redis_why},
+                        note=f"the same, each receiver an async def process: {m:,} messages "
+                             f"to each of {k}"))
         finally:
             if publisher is not None:
                 publisher.close()
