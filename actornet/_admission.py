@@ -20,8 +20,12 @@ through a frame, never produces a message the node could see), and says which to
   messages libzmq would hold for it (under a routing id already in use, which the node
   never reads), or a multipart message it never finishes, which libzmq holds whole.
 
-The transport feeds it what libzmq's socket monitor says (accepted, closed), the byte
-counts the kernel reports (``TCP_INFO``) when a connection has data, and authentications.
+The transport feeds it what libzmq's socket monitor says (accepted, closed) and
+authentications, and asks it which connections are `due` for a look at their byte count
+(``TCP_INFO``): each every `interval` seconds, at most `per_check` at a time (spread over
+more time when there are more, so that a flood of connections costs a bounded number of
+system calls). libzmq reads the connections itself, so no readiness event could tell the
+node that one has data: by the time the node looked, libzmq might have read it.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class Unauthenticated:
     conn: Any  # what identifies it (a `_tcpconn.TcpConn`), for the transport to close it
     since: float  # when it was accepted
     received: int = 0  # bytes received on it, as last seen
+    check_at: float = 0.0  # when its byte count is next due for a look
 
 
 class Pending:
@@ -86,6 +91,8 @@ class Pending:
         >>> p.accepted(fd=9, accept=1, conn="c1", now=100.0)
         >>> p.over_budget(9, received=2000), p.expired(now=104.0)
         (None, [])
+        >>> [u.conn for u in p.due(now=100.0)], p.due(now=100.005)
+        (['c1'], [])
         >>> p.over_budget(9, received=20000).conn
         'c1'
         >>> p.accepted(fd=10, accept=2, conn="c2", now=101.0)
@@ -97,9 +104,12 @@ class Pending:
         (['c3'], None)
     """
 
-    def __init__(self, deadline: float, budget: int) -> None:
+    def __init__(self, deadline: float, budget: int, interval: float = 0.01,
+                 per_check: int = 64) -> None:
         self.deadline = deadline
         self.budget = budget
+        self.interval = interval
+        self.per_check = per_check
         self._by_fd: dict[int, Unauthenticated] = {}
 
     def __len__(self) -> int:
@@ -114,7 +124,7 @@ class Pending:
     def accepted(self, fd: int, accept: int, conn: Any, now: float) -> None:
         """libzmq accepted a connection on `fd` (its `accept`-th accept)."""
         self._by_fd.pop(fd, None)  # (re-inserted: the table stays in order of acceptance)
-        self._by_fd[fd] = Unauthenticated(fd, accept, conn, now)
+        self._by_fd[fd] = Unauthenticated(fd, accept, conn, now, check_at=now)
 
     def closed(self, fd: int, accept: int | None = None) -> Unauthenticated | None:
         """The connection on `fd` is gone (closed by libzmq or by the node): forget it, if
@@ -151,6 +161,20 @@ class Pending:
         for entry in late:
             del self._by_fd[entry.fd]
         return late
+
+    def due(self, now: float) -> list[Unauthenticated]:
+        """The connections whose byte count is due for a look at `now` (`per_check` at most),
+        each then scheduled for its next one."""
+        found = []
+        for entry in self._by_fd.values():
+            if entry.check_at <= now:
+                found.append(entry)
+                if len(found) == self.per_check:
+                    break
+        spread = max(1.0, len(self._by_fd) / self.per_check)  # many: each less often
+        for entry in found:
+            entry.check_at = now + self.interval * spread
+        return found
 
     def next_deadline(self) -> float | None:
         """When the oldest pending connection's deadline passes, or None if there is none."""

@@ -109,7 +109,8 @@ def bytes_received(conn: TcpConn) -> int | str:
     not (`GONE`: its descriptor holds another connection now, or none)."""
     try:
         with _dup(conn.fd) as sock:
-            if _identity(sock) != (conn.inode, conn.dev, conn.local, conn.peer):
+            st = os.fstat(sock.fileno())  # the socket's inode: unique while it is open
+            if (st.st_ino, st.st_dev) != (conn.inode, conn.dev):
                 return GONE
             info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)
     except OSError as e:

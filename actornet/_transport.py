@@ -34,12 +34,12 @@ Before authenticating (`_admission`): on an encrypted node (the default) CurveZM
 only clients that hold the cluster's key, which a ZAP handler here checks, so a stranger
 gets nothing past ZeroMQ's own handshake. On every node, each accepted TCP connection is
 tracked from libzmq's "accepted" event, before it sends anything: it is closed if it has
-not authenticated `handshake_timeout` seconds later, or as soon as it has sent more than
-a handshake takes, whether or not any message of it ever reached this node. libzmq holds
-at most `_RCVHWM` messages (of at most `MAX_FRAME` bytes) per connection that this node
-has not read. On a plain connection every batch carries a MAC made with the session key
-of its handshake (`_wire`), so authentication holds for the connection, not only for its
-first frames.
+not authenticated `handshake_timeout` seconds later, or once it has received more than a
+handshake takes (its byte count is looked at every 10 ms), whether or not any message of
+it ever reached this node. libzmq holds at most `_RCVHWM` messages (of at most
+`MAX_FRAME` bytes) per connection that this node has not read. On a plain connection
+every batch carries a MAC made with the session key of its handshake (`_wire`), so
+authentication holds for the connection, not only for its first frames.
 
 Containment: the I/O thread handles each message, each socket event and each command on
 its own; an error in one (a peer's value the code did not expect, libzmq refusing an
@@ -52,11 +52,9 @@ stops (loudly, leaving the port mapper) rather than live on deaf.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import queue
-import select
 import threading
 import time
 from collections import deque
@@ -278,11 +276,8 @@ class Transport:
         self._poller.register(self._wake_fd, zmq.POLLIN)
         if self._zap is not None:
             self._poller.register(self._zap, zmq.POLLIN)
-        # Accepted connections not yet authenticated, and the kernel's word when one of
-        # them has data (edge-triggered: once per arrival, not while libzmq reads it).
+        # Accepted connections not yet authenticated
         self._pending = _admission.Pending(handshake_timeout, _ADMIT_BUDGET)
-        self._epoll = select.epoll()
-        self._poller.register(self._epoll.fileno(), zmq.POLLIN)
         self._crashes: deque[float] = deque()  # when the I/O loop failed, lately
         # CURVE failures never reach our own handshake: this is their only trace here.
         # Accepts and disconnections say which connection a descriptor holds (`_bind`).
@@ -531,8 +526,8 @@ class Transport:
             now = time.monotonic()
             wake_at = next_tick
             deadline = self._pending.next_deadline()
-            if deadline is not None and deadline < wake_at:
-                wake_at = deadline
+            if deadline is not None:  # and their byte counts are looked at meanwhile
+                wake_at = min(wake_at, deadline, now + self._pending.interval)
             timeout = 0 if not self._outbox.empty() else max(0, int((wake_at - now) * 1000) + 1)
             if self._lost or self._busy:
                 timeout = min(timeout, 20)
@@ -545,8 +540,6 @@ class Transport:
                 self._on_router_event()
             if self._zap is not None and self._zap in ready:
                 self._on_zap()
-            if self._epoll.fileno() in ready:
-                self._on_pending_data()
             if self._router in ready:
                 self._read_router()
             for sock in [s for s in ready if s in self._sockets]:
@@ -570,8 +563,8 @@ class Transport:
             if now >= next_tick:
                 self._tick(now)
                 next_tick = now + self.tick_time / _CHECKS
-            if deadline is not None and now >= deadline:
-                self._expire_pending(now)
+            if deadline is not None:
+                self._watch_pending(now)
 
     def _contain(self, peer: _Peer, why: str) -> None:
         """Something about `peer` failed in this thread: log it with its traceback, and
@@ -970,8 +963,6 @@ class Transport:
             self._srcfd_missing = conn.untracked = f"libzmq cannot say which connection it is ({e})"
             for entry in self._pending.entries():  # which of them authenticates is unknown
                 self._pending.closed(entry.fd)
-                with contextlib.suppress(OSError):
-                    self._epoll.unregister(entry.fd)
             log.warning("node %s: inbound connections cannot be told apart (%s): a connection "
                         "that fails the handshake is ignored and stays open until its peer "
                         "closes it, and one that presents the routing id of a closed "
@@ -1103,8 +1094,6 @@ class Transport:
         peer.hidden = bool(event.peer_flags & _HIDDEN)
         if conn.fd >= 0:  # no longer bounded as a stranger
             self._pending.authenticated(conn.fd, conn.accept)
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(conn.fd)
         if peer.state in ("new", "down") and event.peer_endpoint:
             self._start_connect(peer, event.peer_endpoint)
 
@@ -1305,9 +1294,7 @@ class Transport:
                 continue
             if event == zmq.EVENT_DISCONNECTED:
                 serial = self._accepts.get(value, 0)
-                if self._pending.closed(value, serial) is not None:
-                    with contextlib.suppress(OSError):
-                        self._epoll.unregister(value)
+                self._pending.closed(value, serial)
                 conn = self._fd_owner.get(value)
                 if conn is not None and conn.accept == serial:
                     del self._fd_owner[value]
@@ -1330,40 +1317,27 @@ class Transport:
             return  # closed already (its "disconnected" event follows)
         self._pending.accepted(fd, serial, tcp if isinstance(tcp, _tcpconn.TcpConn) else None,
                                time.monotonic())
-        try:
-            self._epoll.register(fd, select.EPOLLIN | select.EPOLLET)
-        except OSError as e:  # closed meanwhile, or no memory for it: the deadline holds
-            if e.errno != errno.EBADF:
-                log.warning("node %s: cannot watch an incoming connection's data: %s",
-                            self.node.name, e)
 
-    def _on_pending_data(self) -> None:
-        """Data arrived on connections not yet authenticated: close any over the budget."""
-        for fd, _ in self._epoll.poll(0):
-            entry = self._pending.get(fd)
-            if entry is None or entry.conn is None:
-                with contextlib.suppress(OSError):
-                    self._epoll.unregister(fd)
-                continue
+    def _watch_pending(self, now: float) -> None:
+        """Close the connections not authenticated in time, or over the byte budget."""
+        for entry in self._pending.expired(now):
+            self._drop_pending(entry, "dropped a connection that did not finish the "
+                                      f"handshake in {self.handshake_timeout:.1f} s")
+        for entry in self._pending.due(now):
+            if entry.conn is None:
+                continue  # not identified at its accept: the deadline holds
             received = _tcpconn.bytes_received(entry.conn)
             if not isinstance(received, int):
                 continue  # gone (its "disconnected" event follows), or unknown: the deadline
-            over = self._pending.over_budget(fd, received)
+            over = self._pending.over_budget(entry.fd, received)
             if over is not None:
                 self._drop_pending(over, f"dropped a connection that sent {received} bytes "
                                          "without finishing the handshake (at most "
                                          f"{self._pending.budget})")
 
-    def _expire_pending(self, now: float) -> None:
-        for entry in self._pending.expired(now):
-            self._drop_pending(entry, "dropped a connection that did not finish the "
-                                      f"handshake in {self.handshake_timeout:.1f} s")
-
     def _drop_pending(self, entry: _admission.Unauthenticated, what: str) -> None:
         """Close a connection that did not authenticate in time or within the budget; its
         entry, if a message of it was read, is dead."""
-        with contextlib.suppress(OSError):
-            self._epoll.unregister(entry.fd)
         conn = self._fd_owner.get(entry.fd)
         if conn is not None and conn.accept == entry.accept and conn.state != "up":
             conn.state = "dead"
@@ -1537,7 +1511,6 @@ class Transport:
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close(linger=0)
-        self._epoll.close()
         with self._wake_lock:
             os.close(self._wake_fd)
             self._wake_fd = -1

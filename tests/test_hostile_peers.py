@@ -58,6 +58,11 @@ from .netutil import (
     node_args,
     on,
 )
+from .zmtp import GREETING as ZMTP_GREETING
+from .zmtp import dealer as _zmtp_dealer
+from .zmtp import frame as zmtp_frame
+from .zmtp import messages as zmtp_messages
+from .zmtp import read_until, wait_closed
 
 FLOOD = 1_000  # half-open peers at once
 
@@ -195,72 +200,9 @@ def states(node: actornet.Node) -> list[str]:
     raise AssertionError("the inbound table never held still")
 
 
-def zmtp_messages(stream: bytes) -> list[list[bytes]]:
-    """The complete messages (lists of frames) in one direction of a ZMTP 3 connection
-    with the NULL mechanism: after the 64-byte greeting, each frame is a flags byte (1:
-    more, 2: long size, 4: command), a 1- or 8-byte size and the body; commands (READY,
-    PING) are skipped. An incomplete frame at the end is ignored."""
-    pos, messages, frames = 64, [], []
-    while pos < len(stream):
-        flags = stream[pos]
-        width = 8 if flags & 2 else 1
-        if pos + 1 + width > len(stream):
-            break
-        size = int.from_bytes(stream[pos + 1:pos + 1 + width], "big")
-        start = pos + 1 + width
-        if start + size > len(stream):
-            break
-        pos = start + size
-        if flags & 4:
-            continue
-        frames.append(stream[start:pos])
-        if not flags & 1:
-            messages.append(frames)
-            frames = []
-    return messages
-
-
-ZMTP_GREETING = (b"\xff" + bytes(8) + b"\x7f" + bytes([3, 1]) + b"NULL".ljust(20, b"\x00")
-                 + bytes(32))  # ZMTP 3.1, NULL mechanism, not as-server
-
-
-def zmtp_frame(body: bytes, command: bool = False, more: bool = False) -> bytes:
-    """One ZMTP 3 frame carrying `body` (the last of its message, unless `more`)."""
-    flags = (4 if command else 0) | (1 if more else 0)
-    if len(body) > 255:
-        return bytes([flags | 2]) + len(body).to_bytes(8, "big") + body
-    return bytes([flags, len(body)]) + body
-
-
 def zmtp_dealer(port: int) -> tuple[socket.socket, bytes]:
-    """A plain TCP connection to `port` that speaks ZMTP by hand, as a DEALER, up to where
-    it may send messages; and what the node sent so far (its greeting)."""
-    sock = socket.create_connection(("127.0.0.1", port), DEADLINE)
-    try:
-        sock.sendall(ZMTP_GREETING)
-        got = read_until(sock, lambda got: len(got) >= 64)  # libzmq wants no pipelining here
-        props = b"\x0bSocket-Type" + len(b"DEALER").to_bytes(4, "big") + b"DEALER"
-        sock.sendall(zmtp_frame(b"\x05READY" + props, command=True))
-    except BaseException:
-        sock.close()
-        raise
-    return sock, got
-
-
-def wait_closed(sock: socket.socket, timeout: float = DEADLINE) -> None:
-    """Read from `sock`, discarding, until the other end closes it; fail after `timeout` s."""
-    end = time.monotonic() + timeout
-    while True:
-        remaining = end - time.monotonic()
-        assert remaining > 0, f"the connection is still open after {timeout} s"
-        sock.settimeout(remaining)
-        try:
-            if sock.recv(65536) == b"":
-                return
-        except TimeoutError:
-            continue
-        except OSError:  # reset: closed too
-            return
+    """A hand-written ZMTP DEALER connected to `port` (`zmtp.dealer`)."""
+    return _zmtp_dealer(port)
 
 
 def reset_on_send(sock: socket.socket, data: bytes) -> bool:
@@ -307,20 +249,6 @@ def skip_unless_it_can_close(node: actornet.Node) -> None:
     why = node._dist._srcfd_missing
     if why is not None:
         pytest.skip(f"the node cannot close a connection that fails its handshake: {why}")
-
-
-def read_until(sock: socket.socket, done: Callable[[bytes], bool], got: bytes = b"",
-               timeout: float = DEADLINE) -> bytes:
-    """Read from `sock` onto `got` until ``done(got)``; fail after `timeout` s or at EOF."""
-    end = time.monotonic() + timeout
-    while not done(got):
-        remaining = end - time.monotonic()
-        assert remaining > 0, f"not there within {timeout} s; got {got!r}"
-        sock.settimeout(remaining)
-        data = sock.recv(65536)
-        assert data, f"closed by the other end; got {got!r}"
-        got += data
-    return got
 
 
 # -- 1. one half-open peer ---------------------------------------------------------------------
