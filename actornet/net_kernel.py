@@ -161,11 +161,11 @@ def start_node(
             resolve=_lookup,
         )
         n._dist = transport
-        # Like kernel's global and pg, the name server and default scope always run.
-        from actornet import global_, pg
+        # Like kernel's global and pg, the name server and default scope always run,
+        # supervised.
+        from actornet import _kernel
 
-        global_.start_server(n)
-        pg.start_on(n)
+        _kernel.start(n)
         if use_epmd:
             registration = epmd.register(short, transport.port)
             n._closers.append(registration.close)
