@@ -1382,7 +1382,7 @@ class Transport:
                 del self._cut[name]
                 peer = self._peers.get(name)
                 if peer is not None and peer.state in ("new", "down"):
-                    self._start_connect(peer, name)
+                    self._start_connect(peer, peer.address)
         for peer in list(self._peers.values()):
             if peer.state == "connecting" and now > peer.deadline:
                 self._peer_down(peer, "connection timed out")
