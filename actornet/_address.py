@@ -1,7 +1,8 @@
 """Node names, addresses and endpoints: what each may be. Pure functions, no I/O.
 
 A node *name* is ``short@host``: `short` of letters, digits and ``_.+-``, `host` a host name or
-IPv4 address (letters, digits, ``_.-``; no IPv6, no port). An *address* is a name, or a name
+IPv4 address (letters, digits and ``_.-``, starting with a letter or digit; no IPv6, no
+port). An *address* is a name, or a name
 with a port to dial without the port mapper: ``short@host:port``. An *endpoint* is what
 libzmq dials, ``tcp://host:port``.
 
@@ -21,7 +22,7 @@ __all__ = ["check_endpoint", "check_name", "is_endpoint", "is_name", "parse"]
 
 MAX_NAME: Final = 255  # characters, as the handshake allows
 _SHORT = r"[\w.+-]+"
-_HOST = r"[A-Za-z0-9_.-]+"
+_HOST = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # libzmq refuses a host that starts otherwise
 _NAME = re.compile(rf"({_SHORT})@({_HOST})")
 _ADDRESS = re.compile(rf"({_SHORT}@{_HOST})(?::(\d{{1,5}}))?")
 _ENDPOINT = re.compile(rf"tcp://({_HOST}):(\d{{1,5}})")

@@ -333,10 +333,14 @@ class Transport:
             peer.address = endpoint  # how to reach it if it is not connected yet
         return peer, endpoint
 
-    def _enqueue(self, node: str, op: list[Any], connect: bool = True) -> None:
+    def _enqueue(self, node: str, op: list[Any], connect: bool = True,
+                 address: bool = False) -> None:
+        """Queue `op` for `node`: a node name (a pid's), or with `address` one a caller gave
+        (``name@host:port`` too). `ValueError` if it is neither."""
         peer = self._peers.get(node)  # the common case: a plain name we know
         if peer is None:
-            peer, _ = self._peer_at(node)
+            # A pid's node is a name: one with a port (a peer may send any) is not dialled.
+            peer = self._peer_at(node)[0] if address else self._peer(node)
         data = w.encode_op(op, self.max_message_size)
         if not connect:
             if peer.state in ("new", "down"):
@@ -377,7 +381,7 @@ class Transport:
 
     def send_name(self, from_: Pid, name: str, node: str, msg: Any,
                   connect: bool = True) -> None:
-        self._enqueue(node, [w.REG_SEND, from_, name, msg], connect)
+        self._enqueue(node, [w.REG_SEND, from_, name, msg], connect, address=True)
 
     def link(self, from_: Pid, to: Pid) -> None:
         self._enqueue(to.node, [w.LINK, from_, to])
@@ -390,13 +394,14 @@ class Transport:
 
     def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
-        self._enqueue(node, [w.MONITOR, watcher, what, ref])
+        self._enqueue(node, [w.MONITOR, watcher, what, ref], address=not isinstance(target, Pid))
 
     def demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
         if isinstance(what, str) and what.startswith("$"):
             return  # the monitor of a pending remote spawn: nothing to undo remotely
-        self._enqueue(node, [w.DEMONITOR, watcher, what, ref])
+        self._enqueue(node, [w.DEMONITOR, watcher, what, ref],
+                      address=not isinstance(target, Pid))
 
     def down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
         self._enqueue(watcher.node, [w.DOWN, watcher, ref, item, reason])
@@ -406,7 +411,8 @@ class Transport:
 
     def spawn_request(self, node: str, requester: Pid, ref: Ref, module: str, qualname: str,
                       args: tuple[Any, ...], flags: int) -> None:
-        self._enqueue(node, [w.SPAWN, requester, ref, module, qualname, args, flags])
+        self._enqueue(node, [w.SPAWN, requester, ref, module, qualname, args, flags],
+                      address=True)
 
     def spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
         self._enqueue(requester.node, [w.SPAWN_REPLY, requester, ref, result, flags])

@@ -58,6 +58,7 @@ import reprlib
 import struct
 from typing import Any
 
+from actornet._address import is_name
 from actornet._codec import decode, encode
 from actornet._ids import Pid, Ref
 from actornet.errors import ProtocolError
@@ -306,7 +307,8 @@ def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[An
     if len(op) != len(shape) + 1:
         raise ProtocolError(f"op {op[0]} takes {len(shape)} arguments, got {len(op) - 1}")
     for arg, want in zip(op[1:], shape, strict=True):
-        if want is not object and not isinstance(arg, want):
+        if want is not object and (not isinstance(arg, want) or (
+                arg.__class__ is Pid and not is_name(arg.node))):
             raise ProtocolError(f"op {op[0]}: bad argument {shown(arg, 60)}")
     return op  # type: ignore[no-any-return]
 

@@ -46,7 +46,8 @@ from .gen import (
     scan_headers,
 )
 
-__all__ = ["TARGETS", "CodecTarget", "HandshakeTarget", "OracleError", "Target", "WireTarget"]
+__all__ = ["TARGETS", "CodecTarget", "DialTarget", "DispatchTarget", "HandshakeTarget",
+           "OracleError", "Target", "WireTarget"]
 
 
 class OracleError(AssertionError):
@@ -82,6 +83,9 @@ class Target:
     def active(self) -> Iterator[None]:
         """The context `check` runs in (the handshake target fixes nonces in it)."""
         yield
+
+    def close(self) -> None:
+        """Let go of what `check` started (a node, sockets); the harness calls it last."""
 
 
 # -- codec -------------------------------------------------------------------------------
@@ -297,8 +301,10 @@ class WireTarget(Target):
     def _arg(rng: random.Random, gen: TermGen, want: Any) -> Any:
         if isinstance(want, tuple):
             want = rng.choice(want)
-        if want is Pid:
-            return Pid(random_str(rng, 30) or "n@h", abs(random_int(rng)), abs(random_int(rng)))
+        if want is Pid:  # a node name mostly (decode_op refuses a pid of none), else anything
+            node = (rng.choice(("n@h", "a@127.0.0.1", "x_1@host-2.lan")) if rng.random() < 0.8
+                    else random_str(rng, 30) or "n@h")
+            return Pid(node, abs(random_int(rng)), abs(random_int(rng)))
         if want is Ref:
             return Ref(random_str(rng, 30) or "n@h", random_int(rng), random_int(rng))
         if want is str:
@@ -827,6 +833,8 @@ class HandshakeTarget(Target):
                 raise OracleError("sent a REJECT without failing")
 
 
+from .io_targets import DialTarget, DispatchTarget  # noqa: E402 - they build on the above
+
 TARGETS: Final[dict[str, type[Target]]] = {
-    t.name: t for t in (CodecTarget, WireTarget, HandshakeTarget)
+    t.name: t for t in (CodecTarget, WireTarget, HandshakeTarget, DispatchTarget, DialTarget)
 }
