@@ -1142,7 +1142,8 @@ class Transport:
                 op = decode_op(frame, limit)
             except (DecodeError, ProtocolError) as e:
                 self._bad_frame(peer, str(e))
-                self._strike(peer)
+                if self._strike(peer):
+                    return  # refused: nothing more from this batch is taken
                 continue
             if op[0] == send:  # the hot path, inline: a message to a local pid
                 proc = procs.get(op[1])
@@ -1156,8 +1157,8 @@ class Transport:
                 log.exception("node %s: failed to handle %s from %s", node.name,
                               w.shown(op[:2], 80), peer.name)
                 self._strike(peer)
-            if peer.state != "up" and peer.inbound is not conn:
-                return  # it was dropped meanwhile (a GOODBYE, too many strikes)
+            if conn.state != "up":
+                return  # it was dropped meanwhile (a GOODBYE, too many malformed ops)
         if stream.skipped:
             self._oversized(peer, stream)
         if peer.state == "up" and peer.ops:
@@ -1235,9 +1236,9 @@ class Transport:
                                           f"{w.shown(entry, 80)}")
                     self._strike(peer)
 
-    def _strike(self, peer: _Peer) -> None:
+    def _strike(self, peer: _Peer) -> bool:
         """`peer` sent something malformed (each is logged where it is found): disconnect
-        it once it has sent `_STRIKES` within `_STRIKE_WINDOW` seconds."""
+        it once it has sent `_STRIKES` within `_STRIKE_WINDOW` seconds (then True)."""
         now = time.monotonic()
         if now - peer.strikes_since > _STRIKE_WINDOW:
             peer.strikes, peer.strikes_since = 0, now
@@ -1252,6 +1253,8 @@ class Transport:
             if conn is not None:
                 conn.state = "dead"
                 log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
+            return True
+        return False
 
     # -- failure detection --------------------------------------------------------------
 

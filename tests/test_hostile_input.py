@@ -325,6 +325,27 @@ def test_a_peers_values_that_used_to_kill_the_io_thread_are_dropped_and_logged(
         still_serves(t, mode)
 
 
+def test_a_peer_that_keeps_sending_malformed_ops_is_disconnected(
+    caplog: pytest.LogCaptureFixture, zctx: zmq.Context[Any], mode: str
+) -> None:
+    """Each malformed op is dropped with a line; a peer that sends 100 within a minute is
+    refused: disconnected, its connection into the node closed (it may connect again)."""
+    caplog.set_level(logging.WARNING, logger="actornet.dist")
+    with start("t", mode) as t:
+        pid, got = recorder(t)
+        name = unique("peer")
+        with raw_peer(zctx, t, mode, name) as (sock, key):
+            bad = w.encode_op([99, "unknown op"])
+            send_batch(sock, key, 0, *[bad] * 99, w.encode_op([w.SEND, pid.id, pid.creation, 1]))
+            assert got.get(timeout=DEADLINE) == 1  # 99: still connected
+            assert name in t._dist.nodes()
+            send_batch(sock, key, 1, bad, w.encode_op([w.SEND, pid.id, pid.creation, 2]))
+            wait_until(lambda: name not in t._dist.nodes(), DEADLINE, what="the peer refused")
+            assert dist_lines(caplog, t.name, f"refusing {name}: it sent 100 malformed messages")
+            assert got.empty(), "a message after the 100th malformed op was delivered"
+        still_serves(t, mode)
+
+
 @pytest.mark.parametrize("field", ["name", "endpoint"])
 def test_a_handshake_with_a_name_or_endpoint_a_node_cannot_use_is_refused(
     zctx: zmq.Context[Any], mode: str, field: str

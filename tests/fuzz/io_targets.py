@@ -37,8 +37,8 @@ from actornet import _handshake as hs
 from actornet._ids import Pid
 from actornet.errors import DecodeError, ProtocolError
 
+from .base import OracleError, Target
 from .gen import TermGen, mutate, random_bytes, random_str
-from .targets import OracleError, Target, WireTarget
 
 __all__ = ["DialTarget", "DispatchTarget"]
 
@@ -70,6 +70,8 @@ class DispatchTarget(Target):
     documented: ClassVar[str] = "nothing: every bad op is dropped and logged by the node"
 
     def __init__(self, seed: int = 0, pool_size: int = 200) -> None:
+        from .targets import WireTarget  # (targets imports this module)
+
         super().__init__(seed)
         self._wire = WireTarget(seed, pool_size)
         self._node: Any = None
@@ -146,7 +148,8 @@ class DispatchTarget(Target):
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(f"tcp://127.0.0.1:{self._node.port}")
         self._peers += 1
-        self._name = f"peer{self._peers}@127.0.0.1"
+        # A few names in turn: a node keeps an entry for every peer name it has seen
+        self._name = f"peer{self._peers % 4}@127.0.0.1"
         initiator = hs.Initiator(_COOKIE, self._name, 1, f"tcp://127.0.0.1:{self._back}",
                                  self._node.name)
         sock.send(initiator.start())
