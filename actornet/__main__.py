@@ -151,7 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--name", required=True, help="node name, name@host")
     n.add_argument("--cookie", help="cluster cookie (default: $ACTORNET_COOKIE or the cookie file)")
     n.add_argument("--port", type=int, help="listen on this port; skips the port mapper")
-    n.add_argument("--secure", action="store_true", help="encrypt connections (CurveZMQ)")
+    n.add_argument("--insecure", action="store_true",
+                   help="plain-text connections, for a network you trust (default: "
+                        "encrypted, CurveZMQ)")
     n.add_argument("--tick-time", type=float, default=4.0, help="seconds of silence = node down")
     n.add_argument("--max-message-size", type=int, default=_wire.DEFAULT_MAX_MESSAGE_SIZE,
                    metavar="BYTES",
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        node = actornet.start_node(args.name, args.cookie, port=args.port, secure=args.secure,
+        node = actornet.start_node(args.name, args.cookie, port=args.port, insecure=args.insecure,
                                    tick_time=args.tick_time,
                                    max_message_size=args.max_message_size,
                                    mesh=not args.no_mesh, hidden=args.hidden)

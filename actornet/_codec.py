@@ -32,6 +32,16 @@ Exts other than code 4 nest at most `MAX_DEPTH` deep in each other, and as in
 msgpack each payload (and the top level) nests at most 1024 arrays/maps.
 Repeated map keys (the last wins) and set elements are accepted.
 
+Decoding takes time and memory in proportion to the input, whatever it holds.
+The one input that would make it quadratic is a set or map whose keys share a
+hash value: Python compares each new key with every earlier one of that hash.
+Hashes of str and bytes are salted per process, but those of int, float and
+tuple are not, so such keys are easy to craft (integers that differ by a
+multiple of ``2**61 - 1``, say). So a set, frozenset or map in which more than
+`MAX_SAME_HASH` keys (or elements: repeated ones included) other than str and
+bytes share one hash value is refused (`DecodeError`); counting them costs one
+hash and one table entry per key. Ordinary data never comes near it.
+
 Sending: subclasses of str, int, float, bytes, tuple, list, dict, set and
 frozenset go as their base type (a NamedTuple arrives as a tuple, an IntEnum as
 an int); bytearray and memoryview go as bytes. Anything else raises TypeError.
@@ -41,7 +51,9 @@ written raw, and a receiver only accepts them if they make a valid term.)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, Final
 
 from msgpack import ExtType, Packer, Timestamp, Unpacker, unpackb
@@ -51,10 +63,11 @@ from actornet._ids import Pid, Ref
 from actornet._terms import SENDABLE
 from actornet.errors import Crash, DecodeError, PayloadTooLarge
 
-__all__ = ["encode", "decode", "MAX_DEPTH"]
+__all__ = ["encode", "decode", "MAX_DEPTH", "MAX_SAME_HASH"]
 
 TUPLE, SET, FROZENSET, BIGINT, PID, REF, CRASH = 1, 2, 3, 4, 5, 6, 7  # ext codes
 MAX_DEPTH: Final = 32  # exts nested in exts, at most
+MAX_SAME_HASH: Final = 32  # keys of one set or map (not str/bytes) sharing a hash, at most
 
 _INT_MIN: Final = -(2**63)
 _UINT_MAX: Final = 2**64 - 1
@@ -62,6 +75,7 @@ _KEEP_PACKER_UNDER: Final = 256 * 1024  # a pooled Packer that wrote more is dro
 _CHECK_OVER: Final = 512  # bytes; see _check_whole
 _CHECK_ARRAYS: Final = 16  # array 16/32 header bytes; see _check_whole
 _TIMESTAMP_PRE: Final = frozenset({0xD6, 0xD7, 4, 8, 12})  # see _may_hold_timestamp
+_first = itemgetter(0)
 _new_ext = tuple.__new__  # makes an ExtType without its slow, validating __new__
 _Hook = Callable[[int, bytes], Any]
 
@@ -247,7 +261,8 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int | None = None)
     """Decode the one term that `data` holds, as written by `encode`.
 
     Raises `DecodeError` (and nothing else) if `data` is longer than
-    `max_size` bytes or is not exactly one valid term.
+    `max_size` bytes or is not exactly one valid term, or if a set or map in it
+    has more than `MAX_SAME_HASH` keys that share a hash (see the module docstring).
 
     Example:
         >>> decode(encode({("a", 1): {Pid("n@h", 1, 2)}}))
@@ -265,13 +280,21 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int | None = None)
     if max_size is not None and size > max_size:
         raise DecodeError(f"message is {size} bytes, over the {max_size} limit")
     try:
-        if len(data) > _CHECK_OVER and data.count(0xDC) + data.count(0xDD) > _CHECK_ARRAYS:
+        checked = len(data) > _CHECK_OVER and data.count(0xDC) + data.count(0xDD) > _CHECK_ARRAYS
+        if checked:
             _check_whole(data)
-            value = _unpack(data, _CHECKED_EXT_HOOK)
-        else:
-            value = _unpack(data, _EXT_HOOK)
-    except (DecodeError, MemoryError):
+        try:
+            # Maps of up to MAX_SAME_HASH keys are built by msgpack; one of more stops this
+            # pass, and the input is decoded again, each map checked (`_dict_of`).
+            value = _unpack(data, _CHECKED_HOOK if checked else _HOOK, False)
+        except ValueError as exc:
+            if "max_map_len" not in str(exc):
+                raise
+            value = _unpack(data, _CHECKED_PAIRS_HOOK if checked else _PAIRS_HOOK, True)
+    except DecodeError:
         raise
+    except MemoryError:
+        raise DecodeError("invalid term: out of memory while decoding it") from None
     except Exception as exc:
         raise DecodeError(f"invalid term: {_explain(exc)}") from exc
     if 255 in data and _may_hold_timestamp(data):
@@ -279,8 +302,37 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int | None = None)
     return value
 
 
-def _unpack(data: bytes | bytearray, ext_hook: _Hook) -> Any:
-    return unpackb(data, ext_hook=ext_hook, strict_map_key=False, unicode_errors="surrogatepass")
+def _unpack(data: bytes | bytearray, ext_hook: _Hook, pairs: bool) -> Any:
+    """Unpack `data`. Without `pairs`, a map of over MAX_SAME_HASH keys raises ValueError
+    (before anything is built for it); with `pairs`, each map is built by `_dict_of`,
+    which checks its keys' hashes first."""
+    if pairs:
+        return unpackb(data, ext_hook=ext_hook, object_pairs_hook=_dict_of,
+                       strict_map_key=False, unicode_errors="surrogatepass")
+    return unpackb(data, ext_hook=ext_hook, max_map_len=MAX_SAME_HASH, strict_map_key=False,
+                   unicode_errors="surrogatepass")
+
+
+def _dict_of(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    if len(pairs) > MAX_SAME_HASH:
+        _check_hashes(list(map(_first, pairs)), "map keys")
+    return dict(pairs)
+
+
+def _check_hashes(keys: list[Any], what: str) -> None:
+    """Raise DecodeError if more than MAX_SAME_HASH of `keys` share a hash value.
+
+    One hash per key, then a set of the hash values: distinct ints whose own hashes
+    are themselves, so that set never collides. Only if some hash repeats are they
+    counted. (Keys of str and bytes are counted too: their hashes are salted, so they
+    repeat only for equal keys, which a real set or map never holds twice.)
+    """
+    hashes = list(map(hash, keys))
+    if len(set(hashes)) == len(hashes):
+        return
+    if max(Counter(hashes).values()) > MAX_SAME_HASH:
+        raise DecodeError(f"invalid term: over {MAX_SAME_HASH} {what} share one hash value "
+                          "(a set or map crafted to decode in quadratic time)")
 
 
 def _check_whole(data: bytes | bytearray) -> None:
@@ -299,21 +351,23 @@ def _check_whole(data: bytes | bytearray) -> None:
         raise ExtraData(None, b"")
 
 
-def _make_ext_hook(level: int, checked: bool) -> _Hook:
-    """Build the msgpack ``ext_hook`` of exts at `level`; `checked`: see _check_whole."""
-    inner = _make_ext_hook(level + 1, checked) if level < MAX_DEPTH else None
+def _make_ext_hook(level: int, checked: bool, pairs: bool) -> _Hook:
+    """Build the msgpack ``ext_hook`` of exts at `level`; `checked`: see _check_whole;
+    `pairs`: see _unpack."""
+    inner = _make_ext_hook(level + 1, checked, pairs) if level < MAX_DEPTH else None
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == TUPLE and inner is not None and not checked:  # the fast path
-            items = _unpack(data, inner)
+            items = _unpack(data, inner, pairs)
             if items.__class__ is list:
                 return tuple(items)
-        return _decode_ext(code, data, inner, checked)
+        return _decode_ext(code, data, inner, checked, pairs)
 
     return ext_hook
 
 
-def _decode_ext(code: int, data: bytes, inner: _Hook | None, checked: bool) -> Any:
+def _decode_ext(code: int, data: bytes, inner: _Hook | None, checked: bool,
+                pairs: bool) -> Any:
     """Decode an ext; `inner` is the hook for its payload (None: too deep)."""
     if code == BIGINT:
         n = int.from_bytes(data, "big", signed=True)
@@ -330,11 +384,15 @@ def _decode_ext(code: int, data: bytes, inner: _Hook | None, checked: bool) -> A
             return found
     if checked and len(data) > _CHECK_OVER and (0xDC in data or 0xDD in data):
         _check_whole(data)
-    items = _unpack(data, inner)
+    items = _unpack(data, inner, pairs)
     if items.__class__ is not list:
         raise DecodeError(f"invalid term: the payload of ext type {code} is not an array")
+    if code == TUPLE:
+        return tuple(items)
     if code <= FROZENSET:
-        return tuple(items) if code == TUPLE else set(items) if code == SET else frozenset(items)
+        if len(items) > MAX_SAME_HASH:
+            _check_hashes(items, "set elements")
+        return set(items) if code == SET else frozenset(items)
     types = [type(x) for x in items]
     if code == CRASH and types == [str, str, str]:
         return Crash(*items)
@@ -346,8 +404,11 @@ def _decode_ext(code: int, data: bytes, inner: _Hook | None, checked: bool) -> A
     raise DecodeError(f"invalid term: ext type {code} holds {types}, not {want}")
 
 
-_EXT_HOOK: Final = _make_ext_hook(0, checked=False)
-_CHECKED_EXT_HOOK: Final = _make_ext_hook(0, checked=True)
+# the top-level ext hooks (checked: see _check_whole; pairs: see _unpack)
+_HOOK: Final = _make_ext_hook(0, checked=False, pairs=False)
+_PAIRS_HOOK: Final = _make_ext_hook(0, checked=False, pairs=True)
+_CHECKED_HOOK: Final = _make_ext_hook(0, checked=True, pairs=False)
+_CHECKED_PAIRS_HOOK: Final = _make_ext_hook(0, checked=True, pairs=True)
 
 
 def _may_hold_timestamp(data: bytes | bytearray) -> bool:

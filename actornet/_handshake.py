@@ -8,18 +8,27 @@ The transport moves the frames and owns the timeouts.
 Frame layout (one ZeroMQ frame, at most `MAX_HANDSHAKE_FRAME` bytes)::
 
     b"ACN" | version: 1 byte | kind: 1 byte | msgpack map, str keys (extra keys ignored)
-    1 HELLO      name: str, creation: uint, flags: uint, endpoint: str, to: str
-    2 CHALLENGE  name: str, creation: uint, flags: uint, nonce: 16 bytes
+    1 HELLO      name: node, creation: uint, flags: uint, endpoint: endpoint, to: node
+    2 CHALLENGE  name: node, creation: uint, flags: uint, nonce: 16 bytes
     3 RESPONSE   nonce: 16 bytes, digest: 32 bytes
     4 ACK        digest: 32 bytes
     5 REJECT     reason: str, auth: bool (True: the cookie was wrong)
 
-``to`` is the name the initiator believes the acceptor has. Both digests are
-HMAC-SHA256(cookie, msgpack([b"actornet handshake", version, role, i_name,
-i_creation, i_flags, i_endpoint, a_name, a_creation, a_flags, nonce_b,
-nonce_a])) (i_ initiator, a_ acceptor, from HELLO and CHALLENGE), with role
-"initiator" in RESPONSE and "acceptor" in ACK, so one side's digest is never
-valid for the other. Both nonces are fresh, so a handshake cannot be replayed.
+A node is a node name and an endpoint ``tcp://host:port`` (`_address`): a field that is
+not one is refused here, before the transport acts on it. ``to`` is the name the initiator
+believes the acceptor has. Both digests are HMAC-SHA256(cookie,
+msgpack([b"actornet handshake", version, role, i_name, i_creation, i_flags, i_endpoint,
+a_name, a_creation, a_flags, nonce_b, nonce_a])) (i_ initiator, a_ acceptor, from HELLO and
+CHALLENGE), with role "initiator" in RESPONSE and "acceptor" in ACK, so one side's digest
+is never valid for the other. Both nonces are fresh, so a handshake cannot be replayed.
+
+The same with role "session" is the connection's *session key*, which both sides learn
+(`Established.session_key`) and nobody else can: a third party that relays the handshake
+sees every field but the cookie. On a plain connection every data batch after the
+handshake carries a MAC made with it (`_wire`), so what a relay would inject is refused:
+authentication holds for the connection, not only for its first frames (as TLS's
+channel binding ties an authentication to its session). On an encrypted connection
+CurveZMQ already authenticates every frame.
 
 States (frame received -> what goes out, next state)::
 
@@ -40,13 +49,14 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import zmq
 from zmq.utils import z85
 
+from ._address import is_endpoint, is_name
 from .errors import AuthenticationError, DecodeError, ProtocolError
 
 __all__ = [
@@ -63,7 +73,9 @@ __all__ = [
 
 # 2: global_ tables and conflicts carry each registration's resolve method and home; an
 # op over the receiver's limit is skipped (a signal one closes the connection)
-PROTOCOL_VERSION: int = 2
+# 3: a session key MACs every batch of a plain connection; names and endpoints are checked;
+# global_ name servers ask for each other's tables
+PROTOCOL_VERSION: int = 3
 MAX_HANDSHAKE_FRAME: int = 4096
 FLAG_SECURE: int = 1  # flags bit 0: this node wants CURVE encryption
 
@@ -74,9 +86,9 @@ _LABEL = b"actornet handshake"
 _MAX_REASON = 1024
 
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "name": (lambda v: isinstance(v, str) and 0 < len(v) <= 255, "a str of 1 to 255 characters"),
+    "name": (is_name, "a node name, 'name@host'"),
     "uint": (lambda v: type(v) is int and 0 <= v < 2**64, "an int in [0, 2**64)"),
-    "endpoint": (lambda v: isinstance(v, str) and len(v) <= 1024, "a str of at most 1024 chars"),
+    "endpoint": (is_endpoint, "an endpoint, 'tcp://host:port'"),
     "nonce": (lambda v: isinstance(v, bytes) and len(v) == 16, "16 bytes"),
     "digest": (lambda v: isinstance(v, bytes) and len(v) == 32, "32 bytes"),
     "text": (lambda v: isinstance(v, str) and len(v) <= _MAX_REASON, "a str of at most 1024 chars"),
@@ -103,12 +115,14 @@ class Send:
 @dataclass(frozen=True)
 class Established:
     """The handshake succeeded: the peer proved it knows the cookie. `peer_endpoint` is from
-    the peer's HELLO on the acceptor side, ``None`` on the initiator side (it dialled it)."""
+    the peer's HELLO on the acceptor side, ``None`` on the initiator side (it dialled it).
+    `session_key` (32 bytes, the same on both sides) authenticates the connection's data."""
 
     peer_name: str
     peer_creation: int
     peer_flags: int
     peer_endpoint: str | None
+    session_key: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -159,9 +173,19 @@ def _parse(frame: object, peer: str) -> tuple[int, dict[str, Any]]:
     for key, check in _SCHEMA[kind].items():
         test, desc = _CHECKS[check]
         if not test(body.get(key)):
-            got = "missing" if key not in body else type(body[key]).__name__
-            raise DecodeError(f"{bad}: {key!r} must be {desc} ({got})")
+            raise DecodeError(f"{bad}: {key!r} must be {desc} ({_got(body, key)})")
     return kind, body
+
+
+def _got(body: dict[str, Any], key: str) -> str:
+    """What `body` holds under `key`, for an error message (a peer's value: bounded)."""
+    if key not in body:
+        return "missing"
+    value = body[key]
+    if isinstance(value, str):
+        text = repr(value[:40])
+        return text if len(value) <= 40 else f"{text[:-1]}...'"
+    return type(value).__name__
 
 
 def _digest(cookie: bytes, role: str, *fields: Any) -> bytes:
@@ -275,7 +299,7 @@ class Initiator(_Machine):
             if not hmac.compare_digest(self._mac("acceptor"), body["digest"]):
                 raise AuthenticationError(f"{self._peer} failed to prove the cookie (bad ACK)")
             self.state = "established"
-            return [Established(*self._acceptor, None)]
+            return [Established(*self._acceptor, None, self._mac("session"))]
         return None
 
 
@@ -331,7 +355,7 @@ class Acceptor(_Machine):
                 raise AuthenticationError(f"{self._peer} failed to prove the cookie (bad RESPONSE)")
             self.state = "established"
             ack = _frame(ACK, {"digest": self._mac("acceptor", nonce_a)})
-            return [Send(ack), Established(*self._initiator)]
+            return [Send(ack), Established(*self._initiator, self._mac("session", nonce_a))]
         return None
 
 

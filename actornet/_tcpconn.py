@@ -15,14 +15,21 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 from typing import Any, NamedTuple
 
 import zmq
 
-__all__ = ["GONE", "TcpConn", "Unsupported", "shut_down", "source"]
+__all__ = ["GONE", "TcpConn", "Unsupported", "bytes_received", "identify", "shut_down",
+           "source"]
 
 _SRCFD: int | None = getattr(zmq, "SRCFD", None)  # deprecated in libzmq, still in 4.x
 GONE = "it was already closed"
+_TCP_INFO: int = getattr(socket, "TCP_INFO", 11)
+# struct tcp_info (linux/tcp.h): tcpi_bytes_received, a u64, follows 8 bytes of u8 fields,
+# 24 u32 fields and 3 u64 (pacing rates, bytes_acked)
+_BYTES_RECEIVED = 8 + 24 * 4 + 3 * 8
+_TCP_INFO_SIZE = 256
 
 
 class Unsupported(Exception):
@@ -70,6 +77,16 @@ def source(frame: zmq.Frame, port: int) -> TcpConn | str:
         raise Unsupported(f"zmq_msg_get(ZMQ_SRCFD) failed: {e}") from None
     if not isinstance(fd, int) or fd < 0:
         raise Unsupported(f"zmq_msg_get(ZMQ_SRCFD) gave {fd!r}")
+    claimed = None
+    with contextlib.suppress(zmq.ZMQError, KeyError):  # a property this libzmq lacks
+        claimed = frame.get("Peer-Address")  # from libzmq, when the message arrived
+    return identify(fd, port, claimed if isinstance(claimed, str) else None)
+
+
+def identify(fd: int, port: int, peer_address: str | None = None) -> TcpConn | str:
+    """The TCP connection into our `port` that descriptor `fd` holds (one libzmq accepted),
+    or why it cannot be known (`GONE`: it holds no such connection any more). With
+    `peer_address`, a connection from another address is `GONE` too."""
     try:
         with _dup(fd) as sock:
             if sock.type != socket.SOCK_STREAM or sock.family not in (
@@ -82,11 +99,27 @@ def source(frame: zmq.Frame, port: int) -> TcpConn | str:
         return f"cannot inspect its descriptor: {e}"
     if local[1] != port:
         return GONE  # the number now holds a connection that is not one into our port
-    with contextlib.suppress(zmq.ZMQError, KeyError):  # a property this libzmq lacks
-        claimed = frame.get("Peer-Address")  # from libzmq, when the message arrived
-        if isinstance(claimed, str) and claimed != peer[0]:
-            return GONE
+    if peer_address is not None and peer_address != peer[0]:
+        return GONE
     return TcpConn(fd, inode, dev, local, peer)
+
+
+def bytes_received(conn: TcpConn) -> int | str:
+    """How many bytes the kernel has received on `conn` so far (``TCP_INFO``), or why
+    not (`GONE`: its descriptor holds another connection now, or none)."""
+    try:
+        with _dup(conn.fd) as sock:
+            st = os.fstat(sock.fileno())  # the socket's inode: unique while it is open
+            if (st.st_ino, st.st_dev) != (conn.inode, conn.dev):
+                return GONE
+            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)
+    except OSError as e:
+        if e.errno in (errno.EBADF, errno.ENOTSOCK, errno.ENOTCONN):
+            return GONE
+        return f"cannot read its TCP_INFO: {e}"
+    if len(info) < _BYTES_RECEIVED + 8:
+        return "this kernel's TCP_INFO has no tcpi_bytes_received (Linux 4.1+)"
+    return int.from_bytes(info[_BYTES_RECEIVED:_BYTES_RECEIVED + 8], sys.byteorder)
 
 
 def shut_down(conn: TcpConn) -> str | None:

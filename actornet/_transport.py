@@ -29,6 +29,24 @@ If that socket is closed, the message is still the entry's when no connection wa
 accepted on that descriptor since (the ROUTER's monitor says so, with one I/O
 thread, before such a connection can send anything): it was sent before the close.
 Anything else is the first message of a new connection, which must authenticate.
+
+Before authenticating (`_admission`): on an encrypted node (the default) CurveZMQ lets in
+only clients that hold the cluster's key, which a ZAP handler here checks, so a stranger
+gets nothing past ZeroMQ's own handshake. On every node, each accepted TCP connection is
+tracked from libzmq's "accepted" event, before it sends anything: it is closed if it has
+not authenticated `handshake_timeout` seconds later, or once it has received more than a
+handshake takes (its byte count is looked at every 10 ms), whether or not any message of
+it ever reached this node. libzmq holds at most `_RCVHWM` messages (of at most
+`MAX_FRAME` bytes) per connection that this node has not read. On a plain connection
+every batch carries a MAC made with the session key of its handshake (`_wire`), so
+authentication holds for the connection, not only for its first frames.
+
+Containment: the I/O thread handles each message, each socket event and each command on
+its own; an error in one (a peer's value the code did not expect, libzmq refusing an
+endpoint, no file descriptor left) is logged with the peer it came from and costs that
+message or that connection attempt, not the thread. A peer whose messages keep failing is
+disconnected. If the loop itself fails, it is restarted; if it keeps failing, the node
+stops (loudly, leaving the port mapper) rather than live on deaf.
 """
 
 from __future__ import annotations
@@ -43,8 +61,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import zmq
+from zmq.utils import z85
 
-from actornet import _tcpconn
+from actornet import _address, _admission, _tcpconn
 from actornet import _wire as w
 from actornet._handshake import Acceptor, Established, Failed, Initiator, Send, curve_keypair
 from actornet._ids import Pid, Ref
@@ -75,6 +94,17 @@ _REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT g
 # is still open, so that what it sent before (its last messages, a GOODBYE) is read first
 _LOST_GRACE = 0.2
 _LOST_READS = 50  # budgets of ROUTER reads before a lost peer is declared down (100,000 msgs)
+# Messages libzmq holds per inbound connection that this node has not read (at most
+# MAX_FRAME bytes each); then it stops reading that connection, and its sender waits.
+_RCVHWM = 16
+# Bytes a connection may receive before it authenticates: a handshake takes a few KiB
+# (ZeroMQ's greeting, a HELLO of at most 4 KiB, a RESPONSE, CurveZMQ's commands).
+_ADMIT_BUDGET = 16 * 1024
+_STRIKES = 100  # malformed ops from one peer within _STRIKE_WINDOW s before it is dropped
+_STRIKE_WINDOW = 60.0
+_CRASHES = 5  # failures of the I/O loop within _CRASH_WINDOW s before the node stops
+_CRASH_WINDOW = 10.0
+_ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27), per context
 _SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
 _FAIL_EVENTS = (
     zmq.EVENT_DISCONNECTED
@@ -119,7 +149,10 @@ class _Peer:
         self.drained = threading.Condition()
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
-        self.address: str | None = None  # "name@host:port" a user gave for it, if any
+        self.address: str | None = None  # the endpoint a user gave for it, if any
+        self.key = b""  # the session key that MACs what goes out (plain connections)
+        self.strikes = 0  # malformed ops it sent since strikes_since
+        self.strikes_since = 0.0
 
 
 class _Inbound:
@@ -144,6 +177,7 @@ class _Inbound:
         self.dev = self.ino = self.accept = 0
         self.addr = ""  # "host:port" of its peer, for log lines
         self.gone_at: float | None = None  # when libzmq said its connection closed
+        self.key = b""  # the session key that MACs what comes in (plain connections)
 
 
 class Transport:
@@ -157,7 +191,7 @@ class Transport:
         advertise_host: str,
         port: int,
         cookie: bytes,
-        secure: bool = False,
+        secure: bool = True,
         tick_time: float = 4.0,
         handshake_timeout: float = 5.0,
         max_message_size: int = w.DEFAULT_MAX_MESSAGE_SIZE,
@@ -181,6 +215,12 @@ class Transport:
         # One I/O thread: libzmq then says a connection was accepted before that connection
         # can send anything (see "Inbound connections" above).
         self._ctx = zmq.Context(io_threads=1)
+        self._zap: zmq.Socket[Any] | None = None
+        if secure:
+            # Bound before the ROUTER listens: libzmq asks it about every CurveZMQ client.
+            self._zap = self._ctx.socket(zmq.REP)
+            self._zap.setsockopt(zmq.LINGER, 0)
+            self._zap.bind(_ZAP_ENDPOINT)
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # The default, said so: libzmq ignores a connection that presents a routing id in
@@ -191,15 +231,19 @@ class Transport:
         # Frames are at most MAX_FRAME (messages over it span frames): ZeroMQ refuses a
         # larger frame before reading it, so a stranger cannot make us hold more.
         self._router.setsockopt(zmq.MAXMSGSIZE, w.MAX_FRAME + 1024)
-        self._router.setsockopt(zmq.RCVHWM, 0)
+        # Set before binding: each connection's pipe takes the options the socket had then.
+        self._router.setsockopt(zmq.RCVHWM, _RCVHWM)
         # A TCP connection that never starts ZeroMQ's own greeting is closed as soon as
         # one that never finishes our handshake (libzmq's default waits 30 s).
         self._router.setsockopt(zmq.HANDSHAKE_IVL, int(handshake_timeout * 1000))
+        self._cluster_key = b""  # the raw CurveZMQ public key every node of the cluster has
         if secure:
             public, secret = curve_keypair(cookie)
+            self._cluster_key = z85.decode(public)
             self._router.curve_server = True
             self._router.curve_publickey = public
             self._router.curve_secretkey = secret
+            self._router.setsockopt(zmq.ZAP_DOMAIN, b"actornet")
         try:
             if port:
                 self._router.bind(f"tcp://{bind_ip}:{port}")
@@ -208,6 +252,8 @@ class Transport:
                 self.port = self._router.bind_to_random_port(f"tcp://{bind_ip}")
         except zmq.ZMQError as e:
             self._router.close()
+            if self._zap is not None:
+                self._zap.close()
             self._ctx.term()
             raise ActornetError(f"cannot listen on {bind_ip}:{port or 'any port'}: {e}") from e
         self.endpoint = f"tcp://{advertise_host}:{self.port}"
@@ -228,6 +274,11 @@ class Transport:
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
         self._poller.register(self._wake_fd, zmq.POLLIN)
+        if self._zap is not None:
+            self._poller.register(self._zap, zmq.POLLIN)
+        # Accepted connections not yet authenticated
+        self._pending = _admission.Pending(handshake_timeout, _ADMIT_BUDGET)
+        self._crashes: deque[float] = deque()  # when the I/O loop failed, lately
         # CURVE failures never reach our own handshake: this is their only trace here.
         # Accepts and disconnections say which connection a descriptor holds (`_bind`).
         # libzmq's I/O thread blocks on a full monitor socket, freezing every connection:
@@ -262,23 +313,35 @@ class Transport:
                     os.eventfd_write(self._wake_fd, 1)  # type: ignore[attr-defined]
 
     def _peer(self, name: str) -> _Peer:
+        """The peer named `name`, made if new; `ValueError` if `name` is not a node name."""
         peer = self._peers.get(name)
         if peer is None:
-            if "@" not in name:
-                raise ValueError(f"node names look like 'name@host', got {name!r}")
+            _address.check_name(name)
             with self._lock:
                 peer = self._peers.get(name)
                 if peer is None:
                     peer = self._peers[name] = _Peer(name)
         return peer
 
-    def _enqueue(self, node: str, op: list[Any], connect: bool = True) -> None:
-        data = w.encode_op(op, self.max_message_size)
+    def _peer_at(self, address: str) -> tuple[_Peer, str | None]:
+        """The peer `address` names, and the endpoint it gives (None: none given). Raises
+        `ValueError` for a malformed address, in the caller's thread: nothing malformed
+        reaches the I/O thread (or libzmq)."""
+        name, endpoint = _address.parse(address)
+        peer = self._peer(name)
+        if endpoint is not None and peer.address is None:
+            peer.address = endpoint  # how to reach it if it is not connected yet
+        return peer, endpoint
+
+    def _enqueue(self, node: str, op: list[Any], connect: bool = True,
+                 address: bool = False) -> None:
+        """Queue `op` for `node`: a node name (a pid's), or with `address` one a caller gave
+        (``name@host:port`` too). `ValueError` if it is neither."""
         peer = self._peers.get(node)  # the common case: a plain name we know
         if peer is None:
-            peer = self._peer(_base_name(node))
-            if peer.address is None and _endpoint_of(node) is not None:
-                peer.address = node  # "name@host:port": how to reach it if not connected yet
+            # A pid's node is a name: one with a port (a peer may send any) is not dialled.
+            peer = self._peer_at(node)[0] if address else self._peer(node)
+        data = w.encode_op(op, self.max_message_size)
         if not connect:
             if peer.state in ("new", "down"):
                 return  # noconnect: no connection is made for it (one being made is used)
@@ -318,7 +381,7 @@ class Transport:
 
     def send_name(self, from_: Pid, name: str, node: str, msg: Any,
                   connect: bool = True) -> None:
-        self._enqueue(node, [w.REG_SEND, from_, name, msg], connect)
+        self._enqueue(node, [w.REG_SEND, from_, name, msg], connect, address=True)
 
     def link(self, from_: Pid, to: Pid) -> None:
         self._enqueue(to.node, [w.LINK, from_, to])
@@ -331,13 +394,14 @@ class Transport:
 
     def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
-        self._enqueue(node, [w.MONITOR, watcher, what, ref])
+        self._enqueue(node, [w.MONITOR, watcher, what, ref], address=not isinstance(target, Pid))
 
     def demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
         if isinstance(what, str) and what.startswith("$"):
             return  # the monitor of a pending remote spawn: nothing to undo remotely
-        self._enqueue(node, [w.DEMONITOR, watcher, what, ref])
+        self._enqueue(node, [w.DEMONITOR, watcher, what, ref],
+                      address=not isinstance(target, Pid))
 
     def down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
         self._enqueue(watcher.node, [w.DOWN, watcher, ref, item, reason])
@@ -347,23 +411,25 @@ class Transport:
 
     def spawn_request(self, node: str, requester: Pid, ref: Ref, module: str, qualname: str,
                       args: tuple[Any, ...], flags: int) -> None:
-        self._enqueue(node, [w.SPAWN, requester, ref, module, qualname, args, flags])
+        self._enqueue(node, [w.SPAWN, requester, ref, module, qualname, args, flags],
+                      address=True)
 
     def spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
         self._enqueue(requester.node, [w.SPAWN_REPLY, requester, ref, result, flags])
 
     def connect(self, node: str, timeout: float | None = None) -> bool:
-        """Connect to `node` if needed; True once connected, False if it failed."""
-        name = _base_name(node)
-        if name == self.node.name:
+        """Connect to `node` if needed; True once connected, False if it failed.
+
+        Raises `ValueError` if `node` is not an address (``name@host[:port]``)."""
+        if _address.parse(node)[0] == self.node.name:
             return True
-        peer = self._peer(name)
+        peer, endpoint = self._peer_at(node)
         if peer.state == "up":
             return True
         if not self._running:
             return False
         done = peer.attempts_done
-        self._outbox.put((None, ("connect", peer, node)))
+        self._outbox.put((None, ("connect", peer, endpoint)))
         self._wake()
         with peer.changed:
             peer.changed.wait_for(
@@ -406,17 +472,17 @@ class Transport:
         this node connects to `node` again.
         """
         heal_at = None if heal_after is None else time.monotonic() + heal_after
-        self._outbox.put((None, ("cut", _base_name(node), heal_at)))
+        self._outbox.put((None, ("cut", _address.parse(node)[0], heal_at)))
         self._wake()
 
     def heal(self, node: str) -> None:
         """Undo `cut`; the next use (or a ping) connects again."""
-        self._outbox.put((None, ("heal", _base_name(node))))
+        self._outbox.put((None, ("heal", _address.parse(node)[0])))
         self._wake()
 
     def disconnect(self, node: str) -> None:
         """Drop the connection to `node` as if it went down (Erlang `disconnect_node/1`)."""
-        self._outbox.put((None, ("disconnect", _base_name(node))))
+        self._outbox.put((None, ("disconnect", _address.parse(node)[0])))
         self._wake()
 
     def stop(self) -> None:
@@ -430,45 +496,88 @@ class Transport:
     # == the I/O thread ============================================================
 
     def _loop(self) -> None:
-        next_tick = time.monotonic() + self.tick_time / _CHECKS
+        """Run the I/O loop; restart it if it fails, stop the node if it keeps failing
+        (`_CRASHES` times in `_CRASH_WINDOW` s): a node whose I/O thread is gone is deaf
+        to every peer while it looks alive, so it must not stay registered as alive."""
+        fatal = False
         try:
             while self._running:
-                self._sleeping = True
-                timeout = 0 if not self._outbox.empty() else max(
-                    0, int((next_tick - time.monotonic()) * 1000))
-                if self._lost or self._busy:
-                    timeout = min(timeout, 20)
-                ready = dict(self._poller.poll(timeout))
-                self._sleeping = False
-                if self._wake_fd in ready:
-                    with contextlib.suppress(BlockingIOError):
-                        os.eventfd_read(self._wake_fd)  # type: ignore[attr-defined]
-                if self._router in ready:
-                    self._read_router()
-                if self._router_monitor in ready:
-                    self._on_router_event()
-                for sock in [s for s in ready if s in self._sockets]:
-                    entry = self._sockets.get(sock)
-                    if entry is None:
-                        continue  # closed by what handled a socket before it in this turn
-                    kind, peer = entry
+                try:
+                    self._run()
+                except Exception:
+                    now = time.monotonic()
+                    self._crashes.append(now)
+                    while now - self._crashes[0] > _CRASH_WINDOW:
+                        self._crashes.popleft()
+                    if len(self._crashes) >= _CRASHES:
+                        log.critical("node %s: the I/O thread failed %d times in %.0f s; "
+                                     "stopping the node", self.node.name, len(self._crashes),
+                                     _CRASH_WINDOW, exc_info=True)
+                        fatal = True
+                        return
+                    log.exception("node %s: the I/O thread failed; restarting its loop",
+                                  self.node.name)
+        finally:
+            self._close_all()
+            if fatal:
+                # Off this thread: stopping the node joins it. The node's processes end,
+                # and it leaves the port mapper, so peers find it gone.
+                threading.Thread(target=self.node.stop, name=f"actornet-stop {self.node.name}",
+                                 daemon=True).start()
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self.tick_time / _CHECKS
+        while self._running:
+            self._sleeping = True
+            now = time.monotonic()
+            wake_at = next_tick
+            deadline = self._pending.next_deadline()
+            if deadline is not None:  # and their byte counts are looked at meanwhile
+                wake_at = min(wake_at, deadline, now + self._pending.interval)
+            timeout = 0 if not self._outbox.empty() else max(0, int((wake_at - now) * 1000) + 1)
+            if self._lost or self._busy:
+                timeout = min(timeout, 20)
+            ready = dict(self._poller.poll(timeout))
+            self._sleeping = False
+            if self._wake_fd in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake_fd)  # type: ignore[attr-defined]
+            if self._router_monitor in ready:  # accepts first: see _admit
+                self._on_router_event()
+            if self._zap is not None and self._zap in ready:
+                self._on_zap()
+            if self._router in ready:
+                self._read_router()
+            for sock in [s for s in ready if s in self._sockets]:
+                entry = self._sockets.get(sock)
+                if entry is None:
+                    continue  # closed by what handled a socket before it in this turn
+                kind, peer = entry
+                try:
                     if kind == "dealer":
                         self._on_dealer(peer, ready[sock])
                     else:
                         self._on_monitor_event(peer)
-                if self._lost:  # after both ends' events of this turn: a killed peer at once
-                    self._settle_lost()
-                self._drain_outbox()
-                if self._busy:
-                    self._check_busy()
-                now = time.monotonic()
-                if now >= next_tick:
-                    self._tick(now)
-                    next_tick = now + self.tick_time / _CHECKS
-        except Exception:
-            log.exception("node %s: the I/O thread crashed", self.node.name)
-        finally:
-            self._close_all()
+                except Exception as e:
+                    self._contain(peer, f"its connection failed here: {e!r:.200}")
+            if self._lost:  # after both ends' events of this turn: a killed peer at once
+                self._settle_lost()
+            self._drain_outbox()
+            if self._busy:
+                self._check_busy()
+            now = time.monotonic()
+            if now >= next_tick:
+                self._tick(now)
+                next_tick = now + self.tick_time / _CHECKS
+            if deadline is not None:
+                self._watch_pending(now)
+
+    def _contain(self, peer: _Peer, why: str) -> None:
+        """Something about `peer` failed in this thread: log it with its traceback, and
+        drop the peer (its links and monitors fire) rather than the thread."""
+        log.error("node %s: dropping %s: %s", self.node.name, peer.name, why, exc_info=True)
+        if peer.state in ("up", "connecting"):
+            self._peer_down(peer, why)
 
     # -- outbound -----------------------------------------------------------------------
 
@@ -485,7 +594,10 @@ class Transport:
                 # (a cut must not swallow the reply queued just before it).
                 self._send_touched(touched)
                 touched.clear()
-                self._command(item)
+                try:
+                    self._command(item)
+                except Exception as e:
+                    self._command_failed(item, e)
                 if not self._running:
                     return
                 continue
@@ -503,7 +615,7 @@ class Transport:
             if peer.state == "up":
                 self._flush(peer)
             elif peer.state in ("new", "down"):
-                self._start_connect(peer, peer.address or peer.name)
+                self._start_connect(peer, peer.address)
 
     def _flush(self, peer: _Peer) -> None:
         dealer = peer.dealer
@@ -522,7 +634,8 @@ class Transport:
                 peer.backlog -= sum(len(op) for op in taken)
             frame = frames[0]
             try:
-                dealer.send_multipart([w.pack_header(peer.seq), frame], zmq.NOBLOCK)
+                dealer.send_multipart([w.pack_header(peer.seq, peer.key, frame), frame],
+                                      zmq.NOBLOCK)
             except zmq.Again:
                 if not peer.waiting_pollout:
                     peer.waiting_pollout = True
@@ -563,31 +676,43 @@ class Transport:
             peer.drained.notify_all()
 
     def _command(self, cmd: tuple[Any, ...]) -> None:
-        if cmd[0] == "connect":
-            peer = cmd[1]
-            if peer.state in ("new", "down"):
-                self._start_connect(peer, cmd[2])
-            elif peer.state == "up":
-                self._attempt_done(peer)
-        elif cmd[0] == "dial":
-            self._dial(cmd[1], cmd[2], cmd[3])
-        elif cmd[0] == "cut":
-            self._cut[cmd[1]] = cmd[2]
-            peer = self._peers.get(cmd[1])
-            if peer is not None and (peer.state in ("up", "connecting") or peer.inbound):
-                self._peer_down(peer, "link cut (fault injection)")
-        elif cmd[0] == "heal":
-            self._cut.pop(cmd[1], None)
-        elif cmd[0] == "disconnect":
-            peer = self._peers.get(cmd[1])
-            if peer is not None and peer.state in ("up", "connecting"):
-                self._peer_down(peer, "disconnected by request")
-        elif cmd[0] == "stop":
-            self._goodbye()
-            self._running = False
+        match cmd:
+            case ("connect", _Peer() as peer, endpoint):
+                if peer.state in ("new", "down"):
+                    self._start_connect(peer, endpoint)
+                elif peer.state == "up":
+                    self._attempt_done(peer)
+            case ("dial", _Peer() as peer, endpoint, error):
+                self._dial(peer, endpoint, error)
+            case ("cut", str() as name, heal_at):
+                self._cut[name] = heal_at
+                cut = self._peers.get(name)
+                if cut is not None and (cut.state in ("up", "connecting") or cut.inbound):
+                    self._peer_down(cut, "link cut (fault injection)")
+            case ("heal", str() as name):
+                self._cut.pop(name, None)
+            case ("disconnect", str() as name):
+                gone = self._peers.get(name)
+                if gone is not None and gone.state in ("up", "connecting"):
+                    self._peer_down(gone, "disconnected by request")
+            case ("stop",):
+                self._goodbye()
+                self._running = False
 
-    def _start_connect(self, peer: _Peer, address: str) -> None:
-        """Find the peer's endpoint (off this thread: a port-mapper lookup blocks), then dial."""
+    def _command_failed(self, cmd: tuple[Any, ...], error: Exception) -> None:
+        """A command failed in this thread: log it; an attempt to connect fails with it
+        (its caller hears so at once), the thread goes on."""
+        log.error("node %s: %s failed: %r", self.node.name, cmd[0], error, exc_info=True)
+        if cmd[0] in ("connect", "dial"):
+            peer = cmd[1]
+            if peer.state == "connecting":
+                self._peer_down(peer, f"{cmd[0]} failed: {error!r:.200}")
+            else:
+                self._attempt_done(peer)
+
+    def _start_connect(self, peer: _Peer, endpoint: str | None) -> None:
+        """Find the peer's endpoint (off this thread: a port-mapper lookup blocks), then dial.
+        `endpoint` is the one its address gave, if any."""
         if peer.name in self._cut:
             peer.state = "connecting"
             self._peer_down(peer, "link cut (fault injection)")
@@ -600,19 +725,23 @@ class Transport:
         def resolve() -> None:
             # An address with a port wins; else the port mapper; else the
             # endpoint the peer had last time (a node started with port=).
-            endpoint, error = _endpoint_of(address), None
-            if endpoint is None:
+            found, error = endpoint, None
+            if found is None:
                 try:
-                    endpoint = self._resolve(peer.name)
+                    found = self._resolve(peer.name)
                 except Exception as e:  # reported as a failed connection
                     error = str(e)
-                endpoint = endpoint or known
-                if endpoint is None and error is None:
+                found = found or known
+                if found is None and error is None:
                     error = f"cannot find node {peer.name}"
-            self._outbox.put((None, ("dial", peer, endpoint, error)))
+            self._outbox.put((None, ("dial", peer, found, error)))
             self._wake()
 
-        threading.Thread(target=resolve, name=f"actornet-resolve {peer.name}", daemon=True).start()
+        try:
+            threading.Thread(target=resolve, name=f"actornet-resolve {peer.name}",
+                             daemon=True).start()
+        except RuntimeError as e:  # no thread to be had (out of memory, or of threads)
+            self._peer_down(peer, f"cannot start a thread to look it up: {e}")
 
     def _dial(self, peer: _Peer, endpoint: str | None, error: str | None) -> None:
         if peer.state != "connecting" or peer.dealer is not None:
@@ -620,19 +749,35 @@ class Transport:
         if endpoint is None:
             self._peer_down(peer, error or "no endpoint")
             return
-        dealer = self._ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt(zmq.RECONNECT_IVL, -1)  # a broken connection stays broken
-        dealer.setsockopt(zmq.SNDHWM, _SNDHWM)
-        dealer.setsockopt(zmq.MAXMSGSIZE, 65536)  # it only ever reads handshake frames
-        dealer.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_timeout * 1000))
-        if self.secure:
-            public, secret = curve_keypair(self.cookie)
-            dealer.curve_serverkey = public
-            dealer.curve_publickey = public
-            dealer.curve_secretkey = secret
-        monitor = dealer.get_monitor_socket(_FAIL_EVENTS)
-        dealer.connect(endpoint)
+        if not _address.is_endpoint(endpoint):  # from the port mapper: checked all the same
+            self._peer_down(peer, f"cannot dial {w.shown(endpoint, 80)}: not an endpoint")
+            return
+        dealer = monitor = None
+        try:
+            dealer = self._ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.RECONNECT_IVL, -1)  # a broken connection stays broken
+            dealer.setsockopt(zmq.SNDHWM, _SNDHWM)
+            dealer.setsockopt(zmq.MAXMSGSIZE, 65536)  # it only ever reads handshake frames
+            dealer.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_timeout * 1000))
+            if self.secure:
+                public, secret = curve_keypair(self.cookie)
+                dealer.curve_serverkey = public
+                dealer.curve_publickey = public
+                dealer.curve_secretkey = secret
+            monitor = dealer.get_monitor_socket(_FAIL_EVENTS)
+            dealer.connect(endpoint)
+        except zmq.ZMQError as e:
+            # Out of descriptors or sockets (EMFILE, ENFILE), or an endpoint libzmq refuses:
+            # this attempt fails, logged; the next use of the peer tries again.
+            log.warning("node %s: cannot dial %s at %s: %s", self.node.name, peer.name,
+                        endpoint, e)
+            _stop_monitor(dealer)
+            for sock in (monitor, dealer):
+                if sock is not None:
+                    sock.close(linger=0)
+            self._peer_down(peer, f"cannot dial {endpoint}: {e}")
+            return
         peer.dealer, peer.monitor, peer.endpoint = dealer, monitor, endpoint
         self._sockets[dealer] = ("dealer", peer)
         self._sockets[monitor] = ("monitor", peer)
@@ -679,6 +824,7 @@ class Transport:
             peer.inbound = None
         peer.creation = event.peer_creation
         peer.hidden = bool(event.peer_flags & _HIDDEN)
+        peer.key = b"" if self.secure else event.session_key
         peer.state = "up"
         peer.up_since = peer.last_sent = time.monotonic()
         peer.handshake = None
@@ -704,42 +850,63 @@ class Transport:
         """Handle what the ROUTER holds, up to `_READ_BUDGET` messages; True if it may hold
         more."""
         router = self._router
-        recv, getsockopt, inbound, fstat = router.recv, router.getsockopt, self._inbound, os.fstat
+        recv, getsockopt = router.recv, router.getsockopt
         for _ in range(_READ_BUDGET):
             try:
                 head = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return False
-            rid = head.bytes
-            frames = [rid]
+            frames = [head.bytes]
             while getsockopt(zmq.RCVMORE):
                 frames.append(recv(zmq.NOBLOCK))
-            conn = inbound.get(rid)
-            if conn is None:
-                self._new_inbound(head, frames)
-                continue
-            # Did it come on the connection `conn` is bound to? (module docstring)
             try:
-                st = fstat(conn.fd)
-                same = (st.st_ino == conn.ino and head.get(_SRCFD) == conn.fd
-                        and st.st_dev == conn.dev)
-            except (OSError, zmq.ZMQError):  # a closed descriptor; no fd property
-                same = False
-            if not same:
-                found = self._elsewhere(conn, head, frames)
-                if found is None:
-                    continue
-                conn = found
-            if conn.state == "up":
-                if conn.peer is not None and conn.peer.name in self._cut:
-                    continue
-                self._on_batch(conn, frames)
-            elif conn.state == "dead":
-                self.stats["bad_frames"] += 1
-                conn.last_seen = time.monotonic()
-            else:
-                self._on_handshake_frame(conn, frames)
+                self._on_message(head, frames)
+            except Exception as e:  # a value the code did not expect: this message only
+                self._message_failed(frames[0], e)
         return True
+
+    def _on_message(self, head: zmq.Frame, frames: list[bytes]) -> None:
+        """Handle one message from the ROUTER (`head` its first frame, `frames` all)."""
+        conn = self._inbound.get(frames[0])
+        if conn is None:
+            self._new_inbound(head, frames)
+            return
+        # Did it come on the connection `conn` is bound to? (module docstring)
+        try:
+            st = os.fstat(conn.fd)
+            same = (st.st_ino == conn.ino and head.get(_SRCFD) == conn.fd
+                    and st.st_dev == conn.dev)
+        except (OSError, zmq.ZMQError):  # a closed descriptor; no fd property
+            same = False
+        if not same:
+            found = self._elsewhere(conn, head, frames)
+            if found is None:
+                return
+            conn = found
+        if conn.state == "up":
+            if conn.peer is not None and conn.peer.name in self._cut:
+                return
+            self._on_batch(conn, frames)
+        elif conn.state == "dead":
+            self.stats["bad_frames"] += 1
+            conn.last_seen = time.monotonic()
+        else:
+            self._on_handshake_frame(conn, frames)
+
+    def _message_failed(self, rid: bytes, error: Exception) -> None:
+        """Handling a message under routing id `rid` failed: log it, naming where it came
+        from; the message is dropped; an unauthenticated connection is refused, and an
+        authenticated peer struck (`_strike`)."""
+        self.stats["bad_frames"] += 1
+        conn = self._inbound.get(rid)
+        peer = conn.peer if conn is not None and conn.state == "up" else None
+        source = peer.name if peer is not None else (conn.addr if conn is not None else "") or "?"
+        log.error("node %s: dropped a message from %s: handling it failed: %s", self.node.name,
+                  source, w.shown(error, 200), exc_info=True)
+        if peer is not None:
+            self._strike(peer)
+        elif conn is not None and conn.state == "handshake":
+            self._refuse_inbound(conn, time.monotonic(), "handling its message failed")
 
     def _elsewhere(self, conn: _Inbound, head: zmq.Frame, frames: list[bytes]) -> _Inbound | None:
         """A message under `conn`'s routing id (`head` its first frame, `frames` all of them)
@@ -800,6 +967,8 @@ class Transport:
                 conn.untracked = f"libzmq did not say which connection it is ({e})"
                 return conn.untracked
             self._srcfd_missing = conn.untracked = f"libzmq cannot say which connection it is ({e})"
+            for entry in self._pending.entries():  # which of them authenticates is unknown
+                self._pending.closed(entry.fd)
             log.warning("node %s: inbound connections cannot be told apart (%s): a connection "
                         "that fails the handshake is ignored and stays open until its peer "
                         "closes it, and one that presents the routing id of a closed "
@@ -925,21 +1094,35 @@ class Transport:
         conn.state = "up"
         conn.peer = peer
         conn.last_seen = now
+        conn.key = b"" if self.secure else event.session_key
         peer.inbound = conn
         peer.creation = event.peer_creation
         peer.hidden = bool(event.peer_flags & _HIDDEN)
+        if conn.fd >= 0:  # no longer bounded as a stranger
+            self._pending.authenticated(conn.fd, conn.accept)
         if peer.state in ("new", "down") and event.peer_endpoint:
-            self._start_connect(peer, _with_endpoint(peer.name, event.peer_endpoint))
+            self._start_connect(peer, event.peer_endpoint)
 
     def _on_batch(self, conn: _Inbound, frames: list[bytes]) -> None:
         peer = conn.peer
         assert peer is not None
         conn.last_seen = time.monotonic()
         self.stats["batches_in"] += 1
+        if len(frames) != 3:
+            self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
+            self._strike(peer)
+            return
         try:
-            seq = w.unpack_header(frames[1])
+            seq = w.unpack_header(frames[1], conn.key, frames[2])
         except ProtocolError as e:
             self._bad_frame(peer, f"bad batch header: {e}")
+            if conn.key:
+                # Not from whoever authenticated on this connection (or corrupted):
+                # nothing more that comes on it can be trusted.
+                self._retire(conn, "a batch on its connection into this node failed its MAC")
+                log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
+            else:
+                self._strike(peer)
             return
         if seq != conn.seq:
             self._bad_frame(peer, f"batch {seq} arrived when {conn.seq} was due: data was lost")
@@ -947,9 +1130,6 @@ class Transport:
             return
         conn.seq += 1
         node = self.node
-        if len(frames) != 3:
-            self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
-            return
         self.stats["bytes_in"] += len(frames[2])
         if conn.stream is None:
             conn.stream = w.OpStream(self.max_message_size)
@@ -962,6 +1142,8 @@ class Transport:
                 op = decode_op(frame, limit)
             except (DecodeError, ProtocolError) as e:
                 self._bad_frame(peer, str(e))
+                if self._strike(peer):
+                    return  # refused: nothing more from this batch is taken
                 continue
             if op[0] == send:  # the hot path, inline: a message to a local pid
                 proc = procs.get(op[1])
@@ -971,7 +1153,12 @@ class Transport:
             try:
                 self._dispatch(node, peer, op)
             except Exception:
-                log.exception("node %s: failed to handle %r from %s", node.name, op[:2], peer.name)
+                self.stats["bad_frames"] += 1
+                log.exception("node %s: failed to handle %s from %s", node.name,
+                              w.shown(op[:2], 80), peer.name)
+                self._strike(peer)
+            if conn.state != "up":
+                return  # it was dropped meanwhile (a GOODBYE, too many malformed ops)
         if stream.skipped:
             self._oversized(peer, stream)
         if peer.state == "up" and peer.ops:
@@ -997,43 +1184,77 @@ class Transport:
         log.error("node %s: dropped a frame from %s: %s", self.node.name, peer.name, why)
 
     def _dispatch(self, node: Node, peer: _Peer, op: list[Any]) -> None:
-        code = op[0]
-        if code == w.SEND:
-            proc = node._procs.get(op[1])
-            if proc is not None and proc.pid.creation == op[2]:
-                proc.mailbox.put(op[3])
-        elif code == w.REG_SEND:
-            node._deliver_name(op[2], op[3])
-        elif code == w.ALIAS:
-            node._deliver_alias(op[2], op[3])
-        elif code == w.TICK:
-            pass
-        elif code == w.LINK:
-            node._signal_link(op[2], op[1])
-        elif code == w.UNLINK:
-            node._signal_unlink(op[2], op[1])
-        elif code == w.EXIT:
-            node._signal_exit(op[2], op[1], op[3], linked=True)
-        elif code == w.EXIT2:
-            node._signal_exit(op[2], op[1], op[3], linked=False)
-        elif code == w.MONITOR:
-            node._signal_monitor(op[2], op[1], op[3])
-        elif code == w.DEMONITOR:
-            node._signal_demonitor(op[2], op[3])
-        elif code == w.DOWN:
-            node._signal_down(op[1], op[2], op[3], op[4])
-        elif code == w.SPAWN:
-            node._spawn_request(*op[1:])
-        elif code == w.SPAWN_REPLY:
-            node._spawn_reply(*op[1:])
-        elif code == w.GOODBYE:
-            self._peer_down(peer, "it stopped")
-        elif code == w.NODES and self.mesh:
-            for name, endpoint in op[1]:
-                if isinstance(name, str) and isinstance(endpoint, str) and name != node.name:
+        """Run one op from `peer` (its shape checked by `w.decode_op`)."""
+        match op:
+            case [w.SEND, id_, creation, msg]:
+                proc = node._procs.get(id_)
+                if proc is not None and proc.pid.creation == creation:
+                    proc.mailbox.put(msg)
+            case [w.REG_SEND, _, name, msg]:
+                node._deliver_name(name, msg)
+            case [w.ALIAS, _, ref, msg]:
+                node._deliver_alias(ref, msg)
+            case [w.TICK]:
+                pass
+            case [w.LINK, from_, to]:
+                node._signal_link(to, from_)
+            case [w.UNLINK, from_, to]:
+                node._signal_unlink(to, from_)
+            case [w.EXIT, from_, to, reason]:
+                node._signal_exit(to, from_, reason, linked=True)
+            case [w.EXIT2, from_, to, reason]:
+                node._signal_exit(to, from_, reason, linked=False)
+            case [w.MONITOR, watcher, target, ref]:
+                node._signal_monitor(target, watcher, ref)
+            case [w.DEMONITOR, _, target, ref]:
+                node._signal_demonitor(target, ref)
+            case [w.DOWN, watcher, ref, item, reason]:
+                node._signal_down(watcher, ref, item, reason)
+            case [w.SPAWN, *args]:
+                node._spawn_request(*args)
+            case [w.SPAWN_REPLY, *args]:
+                node._spawn_reply(*args)
+            case [w.GOODBYE]:
+                self._peer_down(peer, "it stopped")
+            case [w.NODES, entries] if self.mesh:
+                self._meet(peer, entries)
+
+    def _meet(self, peer: _Peer, entries: list[Any]) -> None:
+        """Connect to each node `peer` says it is connected to (Erlang's transitive mesh);
+        an entry that is not ``[name, endpoint]`` is dropped, logged."""
+        for entry in entries:
+            match entry:
+                case [str() as name, str() as endpoint] if (
+                        _address.is_name(name) and _address.is_endpoint(endpoint)):
+                    if name == self.node.name:
+                        continue
                     other = self._peer(name)
                     if other.state in ("new", "down"):
-                        self._start_connect(other, _with_endpoint(name, endpoint))
+                        self._start_connect(other, endpoint)
+                case _:
+                    self._bad_frame(peer, f"a bad entry in its list of peers: "
+                                          f"{w.shown(entry, 80)}")
+                    self._strike(peer)
+
+    def _strike(self, peer: _Peer) -> bool:
+        """`peer` sent something malformed (each is logged where it is found): disconnect
+        it once it has sent `_STRIKES` within `_STRIKE_WINDOW` seconds (then True)."""
+        now = time.monotonic()
+        if now - peer.strikes_since > _STRIKE_WINDOW:
+            peer.strikes, peer.strikes_since = 0, now
+        peer.strikes += 1
+        if peer.strikes >= _STRIKES:
+            why = (f"it sent {peer.strikes} malformed messages in {now - peer.strikes_since:.0f}"
+                   " s")
+            conn = peer.inbound
+            log.warning("node %s: refusing %s: %s", self.node.name, peer.name, why)
+            self._peer_down(peer, why)
+            peer.strikes = 0
+            if conn is not None:
+                conn.state = "dead"
+                log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
+            return True
+        return False
 
     # -- failure detection --------------------------------------------------------------
 
@@ -1058,7 +1279,7 @@ class Transport:
                         log.error("node %s: connection to %s refused: %s",
                                   self.node.name, peer.name, what)
                     else:  # the peer saw the mismatch first and closed, or it went away
-                        what = "transport handshake failed (secure=True on one side only" + (
+                        what = "transport handshake failed (insecure=True on one side only" + (
                             ", or another cookie?)" if self.secure else "?)")
                 self._peer_down(peer, what)
                 return
@@ -1078,10 +1299,13 @@ class Transport:
             if event == zmq.EVENT_ACCEPTED:
                 self._accepted += 1
                 self._accepts[value] = self._accepted
+                self._admit(value, self._accepted)
                 continue
             if event == zmq.EVENT_DISCONNECTED:
+                serial = self._accepts.get(value, 0)
+                self._pending.closed(value, serial)
                 conn = self._fd_owner.get(value)
-                if conn is not None and conn.accept == self._accepts.get(value, 0):
+                if conn is not None and conn.accept == serial:
                     del self._fd_owner[value]
                     conn.gone_at = time.monotonic()
                 continue
@@ -1089,13 +1313,85 @@ class Transport:
             if why:
                 log.warning("node %s: refused an incoming connection: %s", self.node.name, why)
 
+    # -- before authentication (`_admission`) ----------------------------------------------
+
+    def _admit(self, fd: int, serial: int) -> None:
+        """libzmq accepted a connection on `fd`: bound it until it authenticates (the
+        module docstring). Unless inbound connections cannot be told apart here: then
+        which one authenticated is unknown, and none could be closed safely."""
+        if self._srcfd_missing is not None:
+            return
+        tcp = _tcpconn.identify(fd, self.port)
+        if tcp == _tcpconn.GONE:
+            return  # closed already (its "disconnected" event follows)
+        self._pending.accepted(fd, serial, tcp if isinstance(tcp, _tcpconn.TcpConn) else None,
+                               time.monotonic())
+
+    def _watch_pending(self, now: float) -> None:
+        """Close the connections not authenticated in time, or over the byte budget."""
+        for entry in self._pending.expired(now):
+            self._drop_pending(entry, "dropped a connection that did not finish the "
+                                      f"handshake in {self.handshake_timeout:.1f} s")
+        for entry in self._pending.due(now):
+            if entry.conn is None:
+                continue  # not identified at its accept: the deadline holds
+            received = _tcpconn.bytes_received(entry.conn)
+            if not isinstance(received, int):
+                continue  # gone (its "disconnected" event follows), or unknown: the deadline
+            over = self._pending.over_budget(entry.fd, received)
+            if over is not None:
+                self._drop_pending(over, f"dropped a connection that sent {received} bytes "
+                                         "without finishing the handshake (at most "
+                                         f"{self._pending.budget})")
+
+    def _drop_pending(self, entry: _admission.Unauthenticated, what: str) -> None:
+        """Close a connection that did not authenticate in time or within the budget; its
+        entry, if a message of it was read, is dead."""
+        conn = self._fd_owner.get(entry.fd)
+        if conn is not None and conn.accept == entry.accept and conn.state != "up":
+            conn.state = "dead"
+            conn.last_seen = time.monotonic()
+            conn.close_at = None  # closed here, now
+            if conn.tcp is not None and self._tcp_owner.get(conn.tcp.inode) is conn:
+                del self._tcp_owner[conn.tcp.inode]
+            conn.tcp = None
+            conn.untracked = _tcpconn.GONE
+        tcp = entry.conn
+        if tcp is None:  # it could not be told at its accept: try again
+            tcp = _tcpconn.identify(entry.fd, self.port)
+            if not isinstance(tcp, _tcpconn.TcpConn):
+                if tcp != _tcpconn.GONE:
+                    log.warning("node %s: %s; left it open: %s", self.node.name, what, tcp)
+                return
+        why_not = _tcpconn.shut_down(tcp)
+        if why_not is None:
+            log.warning("node %s: %s; closed the connection from %s", self.node.name, what, tcp)
+        elif why_not != _tcpconn.GONE:
+            log.warning("node %s: %s; left the connection from %s open: %s", self.node.name,
+                        what, tcp, why_not)
+
+    def _on_zap(self) -> None:
+        """Answer libzmq's questions about CurveZMQ clients (`_admission.zap_reply`)."""
+        zap = self._zap
+        assert zap is not None
+        while True:
+            try:
+                request = zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply, refused = _admission.zap_reply(request, self._cluster_key)
+            zap.send_multipart(reply)
+            if refused:
+                log.warning("node %s: refused an incoming connection: %s", self.node.name,
+                            refused)
+
     def _tick(self, now: float) -> None:
         for name, heal_at in list(self._cut.items()):
             if heal_at is not None and now >= heal_at:
                 del self._cut[name]
                 peer = self._peers.get(name)
                 if peer is not None and peer.state in ("new", "down"):
-                    self._start_connect(peer, name)
+                    self._start_connect(peer, peer.address)
         for peer in list(self._peers.values()):
             if peer.state == "connecting" and now > peer.deadline:
                 self._peer_down(peer, "connection timed out")
@@ -1173,10 +1469,10 @@ class Transport:
                 # Tell the peer, on the connection being dropped: whatever made us give
                 # up on it (a cut, a request, silence after we were frozen), it then sees
                 # the link go too, instead of talking on into a link we no longer read.
+                goodbye = w.pack_ops([w.encode_op([w.GOODBYE])])
                 with contextlib.suppress(zmq.ZMQError):
                     peer.dealer.send_multipart(
-                        [w.pack_header(peer.seq), w.pack_ops([w.encode_op([w.GOODBYE])])],
-                        zmq.NOBLOCK)
+                        [w.pack_header(peer.seq, peer.key, goodbye), goodbye], zmq.NOBLOCK)
                     linger = 500
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
@@ -1193,6 +1489,7 @@ class Transport:
         peer.frames.clear()
         peer.backlog = 0
         peer.seq = 0
+        peer.key = b""
         if peer.inbound is not None:
             peer.inbound.state = "dead"
             peer.inbound = None
@@ -1221,6 +1518,8 @@ class Transport:
         _stop_monitor(self._router)
         self._router_monitor.close(linger=0)
         self._router.close(linger=0)
+        if self._zap is not None:
+            self._zap.close(linger=0)
         with self._wake_lock:
             os.close(self._wake_fd)
             self._wake_fd = -1
@@ -1241,7 +1540,8 @@ def _zmtp_failure(event: int, value: int, secure: bool) -> str | None:
     about the configuration, or None (the peer closed first, or a network failure)."""
     if event & getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0):
         if value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
-            return f"transport handshake failed: secure=True on one side only (here {secure=})"
+            here = "encrypted" if secure else "insecure=True"
+            return f"transport handshake failed: insecure=True on one side only (here {here})"
         if secure and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
             return "encrypted transport handshake failed: the peer has another cookie"
     return None
@@ -1259,20 +1559,3 @@ def _base_name(node: str) -> str:
     if host.count(":") == 1:
         host = host.split(":")[0]
     return f"{name}@{host}"
-
-
-def _endpoint_of(address: str) -> str | None:
-    """The endpoint of ``name@host:port``, or None when no port is given."""
-    _, _, host = address.partition("@")
-    if host.startswith("tcp://"):
-        return host
-    if host.count(":") == 1:
-        h, p = host.split(":")
-        if p.isdigit():
-            return f"tcp://{h}:{p}"
-    return None
-
-
-def _with_endpoint(name: str, endpoint: str) -> str:
-    return f"{name.partition('@')[0]}@{endpoint}"
-

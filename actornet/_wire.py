@@ -6,9 +6,18 @@ big-endian length and then a codec-encoded list [OP, args...], cut into
 *batches* of at most `MAX_FRAME` bytes. Each ZeroMQ message is one batch of
 two frames::
 
-    frame 0   header: b"AD" + u64 big-endian sequence number of the batch
+    frame 0   header: b"AD" + u64 big-endian sequence number of the batch, and
+              on a plain (unencrypted) connection a 16-byte MAC of the batch
     frame 1   the next piece of the stream (whole operations, or a piece of
               one that is larger than a frame)
+
+The MAC is HMAC-SHA256, keyed with the connection's session key (`_handshake`),
+over the header's first 10 bytes and frame 1, cut to 16 bytes. It ties every
+batch to the connection that authenticated: a program that relays a handshake
+between two nodes learns neither the cookie nor the key, so it cannot add a
+batch of its own, and one batch cannot be moved to another connection (another
+key) or repeated or reordered in its own (the sequence number is covered). On an
+encrypted connection CurveZMQ authenticates every frame, and there is no MAC.
 
 One frame for many operations: ZeroMQ's per-frame cost in Python was most of
 the cost of a small message. Frames of at most `MAX_FRAME` bytes: the node's
@@ -44,9 +53,12 @@ Operations mirror Erlang's distribution protocol:
 
 from __future__ import annotations
 
+import hmac
+import reprlib
 import struct
 from typing import Any
 
+from actornet._address import is_name
 from actornet._codec import decode, encode
 from actornet._ids import Pid, Ref
 from actornet.errors import ProtocolError
@@ -54,12 +66,14 @@ from actornet.errors import ProtocolError
 __all__ = [
     "pack_header",
     "unpack_header",
+    "MAC_SIZE",
     "pack_ops",
     "cut_stream",
     "OpStream",
     "split_ops",
     "encode_op",
     "decode_op",
+    "shown",
     "MAX_FRAME",
 ]
 
@@ -115,16 +129,47 @@ _SHAPES: dict[int, tuple[Any, ...]] = {
 }
 
 
-def pack_header(seq: int) -> bytes:
-    """The first frame of batch number `seq`."""
-    return _HEADER.pack(_MAGIC, seq)
+MAC_SIZE = 16  # bytes of a batch's MAC
 
 
-def unpack_header(frame: bytes) -> int:
-    """The sequence number of a batch header; `ProtocolError` if it is not one."""
-    if len(frame) != _HEADER.size or frame[:2] != _MAGIC:
-        raise ProtocolError(f"not a data batch header ({len(frame)} bytes)")
-    return int(_HEADER.unpack(frame)[1])
+def pack_header(seq: int, key: bytes = b"", payload: bytes = b"") -> bytes:
+    """The first frame of batch number `seq`; with a session `key`, followed by the MAC of
+    the batch whose second frame is `payload`.
+
+    >>> len(pack_header(7)), len(pack_header(7, b"k" * 32, b"ops"))
+    (10, 26)
+    """
+    head = _HEADER.pack(_MAGIC, seq)
+    if key:
+        return head + _mac(key, head, payload)
+    return head
+
+
+def unpack_header(frame: bytes, key: bytes = b"", payload: bytes = b"") -> int:
+    """The sequence number of a batch header; `ProtocolError` if it is not one, or if,
+    with a session `key`, its MAC is not that of the batch whose second frame is `payload`.
+
+    >>> key = b"k" * 32
+    >>> unpack_header(pack_header(7, key, b"ops"), key, b"ops")
+    7
+    >>> unpack_header(pack_header(7, key, b"ops"), key, b"forged")
+    Traceback (most recent call last):
+    ...
+    actornet.errors.ProtocolError: batch 7 failed its MAC: not sent by the peer that ...
+    """
+    size = _HEADER.size + (MAC_SIZE if key else 0)
+    if len(frame) != size or frame[:2] != _MAGIC:
+        raise ProtocolError(f"not a data batch header ({len(frame)} bytes, {size} expected)")
+    head = frame[:_HEADER.size]
+    seq = int(_HEADER.unpack(head)[1])
+    if key and not hmac.compare_digest(frame[_HEADER.size:], _mac(key, head, payload)):
+        raise ProtocolError(f"batch {seq} failed its MAC: not sent by the peer that "
+                            "authenticated on this connection")
+    return seq
+
+
+def _mac(key: bytes, head: bytes, payload: bytes) -> bytes:
+    return hmac.digest(key, head + payload, "sha256")[:MAC_SIZE]
 
 
 def pack_ops(ops: list[bytes]) -> bytes:
@@ -255,13 +300,38 @@ def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[An
             and op[1].__class__ is int and op[2].__class__ is int):
         return op  # type: ignore[no-any-return]
     if op.__class__ is not list or not op or op[0].__class__ is not int:
-        raise ProtocolError(f"an operation is a list starting with an op code, got {op!r:.80}")
+        raise ProtocolError("an operation is a list starting with an op code, got "
+                            f"{shown(op, 80)}")
     shape = _SHAPES.get(op[0])
     if shape is None:
-        raise ProtocolError(f"unknown op code {op[0]}")
+        raise ProtocolError(f"unknown op code {shown(op[0], 24)}")
     if len(op) != len(shape) + 1:
         raise ProtocolError(f"op {op[0]} takes {len(shape)} arguments, got {len(op) - 1}")
     for arg, want in zip(op[1:], shape, strict=True):
-        if want is not object and not isinstance(arg, want):
-            raise ProtocolError(f"op {op[0]}: bad argument {arg!r:.60}")
+        if want is not object and (not isinstance(arg, want) or (
+                arg.__class__ is Pid and not is_name(arg.node))):
+            raise ProtocolError(f"op {op[0]}: bad argument {shown(arg, 60)}")
     return op  # type: ignore[no-any-return]
+
+
+_REPR = reprlib.Repr()  # bounded in time: a few items of each container, a few levels
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def shown(value: Any, limit: int) -> str:
+    """`value` for a log line or an error message: its repr cut to `limit` characters, or
+    what it is if it has none (a peer's value may be an int too long to print, or nested
+    too deeply for repr); never raises.
+
+    >>> shown(list(range(100)), 20)
+    '[0, 1, 2, 3, 4, 5...'
+    >>> shown(10**5000, 40)
+    'an int of 16610 bits'
+    """
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # whatever it is, a line must still be logged
+        if isinstance(value, int):
+            return f"an int of {value.bit_length()} bits"
+        return f"a {type(value).__name__} that cannot be shown"
+    return text if len(text) <= limit else text[:max(limit - 3, 1)] + "..."

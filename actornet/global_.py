@@ -14,7 +14,12 @@ released everywhere and retried after a random back-off.
 
 A name disappears everywhere when its process dies (the node hosting it
 broadcasts the removal) or when its node goes down (every node drops the names
-of pids on that node). When nodes connect, their servers exchange tables. Two
+of pids on that node). When nodes connect, their servers exchange tables; a
+server that starts, or restarts after a crash, sends its (empty) table to every
+connected node's with a request for theirs, so it holds the cluster's table again
+as soon as they answer. A message a server does not understand (any node may send
+it anything) is logged and dropped; the node's kernel supervisor restarts a server
+that crashes nonetheless. Two
 partitions that registered the same name meanwhile hold two pids for it; on
 merge the smaller-named node of each pair that swapped tables finds the
 conflict and hands it to one fixed *decider*: the *home* of the registration
@@ -49,6 +54,7 @@ from actornet import _gen
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet._steps import MultiCall, Sleep, Steps, run
+from actornet._wire import shown
 from actornet.errors import ActornetError, NoProc, Timeout
 from actornet.gen_server import GenServer
 
@@ -103,66 +109,94 @@ class _NameServer(GenServer):
         self.gen_node._global = self
         self.gen_node.monitor_nodes(True)
         for peer in actornet.nodes():
-            self._send_table(peer)
+            # A first start, or a restart after a crash: either way this table is empty,
+            # and every peer's answer fills it (this node's own registrations included).
+            self._send_table(peer, reply=True)
 
     # -- requests from registering processes -------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
-        op = request[0]
-        if op == "lock":
-            _, name, owner = request
-            holder = self.locks.get(name)
-            if holder is not None and holder != owner:
-                return ("busy", None)
-            self.locks[name] = owner
-            self._watch(owner[0])
-            return ("ok", self.names.get(name))
-        if op == "register":
-            _, name, pid, method, home = request
-            self._set(name, (pid, method, home))
-            return "ok"
-        if op == "unregister":
-            self._drop(request[1])
-            return "ok"
-        return ("error", f"unknown request {request!r}")
+        match request:
+            case ("lock", name, (Pid(), Ref()) as owner) if _hashable(name):
+                holder = self.locks.get(name)
+                if holder is not None and holder != owner:
+                    return ("busy", None)
+                self.locks[name] = owner
+                self._watch(owner[0])
+                return ("ok", self.names.get(name))
+            case ("register", name, Pid() as pid, method, Pid() as home) if (
+                    _hashable(name) and (method is None or isinstance(method, str))):
+                self._set(name, (pid, method, home))
+                return "ok"
+            case ("unregister", name) if _hashable(name):
+                self._drop(name)
+                return "ok"
+        self._not_understood("call", request)
+        return ("error", f"unknown request {_shown(request)}")
 
     def handle_cast(self, request: Any) -> None:
-        if request[0] == "unlock":
-            _, name, owner = request
-            if self.locks.get(name) == owner:
-                del self.locks[name]
+        match request:
+            case ("unlock", name, owner) if _hashable(name):
+                if self.locks.get(name) == owner:
+                    del self.locks[name]
+            case _:
+                self._not_understood("cast", request)
 
     def handle_info(self, msg: Any) -> None:
-        kind = msg[0]
-        if kind == "DOWN":
-            pid = msg[3]
-            self.watched.pop(pid, None)
-            self._forget_pid(pid)
-        elif kind == "nodeup":
-            self._send_table(msg[1])
-        elif kind == "nodedown":
-            self._node_gone(msg[1])
-        elif kind == "table":
-            self._merge(*msg[1:])
-        elif kind == "dead":
-            _, name, pid = msg
-            if self.names.get(name) == pid:
-                self._drop(name)
-        elif kind == "conflict":
-            _, name, first, second = msg
-            self._decide(name, first, second)
-        elif kind == "decided":
-            _, key, kept = msg
-            self.decisions[key] = (kept,)
-            self._announce(key, kept)
-        elif kind == "confirm":
-            _, name, pids, kept = msg
-            self._confirm(name, pids, kept)
-        elif kind == "resolved":
-            _, name, pids, kept = msg
-            self._apply(name, pids, kept)
-        elif kind != "EXIT":
-            super().handle_info(msg)
+        # Any node of the cluster may send anything here: what is not one of these is
+        # logged and dropped (a crash would empty this replica until it resyncs).
+        match msg:
+            case ("DOWN", _, "process", Pid() as pid, _):
+                self.watched.pop(pid, None)
+                self._forget_pid(pid)
+            case ("nodeup", str() as peer):
+                self._send_table(peer, reply=False)
+            case ("nodedown", str() as peer):
+                self._node_gone(peer)
+            case ("table", str() as peer, list() as table, Pid() as server, list() as locked,
+                  bool() as reply):
+                self._merge(peer, self._entries(peer, table), server,
+                            [name for name in locked if _hashable(name)])
+                if reply:  # it (re)started: it has only what peers tell it
+                    self._send_table(peer, reply=False)
+            case ("dead", name, Pid() as pid) if _hashable(name):
+                if self.names.get(name) == pid:
+                    self._drop(name)
+            case ("conflict", name, first, second) if (
+                    _hashable(name) and _is_entry(first) and _is_entry(second)):
+                self._decide(name, first, second)
+            case ("decided", (name, Pid(), Pid()) as key, kept) if (
+                    _hashable(name) and (kept is None or _is_entry(kept))):
+                self.decisions[key] = (kept,)
+                self._announce(key, kept)
+            case ("confirm", name, (Pid(), Pid()) as pids, kept) if (
+                    _hashable(name) and (kept is None or _is_entry(kept))):
+                self._confirm(name, pids, kept)
+            case ("resolved", name, (Pid(), Pid()) as pids, kept) if (
+                    _hashable(name) and (kept is None or _is_entry(kept))):
+                self._apply(name, pids, kept)
+            case ("EXIT", _, _):
+                pass  # a registering process's exit: its DOWN does the work
+            case _:
+                self._not_understood("message", msg)
+
+    def _not_understood(self, what: str, msg: Any) -> None:
+        log.warning("global: the name server on %s dropped a %s it does not understand: %s",
+                    self.gen_node.name, what, _shown(msg))
+
+    def _entries(self, peer: str, table: list[Any]) -> list[tuple[Any, Pid, str | None, Pid]]:
+        """The well-formed entries of a table from `peer`; the others are logged, dropped."""
+        good = []
+        for entry in table:
+            match entry:
+                case (name, Pid() as pid, method, Pid() as home) if (
+                        _hashable(name) and (method is None or isinstance(method, str))):
+                    good.append((name, pid, method, home))
+                case _:
+                    log.warning("global: the name server on %s dropped an entry of %s's "
+                                "table it does not understand: %s", self.gen_node.name, peer,
+                                _shown(entry))
+        return good
 
     # -- the table -------------------------------------------------------------------
 
@@ -214,13 +248,14 @@ class _NameServer(GenServer):
         for name in [n for n, (owner, _) in self.locks.items() if owner.node == node]:
             del self.locks[name]
 
-    def _send_table(self, peer: str) -> None:
+    def _send_table(self, peer: str, *, reply: bool) -> None:
+        """Send this replica to `peer`'s name server; with `reply`, ask for its own back."""
         import actornet
 
         # With this server's pid and the names locked here now (registrations in flight),
         # so that the peer can tell which of this node's registrations are gone.
         table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names],
-                 self.gen_pid, list(self.locks))
+                 self.gen_pid, list(self.locks), reply)
         actornet.send((SERVER, peer), table, noconnect=True)
 
     def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, Pid]], server: Pid,
@@ -346,6 +381,27 @@ class _NameServer(GenServer):
             self._drop(name)
         else:
             self._set(name, kept)
+
+
+def _hashable(name: Any) -> bool:
+    """Whether `name` can be a global name (a key of the table)."""
+    try:
+        hash(name)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_entry(value: Any) -> bool:
+    """Whether `value` is a registration: (pid, resolve method or None, home)."""
+    match value:
+        case (Pid(), None | str(), Pid()):
+            return True
+    return False
+
+
+def _shown(value: Any) -> str:
+    return shown(value, 200)
 
 
 def _run_resolver(method: str | None, name: Any, first: Pid, second: Pid) -> Pid | None:

@@ -18,9 +18,9 @@ import stat
 import tempfile
 from pathlib import Path
 
-from actornet import _wire
+from actornet import _address, _wire
 from actornet._runtime import current_node
-from actornet._transport import Transport, _base_name
+from actornet._transport import Transport
 from actornet.errors import ActornetError
 from actornet.node import Node
 
@@ -92,7 +92,7 @@ def start_node(
     cookie: str | bytes | None = None,
     *,
     port: int | None = None,
-    secure: bool = False,
+    insecure: bool = False,
     tick_time: float = 4.0,
     handshake_timeout: float = 5.0,
     max_message_size: int = _wire.DEFAULT_MAX_MESSAGE_SIZE,
@@ -105,7 +105,13 @@ def start_node(
         name: ``"name@host"``; the node listens on the address of `host`.
         cookie: shared secret of the cluster (see `load_cookie` for the default).
         port: listen on this port and skip the port mapper (0: any free port).
-        secure: encrypt every connection with CurveZMQ, keys derived from the cookie.
+        insecure: connect in plain text. By default every connection is encrypted and
+            authenticated with CurveZMQ, keys derived from the cookie, and only nodes
+            with the cookie get past its handshake. A plain node trusts the network:
+            whoever can read it reads every message, and may try cookies offline
+            against a handshake it recorded (a MAC still binds every message to the
+            connection that authenticated). Every node of a cluster uses the same
+            setting. See docs/untrusted-networks.md.
         tick_time: a peer silent for this many seconds is declared down.
         handshake_timeout: seconds a connection may take to authenticate.
         max_message_size: bytes; a larger message raises `PayloadTooLarge` at the
@@ -127,9 +133,8 @@ def start_node(
         ...     actornet.node()
         'doc@127.0.0.1'
     """
-    short, sep, host = name.partition("@")
-    if not sep or not short or not host or ":" in host:
-        raise ValueError(f"a node name looks like 'name@host', got {name!r}")
+    _address.check_name(name)
+    short, _, host = name.partition("@")
     raw_cookie = load_cookie(cookie)
     bind_ip = _address_of(host)
     use_epmd = port is None
@@ -147,7 +152,7 @@ def start_node(
             advertise_host=host,
             port=port or 0,
             cookie=raw_cookie,
-            secure=secure,
+            secure=not insecure,
             tick_time=tick_time,
             handshake_timeout=handshake_timeout,
             max_message_size=max_message_size,
@@ -156,11 +161,11 @@ def start_node(
             resolve=_lookup,
         )
         n._dist = transport
-        # Like kernel's global and pg, the name server and default scope always run.
-        from actornet import global_, pg
+        # Like kernel's global and pg, the name server and default scope always run,
+        # supervised.
+        from actornet import _kernel
 
-        global_.start_server(n)
-        pg.start_on(n)
+        _kernel.start(n)
         if use_epmd:
             registration = epmd.register(short, transport.port)
             n._closers.append(registration.close)
@@ -168,8 +173,12 @@ def start_node(
         reach = ("loopback only: other hosts cannot connect" if bind_ip.startswith("127.")
                  else f"on {bind_ip}, the address of {host}")
         found = "; registered with the port mapper" if use_epmd else ""
-        log.info("node %s listening on tcp://%s:%d (%s%s)", name, bind_ip, transport.port,
-                 reach, found)
+        if insecure:
+            log.warning("node %s: insecure=True: its connections are not encrypted; anyone "
+                        "who can read the network between nodes reads every message (see "
+                        "docs/untrusted-networks.md)", name)
+        log.info("node %s listening on tcp://%s:%d (%s%s%s)", name, bind_ip, transport.port,
+                 reach, found, "; plain text" if insecure else "")
     except BaseException:
         n.stop()
         raise
@@ -230,7 +239,8 @@ def nodes() -> list[str]:
 def ping(name: str, timeout: float | None = None) -> str:
     """Connect to `name` if needed: ``"pong"`` if it answers, else ``"pang"`` (`net_adm:ping/1`).
 
-    `name` may carry a port (``"b@host:5555"``) to bypass the port mapper.
+    `name` may carry a port (``"b@host:5555"``) to bypass the port mapper. A malformed
+    address raises `ValueError`.
 
     Example:
         >>> import actornet
@@ -238,8 +248,9 @@ def ping(name: str, timeout: float | None = None) -> str:
         ...     actornet.ping("nobody@127.0.0.1:1")
         'pang'
     """
+    target, _ = _address.parse(name)  # ValueError for a malformed address, here
     here = current_node()
-    if _base_name(name) == here.name:
+    if target == here.name:
         return "pong"
     if here._dist is None:
         return "pang"

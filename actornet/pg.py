@@ -29,12 +29,14 @@ then delivers ``("pg", ref, "join" | "leave", group, pids)`` for every change.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet._steps import Call, Steps, run
+from actornet._wire import shown
 from actornet.errors import NoProc
 from actornet.gen_server import GenServer
 
@@ -52,6 +54,8 @@ __all__ = [
 ]
 
 DEFAULT_SCOPE = "pg"
+
+log = logging.getLogger("actornet.pg")
 
 
 class _Scope(GenServer):
@@ -80,90 +84,96 @@ class _Scope(GenServer):
     def handle_call(self, request: Any, from_: Any) -> Any:
         import actornet
 
-        op = request[0]
-        if op == "join":
-            _, group, pids = request
-            for pid in pids:
-                if pid not in self.member_refs:  # a pid dead by now: DOWN removes it
-                    self.member_refs[pid] = actornet.monitor(pid)
-            self.local[group] = [*self.local.get(group, []), *pids]
-            self._changed(group, "join", pids)
-            self._broadcast(("join", self.gen_pid, group, pids))
-            return "ok"
-        if op == "leave":
-            _, group, pids = request
-            current = list(self.local.get(group, []))
-            gone = []
-            for pid in pids:
-                if pid in current:
-                    current.remove(pid)
-                    gone.append(pid)
-            if not gone:
-                return "not_joined"
-            self._set_local(group, current)
-            self._unwatch_if_idle(gone)
-            self._changed(group, "leave", gone)
-            self._broadcast(("leave", self.gen_pid, gone, [group]))
-            return "ok"
-        if op == "monitor":
-            _, group, who = request
-            ref = self.gen_node.make_ref()
-            self.subscribers[ref] = (who, group)
-            if who not in self.subscriber_refs:
-                self.subscriber_refs[who] = actornet.monitor(who)
-            return (ref, list(self.members.get(group, ())))
-        if op == "demonitor":
-            return "ok" if self.subscribers.pop(request[1], None) else "false"
-        return ("error", f"unknown pg request {request!r}")
+        match request:
+            case ("join", group, list() as pids) if _hashable(group):
+                for pid in pids:
+                    if pid not in self.member_refs:  # a pid dead by now: DOWN removes it
+                        self.member_refs[pid] = actornet.monitor(pid)
+                self.local[group] = [*self.local.get(group, []), *pids]
+                self._changed(group, "join", pids)
+                self._broadcast(("join", self.gen_pid, group, pids))
+                return "ok"
+            case ("leave", group, list() as pids) if _hashable(group):
+                current = list(self.local.get(group, []))
+                gone = []
+                for pid in pids:
+                    if pid in current:
+                        current.remove(pid)
+                        gone.append(pid)
+                if not gone:
+                    return "not_joined"
+                self._set_local(group, current)
+                self._unwatch_if_idle(gone)
+                self._changed(group, "leave", gone)
+                self._broadcast(("leave", self.gen_pid, gone, [group]))
+                return "ok"
+            case ("monitor", group, Pid() as who) if _hashable(group):
+                ref = self.gen_node.make_ref()
+                self.subscribers[ref] = (who, group)
+                if who not in self.subscriber_refs:
+                    self.subscriber_refs[who] = actornet.monitor(who)
+                return (ref, list(self.members.get(group, ())))
+            case ("demonitor", ref):
+                return "ok" if self.subscribers.pop(ref, None) else "false"
+        self._not_understood("call", request)
+        return ("error", f"unknown pg request {shown(request, 200)}")
+
+    def handle_cast(self, request: Any) -> None:
+        self._not_understood("cast", request)
 
     # -- peers and exits ---------------------------------------------------------------
 
     def handle_info(self, msg: Any) -> None:
         import actornet
 
-        kind = msg[0]
-        if kind in ("discover", "sync", "join", "leave") and msg[1].node not in actornet.nodes():
-            # In flight from a node we are no longer connected to (a disconnect or a
-            # cut raced it): acting on it would monitor that scope and so reconnect.
-            return
-        if kind == "discover":
-            peer = msg[1]
-            actornet.send(peer, ("sync", self.gen_pid, self._local_groups()), noconnect=True)
-            if peer not in self.peers:
-                self._add_peer(peer)
-                actornet.send(peer, ("discover", self.gen_pid), noconnect=True)
-        elif kind == "sync":
-            _, peer, groups = msg
-            if peer not in self.peers:
-                self._add_peer(peer)
-            self._replace_peer(peer, {g: list(pids) for g, pids in groups})
-        elif kind == "join":
-            _, peer, group, pids = msg
-            if peer in self.peers:  # else: its sync, still to come, has this join
-                state = self.peers[peer]
-                state[group] = [*state.get(group, []), *pids]
-                self._changed(group, "join", pids)
-        elif kind == "leave":
-            _, peer, pids, groups = msg
-            if peer in self.peers:
-                for group in groups:
-                    members = list(self.peers[peer].get(group, []))
-                    gone = []
-                    for pid in pids:
-                        if pid in members:
-                            members.remove(pid)
-                            gone.append(pid)
-                    self._store_peer_group(peer, group, members)
-                    if gone:
-                        self._changed(group, "leave", gone)
-        elif kind == "DOWN":
-            self._down(msg[1], msg[3])
-        elif kind == "nodeup":
-            actornet.send((self.scope, msg[1]), ("discover", self.gen_pid), noconnect=True)
-        elif kind == "nodedown":
-            pass  # the peer scope's DOWN (noconnection) does the work
-        else:
-            super().handle_info(msg)
+        # Any node may send anything here: what is not one of these is logged and dropped.
+        match msg:
+            case ("discover" | "sync" | "join" | "leave", Pid() as peer, *_) if (
+                    peer.node not in actornet.nodes()):
+                # In flight from a node we are no longer connected to (a disconnect or a
+                # cut raced it): acting on it would monitor that scope and so reconnect.
+                pass
+            case ("discover", Pid() as peer):
+                actornet.send(peer, ("sync", self.gen_pid, self._local_groups()), noconnect=True)
+                if peer not in self.peers:
+                    self._add_peer(peer)
+                    actornet.send(peer, ("discover", self.gen_pid), noconnect=True)
+            case ("sync", Pid() as peer, list() as groups) if all(
+                    _is_group(entry) for entry in groups):
+                if peer not in self.peers:
+                    self._add_peer(peer)
+                self._replace_peer(peer, {g: list(pids) for g, pids in groups})
+            case ("join", Pid() as peer, group, list() as pids) if (
+                    _hashable(group) and _all_pids(pids)):
+                if peer in self.peers:  # else: its sync, still to come, has this join
+                    state = self.peers[peer]
+                    state[group] = [*state.get(group, []), *pids]
+                    self._changed(group, "join", pids)
+            case ("leave", Pid() as peer, list() as pids, list() as groups) if (
+                    _all_pids(pids) and all(_hashable(g) for g in groups)):
+                if peer in self.peers:
+                    for group in groups:
+                        members = list(self.peers[peer].get(group, []))
+                        gone = []
+                        for pid in pids:
+                            if pid in members:
+                                members.remove(pid)
+                                gone.append(pid)
+                        self._store_peer_group(peer, group, members)
+                        if gone:
+                            self._changed(group, "leave", gone)
+            case ("DOWN", Ref() as ref, "process", Pid() as pid, _):
+                self._down(ref, pid)
+            case ("nodeup", str() as node):
+                actornet.send((self.scope, node), ("discover", self.gen_pid), noconnect=True)
+            case ("nodedown", str()):
+                pass  # the peer scope's DOWN (noconnection) does the work
+            case _:
+                self._not_understood("message", msg)
+
+    def _not_understood(self, what: str, msg: Any) -> None:
+        log.warning("pg: scope %r on %s dropped a %s it does not understand: %s", self.scope,
+                    self.gen_node.name, what, shown(msg, 200))
 
     def _add_peer(self, peer: Pid) -> None:
         import actornet
@@ -266,6 +276,26 @@ class _Scope(GenServer):
 
         for peer in self.peers:
             actornet.send(peer, msg, noconnect=True)
+
+
+def _hashable(group: Any) -> bool:
+    try:
+        hash(group)
+    except TypeError:
+        return False
+    return True
+
+
+def _all_pids(pids: list[Any]) -> bool:
+    return all(isinstance(pid, Pid) for pid in pids)
+
+
+def _is_group(entry: Any) -> bool:
+    """Whether `entry` of a sync is (group, [pid, ...])."""
+    match entry:
+        case (group, list() as pids) if _hashable(group) and _all_pids(pids):
+            return True
+    return False
 
 
 def _minus(a: list[Pid], b: list[Pid]) -> list[Pid]:

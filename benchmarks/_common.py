@@ -306,10 +306,12 @@ def unique(prefix: str) -> str:
 class ActornetChild:
     """A real actornet node in a child process (``python -m actornet node``)."""
 
-    def __init__(self, kids: Children, prefix: str, *, tick_time: float = BENCH_TICK) -> None:
+    def __init__(self, kids: Children, prefix: str, *, tick_time: float = BENCH_TICK,
+                 extra: list[str] | None = None) -> None:
         self.name = unique(prefix)
         args = [sys.executable, "-m", "actornet", "node", "--name", self.name,
-                "--cookie", COOKIE, "--port", "0", "--no-shell", "--tick-time", str(tick_time)]
+                "--cookie", COOKIE, "--port", "0", "--no-shell", "--tick-time", str(tick_time),
+                *(extra or [])]
         self.child = kids.start(args)
         m = self.child.wait_line(r"listening on tcp://[^:]+:(\d+)", 30)
         self.port = int(m.group(1))
@@ -321,15 +323,37 @@ class ActornetChild:
 
 
 @contextlib.contextmanager
-def local_node(prefix: str, *, tick_time: float = BENCH_TICK) -> Iterator[Any]:
+def local_node(prefix: str, *, tick_time: float = BENCH_TICK,
+               insecure: bool = False) -> Iterator[Any]:
     """A named, distributed actornet node in this process, stopped at the end."""
     import actornet
 
-    node = actornet.start_node(unique(prefix), cookie=COOKIE, port=0, tick_time=tick_time)
+    node = actornet.start_node(unique(prefix), cookie=COOKIE, port=0, tick_time=tick_time,
+                               insecure=insecure)
     try:
         yield node
     finally:
         node.stop(timeout=5.0)
+
+
+def on(node: Any, fn: Callable[[], Any]) -> Any:
+    """Run `fn()` in a new process of `node` (so the module API acts on that node, when
+    several run in this process); its result, or its exception raised here."""
+    import queue
+
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue()
+
+    def run() -> None:
+        try:
+            box.put((True, fn()))
+        except BaseException as e:  # handed to the caller
+            box.put((False, e))
+
+    node.spawn(run)
+    ok, value = box.get()
+    if not ok:
+        raise value
+    return value
 
 
 def connect(address: str, *, monitor: bool = True) -> None:

@@ -1,13 +1,18 @@
 """Figures across two OS processes: remote send throughput and remote call latency.
 
 actornet runs between this process's node and a child node (``python -m
-actornet node``); the raw baselines run between this process and a child
-`benchmarks._rawpeer`, with pyzmq and msgpack'd tuples.
+actornet node``), in both modes side by side: encrypted (CurveZMQ, the default:
+the "actornet" column) and ``insecure=True`` (plain text, each batch MACed); each
+mode has its own pair of nodes, and each runs in a process of its own node. The raw
+baselines run between this process and a child `benchmarks._rawpeer`, with pyzmq and
+msgpack'd tuples.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -28,11 +33,14 @@ from benchmarks._common import (
     interleave,
     latency_sample,
     local_node,
+    on,
     python_child,
     row,
 )
 
-__all__ = ["RawPeer", "remote_send", "remote_call"]
+__all__ = ["RawPeer", "remote_send", "remote_call", "PLAIN"]
+
+PLAIN = "actornet insecure=True"  # the column of plain-text connections
 
 packb = msgpack.packb
 unpackb = msgpack.unpackb
@@ -79,28 +87,43 @@ def _payloads() -> dict[str, bytes]:
     return {"100 B": bytes(range(100)), "1 KiB": bytes(i % 251 for i in range(1024))}
 
 
+@contextlib.contextmanager
+def _pairs(kids: Children, prefix: str) -> Iterator[dict[bool, tuple[Any, ActornetChild]]]:
+    """A connected (local node, child node) pair per mode: {insecure: (node, child)}."""
+    with (local_node(prefix) as secure, local_node(f"{prefix}_plain", insecure=True) as plain):
+        pairs = {}
+        for insecure, node in ((False, secure), (True, plain)):
+            far = ActornetChild(kids, f"{prefix}_far", extra=["--insecure"] if insecure else [])
+            on(node, lambda far=far: connect(far.address))
+            pairs[insecure] = (node, far)
+        yield pairs
+
+
 def remote_send(cfg: Config) -> dict[str, Any]:
     """Remote send throughput, 100 B and 1 KiB payloads, beside pyzmq PUSH/PULL."""
     n = cfg.n(100_000, 10_000)
     rows = []
-    with Children() as kids, local_node("bench_send") as _node:
-        far = ActornetChild(kids, "bench_sink")
-        connect(far.address)
+    with Children() as kids, _pairs(kids, "bench_send") as pairs:
         raw = RawPeer(kids)
         try:
             for label, payload in _payloads().items():
                 size = len(payload)
 
-                def an(rep: int, payload: bytes = payload) -> Sample:
+                def an(rep: int, payload: bytes = payload, insecure: bool = False) -> Sample:
+                    node, far = pairs[insecure]
                     count = n if rep >= 0 else n // 10
-                    me = actornet.self()
-                    pid = actornet.spawn(_remote.sink, me, count, node=far.name)
-                    send = actornet.send
-                    t0 = time.perf_counter()
-                    for i in range(count):
-                        send(pid, ("msg", i, payload))
-                    await_msg(lambda m: m == ("sink_done", pid), 300)
-                    return {"rate": count / (time.perf_counter() - t0)}
+
+                    def run() -> Sample:
+                        me = actornet.self()
+                        pid = actornet.spawn(_remote.sink, me, count, node=far.name)
+                        send = actornet.send
+                        t0 = time.perf_counter()
+                        for i in range(count):
+                            send(pid, ("msg", i, payload))
+                        await_msg(lambda m: m == ("sink_done", pid), 300)
+                        return {"rate": count / (time.perf_counter() - t0)}
+
+                    return on(node, run)  # type: ignore[no-any-return]
 
                 def push(rep: int, payload: bytes = payload) -> Sample:
                     count = n if rep >= 0 else n // 10
@@ -117,13 +140,16 @@ def remote_send(cfg: Config) -> dict[str, Any]:
 
                 erl = None if cfg.erlang is None else (
                     lambda rep, size=size: cfg.erlang.run("remote_send", n, size))
-                results = interleave(cfg, {ACTORNET: an, "pyzmq PUSH/PULL": push, ERLANG: erl})
+                results = interleave(cfg, {
+                    ACTORNET: an, PLAIN: lambda rep, p=payload: an(rep, p, insecure=True),
+                    "pyzmq PUSH/PULL": push, ERLANG: erl})
                 rows.append(row(
                     f"remote send {label}", "rate", "msgs/s", results, higher_is_better=True,
                     skipped={ERLANG: cfg.erlang_note},
                     goal=("pyzmq PUSH/PULL", 0.4, ">= 0.4 x raw"),
                     note=f"{n:,} messages ('msg', i, <{size} bytes>) per repetition, "
-                         "until the far side has received (and decoded) the last",
+                         "until the far side has received (and decoded) the last; "
+                         f"actornet encrypted (the default) and {PLAIN} (plain text)",
                 ))
         finally:
             raw.close()
@@ -133,24 +159,28 @@ def remote_send(cfg: Config) -> dict[str, Any]:
 def remote_call(cfg: Config) -> dict[str, Any]:
     """Remote GenServer call p50/p99, beside a pyzmq DEALER/ROUTER round trip."""
     n = cfg.n(5_000, 500)
-    with Children() as kids, local_node("bench_call") as _node:
-        far = ActornetChild(kids, "bench_echo")
-        connect(far.address)
+    with Children() as kids, _pairs(kids, "bench_call") as pairs:
         raw = RawPeer(kids)
         try:
-            server = actornet.rpc.call(far.name, _remote.start_echo)
+            servers = {insecure: on(node, lambda far=far: actornet.rpc.call(
+                far.name, _remote.start_echo)) for insecure, (node, far) in pairs.items()}
 
-            def an(rep: int) -> Sample:
+            def an(rep: int, insecure: bool = False) -> Sample:
                 count = n if rep >= 0 else n // 10
-                call = actornet.call
-                clock = time.perf_counter_ns
-                lat: list[int] = []
-                t0 = time.perf_counter()
-                for i in range(count):
-                    t = clock()
-                    call(server, ("call", i))
-                    lat.append(clock() - t)
-                return latency_sample(lat, time.perf_counter() - t0)
+                server = servers[insecure]
+
+                def run() -> Sample:
+                    call = actornet.call
+                    clock = time.perf_counter_ns
+                    lat: list[int] = []
+                    t0 = time.perf_counter()
+                    for i in range(count):
+                        t = clock()
+                        call(server, ("call", i))
+                        lat.append(clock() - t)
+                    return latency_sample(lat, time.perf_counter() - t0)
+
+                return on(pairs[insecure][0], run)  # type: ignore[no-any-return]
 
             def dealer(rep: int) -> Sample:
                 count = n if rep >= 0 else n // 10
@@ -172,12 +202,14 @@ def remote_call(cfg: Config) -> dict[str, Any]:
 
             erl = None if cfg.erlang is None else (
                 lambda rep: cfg.erlang.run("remote_call", n))
-            results = interleave(cfg, {ACTORNET: an, "pyzmq DEALER/ROUTER": dealer,
-                                       ERLANG: erl})
+            results = interleave(cfg, {ACTORNET: an,
+                                       PLAIN: lambda rep: an(rep, insecure=True),
+                                       "pyzmq DEALER/ROUTER": dealer, ERLANG: erl})
         finally:
             raw.close()
     skipped = {ERLANG: cfg.erlang_note}
-    note = f"{n:,} sequential calls per repetition to an echo server on the other node"
+    note = (f"{n:,} sequential calls per repetition to an echo server on the other node; "
+            f"actornet encrypted (the default) and {PLAIN} (plain text)")
     return {"rows": [
         row("remote GenServer call p50", "p50", "µs", results, higher_is_better=False,
             skipped=skipped, goal=("pyzmq DEALER/ROUTER", 0.5, "p50 <= 2 x raw"), note=note),

@@ -192,3 +192,26 @@ def ordered_sink(report_to: actornet.Pid) -> None:
             return
         in_order = in_order and msg[1] == expected
         expected += 1
+
+
+def ping_without_descriptors(addresses: list[str]) -> list[str]:
+    """Ping each of `addresses` while this process has no file descriptor left (EMFILE),
+    then give the descriptors back; return the answers. A node that dials with no
+    descriptor to make its socket with must fail that attempt, not its I/O thread."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        while True:  # fill every free descriptor below the limit, holes included
+            try:
+                fillers.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError:
+                break
+        return [actornet.ping(address, timeout=20.0) for address in addresses]
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

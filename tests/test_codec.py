@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import itertools
 import math
 import re
 import threading
+import time
 import tracemalloc
 from typing import Any, NamedTuple
 
@@ -16,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actornet._codec import MAX_DEPTH, decode, encode
+from actornet._codec import MAX_DEPTH, MAX_SAME_HASH, decode, encode
 from actornet._ids import Pid, Ref
 from actornet.errors import Crash, DecodeError, PayloadTooLarge
 
@@ -500,3 +502,98 @@ def test_claimed_lengths_allocate_nothing_much(in_tuples: int) -> None:
 def test_many_long_arrays_still_decode() -> None:
     value = [list(range(i, i + 20)) for i in range(100)] + [tuple(range(30))] * 3
     assert_same(value, decode(encode(value)))
+
+
+# -- keys that share one hash (issue 12, class 4) ---------------------------------------------
+#
+# Python compares a new set element or dict key with every earlier one of its hash value, so
+# n keys of one hash cost n**2 / 2 comparisons: 50,000 crafted integers stalled a node's I/O
+# thread for over 20 s. int, float and tuple hashes are not salted, so such keys are easy to
+# make; the decoder refuses a set or map where more than MAX_SAME_HASH of them share a hash.
+
+_P = 2**61 - 1  # hash(n) == n % _P for n >= 0
+_M64 = 2**64 - 1
+_XX1, _XX2, _XX5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+
+def colliding_ints(count: int) -> list[int]:
+    """`count` distinct ints beyond the native range (so big-int exts) with one hash."""
+    return [7 + i * _P for i in range(9, count + 9)]
+
+
+def colliding_pairs(count: int) -> list[tuple[int, int]]:
+    """`count` distinct 2-tuples of native (64-bit) ints with one hash: a tuple's hash is
+    CPython's xxHash of its items' hashes, so the second item is solved for from the first.
+    Skips the test if this interpreter hashes tuples otherwise."""
+    rot = lambda x, r: ((x << r) | (x >> (64 - r))) & _M64  # noqa: E731
+
+    def acc_after(acc: int, item_hash: int) -> int:
+        return rot((acc + (item_hash & _M64) * _XX2) & _M64, 31) * _XX1 & _M64
+
+    target = acc_after(acc_after(_XX5, 1), 2)  # the state after hashing (1, 2)
+    need = rot(target * pow(_XX1, -1, 2**64) & _M64, 33)  # acc + hash(b) * _XX2, so:
+    pairs: list[tuple[int, int]] = []
+    a = 1
+    while len(pairs) < count:
+        h = (need - acc_after(_XX5, a)) * pow(_XX2, -1, 2**64) & _M64
+        signed = h - 2**64 if h >= 2**63 else h
+        if 0 <= signed < _P or -_P < signed < -1:  # a hash value some int has: itself
+            pairs.append((a, signed))
+        a += 1
+    if len({hash(p) for p in pairs}) != 1:
+        pytest.skip("this interpreter does not hash tuples with CPython's xxHash")
+    return pairs
+
+
+def encoded_set(items: list[Any], code: int = 2) -> bytes:
+    """A set (ext 2) or frozenset (ext 3) of `items`, encoded without building it."""
+    return ext(code, msgpack.packb([msgpack.unpackb(encode(x), ext_hook=msgpack.ExtType)
+                                    for x in items]))
+
+
+def encoded_map(keys: list[Any]) -> bytes:
+    """A map from each of `keys` to None, encoded without building it."""
+    body = b"".join(encode(k) + b"\xc0" for k in keys)
+    return b"\xdf" + len(keys).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("make", [colliding_ints, colliding_pairs], ids=["ints", "tuples"])
+@pytest.mark.parametrize("shape", ["set", "frozenset", "map", "map in a tuple"])
+def test_keys_crafted_to_share_a_hash_are_refused_fast(
+    make: Any, shape: str
+) -> None:
+    keys = make(50_000)
+    ordered = sorted(keys)  # (a set of them would take minutes to build)
+    assert all(a != b for a, b in itertools.pairwise(ordered))
+    assert len({hash(k) for k in keys}) == 1
+    if shape in ("set", "frozenset"):
+        data = encoded_set(keys, 2 if shape == "set" else 3)
+    else:
+        data = encoded_map(keys)
+        if shape == "map in a tuple":
+            data = b"\x92\x01" + ext(1, b"\x91" + data)  # [1, ({...},)]
+    t0 = time.perf_counter()
+    with pytest.raises(DecodeError, match=f"over {MAX_SAME_HASH} .* share one hash value"):
+        decode(data)
+    took = time.perf_counter() - t0
+    # linear: some ms here; building the set or map would take minutes
+    assert took < 2.0, f"refusing {len(data)} bytes took {took:.2f} s"
+
+
+@pytest.mark.parametrize("make", [colliding_ints, colliding_pairs], ids=["ints", "tuples"])
+def test_up_to_max_same_hash_keys_of_one_hash_decode(make: Any) -> None:
+    keys = make(MAX_SAME_HASH)
+    value = {"set": set(keys), "map": dict.fromkeys(keys, 1), "ok": frozenset(range(1000))}
+    assert_same(value, decode(encode(value)))
+    with pytest.raises(DecodeError):
+        decode(encoded_set(make(MAX_SAME_HASH + 1)))
+
+
+@given(st.dictionaries(st.integers() | st.tuples(st.integers(), st.integers()) | st.text(),
+                       st.integers(), min_size=33, max_size=200))
+@FAST
+def test_big_maps_and_sets_of_ordinary_keys_round_trip(value: dict[Any, int]) -> None:
+    """Maps over MAX_SAME_HASH keys take the checked path: it decodes them the same."""
+    assert_same(value, decode(encode(value)))
+    assert_same(set(value), decode(encode(set(value))))
+    assert_same([value, (value,)], decode(encode([value, (value,)])))

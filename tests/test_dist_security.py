@@ -3,8 +3,9 @@
 Wrong cookies, garbage and unauthenticated frames from a raw ZeroMQ socket, a
 protocol version mismatch, CurveZMQ encryption (checked on the wire through a
 recording TCP proxy), the port mapper, the ``python -m actornet node`` shell on
-a pseudo-terminal, and the cookie file. Children are real processes killed at
-the end of each test; every wait has a deadline.
+a pseudo-terminal, and the cookie file. The tests of hostile input run in both
+modes (`MODES`: encrypted, the default, and ``insecure=True``). Children are real
+processes killed at the end of each test; every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from . import remote
 from .cluster import COOKIE, ROOT, Cluster, NodeProc, _die_with_parent, free_port
 from .cluster import unique as _unique
 from .helpers import wait_until
-from .netutil import DEADLINE, RecordingProxy, on
+from .netutil import DEADLINE, MODES, RecordingProxy, as_cookie_holder, insecure, node_args, on
 
 
 @pytest.fixture(autouse=True)
@@ -49,10 +50,16 @@ def node() -> Iterator[None]:
     yield None
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """A test of hostile input runs against secure nodes and against plain ones."""
+    return str(request.param)
+
+
 @pytest.fixture
-def local() -> Iterator[actornet.Node]:
+def local(mode: str) -> Iterator[actornet.Node]:
     """A named node in the test process with the cluster's cookie (the module API acts on it)."""
-    n = actornet.start_node(unique("t"), cookie=COOKIE, port=0)
+    n = actornet.start_node(unique("t"), cookie=COOKIE, port=0, insecure=insecure(mode))
     try:
         yield n
     finally:
@@ -131,9 +138,10 @@ def dist_lines(caplog: pytest.LogCaptureFixture, *parts: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def raw_dealer(ctx: zmq.Context[Any], port: int) -> Iterator[zmq.Socket[Any]]:
-    """A bare DEALER connected to a node's port, as an attacker would use (no handshake)."""
-    sock = ctx.socket(zmq.DEALER)
+def raw_dealer(ctx: zmq.Context[Any], port: int, mode: str) -> Iterator[zmq.Socket[Any]]:
+    """A bare DEALER connected to a node's port, as an attacker with the cookie would use
+    (no handshake of ours; in secure mode the cluster's CurveZMQ keys)."""
+    sock = as_cookie_holder(ctx.socket(zmq.DEALER), mode, COOKIE)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RECONNECT_IVL, -1)  # one connection: a drop stays a drop
     sock.connect(f"tcp://127.0.0.1:{port}")
@@ -167,13 +175,16 @@ def reject_reason(frame: bytes) -> str:
 
 
 def test_wrong_cookie_is_refused_on_both_sides_and_delivers_nothing(
-    epmd_port: int, local: actornet.Node, cluster: Cluster, caplog: pytest.LogCaptureFixture
+    epmd_port: int, local: actornet.Node, cluster: Cluster, caplog: pytest.LogCaptureFixture,
+    mode: str
 ) -> None:
     caplog.set_level(logging.INFO, logger="actornet.dist")
-    b = cluster.start(unique("b"), port=None)  # registered with the port mapper: found by name
+    # registered with the port mapper: found by name
+    b = cluster.start(unique("b"), port=None, extra=node_args(mode))
     assert actornet.ping(b.name) == "pong"
     start_inbox(b)
-    with actornet.start_node(unique("w"), cookie="not-the-cookie", port=0) as wrong:
+    with actornet.start_node(unique("w"), cookie="not-the-cookie", port=0,
+                             insecure=insecure(mode)) as wrong:
 
         def intrude() -> list[str]:
             actornet.send(("inbox", b.name), "sent before the ping")  # starts a connection
@@ -184,11 +195,17 @@ def test_wrong_cookie_is_refused_on_both_sides_and_delivers_nothing(
 
         assert on(wrong, intrude) == ["pang", "pang", "pang"]
         assert on(wrong, actornet.nodes) == []
-        # the other side refused it, naming it
-        b.wait_output(rf"refused an incoming connection: peer '{re.escape(wrong.name)}' "
-                      r"failed to prove the cookie")
-        # and so did this side, naming the other node
-        assert dist_lines(caplog, wrong.name, f"connection to {b.name} refused", "bad cookie")
+        if insecure(mode):
+            # the other side refused it, naming it
+            b.wait_output(rf"refused an incoming connection: peer '{re.escape(wrong.name)}' "
+                          r"failed to prove the cookie")
+            # and so did this side, naming the other node
+            assert dist_lines(caplog, wrong.name, f"connection to {b.name} refused",
+                              "bad cookie")
+        else:
+            # CurveZMQ's handshake fails before either says who it is
+            b.wait_output(r"refused an incoming connection: .*the peer has another cookie")
+            assert dist_lines(caplog, wrong.name, b.name, "another cookie")
         assert wrong.name not in actornet.rpc.call(b.name, actornet.nodes)
     assert_inbox_got_only(b, "control from a node with the right cookie")
 
@@ -197,33 +214,35 @@ def test_wrong_cookie_is_refused_on_both_sides_and_delivers_nothing(
 
 
 def test_garbage_and_unauthenticated_frames_are_dropped(
-    local: actornet.Node, cluster: Cluster, zctx: zmq.Context[Any]
+    local: actornet.Node, cluster: Cluster, zctx: zmq.Context[Any], mode: str
 ) -> None:
-    b = cluster.start(unique("b"))
+    """From a raw socket past ZeroMQ's handshake (in secure mode, one with the cluster's
+    keys: a stranger does not get that far, as the end of this test checks)."""
+    b = cluster.start(unique("b"), extra=node_args(mode))
     assert actornet.ping(b.address) == "pong"
     inbox = start_inbox(b)
 
     # random bytes: refused with a REJECT, logged
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         sock.send(b"\xff" + os.urandom(200))
         [reply] = recv_frames(sock)
         assert "not an actornet handshake frame" in reject_reason(reply)
     b.wait_output(r"refused an incoming connection: .*not an actornet handshake frame")
 
     # a frame over the size a handshake frame may have
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         sock.send(hello(hs.PROTOCOL_VERSION, b.name) + b"x" * hs.MAX_HANDSHAKE_FRAME)
         [reply] = recv_frames(sock)
         assert f"over the limit of {hs.MAX_HANDSHAKE_FRAME}" in reject_reason(reply)
     b.wait_output(rf"refused an incoming connection: .*over the limit of {hs.MAX_HANDSHAKE_FRAME}")
 
     # a multi-frame message
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         sock.send_multipart([hello(hs.PROTOCOL_VERSION, b.name), b"second", b"third"])
         b.wait_output(r"dropped a 3-frame message from an unauthenticated peer")
 
     # a well-formed data batch that SENDs to a real process, without any handshake
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         op = w.encode_op([w.SEND, inbox.id, inbox.creation, "forged by an intruder"])
         sock.send_multipart([w.pack_header(0), op])
         b.wait_output(r"dropped a 2-frame message from an unauthenticated peer")
@@ -232,7 +251,7 @@ def test_garbage_and_unauthenticated_frames_are_dropped(
     # the frame's length, before any of our code sees it (so b logs nothing); our end of the
     # connection sees it dropped
     limit = inspect.signature(actornet.start_node).parameters["max_message_size"].default
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         try:
             sock.send(bytes(limit + 8192), copy=False)
@@ -244,6 +263,19 @@ def test_garbage_and_unauthenticated_frames_are_dropped(
             sock.disable_monitor()
             monitor.close(linger=0)
 
+    if not insecure(mode):
+        # a stranger's socket, without the keys: turned away in CurveZMQ's handshake
+        stranger = zctx.socket(zmq.DEALER)
+        stranger.curve_serverkey = hs.curve_keypair(COOKIE.encode())[0]
+        stranger.curve_publickey, stranger.curve_secretkey = zmq.curve_keypair()
+        with contextlib.closing(stranger):
+            stranger.setsockopt(zmq.LINGER, 0)
+            stranger.connect(f"tcp://127.0.0.1:{b.port}")
+            stranger.send(hello(hs.PROTOCOL_VERSION, b.name))
+            assert not stranger.poll(500), "a stranger got an answer"
+        b.wait_output(r"refused an incoming connection: not a key of this cluster, from "
+                      r"127\.0\.0\.1")
+
     # b survived, delivered none of it, and still serves old and new peers
     assert b.proc.poll() is None
     assert actornet.ping(b.address) == "pong"
@@ -251,19 +283,19 @@ def test_garbage_and_unauthenticated_frames_are_dropped(
     counter = actornet.rpc.call(b.name, remote.start_counter, "counter", 41)
     actornet.cast(counter, "inc")
     assert actornet.call(counter, "get") == 42
-    c = cluster.start(unique("c"), extra=["--connect", b.address])
+    c = cluster.start(unique("c"), extra=["--connect", b.address, *node_args(mode)])
     c.wait_output(rf"{re.escape(b.address)}: pong")
     assert_inbox_got_only(b, "control after the garbage")
 
 
-def test_node_keeps_serving_while_peers_come_and_go(cluster: Cluster) -> None:
+def test_node_keeps_serving_while_peers_come_and_go(cluster: Cluster, mode: str) -> None:
     """Each peer that stops makes b close its connection back (and that connection's
     monitor); ZeroMQ once froze b's whole network thread on one of those closes."""
-    b = cluster.start(unique("b"))
+    b = cluster.start(unique("b"), extra=node_args(mode))
     for i in range(60):
-        with actornet.start_node(unique("t"), cookie=COOKIE, port=0):
+        with actornet.start_node(unique("t"), cookie=COOKIE, port=0, insecure=insecure(mode)):
             assert actornet.ping(b.address) == "pong", f"b stopped answering after {i} peers"
-    with actornet.start_node(unique("t"), cookie=COOKIE, port=0):
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, insecure=insecure(mode)):
         assert actornet.ping(b.address) == "pong"
         assert actornet.rpc.call(b.name, remote.add, 1, 2) == 3
 
@@ -282,11 +314,11 @@ def test_a_late_wake_up_after_stop_writes_nowhere() -> None:
 
 
 def test_protocol_version_mismatch_is_rejected_naming_both_versions(
-    local: actornet.Node, cluster: Cluster, zctx: zmq.Context[Any]
+    local: actornet.Node, cluster: Cluster, zctx: zmq.Context[Any], mode: str
 ) -> None:
-    b = cluster.start(unique("b"))
+    b = cluster.start(unique("b"), extra=node_args(mode))
     other = hs.PROTOCOL_VERSION + 1
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         sock.send(hello(other, b.name))
         [reply] = recv_frames(sock)
     reason = reject_reason(reply)
@@ -294,7 +326,7 @@ def test_protocol_version_mismatch_is_rejected_naming_both_versions(
     assert f"speaks {other}" in reason and f"speaks {hs.PROTOCOL_VERSION}" in reason
     b.wait_output(rf"refused an incoming connection: protocol version mismatch: .*{other}")
     # a HELLO for another node name is refused too (what a misdirected proxy would send)
-    with raw_dealer(zctx, b.port) as sock:
+    with raw_dealer(zctx, b.port, mode) as sock:
         sock.send(hello(hs.PROTOCOL_VERSION, "someone-else@127.0.0.1"))
         [reply] = recv_frames(sock)
     assert "someone-else@127.0.0.1" in reject_reason(reply)
@@ -306,11 +338,11 @@ def test_protocol_version_mismatch_is_rejected_naming_both_versions(
 # -- 4. encryption -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("secure", [True, False], ids=["secure", "plain"])
-def test_secure_nodes_encrypt_what_goes_on_the_wire(cluster: Cluster, secure: bool) -> None:
-    b = cluster.start(unique("b"), extra=["--secure"] if secure else [])
+def test_secure_nodes_encrypt_what_goes_on_the_wire(cluster: Cluster, mode: str) -> None:
+    secure = not insecure(mode)
+    b = cluster.start(unique("b"), extra=node_args(mode))
     canary = f"canary-{uuid.uuid4().hex}"
-    with (actornet.start_node(unique("t"), cookie=COOKIE, port=0, secure=secure) as here,
+    with (actornet.start_node(unique("t"), cookie=COOKIE, port=0, insecure=not secure) as here,
           RecordingProxy(b.port) as proxy):
         # Our DEALER dials b through the proxy; the HELLO still names b itself.
         assert actornet.ping(f"{b.name}:{proxy.port}") == "pong"
@@ -335,7 +367,7 @@ def test_secure_nodes_encrypt_what_goes_on_the_wire(cluster: Cluster, secure: bo
 def pang_until_logged(ping: Callable[[], str], dialled: NodeProc, pattern: str) -> None:
     """Ping (always "pang") until `dialled` logs `pattern`, 20 times at most.
 
-    Both ends of a ZeroMQ connection whose `secure` differs race to see the mismatch; the
+    Both ends of a ZeroMQ connection whose mode differs race to see the mismatch; the
     loser (about one time in six) only sees the connection close, and logs nothing.
     """
     for _ in range(20):
@@ -349,15 +381,15 @@ def test_secure_nodes_refuse_plain_nodes_and_other_cookies(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="actornet.dist")
-    secure_b = cluster.start(unique("sb"), extra=["--secure"])
-    plain_b = cluster.start(unique("pb"))
-    mismatch = r"refused an incoming connection: .*secure=True on one side only"
-    with actornet.start_node(unique("p"), cookie=COOKIE, port=0) as plain:
+    secure_b = cluster.start(unique("sb"))
+    plain_b = cluster.start(unique("pb"), extra=["--insecure"])
+    mismatch = r"refused an incoming connection: .*insecure=True on one side only"
+    with actornet.start_node(unique("p"), cookie=COOKIE, port=0, insecure=True) as plain:
         t0 = time.monotonic()
         assert actornet.ping(secure_b.address) == "pang"
         assert time.monotonic() - t0 < DEADLINE
         pang_until_logged(lambda: actornet.ping(secure_b.address), secure_b, mismatch)
-        with actornet.start_node(unique("s"), cookie=COOKIE, port=0, secure=True) as secure:
+        with actornet.start_node(unique("s"), cookie=COOKIE, port=0) as secure:
             t0 = time.monotonic()
             assert on(secure, actornet.ping, plain_b.address) == "pang"
             assert time.monotonic() - t0 < DEADLINE
@@ -370,12 +402,12 @@ def test_secure_nodes_refuse_plain_nodes_and_other_cookies(
             # the failed attempts did not harm the node: the control works
             assert on(secure, actornet.ping, secure_b.address) == "pong"
             assert on(secure, actornet.nodes) == [secure_b.name]
-        with actornet.start_node(unique("o"), cookie="another", port=0, secure=True) as other:
+        with actornet.start_node(unique("o"), cookie="another", port=0) as other:
             assert on(other, actornet.ping, secure_b.address) == "pang"
         assert actornet.nodes() == []
     # a clear line on the dialling side, naming the peer ...
     for here, there in ((plain, secure_b), (secure, plain_b)):
-        assert dist_lines(caplog, here.name, there.name, "secure=True on one side only"), (
+        assert dist_lines(caplog, here.name, there.name, "insecure=True on one side only"), (
             f"{here.name} said nothing clear")
     assert dist_lines(caplog, other.name, secure_b.name, "another cookie")
     # ... and on the side dialled (ZeroMQ fails before anyone says who they are)
@@ -503,6 +535,7 @@ class PtyProgram:
         os.close(self.master)
 
 
+@pytest.mark.parametrize("mode", ["secure"])  # the shell's default; the mode is not its topic
 def test_node_program_shell_on_a_terminal(local: actornet.Node, cluster: Cluster) -> None:
     b = cluster.start(unique("b"))
     assert actornet.ping(b.address) == "pong"

@@ -595,3 +595,19 @@ def test_noconnect_sends_never_make_a_connection(local: actornet.Node) -> None:
     wait_until(lambda: local._dist.peer_info().get("loud@127.0.0.1", {}).get("state")
                in ("connecting", "down"), what="an ordinary send to start a connection")
     assert local._dist.peer_info().get("quiet@127.0.0.1", {"state": "new"})["state"] == "new"
+
+
+def test_a_cut_that_heals_by_itself_connects_again() -> None:
+    """`testing.cut(node, heal_after=)`: both sides see the link go down, and once it heals
+    this node dials the other again by itself, at the address it knew it by."""
+    from actornet import testing
+
+    with (actornet.start_node(unique("a"), cookie=COOKIE, port=0) as a,
+          actornet.start_node(unique("b"), cookie=COOKIE, port=0) as b):
+        assert actornet.ping(f"{b.name}:{b.port}") == "pong"
+        actornet.monitor_node(b.name)
+        testing.cut(b.name, heal_after=0.5)
+        assert actornet.receive(timeout=10) == ("nodedown", b.name)
+        wait_until(lambda: actornet.nodes() == [b.name], 10, what="the link to come back")
+        assert actornet.rpc.call(b.name, remote.add, 1, 2) == 3
+        assert a.name in b._dist.nodes()

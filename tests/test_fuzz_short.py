@@ -22,7 +22,7 @@ from tests.fuzz.harness import Fuzzer, Report, minimize, run_fuzz, signature_of,
 from tests.fuzz.targets import TARGETS, CodecTarget
 
 SEED = 20240611
-BUDGET = {"codec": 8000, "wire": 5000, "handshake": 7000}
+BUDGET = {"codec": 8000, "wire": 5000, "handshake": 7000, "dial": 3000, "dispatch": 1500}
 
 
 def run(budget: dict[str, int], findings: Path, **options: Any) -> Report:
@@ -152,3 +152,33 @@ def test_budget_split_and_atheris_is_optional(
     monkeypatch.setattr(atheris_run, "available", lambda: False)
     assert cli.main(["--atheris", "--target", "codec", "--inputs", "10"]) == 0
     assert "atheris is not installed" in capsys.readouterr().out
+
+
+def test_the_dispatch_target_reports_what_raises_in_the_io_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An op whose handling raises (here every LINK) is contained by the node, which logs
+    it: the dispatch target must report that as a finding all the same."""
+    from actornet.node import Node
+
+    def planted(self: Node, *args: Any) -> None:
+        raise KeyError("planted")
+
+    monkeypatch.setattr(Node, "_signal_link", planted)
+    report = run({"dispatch": 300}, tmp_path)
+    assert not report.ok and {f.kind for f in report.findings} == {"OracleError"}
+    assert "something raised in the I/O thread" in report.findings[0].message
+
+
+def test_the_dial_target_reports_an_endpoint_libzmq_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the checks let through an endpoint libzmq's connect refuses (which used to kill
+    the I/O thread), the dial target says so."""
+    from actornet import _address
+
+    monkeypatch.setattr(_address, "is_endpoint", lambda value: isinstance(value, str)
+                        and value.startswith("tcp://"))
+    report = run({"dial": 3000}, tmp_path)
+    assert not report.ok and {f.kind for f in report.findings} == {"OracleError"}
+    assert any("libzmq refuses" in f.message for f in report.findings)

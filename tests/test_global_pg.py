@@ -475,3 +475,74 @@ def test_pg_start_link_scope_dies_with_its_starter(local: actornet.Node,
     wait_until(lambda: actornet.rpc.call(b.name, remote.pg_get_members, "g", "linked") == [],
                what="b to drop the members of the stopped scope")
     assert actornet.is_alive(member), "the scope stopping does not stop its members"
+
+
+# -- system servers survive what they do not understand (issue 12, class 6) ----------------
+
+MALFORMED = [(), 42, "text", ("table",), ("dead", "x"), ("table", "b@h", [("n", 1, None, 2)],
+             "not a pid", [], True), ("conflict", ["unhashable"], 1, 2), ("join", "not a pid"),
+             ("sync", actornet.Pid("x@h", 1, 1), [("g", ["not a pid"])]), ("DOWN",)]
+
+
+def test_the_name_server_drops_what_it_does_not_understand_and_resyncs_after_a_crash(
+    local: actornet.Node, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node may send a name server anything. One malformed message used to crash it; it
+    came back empty and never asked for the cluster's table, so `whereis_name` here
+    disagreed with every other node for good. Now each such message is logged and dropped
+    (the same server goes on), and a server that crashes all the same (here: killed) is
+    restarted by the node's kernel supervisor and fills its table from its peers."""
+    [b] = connected(cluster, "b")
+    answer, pid = actornet.rpc.call(b.name, remote.global_register_new, "keeper")
+    assert answer == "yes" and global_.whereis_name("keeper") == pid
+    mine = actornet.spawn(actornet.receive)
+    assert global_.register_name("mine", mine) == "yes"
+    server = local.whereis(global_.SERVER)
+    for bad in MALFORMED:
+        actornet.rpc.call(b.name, actornet.send, (global_.SERVER, local.name), bad)
+        actornet.send(global_.SERVER, bad)
+        actornet.cast(global_.SERVER, bad)
+        assert actornet.call(global_.SERVER, bad)[0] == "error"
+    # Both kinds of senders done: a call behind them proves the server read them all.
+    assert actornet.call(global_.SERVER, ("unregister", "never registered")) == "ok"
+    assert local.whereis(global_.SERVER) == server, "the name server crashed"
+    assert global_.whereis_name("keeper") == pid and global_.whereis_name("mine") == mine
+    assert any("does not understand" in r.getMessage() for r in caplog.records)
+
+    actornet.exit(server, "kill")
+    wait_until(lambda: local.whereis(global_.SERVER) not in (None, server), what="a restart")
+    wait_until(lambda: global_.whereis_name("keeper") == pid, what="the table to come back")
+    wait_until(lambda: global_.whereis_name("mine") == mine, what="this node's own names")
+    assert actornet.rpc.call(b.name, remote.global_whereis, "mine") == mine
+    # and the restarted server takes part in registrations as before
+    answer, other = actornet.rpc.call(b.name, remote.global_register_new, "after")
+    assert answer == "yes" and global_.whereis_name("after") == other
+    assert global_.register_name("keeper", actornet.self()) == "no"
+
+
+def test_the_pg_scope_drops_what_it_does_not_understand_and_resyncs_after_a_crash(
+    local: actornet.Node, cluster: Cluster
+) -> None:
+    """The same for the default pg scope: malformed messages are dropped, and a scope that
+    crashes is restarted and learns every peer's members again (its own members are lost
+    with it, as in OTP: they join again)."""
+    [b] = connected(cluster, "b")
+    members = actornet.rpc.call(b.name, remote.pg_members, "room", 2)
+    wait_until(lambda: sorted(pg.get_members("room")) == sorted(members), what="b's members")
+    scope = local.whereis(pg.DEFAULT_SCOPE)
+    for bad in MALFORMED:
+        actornet.rpc.call(b.name, actornet.send, (pg.DEFAULT_SCOPE, local.name), bad)
+        actornet.send(pg.DEFAULT_SCOPE, bad)
+        actornet.cast(pg.DEFAULT_SCOPE, bad)
+        assert actornet.call(pg.DEFAULT_SCOPE, bad)[0] == "error"
+    assert pg.get_members("nothing") == []  # read after a call: every message was read
+    assert local.whereis(pg.DEFAULT_SCOPE) == scope, "the pg scope crashed"
+    assert sorted(pg.get_members("room")) == sorted(members)
+
+    actornet.exit(scope, "kill")
+    wait_until(lambda: local.whereis(pg.DEFAULT_SCOPE) not in (None, scope), what="a restart")
+    wait_until(lambda: sorted(pg.get_members("room")) == sorted(members),
+               what="b's members to come back")
+    pg.join("room", actornet.self())
+    wait_until(lambda: len(actornet.rpc.call(b.name, remote.pg_get_members, "room")) == 3,
+               what="a join after the restart to reach b")

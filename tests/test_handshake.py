@@ -97,6 +97,29 @@ def test_success_both_sides_learn_each_other() -> None:
     assert all(len(f) <= MAX_HANDSHAKE_FRAME for _, f in wire)
 
 
+def test_both_sides_learn_one_session_key_that_only_cookie_holders_can_compute() -> None:
+    """The session key MACs a plain connection's batches (`_wire`): both sides must get the
+    same one, a fresh one per handshake, and it must depend on the cookie, which a relay
+    of the handshake does not have (it sees every other input)."""
+    keys = []
+    for _ in range(2):
+        _, a_events, b_events = drive(make_initiator(), make_acceptor())
+        a_key, b_key = a_events[-1].session_key, b_events[-1].session_key
+        assert a_key == b_key and len(a_key) == 32
+        keys.append(a_key)
+    assert keys[0] != keys[1], "a session key came twice"
+    # Everything on the wire, recomputed with another cookie, gives another key.
+    a, b = make_initiator(), make_acceptor()
+    wire, _, b_events = drive(a, b)
+    (_, hello), (_, challenge), (_, response) = wire[:3]
+    i, c, r = decode(hello)[1], decode(challenge)[1], decode(response)[1]
+    fields = (i["name"], i["creation"], i["flags"], i["endpoint"], c["name"], c["creation"],
+              c["flags"], c["nonce"], r["nonce"])
+    assert hs._digest(COOKIE, "session", *fields) == b_events[-1].session_key
+    assert hs._digest(b"a guess", "session", *fields) != b_events[-1].session_key
+    assert b_events[-1].session_key not in b"".join(f for _, f in wire)
+
+
 def test_states_step_by_step() -> None:
     a, b = make_initiator(), make_acceptor()
     assert (a.state, b.state) == ("idle", "wait_hello")
@@ -333,7 +356,8 @@ def test_receive_after_finish_reports_and_never_raises(final: str) -> None:
 
 
 def test_oversize_frame_rejected_before_decoding() -> None:
-    body = {"name": "a@host", "creation": 1, "flags": 0, "endpoint": "", "to": "b@host"}
+    body = {"name": "a@host", "creation": 1, "flags": 0, "endpoint": "tcp://h:1",
+            "to": "b@host"}
     base = len(frame(HELLO, {**body, "pad": b""}))
     pad = MAX_HANDSHAKE_FRAME - base - 1  # a bin 16 header is one byte longer than bin 8
     exact = frame(HELLO, {**body, "pad": b"x" * pad})

@@ -22,14 +22,14 @@ from pathlib import Path
 
 __all__ = ["main", "parse_args"]
 
-_NAMES = ("codec", "wire", "handshake")
+_NAMES = ("codec", "wire", "handshake", "dial", "dispatch")
 
 
 def _targets(text: str) -> list[str]:
     names = list(_NAMES) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in _NAMES]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown target {bad}: use codec, wire, handshake, all")
+        raise argparse.ArgumentTypeError(f"unknown target {bad}: use {', '.join(_NAMES)}, all")
     return names
 
 
@@ -38,9 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", type=_targets, default=list(_NAMES),
-                   help="codec, wire, handshake, a comma list, or all (default)")
+                   help=f"{', '.join(_NAMES)}, a comma list, or all (default)")
     p.add_argument("--inputs", type=int, default=100_000,
-                   help="inputs in total, shared by the targets 4:3:3 (default 100000)")
+                   help="inputs in total, shared by the targets 4:3:3:1:1 (default 100000)")
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     p.add_argument("--atheris", action="store_true",
                    help="coverage-guided fuzzing with atheris, if it is installed")

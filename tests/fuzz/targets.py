@@ -33,6 +33,7 @@ from actornet import _handshake as hs
 from actornet._ids import Pid, Ref
 from actornet.errors import DecodeError, ProtocolError
 
+from .base import OracleError, Target
 from .gen import (
     INTERESTING_INTS,
     TermGen,
@@ -46,42 +47,8 @@ from .gen import (
     scan_headers,
 )
 
-__all__ = ["TARGETS", "CodecTarget", "HandshakeTarget", "OracleError", "Target", "WireTarget"]
-
-
-class OracleError(AssertionError):
-    """The code under test returned (rather than raised) something it must not."""
-
-
-class Target:
-    """One fuzz target: a generator of inputs and a checker of one input."""
-
-    name: ClassVar[str] = ""
-    documented: ClassVar[str] = ""  # the errors the code under test may raise, for messages
-
-    def __init__(self, seed: int = 0) -> None:
-        """Build the target's pool of valid inputs (deterministic for `seed`)."""
-        self.seed = seed
-        # Set by `check` under tracemalloc: the allocation peak of the code under test
-        # alone, when the oracles after it allocate too (None: the whole check's peak).
-        self.alloc_peak: int | None = None
-
-    def generate(self, rng: random.Random) -> bytes:
-        """One fuzz input."""
-        raise NotImplementedError
-
-    def check(self, data: bytes) -> str:
-        """Feed `data` to the code under test; return an outcome label, or raise."""
-        raise NotImplementedError
-
-    def corpus(self) -> list[bytes]:
-        """Valid and interesting inputs to start coverage-guided fuzzing from."""
-        return []
-
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """The context `check` runs in (the handshake target fixes nonces in it)."""
-        yield
+__all__ = ["TARGETS", "CodecTarget", "DialTarget", "DispatchTarget", "HandshakeTarget",
+           "OracleError", "Target", "WireTarget"]
 
 
 # -- codec -------------------------------------------------------------------------------
@@ -297,8 +264,10 @@ class WireTarget(Target):
     def _arg(rng: random.Random, gen: TermGen, want: Any) -> Any:
         if isinstance(want, tuple):
             want = rng.choice(want)
-        if want is Pid:
-            return Pid(random_str(rng, 30) or "n@h", abs(random_int(rng)), abs(random_int(rng)))
+        if want is Pid:  # a node name mostly (decode_op refuses a pid of none), else anything
+            node = (rng.choice(("n@h", "a@127.0.0.1", "x_1@host-2.lan")) if rng.random() < 0.8
+                    else random_str(rng, 30) or "n@h")
+            return Pid(node, abs(random_int(rng)), abs(random_int(rng)))
         if want is Ref:
             return Ref(random_str(rng, 30) or "n@h", random_int(rng), random_int(rng))
         if want is str:
@@ -827,6 +796,8 @@ class HandshakeTarget(Target):
                 raise OracleError("sent a REJECT without failing")
 
 
+from .io_targets import DialTarget, DispatchTarget  # noqa: E402 - they build on the above
+
 TARGETS: Final[dict[str, type[Target]]] = {
-    t.name: t for t in (CodecTarget, WireTarget, HandshakeTarget)
+    t.name: t for t in (CodecTarget, WireTarget, HandshakeTarget, DispatchTarget, DialTarget)
 }

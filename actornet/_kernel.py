@@ -1,0 +1,40 @@
+"""The kernel supervisor of a named node: its system servers, restarted when they crash.
+
+As OTP's ``kernel_sup`` keeps ``global_name_server`` and the default ``pg`` scope
+running, `start` starts a supervisor registered as ``kernel_sup`` on a node, with the
+node's `global_` name server and its default `pg` scope as children (one for one). A
+server that crashes is started again at once, and rebuilds its replica from the
+connected nodes (each module's docstring says how). If they crash more than
+`MAX_RESTARTS` times in `MAX_SECONDS`, the supervisor gives up, logging it; each
+module then starts its server again on its next use.
+
+Example:
+    >>> import actornet
+    >>> with actornet.start_node("kerneldoc@127.0.0.1", cookie="c", port=0):
+    ...     [cid for cid, _, _ in actornet.Supervisor.which_children("kernel_sup")]
+    ['global_name_server', 'pg']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from actornet import global_, pg
+from actornet.supervisor import Supervisor, child_spec
+
+__all__ = ["NAME", "start"]
+
+NAME: Final = "kernel_sup"
+MAX_RESTARTS: Final = 10
+MAX_SECONDS: Final = 10.0
+
+
+def start(node: Any) -> None:
+    """Start `node`'s kernel supervisor and its children (done by `start_node`)."""
+    children = [
+        child_spec(global_.SERVER, global_._NameServer, name=global_.SERVER),
+        child_spec(pg.DEFAULT_SCOPE, pg._Scope, pg.DEFAULT_SCOPE, name=pg.DEFAULT_SCOPE),
+    ]
+    Supervisor._gen_start((children,), {"max_restarts": MAX_RESTARTS,
+                                        "max_seconds": MAX_SECONDS}, NAME, link=False,
+                          node=node)
