@@ -120,6 +120,7 @@ class _Peer:
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
         self.address: str | None = None  # "name@host:port" a user gave for it, if any
+        self.failure: str | None = None  # why its last connection attempt failed (for ping)
 
 
 class _Inbound:
@@ -372,6 +373,12 @@ class Transport:
             )
         return peer.state == "up"
 
+    def failure(self, node: str) -> str | None:
+        """Why the last attempt to connect to `node` failed; None if it did not fail (or
+        is still going on)."""
+        peer = self._peers.get(_base_name(node))
+        return None if peer is None else peer.failure
+
     def nodes(self) -> list[str]:
         """Peers connected in either direction (a peer that just connected to us
         counts at once, while our connection back to it is still being made)."""
@@ -593,6 +600,7 @@ class Transport:
             self._peer_down(peer, "link cut (fault injection)")
             return
         peer.state = "connecting"
+        peer.failure = None
         peer.deadline = time.monotonic() + self.handshake_timeout + 5.0
 
         known = peer.endpoint
@@ -1165,6 +1173,7 @@ class Transport:
 
     def _peer_down(self, peer: _Peer, why: str) -> None:
         self._lost.pop(peer, None)
+        peer.failure = why
         was_up = peer.state == "up"
         linger = 0
         if was_up:

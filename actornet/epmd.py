@@ -384,6 +384,8 @@ def ensure_running(*, epmd_port: int | None = None, timeout: float = 10.0) -> No
     deadline, delay = time.monotonic() + timeout, 0.005
     while True:
         _reap()
+        if proc.poll() is not None:  # it lost the port to another one, or it died:
+            deadline = min(deadline, time.monotonic() + 1.0)  # no need to wait long
         remaining = deadline - time.monotonic()
         try:
             names(epmd_port=port, timeout=max(0.05, min(1.0, remaining)))

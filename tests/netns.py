@@ -162,8 +162,9 @@ class Host:
         return proc
 
     def run(self, argv: Sequence[str], timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
-        """Run `argv` inside this host to its end; its output, whatever its status."""
-        return subprocess.run(["ip", "netns", "exec", self.ns, *argv], cwd=ROOT,
+        """Run `argv` inside this host to its end (with an empty input); its output,
+        whatever its status."""
+        return subprocess.run(["ip", "netns", "exec", self.ns, *argv], cwd=ROOT, input="",
                               env=self.env(), capture_output=True, text=True, timeout=timeout)
 
     def set_hosts(self, entries: dict[str, str]) -> None:
@@ -182,12 +183,13 @@ class Host:
         log kept in `epmd_log`) and wait until it listens."""
         proc = self.spawn([sys.executable, "-m", "actornet.epmd", *extra])
         self.epmd = proc
+        self.epmd_log = log = []
         listening = threading.Event()
 
         def pump() -> None:
             assert proc.stderr is not None
             for line in proc.stderr:
-                self.epmd_log.append(line.rstrip("\n"))
+                log.append(line.rstrip("\n"))
                 if "listening on" in line:
                     listening.set()
             listening.set()
@@ -195,17 +197,18 @@ class Host:
         threading.Thread(target=pump, daemon=True).start()
         if not listening.wait(WAIT) or proc.poll() is not None:
             raise RuntimeError(f"the port mapper of {self.name} did not start:\n"
-                               + "\n".join(self.epmd_log))
+                               + "\n".join(log))
         return proc
 
     def kill_epmd(self) -> None:
-        """SIGKILL this host's port mapper (the harness's, or one a node started)."""
-        if self.epmd is not None and self.epmd.poll() is None:
-            self.epmd.kill()
-            self.epmd.wait(WAIT)
+        """SIGKILL the port mappers running on this host now (the harness's, or one a node
+        started); one started after this call began (by a node that lost its own) lives."""
         for pid in self.pids("actornet.epmd"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.epmd is not None:
+            self.epmd.kill()
+            self.epmd.wait(WAIT)
 
     def pids(self, word: str) -> list[int]:
         """The processes of this host whose command line has `word` as one argument."""
