@@ -458,6 +458,31 @@ def test_kill_is_refused_while_nodes_are_registered(
     epmd.kill(epmd_port=server)  # accepted: the fixture's stop finds it stopped
 
 
+@pytest.mark.skipif(not LINUX, reason="finds the daemon's pid through /proc")
+def test_a_watched_registration_comes_back_with_its_port_mapper(
+    port: int, procs: list[subprocess.Popen[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The port mapper is SIGKILLed: the watcher says so (a warning naming the label),
+    starts a new one (as start_node would) and registers again; closing it then
+    unregisters at once, with the watcher gone."""
+    daemon = subprocess.Popen([sys.executable, "-m", "actornet.epmd", "--port", str(port)],
+                              env=child_env(port), stderr=subprocess.DEVNULL, text=True)
+    procs.append(daemon)
+    wait_until(lambda: _answers(port), 10.0, "the port mapper")
+    reg = epmd.register("w", 4242, epmd_port=port)
+    reg.watch("node w@test")
+    daemon.kill()
+    daemon.wait(5.0)
+    wait_until(lambda: _answers(port) and epmd.lookup("w", "127.0.0.1", epmd_port=port) == 4242,
+               10.0, "the registration to come back")
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("node w@test: lost its registration as 'w'") for m in said), said
+    assert any(m.startswith("node w@test: registered again as 'w'") for m in said), said
+    reg.close()
+    assert epmd.lookup("w", "127.0.0.1", epmd_port=port) is None
+    assert reg._watcher is not None and not reg._watcher.is_alive()
+
+
 # --------------------------------------------------------------------------- daemon
 
 
