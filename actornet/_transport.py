@@ -74,6 +74,9 @@ _REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT g
 # s a peer whose outbound connection dropped stays up while its connection into this node
 # is still open, so that what it sent before (its last messages, a GOODBYE) is read first
 _LOST_GRACE = 0.2
+# s an outbound attempt may take before a connection from the peer that gets through
+# makes us start it over (`_inbound_up`); a healthy one takes milliseconds
+_STALE_ATTEMPT = 1.0
 _LOST_READS = 50  # budgets of ROUTER reads before a lost peer is declared down (100,000 msgs)
 _SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
 _FAIL_EVENTS = (
@@ -121,6 +124,8 @@ class _Peer:
         self.hidden = False  # a hidden node: not in nodes(), not meshed
         self.address: str | None = None  # "name@host:port" a user gave for it, if any
         self.failure: str | None = None  # why its last connection attempt failed (for ping)
+        self.attempt: object | None = None  # the current attempt (a late lookup is ignored)
+        self.attempt_at = 0.0  # when it started
 
 
 class _Inbound:
@@ -577,7 +582,8 @@ class Transport:
             elif peer.state == "up":
                 self._attempt_done(peer)
         elif cmd[0] == "dial":
-            self._dial(cmd[1], cmd[2], cmd[3])
+            if cmd[4] is cmd[1].attempt:
+                self._dial(cmd[1], cmd[2], cmd[3])
         elif cmd[0] == "cut":
             self._cut[cmd[1]] = cmd[2]
             peer = self._peers.get(cmd[1])
@@ -601,7 +607,9 @@ class Transport:
             return
         peer.state = "connecting"
         peer.failure = None
-        peer.deadline = time.monotonic() + self.handshake_timeout + 5.0
+        peer.attempt = attempt = object()
+        peer.attempt_at = time.monotonic()
+        peer.deadline = peer.attempt_at + self.handshake_timeout + 5.0
 
         known = peer.endpoint
 
@@ -617,7 +625,7 @@ class Transport:
                 endpoint = endpoint or known
                 if endpoint is None and error is None:
                     error = f"cannot find node {peer.name}"
-            self._outbox.put((None, ("dial", peer, endpoint, error)))
+            self._outbox.put((None, ("dial", peer, endpoint, error, attempt)))
             self._wake()
 
         threading.Thread(target=resolve, name=f"actornet-resolve {peer.name}", daemon=True).start()
@@ -938,6 +946,14 @@ class Transport:
         peer.hidden = bool(event.peer_flags & _HIDDEN)
         if peer.state in ("new", "down") and event.peer_endpoint:
             self._start_connect(peer, _with_endpoint(peer.name, event.peer_endpoint))
+        elif (peer.state == "connecting" and event.peer_endpoint
+              and now - peer.attempt_at > _STALE_ATTEMPT):
+            # Its connection got through while ours has been trying for a while: ours most
+            # likely began during a silent cut that has healed since (TCP retries a lost
+            # SYN only seconds later). Start over, towards where the peer says it is.
+            self._close_dealer(peer)
+            peer.state = "down"
+            self._start_connect(peer, _with_endpoint(peer.name, event.peer_endpoint))
 
     def _on_batch(self, conn: _Inbound, frames: list[bytes]) -> None:
         peer = conn.peer
@@ -1189,14 +1205,7 @@ class Transport:
                     linger = 500
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
-        _stop_monitor(peer.dealer)
-        for sock in (peer.dealer, peer.monitor):
-            if sock is not None:
-                self._poller.unregister(sock)
-                self._sockets.pop(sock, None)
-                sock.close(linger=linger if sock is peer.dealer else 0)
-        peer.dealer = peer.monitor = None
-        peer.handshake = None
+        self._close_dealer(peer, linger)
         peer.state = "down"
         peer.ops.clear()
         peer.frames.clear()
@@ -1208,6 +1217,17 @@ class Transport:
         self._attempt_done(peer)
         self._release(peer)
         self.node._node_down(peer.name, was_up and not peer.hidden)
+
+    def _close_dealer(self, peer: _Peer, linger: int = 0) -> None:
+        """Close the outbound connection of `peer` and its monitor, if any."""
+        _stop_monitor(peer.dealer)
+        for sock in (peer.dealer, peer.monitor):
+            if sock is not None:
+                self._poller.unregister(sock)
+                self._sockets.pop(sock, None)
+                sock.close(linger=linger if sock is peer.dealer else 0)
+        peer.dealer = peer.monitor = None
+        peer.handshake = None
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):

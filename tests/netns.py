@@ -9,9 +9,11 @@ namespace), its own ``/etc/hosts`` naming every host (``/etc/netns/NS/hosts``, w
 mapper on the standard port (4370). `Host.spawn` runs a command inside a host.
 
 Faults, all silent (nothing answers with a reset, as when a cable is pulled or a firewall
-drops packets): `Net.partition` and `Net.cut` drop every frame between hosts at the switch
-(nftables rules in the switch's namespace), `Net.drop` one direction only, and
-`Net.link_down` takes a host's switch port down; `Net.heal` undoes them all.
+drops packets): `Net.partition` and `Net.cut` drop every IP packet between hosts at the
+switch (nftables rules in the switch's namespace; address resolution still works, as
+behind a firewall, so senders get no "no route to host" either), `Net.drop` one direction
+only, and `Net.link_down` takes a host's switch port down (a pulled cable: then address
+resolution fails too); `Net.heal` undoes them all.
 
 Everything made is removed by `Net.close` (every process in the namespaces killed, the
 namespaces and their hosts files deleted), also when a test fails; namespaces left by a
@@ -296,7 +298,7 @@ class Net:
     # -- faults -----------------------------------------------------------------------------
 
     def partition(self, *groups: Iterable[str]) -> None:
-        """Drop every frame between hosts of different groups (hosts in no group keep
+        """Drop every IP packet between hosts of different groups (hosts in no group keep
         their links); adds to the cuts already made."""
         sets = [list(g) for g in groups]
         for i, a in enumerate(sets):
@@ -307,7 +309,7 @@ class Net:
         self._apply()
 
     def cut(self, *names: str) -> None:
-        """Drop every frame between each of these hosts and every other host."""
+        """Drop every IP packet between each of these hosts and every other host."""
         for x in names:
             for y in self.hosts:
                 if y != x:
@@ -315,7 +317,7 @@ class Net:
         self._apply()
 
     def drop(self, source: str, target: str) -> None:
-        """Drop the frames from `source` to `target` only (a one-way cut)."""
+        """Drop the IP packets from `source` to `target` only (a one-way cut)."""
         self.dropped.add((source, target))
         self._apply()
 
@@ -340,9 +342,11 @@ class Net:
         reason = filter_unavailable()
         if reason is not None:
             raise Unavailable(reason)
+        # IP only: address resolution still works, as behind a firewall or a router that
+        # lost its route, so a sender is told nothing at all (no "no route to host").
         rules = "\n".join(
             f'add rule bridge actornet_cuts drops iifname "{self.hosts[x].port}" '
-            f'oifname "{self.hosts[y].port}" drop' for x, y in sorted(self.dropped))
+            f'oifname "{self.hosts[y].port}" ether type ip drop' for x, y in sorted(self.dropped))
         script = ("add table bridge actornet_cuts\n"
                   "add chain bridge actornet_cuts drops "
                   "{ type filter hook forward priority 0; policy accept; }\n"

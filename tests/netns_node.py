@@ -10,7 +10,8 @@ port mapper), prints ``@ready``, then reads requests, one JSON object a line::
 and runs each ``fn(*args)`` in a new process of the node, so the module API acts on it
 and a request that waits does not hold up the others. Each answer is one line,
 ``@{"id": 1, "ok": true, "value": [...]}`` (or ``"ok": false, "error": "..."``). Pids and
-refs cross as ``{"$pid": [node, id, creation]}``, tuples as lists. The node logs (INFO)
+refs cross as ``{"$pid": [node, id, creation]}``, tuples as ``{"$tuple": [...]}``, sets as
+lists. The node logs (INFO)
 on stderr. `Agent` is the test's side of it. The node-side helpers below use
 `time.monotonic`, which is the same clock in every network namespace of the machine.
 """
@@ -41,7 +42,9 @@ def encode(value: Any) -> Any:
         return {"$pid": [value.node, value.id, value.creation]}
     if isinstance(value, actornet.Ref):
         return {"$ref": [value.node, value.id, value.creation]}
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, tuple):
+        return {"$tuple": [encode(v) for v in value]}
+    if isinstance(value, list | set | frozenset):
         return [encode(v) for v in value]
     if isinstance(value, dict):
         return {str(k): encode(v) for k, v in value.items()}
@@ -56,6 +59,8 @@ def decode(value: Any) -> Any:
             return actornet.Pid(*value["$pid"])
         if "$ref" in value:
             return actornet.Ref(*value["$ref"])
+        if "$tuple" in value:
+            return tuple(decode(v) for v in value["$tuple"])
         return {k: decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [decode(v) for v in value]
@@ -191,6 +196,75 @@ def in_order(node: str, count: int) -> bool:
     actornet.send(sink, ("end", count))
     _, n, ok = actornet.receive(lambda m: m[0] == "sink", timeout=WAIT)
     return bool(ok and n == count)
+
+
+def call_timed(server: Any, request: Any, timeout: float = 30.0) -> list[Any]:
+    """``call(server, request)``: ``[outcome, value, monotonic time it ended]``, where
+    outcome is "ok" or the exception's type name."""
+    try:
+        value, outcome = actornet.call(server, request, timeout=timeout), "ok"
+    except Exception as e:
+        value, outcome = str(e), type(e).__name__
+    return [outcome, value, time.monotonic()]
+
+
+def pending_rpc(key: str, node: str) -> None:
+    """Start an `rpc.call` from here that runs a minute on `node`; return once it runs
+    there. Its end, ``[outcome, None, monotonic time]``, is recorded under `key` (see
+    `watched`): outcome "ok" or the exception's type name."""
+    from . import remote
+
+    record: dict[str, Any] = {"events": []}
+    _watches[key] = record
+    me = actornet.self()
+
+    def caller() -> None:
+        try:
+            actornet.rpc.call(node, remote.notify_then_sleep, me, 60.0, timeout=90.0)
+            outcome = "ok"
+        except Exception as e:
+            outcome = type(e).__name__
+        record["events"].append([outcome, None, time.monotonic()])
+
+    actornet.spawn(caller)
+    actornet.receive(lambda m: m == "running", timeout=WAIT)
+
+
+def send(name: str, node: str, msg: Any) -> None:
+    """``send((name, node), msg)``: connects to `node` first if need be."""
+    actornet.send((name, node), msg)
+
+
+def disconnect(node: str) -> None:
+    actornet.disconnect_node(node)
+
+
+def outbound(node: str) -> str:
+    """The state of this node's own connection to `node` (up, connecting, down, ...)."""
+    return str(actornet.node_info()["connections"].get(node, {}).get("state", ""))
+
+
+def rpc(node: str, fn: str, *args: Any) -> Any:
+    """``rpc.call(node, module:qualname, *args)`` from this node."""
+    module, _, qualname = fn.partition(":")
+    target: Any = __import__(module, fromlist=["_"])
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return actornet.rpc.call(node, target, *args)
+
+
+def pg_view(group: str) -> list[actornet.Pid]:
+    from actornet import pg
+
+    return sorted(pg.get_members(group))
+
+
+def global_view(name: str) -> list[Any]:
+    """``[whereis_name(name), whether it is alive]`` as this node sees it."""
+    from actornet import global_
+
+    pid = global_.whereis_name(name)
+    return [pid, pid is not None and actornet.rpc.call(pid.node, actornet.is_alive, pid)]
 
 
 # -- the test side ---------------------------------------------------------------------------
