@@ -163,6 +163,11 @@ class Host:
         self.net.procs.append(proc)
         return proc
 
+    def start(self, label: str, argv: Sequence[str],
+              env: dict[str, str] | None = None) -> Lines:
+        """Start `argv` inside this host with its stdin, stdout and stderr as `Lines`."""
+        return Lines(label, self.spawn(argv, env=env, stdin=subprocess.PIPE))
+
     def run(self, argv: Sequence[str], timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside this host to its end (with an empty input); its output,
         whatever its status."""
@@ -220,6 +225,75 @@ class Host:
                 if word.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
                     found.append(int(pid))
         return found
+
+
+class Lines:
+    """A child process driven by lines: what it prints (stdout in `lines`, stderr in
+    `errors`), waited for with deadlines, and lines typed into its stdin."""
+
+    def __init__(self, label: str, proc: subprocess.Popen[str]) -> None:
+        self.label = label
+        self.proc = proc
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self.cond = threading.Condition()
+        self.eof = False
+        threading.Thread(target=self._pump, args=(proc.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=self._pump, args=(proc.stderr, self.errors), daemon=True).start()
+
+    def _pump(self, stream: Iterable[str] | None, into: list[str]) -> None:
+        for line in stream or ():
+            with self.cond:
+                into.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            if into is self.lines:
+                self.eof = True
+            self.cond.notify_all()
+
+    def mark(self) -> int:
+        """How many lines it printed so far: where to `expect` the answer to what follows."""
+        with self.cond:
+            return len(self.lines)
+
+    def expect(self, pattern: str, since: int = 0, timeout: float = WAIT) -> re.Match[str]:
+        """The first line printed from line `since` on that `pattern` matches in full."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[since:]:
+                    m = rx.fullmatch(line)
+                    if m:
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.eof:
+                    raise AssertionError(f"{self.label} never printed /{pattern}/ (after line "
+                                         f"{since})\n{self.report()}")
+                self.cond.wait(remaining)
+
+    def say(self, line: str) -> int:
+        """Type `line`; returns the mark from before it."""
+        mark = self.mark()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return mark
+
+    def ask(self, line: str, pattern: str) -> re.Match[str]:
+        """Type `line` and wait for the line after it that `pattern` matches."""
+        return self.expect(pattern, since=self.say(line))
+
+    def report(self) -> str:
+        with self.cond:
+            out = "\n".join(f"  {x}" for x in self.lines[-60:])
+            err = "\n".join(f"  {x}" for x in self.errors[-30:])
+        return f"--- {self.label} stdout:\n{out}\n--- {self.label} stderr:\n{err}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(WAIT)
 
 
 class Net:
