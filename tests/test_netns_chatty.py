@@ -180,10 +180,11 @@ def test_clients_fail_over_when_their_chat_host_is_cut(chat: Chat) -> None:
     talker.expect(r"MSG fo \d+ victim 0 still victim")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
     "examples/chatty: the cut node, alone, saw the client's node go and published its leave "
     "on its side; the merge after the heal replays it, so the client that failed over is "
-    "out of the room ('join a room first')"))
+    "out of the room ('join a room first'), in most runs (it depends on which side's "
+    "sequencer the merge keeps)"))
 def test_a_client_that_failed_over_stays_in_its_room_after_the_heal(chat: Chat) -> None:
     """gamma is cut from every host: its client fails over; gamma's node, alone, saw the
     client's node go, and (its side's sequencer now) says the client left. Once the cut
