@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -322,6 +323,23 @@ class Net:
         except BaseException:
             self.close()
             raise
+
+    def describe(self) -> str:
+        """What another process needs to `attach` to these hosts (JSON)."""
+        return json.dumps({"tag": self.tag, "hosts": list(self.hosts)})
+
+    @classmethod
+    def attach(cls, description: str) -> Net:
+        """The hosts that another process made (`describe`), to run commands on and to cut
+        from this process; closing it removes nothing (their maker does)."""
+        desc = json.loads(description)
+        net = cls.__new__(cls)
+        net.tag = desc["tag"]
+        net.switch = f"{net.tag}-switch"
+        net.hosts = {name: Host(net, name, i) for i, name in enumerate(desc["hosts"])}
+        net.names = {h.name: h.address for h in net.hosts.values()}
+        net.procs, net.dropped, net.down, net._made = [], set(), set(), []
+        return net
 
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
