@@ -152,6 +152,8 @@ class Daemon:
     # -- accepting -----------------------------------------------------------------------------
 
     def _accept(self, listener: socket.socket) -> None:
+        if self._paused_until:
+            return  # out of descriptors a moment ago (a stale event of the other listener)
         for _ in range(64):  # then let the others have a turn
             try:
                 sock, addr = listener.accept()

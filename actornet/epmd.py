@@ -229,7 +229,7 @@ class Registration:
             try:
                 ensure_running(epmd_port=self.epmd_port, timeout=5.0)
                 sock = _register_socket(self.name, self.port, self.epmd_port, 5.0)
-            except (EpmdError, NameInUse) as e:
+            except Exception as e:  # no port mapper yet, the name taken, no descriptor...
                 if str(e) != said:  # each new reason once, not every retry
                     said = str(e)
                     log.warning("%s: cannot register %r yet: %s; retrying", label, self.name, e)

@@ -390,6 +390,36 @@ def test_slow_connections_cannot_fill_the_port_mapper(server: int) -> None:
         flood.close()
 
 
+@pytest.mark.skipif(not LINUX, reason="sets the daemon's descriptor limit with setrlimit")
+def test_a_port_mapper_with_few_descriptors_serves_within_them(
+    port: int, procs: list[subprocess.Popen[str]]
+) -> None:
+    """With 80 descriptors, it takes at most 16 connections (saying so) and makes room
+    for newcomers instead of running out: 100 slow connections do not stop it."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (80, 80))
+
+    daemon = subprocess.Popen([sys.executable, "-m", "actornet.epmd", "--port", str(port),
+                               "--address", "127.0.0.1"], env=child_env(port),
+                              stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    procs.append(daemon)
+    wait_until(lambda: _answers(port), 10.0, "the port mapper")
+    flood = SlowFlood(port, 100, every=0.3)
+    try:
+        wait_until(lambda: flood.closed >= 100 - 16, 10.0, "the flood to fill it")
+        with epmd.register("few", 77, epmd_port=port, timeout=2.0):
+            assert epmd.lookup("few", "127.0.0.1", epmd_port=port, timeout=2.0) == 77
+    finally:
+        flood.close()
+    assert daemon.poll() is None
+    epmd.kill(epmd_port=port)
+    assert daemon.wait(10.0) == 0
+    log = daemon.stderr.read() if daemon.stderr else ""
+    assert "only 80 descriptors: serving at most 16 connections" in log, log
+
+
 @pytest.fixture
 def quick(port: int) -> Iterator[int]:
     """A port mapper (in a thread of this process) with a 1 s deadline per request."""
