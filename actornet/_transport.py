@@ -93,6 +93,9 @@ _REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT g
 # s a peer whose outbound connection dropped stays up while its connection into this node
 # is still open, so that what it sent before (its last messages, a GOODBYE) is read first
 _LOST_GRACE = 0.2
+# s an outbound attempt may take before a connection from the peer that gets through
+# makes us start it over (`_inbound_up`); a healthy one takes milliseconds
+_STALE_ATTEMPT = 1.0
 _LOST_READS = 50  # budgets of ROUTER reads before a lost peer is declared down (100,000 msgs)
 # Messages libzmq holds per inbound connection that this node has not read (at most
 # MAX_FRAME bytes each); then it stops reading that connection, and its sender waits.
@@ -153,6 +156,9 @@ class _Peer:
         self.key = b""  # the session key that MACs what goes out (plain connections)
         self.strikes = 0  # malformed ops it sent since strikes_since
         self.strikes_since = 0.0
+        self.failure: str | None = None  # why its last connection attempt failed (for ping)
+        self.attempt: object | None = None  # the current attempt (a late lookup is ignored)
+        self.attempt_at = 0.0  # when it started
 
 
 class _Inbound:
@@ -438,6 +444,12 @@ class Transport:
             )
         return peer.state == "up"
 
+    def failure(self, node: str) -> str | None:
+        """Why the last attempt to connect to `node` failed; None if it did not fail (or
+        is still going on)."""
+        peer = self._peers.get(_base_name(node))
+        return None if peer is None else peer.failure
+
     def nodes(self) -> list[str]:
         """Peers connected in either direction (a peer that just connected to us
         counts at once, while our connection back to it is still being made)."""
@@ -682,8 +694,9 @@ class Transport:
                     self._start_connect(peer, endpoint)
                 elif peer.state == "up":
                     self._attempt_done(peer)
-            case ("dial", _Peer() as peer, endpoint, error):
-                self._dial(peer, endpoint, error)
+            case ("dial", _Peer() as peer, endpoint, error, attempt):
+                if attempt is peer.attempt:  # else a late answer of an abandoned attempt
+                    self._dial(peer, endpoint, error)
             case ("cut", str() as name, heal_at):
                 self._cut[name] = heal_at
                 cut = self._peers.get(name)
@@ -718,7 +731,10 @@ class Transport:
             self._peer_down(peer, "link cut (fault injection)")
             return
         peer.state = "connecting"
-        peer.deadline = time.monotonic() + self.handshake_timeout + 5.0
+        peer.failure = None
+        peer.attempt = attempt = object()
+        peer.attempt_at = time.monotonic()
+        peer.deadline = peer.attempt_at + self.handshake_timeout + 5.0
 
         known = peer.endpoint
 
@@ -734,7 +750,7 @@ class Transport:
                 found = found or known
                 if found is None and error is None:
                     error = f"cannot find node {peer.name}"
-            self._outbox.put((None, ("dial", peer, found, error)))
+            self._outbox.put((None, ("dial", peer, found, error, attempt)))
             self._wake()
 
         try:
@@ -1102,6 +1118,14 @@ class Transport:
             self._pending.authenticated(conn.fd, conn.accept)
         if peer.state in ("new", "down") and event.peer_endpoint:
             self._start_connect(peer, event.peer_endpoint)
+        elif (peer.state == "connecting" and event.peer_endpoint
+              and now - peer.attempt_at > _STALE_ATTEMPT):
+            # Its connection got through while ours has been trying for a while: ours most
+            # likely began during a silent cut that has healed since (TCP retries a lost
+            # SYN only seconds later). Start over, towards where the peer says it is.
+            self._close_dealer(peer)
+            peer.state = "down"
+            self._start_connect(peer, event.peer_endpoint)
 
     def _on_batch(self, conn: _Inbound, frames: list[bytes]) -> None:
         peer = conn.peer
@@ -1461,6 +1485,7 @@ class Transport:
 
     def _peer_down(self, peer: _Peer, why: str) -> None:
         self._lost.pop(peer, None)
+        peer.failure = why
         was_up = peer.state == "up"
         linger = 0
         if was_up:
@@ -1476,14 +1501,7 @@ class Transport:
                     linger = 500
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
-        _stop_monitor(peer.dealer)
-        for sock in (peer.dealer, peer.monitor):
-            if sock is not None:
-                self._poller.unregister(sock)
-                self._sockets.pop(sock, None)
-                sock.close(linger=linger if sock is peer.dealer else 0)
-        peer.dealer = peer.monitor = None
-        peer.handshake = None
+        self._close_dealer(peer, linger)
         peer.state = "down"
         peer.ops.clear()
         peer.frames.clear()
@@ -1496,6 +1514,17 @@ class Transport:
         self._attempt_done(peer)
         self._release(peer)
         self.node._node_down(peer.name, was_up and not peer.hidden)
+
+    def _close_dealer(self, peer: _Peer, linger: int = 0) -> None:
+        """Close the outbound connection of `peer` and its monitor, if any."""
+        _stop_monitor(peer.dealer)
+        for sock in (peer.dealer, peer.monitor):
+            if sock is not None:
+                self._poller.unregister(sock)
+                self._sockets.pop(sock, None)
+                sock.close(linger=linger if sock is peer.dealer else 0)
+        peer.dealer = peer.monitor = None
+        peer.handshake = None
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):

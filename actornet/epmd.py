@@ -4,9 +4,11 @@ Nodes are named ``name@host`` and listen on a dynamically chosen TCP port. One
 port mapper per host maps each short name to its port, so peers find a node by
 name alone. Run it in the foreground with ``python -m actornet.epmd``; nodes
 start it detached on demand with `ensure_running`. Other modes:
-``--names`` (list registered nodes, exit 1 if no port mapper runs), ``--kill``,
-``--port N`` (default: env ``ACTORNET_EPMD_PORT``, else 4370) and
-``--address A`` (listen address, default ``0.0.0.0``).
+``--names`` (list registered nodes, exit 1 if no port mapper runs), ``--kill``
+(refused while nodes are registered), ``--port N`` (default: env
+``ACTORNET_EPMD_PORT``, else 4370) and ``--address A`` (listen address, default
+``0.0.0.0``: other hosts look names up here; a single address other than loopback
+is listened on together with 127.0.0.1, through which nodes register).
 
 Protocol: TCP, one UTF-8 JSON object per newline-terminated line (at most
 4 KiB), each request answered by one response line::
@@ -22,10 +24,12 @@ already in use on this host (port 40123)"`` or ``"no node named 'a' on this
 host"``. A registration lives exactly as long as the TCP connection that made
 it (like epmd's ALIVE2): the node keeps the connection open, and when the node
 stops or dies, even by SIGKILL, the kernel closes the socket and the entry goes.
-``unregister`` ends it explicitly on that same connection. Only loopback peers
-may ``register`` or ``kill``. Malformed requests get an error reply; an
-over-long line also closes its connection. Idle connections without a
-registration are closed after `IDLE_TIMEOUT` seconds.
+``unregister`` ends it explicitly on that same connection; a node watches it
+(`Registration.watch`) and registers again if the port mapper goes away. Only
+loopback peers may ``register`` or ``kill``, and ``kill`` is refused while any
+name is registered. Malformed requests get an error reply; an over-long line
+also closes its connection. The daemon's limits (a deadline per request,
+connection caps per remote address) are described in `actornet._epmd_server`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -45,6 +48,7 @@ import threading
 import time
 from typing import Any
 
+from actornet._epmd_server import MAX_LINE, serve
 from actornet.errors import ActornetError, AlreadyRegistered
 
 __all__ = [
@@ -62,9 +66,6 @@ __all__ = [
 ]
 
 DEFAULT_PORT: int = 4370
-MAX_LINE = 4096
-MAX_CONNECTIONS = 512
-IDLE_TIMEOUT = 30.0
 log = logging.getLogger("actornet.epmd")
 _spawned: list[subprocess.Popen[bytes]] = []  # daemons we started, to reap when they exit
 
@@ -106,20 +107,36 @@ def _resolve(port: int | None) -> int:
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
     try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise EpmdError(f"cannot find the port mapper of host {host!r}: the name does not "
+                        f"resolve ({e.strerror or e})") from None
+    address = str(infos[0][4][0])
+    try:
         return socket.create_connection((host, port), timeout=timeout)
     except OSError as e:
+        where = f"{host}:{port}" + (f" ({address})" if address != host else "")
+        why = (f"no answer within {timeout:g} s" if isinstance(e, TimeoutError)
+               else e.strerror or str(e))
         raise EpmdError(
-            f"no actornet port mapper answers on {host}:{port} ({e.strerror or e}); "
-            f"start one with `python -m actornet.epmd --port {port}`"
+            f"no actornet port mapper answers on {where}: {why}; "
+            f"start one there with `python -m actornet.epmd --port {port}`"
         ) from None
 
 
-def _request(sock: socket.socket, where: str, **request: Any) -> dict[str, Any]:
-    """Send one request line on `sock` and return the decoded response."""
+def _request(sock: socket.socket, where: str, timeout: float, **request: Any) -> dict[str, Any]:
+    """Send one request line on `sock` and return the decoded response, all within
+    `timeout` seconds (a port mapper that answers a byte at a time gains nothing)."""
+    deadline = time.monotonic() + timeout
     data = b""
     try:
+        sock.settimeout(timeout)
         sock.sendall(json.dumps(request).encode() + b"\n")
         while not data.endswith(b"\n") and len(data) <= 64 * MAX_LINE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no whole reply within {timeout:g} s")
+            sock.settimeout(remaining)
             chunk = sock.recv(MAX_LINE)
             if not chunk:
                 break
@@ -137,12 +154,16 @@ def _request(sock: socket.socket, where: str, **request: Any) -> dict[str, Any]:
 
 def _call(host: str, port: int | None, timeout: float, **request: Any) -> dict[str, Any]:
     port = _resolve(port)
+    deadline = time.monotonic() + timeout
     with _connect(host, port, timeout) as sock:
-        return _request(sock, f"{host}:{port}", **request)
+        remaining = max(0.001, deadline - time.monotonic())
+        return _request(sock, f"{host}:{port}", remaining, **request)
 
 
 class Registration:
     """A live registration: holds the open connection that keeps the name registered.
+
+    `watch` makes it register again by itself if the port mapper goes away.
 
     Example:
         >>> reg = register("a", 40123)  # doctest: +SKIP
@@ -153,21 +174,95 @@ class Registration:
         self.name, self.port, self.epmd_port = name, port, epmd_port
         self._sock: socket.socket | None = sock
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._watcher: threading.Thread | None = None
 
     @property
     def closed(self) -> bool:
         """True once `close` has been called."""
-        return self._sock is None
+        return self._closing.is_set()
+
+    def watch(self, label: str) -> None:
+        """From a thread: if the port mapper closes the registration's connection (it
+        was killed, or restarted), log a warning naming `label` and register again,
+        starting a port mapper if none comes back (as `start_node` does), until `close`.
+
+        Example:
+            >>> register("a", 40123).watch("node a@host")  # doctest: +SKIP
+        """
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, args=(label,), daemon=True,
+                                             name=f"actornet-epmd-watch {self.name}")
+            self._watcher.start()
+
+    def _watch(self, label: str) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._closing.is_set():
+                with self._lock:
+                    sock = self._sock
+                if sock is None:
+                    return
+                key = sel.register(sock, selectors.EVENT_READ)
+                while not any(k.fileobj is sock for k, _ in sel.select()):
+                    if self._closing.is_set():
+                        return
+                sel.unregister(key.fileobj)
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(OSError):
+                    gone = sock.recv(1, socket.MSG_PEEK) == b""
+                log.warning("%s: lost its registration as %r with the port mapper on port %d "
+                            "(%s): other nodes cannot find it by name; registering again",
+                            label, self.name, self.epmd_port,
+                            "it closed the connection" if gone else "it sent something unasked")
+                with self._lock:
+                    if self._sock is sock:
+                        self._sock = None
+                sock.close()
+                self._register_again(label)
+
+    def _register_again(self, label: str) -> None:
+        delay, said = 0.05, ""
+        while not self._closing.is_set():
+            try:
+                ensure_running(epmd_port=self.epmd_port, timeout=5.0)
+                sock = _register_socket(self.name, self.port, self.epmd_port, 5.0)
+            except Exception as e:  # no port mapper yet, the name taken, no descriptor...
+                if str(e) != said:  # each new reason once, not every retry
+                    said = str(e)
+                    log.warning("%s: cannot register %r yet: %s; retrying", label, self.name, e)
+            else:
+                with self._lock:
+                    kept = not self._closing.is_set()
+                    if kept:
+                        self._sock = sock
+                if not kept:  # closed meanwhile: this registration must not outlive it
+                    sock.close()
+                    return
+                log.warning("%s: registered again as %r with the port mapper on port %d",
+                            label, self.name, self.epmd_port)
+                return
+            if self._closing.wait(delay):
+                return
+            delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
         """Unregister (synchronously when the port mapper answers) and close; idempotent."""
         with self._lock:
+            self._closing.set()
             sock, self._sock = self._sock, None
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(5.0)  # it must not read the unregister's reply
+        self._wake_r.close()
+        self._wake_w.close()
         if sock is None:
             return
         with contextlib.suppress(EpmdError, OSError):
-            sock.settimeout(2.0)
-            _request(sock, "127.0.0.1", op="unregister")
+            _request(sock, "127.0.0.1", 2.0, op="unregister")
         sock.close()
 
     def __enter__(self) -> Registration:
@@ -179,6 +274,25 @@ class Registration:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Registration {self.name!r} -> port {self.port} ({state})>"
+
+
+def _register_socket(name: str, port: int, epmd: int, timeout: float) -> socket.socket:
+    """A connection to the local port mapper on which `name` is now registered."""
+    sock = _connect("127.0.0.1", epmd, timeout)
+    try:
+        reply = _request(sock, f"127.0.0.1:{epmd}", timeout, op="register", name=name,
+                         port=port)
+    except BaseException:
+        sock.close()
+        raise
+    if not reply["ok"]:
+        sock.close()
+        error = str(reply.get("error"))
+        if error.startswith(f"name {name!r} is already in use"):
+            raise NameInUse(error)
+        raise EpmdError(f"port mapper refused to register {name!r}: {error}")
+    sock.settimeout(None)
+    return sock
 
 
 def register(
@@ -193,20 +307,7 @@ def register(
         40123
     """
     epmd = _resolve(epmd_port)
-    sock = _connect("127.0.0.1", epmd, timeout)
-    try:
-        reply = _request(sock, f"127.0.0.1:{epmd}", op="register", name=name, port=port)
-    except BaseException:
-        sock.close()
-        raise
-    if not reply["ok"]:
-        sock.close()
-        error = str(reply.get("error"))
-        if error.startswith(f"name {name!r} is already in use"):
-            raise NameInUse(error)
-        raise EpmdError(f"port mapper refused to register {name!r}: {error}")
-    sock.settimeout(None)
-    return Registration(sock, name, port, epmd)
+    return Registration(_register_socket(name, port, epmd, timeout), name, port, epmd)
 
 
 def lookup(
@@ -283,6 +384,8 @@ def ensure_running(*, epmd_port: int | None = None, timeout: float = 10.0) -> No
     deadline, delay = time.monotonic() + timeout, 0.005
     while True:
         _reap()
+        if proc.poll() is not None:  # it lost the port to another one, or it died:
+            deadline = min(deadline, time.monotonic() + 1.0)  # no need to wait long
         remaining = deadline - time.monotonic()
         try:
             names(epmd_port=port, timeout=max(0.05, min(1.0, remaining)))
@@ -296,189 +399,6 @@ def ensure_running(*, epmd_port: int | None = None, timeout: float = 10.0) -> No
                 ) from None
         time.sleep(min(delay, max(0.0, remaining)))
         delay = min(delay * 2, 0.2)
-
-
-# --------------------------------------------------------------------------- daemon
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
-
-
-class _Server:
-    """State of a running port mapper: the name table and the open connections."""
-
-    def __init__(self, max_connections: int) -> None:
-        self.table: dict[str, tuple[int, socket.socket]] = {}
-        self.conns: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        self.max_connections = max_connections
-        self.stop = threading.Event()
-        self.wake_r, self.wake_w = socket.socketpair()
-
-    def handle(self, conn: socket.socket, peer: str) -> None:
-        """Serve one connection until EOF, then drop its registration, if any."""
-        mine: str | None = None
-        try:
-            conn.settimeout(IDLE_TIMEOUT)
-            with conn.makefile("rb") as rfile:
-                while not self.stop.is_set():
-                    line = rfile.readline(MAX_LINE + 1)
-                    if not line.endswith(b"\n"):
-                        if len(line) > MAX_LINE:
-                            log.warning("refused over-long line from %s; closing", peer)
-                            self.send(conn, {"ok": False, "error": f"line over {MAX_LINE} bytes"})
-                        break
-                    reply, mine = self.dispatch(line, peer, conn, mine)
-                    if reply:
-                        self.send(conn, reply)
-                    conn.settimeout(None if mine else IDLE_TIMEOUT)
-        except OSError as e:
-            log.debug("connection from %s ended: %s", peer, e)
-        finally:
-            self.drop(mine, conn, peer)
-            with self.lock:
-                self.conns.discard(conn)
-            conn.close()
-
-    def dispatch(
-        self, line: bytes, peer: str, conn: socket.socket, mine: str | None
-    ) -> tuple[dict[str, Any], str | None]:
-        """Answer one request line; returns the reply and the connection's registered name."""
-        try:
-            req = json.loads(line)
-            if not isinstance(req, dict):
-                raise ValueError("request is not a JSON object")
-        except (ValueError, RecursionError) as e:
-            return self.refuse(peer, f"malformed request: {e}"), mine
-        op, port = req.get("op"), req.get("port")
-        name: Any = req.get("name")
-        if op in ("register", "lookup") and not (
-            isinstance(name, str)
-            and 0 < len(name) <= 255
-            and name.isprintable()
-            and "@" not in name
-            and " " not in name
-        ):
-            return self.refuse(peer, f"{op}: 'name' must be a non-empty node name"), mine
-        if op == "lookup":
-            with self.lock:
-                entry = self.table.get(name)
-            if entry is None:
-                return {"ok": False, "error": f"no node named {name!r} on this host"}, mine
-            return {"ok": True, "port": entry[0]}, mine
-        if op == "names":
-            with self.lock:
-                listing = sorted([n, p] for n, (p, _) in self.table.items())
-            return {"ok": True, "names": listing}, mine
-        if op in ("register", "kill") and not _is_loopback(peer.rpartition(":")[0]):
-            return self.refuse(peer, f"{op} is only accepted from this host"), mine
-        if op == "register":
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-                return self.refuse(peer, "register: 'port' must be an integer 1..65535"), mine
-            if mine is not None:
-                return self.refuse(peer, f"this connection already registered {mine!r}"), mine
-            with self.lock:
-                taken = self.table.get(name)
-                if taken is None:
-                    self.table[name] = (port, conn)
-            if taken is not None:
-                error = f"name {name!r} is already in use on this host (port {taken[0]})"
-                return self.refuse(peer, error), mine
-            log.info("registered %r at port %d (from %s)", name, port, peer)
-            return {"ok": True}, name
-        if op == "unregister":
-            self.drop(mine, conn, peer)
-            return {"ok": True}, None
-        if op == "kill":
-            log.info("stopping on request from %s", peer)
-            self.send(conn, {"ok": True})  # reply first: stopping closes every connection
-            self.stop.set()
-            self.wake_w.send(b"x")
-            return {}, mine
-        return self.refuse(peer, f"unknown op {op!r}"), mine
-
-    def drop(self, name: str | None, conn: socket.socket, peer: str) -> None:
-        """Remove `name` from the table if `conn` registered it."""
-        with self.lock:
-            entry = self.table.get(name) if name is not None else None
-            if entry is None or entry[1] is not conn:
-                return
-            del self.table[name]  # type: ignore[arg-type]
-        log.info("unregistered %r (port %d, from %s)", name, entry[0], peer)
-
-    @staticmethod
-    def refuse(peer: str, error: str) -> dict[str, Any]:
-        log.warning("refused request from %s: %s", peer, error)
-        return {"ok": False, "error": error}
-
-    @staticmethod
-    def send(conn: socket.socket, reply: dict[str, Any]) -> None:
-        conn.sendall(json.dumps(reply).encode() + b"\n")
-
-
-def serve(
-    port: int,
-    address: str = "0.0.0.0",
-    ready: threading.Event | None = None,
-    *,
-    max_connections: int = MAX_CONNECTIONS,
-) -> None:
-    """Run the port mapper in the calling thread until a ``kill`` request.
-
-    Raises `OSError` if it cannot bind. `ready` is set once it listens. Example:
-        >>> threading.Thread(target=serve, args=(4370,), daemon=True).start()  # doctest: +SKIP
-    """
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    server = _Server(max_connections)
-    threads: list[threading.Thread] = []
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((address, port))
-        listener.listen(128)
-        listener.setblocking(False)
-        log.info("listening on %s:%d", address, port)
-        if ready is not None:
-            ready.set()
-        with selectors.DefaultSelector() as sel:
-            sel.register(listener, selectors.EVENT_READ)
-            sel.register(server.wake_r, selectors.EVENT_READ)
-            while not server.stop.is_set():
-                sel.select()
-                with contextlib.suppress(BlockingIOError, InterruptedError):
-                    conn, addr = listener.accept()
-                    conn.setblocking(True)
-                    peer = f"{addr[0]}:{addr[1]}"
-                    with server.lock:
-                        full = len(server.conns) >= server.max_connections
-                        if not full:
-                            server.conns.add(conn)
-                    if full:
-                        with contextlib.suppress(OSError):
-                            conn.settimeout(1.0)
-                            server.send(conn, server.refuse(peer, "too many connections"))
-                        conn.close()
-                        continue
-                    t = threading.Thread(target=server.handle, args=(conn, peer), daemon=True)
-                    t.start()
-                    threads = [*(x for x in threads if x.is_alive()), t]
-    finally:
-        listener.close()
-        with server.lock:
-            for conn in server.conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        for t in threads:
-            t.join(timeout=2.0)
-        server.wake_r.close()
-        server.wake_w.close()
-        log.info("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,7 +136,7 @@ def start_node(
     _address.check_name(name)
     short, _, host = name.partition("@")
     raw_cookie = load_cookie(cookie)
-    bind_ip = _address_of(host)
+    bind_ip = _address_of(name, host)
     use_epmd = port is None
     # Imported here: `python -m actornet.epmd` must not find itself half-imported.
     from actornet import epmd
@@ -169,6 +169,7 @@ def start_node(
         if use_epmd:
             registration = epmd.register(short, transport.port)
             n._closers.append(registration.close)
+            registration.watch(f"node {name}")
         # Said once the node can be found by name: scripts and tests wait for this line.
         reach = ("loopback only: other hosts cannot connect" if bind_ip.startswith("127.")
                  else f"on {bind_ip}, the address of {host}")
@@ -195,19 +196,47 @@ def _check_name_free(short: str) -> None:
         )
 
 
-def _address_of(host: str) -> str:
+def _address_of(name: str, host: str) -> str:
+    """The address the node listens on: what `host` resolves to here. It must be one of
+    this host's; one that only this host can reach gets a warning."""
     try:
-        return socket.gethostbyname(host)
+        address = socket.gethostbyname(host)
     except OSError as e:
         raise ActornetError(f"cannot resolve the host part {host!r} of the node name: {e}") from e
+    try:
+        with socket.socket() as probe:
+            probe.bind((address, 0))
+    except OSError as e:
+        raise ActornetError(
+            f"node {name}: {host!r} resolves to {address} here, which is not an address of "
+            f"this host ({e.strerror or e}); fix the name or its entry in /etc/hosts or DNS"
+        ) from None
+    if address.startswith("127.") and host != "localhost" and host != address:
+        log.warning("node %s: %s resolves to %s here, a loopback address: other hosts cannot "
+                    "connect to this node (name it after an address they can reach, e.g. "
+                    "by fixing %s's entry in /etc/hosts)", name, host, address, host)
+    elif address == "0.0.0.0":
+        log.warning("node %s: 0.0.0.0 is no address another host can dial: nodes that "
+                    "connect to %s reach their own host instead", name, name)
+    return address
 
 
-def _lookup(name: str) -> str | None:
+def _lookup(name: str) -> str:
+    """The endpoint of node `name`, from the port mapper of its host; raises `EpmdError`
+    naming the host (and the address it resolves to) when it cannot be found."""
     from actornet import epmd
 
     short, _, host = name.partition("@")
     port = epmd.lookup(short, host)
-    return None if port is None else f"tcp://{host}:{port}"
+    if port is None:
+        where = host
+        with contextlib.suppress(OSError):
+            address = socket.gethostbyname(host)
+            if address != host:
+                where = f"{host} ({address})"
+        raise epmd.EpmdError(f"no node named {short!r} is registered with the port mapper "
+                             f"on {where}")
+    return f"tcp://{host}:{port}"
 
 
 def node() -> str:
@@ -253,8 +282,17 @@ def ping(name: str, timeout: float | None = None) -> str:
     if target == here.name:
         return "pong"
     if here._dist is None:
+        log.warning("ping %s: pang: this node (%s) is not distributed; start_node first",
+                    name, here.name)
         return "pang"
-    return "pong" if here._dist.connect(name, timeout) else "pang"
+    if here._dist.connect(name, timeout):
+        return "pong"
+    # Said where a user sees it (a warning shows with Python's default logging): a bare
+    # "pang" does not tell a missing port mapper from a wrong cookie or a cut network.
+    waited = timeout if timeout is not None else here._dist.handshake_timeout + 6.0
+    why = here._dist.failure(name) or f"no answer within {waited:g} s; still trying"
+    log.warning("node %s: ping %s: pang: %s", here.name, name, why)
+    return "pang"
 
 
 def monitor_node(name: str, flag: bool = True) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from actornet import epmd
+from actornet import _epmd_server, epmd
 from actornet.errors import ActornetError, AlreadyRegistered
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,9 +209,9 @@ def test_invalid_env_port(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_only_loopback_peers_may_register() -> None:
     for host in ("127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"):
-        assert epmd._is_loopback(host), host
+        assert _epmd_server._is_loopback(host), host
     for host in ("10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "fe80::1%eth0", "bogus"):
-        assert not epmd._is_loopback(host), host
+        assert not _epmd_server._is_loopback(host), host
 
 
 def test_duplicate_name_refused(server: int) -> None:
@@ -319,6 +319,198 @@ def test_connection_limit(port: int) -> None:
         wait_until(lambda: epmd.names(epmd_port=port, timeout=2.0) == [], 5.0, "free slots")
     finally:
         stop_server(port, thread)
+
+
+class SlowFlood:
+    """`count` connections to the port mapper on `port`, each sending one byte of a request
+    that never ends every `every` seconds; one the daemon closes (or answers: refuses) is
+    opened again at once."""
+
+    def __init__(self, port: int, count: int, every: float) -> None:
+        self.port, self.count, self.every = port, count, every
+        self.closed = 0  # connections the daemon closed or refused
+        self.socks: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.opened = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.opened.wait(30.0), "could not open the flood's connections"
+
+    def _run(self) -> None:
+        while len(self.socks) < self.count:
+            self.socks.append(self._open())
+        self.opened.set()
+        while not self.stop.wait(self.every):  # the pace of a slow client, not a wait for
+            for i, sock in enumerate(self.socks):
+                try:
+                    sock.send(b" ")
+                    sock.recv(4096, socket.MSG_DONTWAIT)  # b"" (closed) or a refusal
+                    raise ConnectionResetError
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.closed += 1
+                    sock.close()
+                    with contextlib.suppress(OSError):
+                        self.socks[i] = self._open()
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5.0)
+        sock.send(b'{"op": ')
+        sock.setblocking(False)
+        return sock
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10.0)
+        for sock in self.socks:
+            sock.close()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.monotonic()
+    return fn(), time.monotonic() - t0
+
+
+def test_slow_connections_cannot_fill_the_port_mapper(server: int) -> None:
+    """More slow connections than the port mapper takes (1024), each sending a byte now and
+    then, opened again as soon as closed: registrations and lookups still get through at
+    once. (Before: 512 such connections refused every request, for as long as they lasted.)"""
+    flood = SlowFlood(server, 1100, every=0.3)
+    try:
+        wait_until(lambda: flood.closed >= 1100 - _epmd_server.MAX_CONNECTIONS, 10.0,
+                   "the flood to fill the port mapper")
+        for i in range(5):
+            with epmd.register(f"n{i}", 4000 + i, epmd_port=server, timeout=2.0) as reg:
+                port, took = timed(lambda i=i: epmd.lookup(f"n{i}", "127.0.0.1",
+                                                           epmd_port=server, timeout=2.0))
+                assert port == 4000 + i and took < 1.0, took
+                assert not reg.closed
+    finally:
+        flood.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="sets the daemon's descriptor limit with setrlimit")
+def test_a_port_mapper_with_few_descriptors_serves_within_them(
+    port: int, procs: list[subprocess.Popen[str]]
+) -> None:
+    """With 80 descriptors, it takes at most 16 connections (saying so) and makes room
+    for newcomers instead of running out: 100 slow connections do not stop it."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (80, 80))
+
+    daemon = subprocess.Popen([sys.executable, "-m", "actornet.epmd", "--port", str(port),
+                               "--address", "127.0.0.1"], env=child_env(port),
+                              stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    procs.append(daemon)
+    wait_until(lambda: _answers(port), 10.0, "the port mapper")
+    flood = SlowFlood(port, 100, every=0.3)
+    try:
+        wait_until(lambda: flood.closed >= 100 - 16, 10.0, "the flood to fill it")
+        with epmd.register("few", 77, epmd_port=port, timeout=2.0):
+            assert epmd.lookup("few", "127.0.0.1", epmd_port=port, timeout=2.0) == 77
+    finally:
+        flood.close()
+    assert daemon.poll() is None
+    epmd.kill(epmd_port=port)
+    assert daemon.wait(10.0) == 0
+    log = daemon.stderr.read() if daemon.stderr else ""
+    assert "only 80 descriptors: serving at most 16 connections" in log, log
+
+
+@pytest.fixture
+def quick(port: int) -> Iterator[int]:
+    """A port mapper (in a thread of this process) with a 1 s deadline per request."""
+    ready = threading.Event()
+    thread = threading.Thread(target=epmd.serve, args=(port, "127.0.0.1", ready),
+                              kwargs={"request_timeout": 1.0}, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(5.0)
+        yield port
+    finally:
+        stop_server(port, thread)
+
+
+def test_a_whole_request_has_a_deadline_not_each_read(quick: int) -> None:
+    with socket.create_connection(("127.0.0.1", quick), timeout=5.0) as slow:
+        t0 = time.monotonic()
+        slow.sendall(b'{"op": ')
+        closed_after = None
+        while closed_after is None and time.monotonic() - t0 < 5.0:
+            try:
+                slow.sendall(b" ")  # a byte every 0.1 s: each read is quick, the request never ends
+                slow.settimeout(0.1)
+                if slow.recv(4096) == b"":
+                    closed_after = time.monotonic() - t0
+            except TimeoutError:
+                pass
+            except OSError:
+                closed_after = time.monotonic() - t0
+        assert closed_after is not None and 0.9 <= closed_after < 2.0, closed_after
+    # An idle connection gets the same deadline; a quick one is served and kept.
+    with socket.create_connection(("127.0.0.1", quick), timeout=5.0) as idle:
+        assert raw(quick, b'{"op": "names"}\n', idle) == {"ok": True, "names": []}
+        assert idle.recv(1) == b""  # closed once its next request did not come in time
+
+
+def test_registered_connections_may_stay_idle(quick: int) -> None:
+    with epmd.register("idle", 1234, epmd_port=quick) as reg:
+        wait_until(lambda: epmd.names(epmd_port=quick) == [("idle", 1234)], 5.0, "register")
+        other = socket.create_connection(("127.0.0.1", quick), timeout=5.0)
+        assert other.recv(1) == b""  # an unregistered idle connection is gone after 1 s...
+        other.close()
+        assert epmd.lookup("idle", "127.0.0.1", epmd_port=quick) == 1234  # ...this one stays
+        assert not reg.closed
+
+
+def test_kill_is_refused_while_nodes_are_registered(
+    server: int, procs: list[subprocess.Popen[str]]
+) -> None:
+    with epmd.register("a", 1, epmd_port=server):
+        with pytest.raises(epmd.EpmdError,
+                           match=r"refused to stop: 1 node\(s\) registered \(a\): stop them"):
+            epmd.kill(epmd_port=server)
+        result = run_cli("--kill", port=server)
+        assert result.returncode == 1 and "stop them first" in result.stderr
+        assert epmd.lookup("a", "127.0.0.1", epmd_port=server) == 1
+    # A node killed the moment before: its registration does not hold the kill up.
+    code = ("import sys\nfrom actornet import epmd\nreg = epmd.register('victim', 7)\n"
+            "print('up', flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=child_env(server),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    proc.kill()
+    proc.wait(5.0)
+    epmd.kill(epmd_port=server)  # accepted: the fixture's stop finds it stopped
+
+
+@pytest.mark.skipif(not LINUX, reason="finds the daemon's pid through /proc")
+def test_a_watched_registration_comes_back_with_its_port_mapper(
+    port: int, procs: list[subprocess.Popen[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The port mapper is SIGKILLed: the watcher says so (a warning naming the label),
+    starts a new one (as start_node would) and registers again; closing it then
+    unregisters at once, with the watcher gone."""
+    daemon = subprocess.Popen([sys.executable, "-m", "actornet.epmd", "--port", str(port)],
+                              env=child_env(port), stderr=subprocess.DEVNULL, text=True)
+    procs.append(daemon)
+    wait_until(lambda: _answers(port), 10.0, "the port mapper")
+    reg = epmd.register("w", 4242, epmd_port=port)
+    reg.watch("node w@test")
+    daemon.kill()
+    daemon.wait(5.0)
+    wait_until(lambda: _answers(port) and epmd.lookup("w", "127.0.0.1", epmd_port=port) == 4242,
+               10.0, "the registration to come back")
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("node w@test: lost its registration as 'w'") for m in said), said
+    assert any(m.startswith("node w@test: registered again as 'w'") for m in said), said
+    reg.close()
+    assert epmd.lookup("w", "127.0.0.1", epmd_port=port) is None
+    assert reg._watcher is not None and not reg._watcher.is_alive()
 
 
 # --------------------------------------------------------------------------- daemon

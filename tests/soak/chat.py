@@ -15,11 +15,15 @@ Faults on the chat cluster are the ones its design claims to survive
 the time from the kill to each of its clients' ``RECONNECTED`` is recorded), a
 node SIGSTOPped for less than half its tick time, and a partition (one chat node
 cut from the two others, both ways, healed after 1-5 s: both sides chat, the heal
-merges them).
+merges them). On test hosts (``--hosts netns``) also a silent cut (`netcut`): a chat
+host's packets dropped, to the two other chat hosts only (a partition, as above) or to
+every host (its clients fail over too); healed after 1-5 s, then a ping brings the nodes
+together, as nothing reconnects them by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import re
@@ -34,7 +38,7 @@ import actornet
 from actornet import testing
 
 from .ledger import Ledger
-from .procs import HOST, Proc, python
+from .procs import Place, Proc
 
 ROOM = "soak"
 TICK = 3.0
@@ -46,7 +50,8 @@ _GAVE_UP = "is down and no other chat node answered"
 class ChatClient:
     """One plain-mode client: what it typed, what it was answered, what it was shown."""
 
-    def __init__(self, nick: str, server: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, nick: str, server: str, env: dict[str, str], log: Path,
+                 place: Place) -> None:
         self.nick = nick
         self.lock = threading.Lock()
         self.loaded = False  # answers count from the first line of load on
@@ -57,9 +62,11 @@ class ChatClient:
         self.reconnected_at: list[float] = []
         self.server = server
         self.gave_up = False
-        self.proc = Proc(nick, python("-m", "examples.chatty", "client", "--server",
-                                      f"{server}@{HOST}", "--nick", nick),
-                         env, log, stdin=True, on_line=self._line)
+        role = f"c{server[-1]}"  # chat node <tag>c<i> lives on host c<i>
+        self.proc = Proc(nick, place.python(
+            "ctl", "-m", "examples.chatty", "client", "--server",
+            f"{server}@{place.host(role)}", "--nick", nick, "--host", place.host("ctl")),
+            env, log, stdin=True, on_line=self._line)
 
     def _line(self, line: str) -> None:
         with self.lock:
@@ -101,7 +108,8 @@ class ChatLoad:
     """The chat cluster, its clients and their senders."""
 
     def __init__(self, tag: str, env: dict[str, str], logdir: Path, rng: random.Random,
-                 ledger: Ledger) -> None:
+                 ledger: Ledger, place: Place | None = None) -> None:
+        self.place = place or Place()
         self.env = env
         self.logdir = logdir
         self.rng = rng
@@ -113,7 +121,12 @@ class ChatLoad:
         self.senders: list[threading.Thread] = []
         self.errors = 0
         self.failover_s: list[float] = []  # SIGKILL of a client's node -> RECONNECTED
+        self.cut_failover_s: list[float] = []  # silent cut of a client's node -> RECONNECTED
         self.control: actornet.Node | None = None  # reaches the chat nodes (their cookie)
+
+    def full(self, name: str) -> str:
+        """The node name of chat node `name` (``<tag>c<i>`` runs on host ``c<i>``)."""
+        return f"{name}@{self.place.host('c' + name[-1])}"
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -121,10 +134,12 @@ class ChatLoad:
         old = self.nodes.get(name)
         if old is not None:
             old.close()  # the previous incarnation, killed by now
-        args = ["-m", "examples.chatty", "node", "--name", name, "--tick-time", str(TICK)]
+        args = ["-m", "examples.chatty", "node", "--name", self.full(name), "--tick-time",
+                str(TICK)]
         if join:
-            args += ["--join", f"{join}@{HOST}"]
-        proc = Proc(name, python(*args), self.env, self.logdir / f"{name}.log")
+            args += ["--join", self.full(join)]
+        proc = Proc(name, self.place.python("c" + name[-1], *args), self.env,
+                    self.logdir / f"{name}.log")
         self.nodes[name] = proc
         if proc.expect(r"ready on", 40) is None:
             return None
@@ -135,15 +150,16 @@ class ChatLoad:
         first = self.names[0]
         if self._node(first, None) is None:
             raise RuntimeError(f"chat node {first} did not start")
-        others = [Proc(n, python("-m", "examples.chatty", "node", "--name", n, "--tick-time",
-                                 str(TICK), "--join", f"{first}@{HOST}"),
+        others = [Proc(n, self.place.python("c" + n[-1], "-m", "examples.chatty", "node",
+                                            "--name", self.full(n), "--tick-time", str(TICK),
+                                            "--join", self.full(first)),
                        self.env, self.logdir / f"{n}.log") for n in self.names[1:]]
         for name, proc in zip(self.names[1:], others, strict=True):
             self.nodes[name] = proc
             if proc.expect(r"ready on", 40) is None:
                 raise RuntimeError(f"chat node {name} did not start")
-        self.clients = [ChatClient(f"u{i}", name, self.env, self.logdir / f"u{i}.log")
-                        for i, name in enumerate(self.names, 1)]
+        self.clients = [ChatClient(f"u{i}", name, self.env, self.logdir / f"u{i}.log",
+                                   self.place) for i, name in enumerate(self.names, 1)]
         for c in self.clients:
             if c.proc.expect("^CONNECTED", 40) is None:
                 raise RuntimeError(f"chat client {c.nick} did not connect")
@@ -153,7 +169,7 @@ class ChatLoad:
             if c.proc.expect(f"^OK joined {ROOM}", 40, since=mark) is None:
                 raise RuntimeError(f"chat client {c.nick} could not join the room")
             c.loaded = True
-        self.control = actornet.start_node(f"{self.names[0]}ctl@{HOST}",
+        self.control = actornet.start_node(f"{self.names[0]}ctl@{self.place.host('ctl')}",
                                            self.env["ACTORNET_COOKIE"], port=0, hidden=True)
         for c in self.clients:
             t = threading.Thread(target=self._send_loop, args=(c, self.rng.randrange(1 << 30)),
@@ -202,7 +218,7 @@ class ChatLoad:
             out: dict[str, Any] = {}
             for n in self.names:
                 try:
-                    out[n] = actornet.rpc.call(f"{n}@{HOST}", actornet.nodes, timeout=3)
+                    out[n] = actornet.rpc.call(self.full(n), actornet.nodes, timeout=3)
                 except Exception as e:
                     out[n] = f"unreachable: {type(e).__name__}"
             return out
@@ -210,7 +226,7 @@ class ChatLoad:
 
     def _meshed(self) -> bool:
         views = self._views()
-        return all(isinstance(v, list) and {f"{o}@{HOST}" for o in self.names if o != n}
+        return all(isinstance(v, list) and {self.full(o) for o in self.names if o != n}
                    <= set(v) for n, v in views.items())
 
     # -- faults ------------------------------------------------------------------------------
@@ -255,11 +271,11 @@ class ChatLoad:
         room's two histories merge."""
         lonely = self.rng.choice(self.names)
         heal = self.rng.uniform(1.0, 5.0)
-        crowd = [f"{n}@{HOST}" for n in self.names if n != lonely]
+        crowd = [self.full(n) for n in self.names if n != lonely]
         fault = self.ledger.begin("chat_cut", f"cut chat node {lonely} from the others, "
                                   f"heal after {heal:.1f} s")
         try:
-            self._on_control(testing.partition, [f"{lonely}@{HOST}"], crowd, heal)
+            self._on_control(testing.partition, [self.full(lonely)], crowd, heal)
         except Exception as e:
             self.ledger.finding("errors", f"cutting chat node {lonely} failed: {e!r}")
         time.sleep(heal)
@@ -272,6 +288,56 @@ class ChatLoad:
             time.sleep(0.2)
         self.ledger.end(fault)
 
+    def netcut(self) -> None:
+        """Drop a chat host's packets (silently) to the two other chat hosts, or to every
+        host (then its clients fail over, and the time to their RECONNECTED is recorded);
+        heal after 1-5 s, then ping between the chat nodes (after a healed partition
+        nothing reconnects nodes by itself) until they have stayed meshed for a while."""
+        net = self.place.net
+        assert net is not None
+        lonely = self.rng.choice(self.names)
+        heal = self.rng.uniform(1.0, 5.0)
+        whole = self.rng.random() < 0.5
+        fault = self.ledger.begin("chat_netcut", f"drop chat host c{lonely[-1]}'s packets to "
+                                  + ("every host" if whole else "the other chat hosts")
+                                  + f", heal after {heal:.1f} s")
+        waiting = [(c, len(c.reconnected_at)) for c in self.clients
+                   if whole and c.connected and c.server == lonely]
+        cut_at = time.monotonic()
+        if whole:
+            net.cut("c" + lonely[-1])
+        else:
+            net.partition(["c" + lonely[-1]], ["c" + n[-1] for n in self.names if n != lonely])
+        time.sleep(heal)
+        net.heal()
+        for c, n in waiting:
+            if len(c.reconnected_at) > n:
+                self.cut_failover_s.append(c.reconnected_at[n] - cut_at)
+        # As a cluster manager would (libcluster, say): ping until the nodes have stayed
+        # meshed for a tick and more. A link can go down a while after the heal: TCP backs
+        # off its retries during the cut, so the first one after it may come too late for
+        # the tick (Erlang's distribution behaves the same).
+        deadline = time.monotonic() + 30
+        meshed_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if self._meshed():
+                meshed_since = meshed_since or now
+                if now - meshed_since >= TICK + 1.5:
+                    break
+            else:
+                meshed_since = None
+                for name in self.names:
+                    with contextlib.suppress(Exception):
+                        self._on_control(_ping_all, self.full(name),
+                                         [self.full(n) for n in self.names if n != name])
+            if now > deadline:
+                self.ledger.finding("reconnect", f"chat nodes not meshed for long 30 s "
+                                    f"after a silent cut healed: {self._views()}")
+                break
+            time.sleep(0.2)
+        self.ledger.end(fault)
+
     # -- status and the final check ----------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
@@ -279,7 +345,7 @@ class ChatLoad:
         sent = sum(len(c.sent) for c in self.clients)
         return {"sent": sent, "acked": acked, "failovers": sum(c.reconnects for c in self.clients)}
 
-    def finish(self) -> dict[str, int]:
+    def finish(self) -> dict[str, Any]:
         """Stop the senders, let everything land, probe, and check deliveries."""
         self.stop.set()
         for t in self.senders:
@@ -333,7 +399,9 @@ class ChatLoad:
                               if kind == "error"),
                 "delivered": delivered, "expected": len(acked) * len(alive),
                 "failovers": sum(c.reconnects for c in self.clients),
-                "longest_failover_s": round(max(self.failover_s, default=0.0), 2)}
+                "longest_failover_s": round(max(self.failover_s, default=0.0), 2),
+                **({"longest_cut_failover_s": round(max(self.cut_failover_s), 2)}
+                   if self.cut_failover_s else {})}
 
     def _check_histories(self, acked: set[tuple[str, str]]) -> None:
         """Every chat node holds the same history of the room, with every acknowledged
@@ -341,7 +409,7 @@ class ChatLoad:
         from examples.chatty import room
 
         def fetch() -> list[Any]:
-            return [actornet.rpc.call(f"{n}@{HOST}", room.records, ROOM, timeout=10)
+            return [actornet.rpc.call(self.full(n), room.records, ROOM, timeout=10)
                     for n in self.names]
 
         deadline = time.monotonic() + 20
@@ -372,3 +440,8 @@ class ChatLoad:
         for item, n in msgs.items():
             if n > 1:
                 self.ledger.finding("chat_order", f"{item} is {n} times in the history")
+
+
+def _ping_all(node: str, others: list[str]) -> list[str]:
+    """From `node`, ping each of `others` (as `actornet.testing.heal_partition` does)."""
+    return [actornet.rpc.call(node, actornet.ping, other, timeout=15) for other in others]

@@ -1,4 +1,5 @@
-"""Child OS processes of the soak: a port mapper, workload nodes, chat nodes and clients.
+"""Child OS processes of the soak: a port mapper, workload nodes, chat nodes and clients,
+and where they run (`Place`: all on loopback, or each on a test host of `tests.netns`).
 
 Every child gets PR_SET_PDEATHSIG (SIGKILL when the thread that started it ends), so
 children are started from the soak's main thread only, which lives until the end.
@@ -19,8 +20,31 @@ from pathlib import Path
 from typing import IO
 
 from tests.cluster import ROOT, _die_with_parent
+from tests.netns import Net
 
 HOST = "127.0.0.1"
+# The hosts of a run on test hosts: the controller (and the chat clients), the three
+# workload nodes, the three chat nodes.
+HOSTS = ["ctl", "w1", "w2", "w3", "c1", "c2", "c3"]
+
+
+class Place:
+    """Where a soak's nodes run: `net` None, all on loopback (127.0.0.1) beside one
+    private port mapper; else each role (one of `HOSTS`) on its own test host, with that
+    host's port mapper on the standard port."""
+
+    def __init__(self, net: Net | None = None) -> None:
+        self.net = net
+
+    def host(self, role: str) -> str:
+        """The host part of the names of the nodes that play `role`."""
+        return HOST if self.net is None else role
+
+    def python(self, role: str, *args: str) -> list[str]:
+        """The command line of ``python *args`` on the host of `role`."""
+        if self.net is None:
+            return python(*args)
+        return ["ip", "netns", "exec", self.net[role].ns, *python(*args)]
 
 
 class Proc:
@@ -132,11 +156,15 @@ def start_epmd(port: int, env: dict[str, str], log: Path) -> Proc:
 
 
 class WorkNode:
-    """A workload node: ``python -m actornet node`` on a fixed port, restartable."""
+    """A workload node: ``python -m actornet node`` on a fixed port (or, with `port`
+    None, registered with its host's port mapper), restartable."""
 
-    def __init__(self, name: str, port: int, cookie: str, tick_time: float,
-                 env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, port: int | None, cookie: str, tick_time: float,
+                 env: dict[str, str], log: Path, place: Place | None = None,
+                 role: str = "") -> None:
         self.name = name
+        self.place = place or Place()
+        self.role = role
         self.port = port
         self.cookie = cookie
         self.tick_time = tick_time
@@ -147,16 +175,17 @@ class WorkNode:
 
     @property
     def address(self) -> str:
-        return f"{self.name}:{self.port}"
+        return self.name if self.port is None else f"{self.name}:{self.port}"
 
     def launch(self) -> None:
         """Start the node (do not wait): see `wait_ready`."""
         if self.proc is not None:
             self.proc.close()  # the previous incarnation, killed by now
         self.starts += 1
-        self.proc = Proc(self.name, python(
-            "-m", "actornet", "node", "--name", self.name, "--cookie", self.cookie,
-            "--port", str(self.port), "--no-shell", "--tick-time", str(self.tick_time)),
+        port = [] if self.port is None else ["--port", str(self.port)]
+        self.proc = Proc(self.name, self.place.python(
+            self.role, "-m", "actornet", "node", "--name", self.name, "--cookie", self.cookie,
+            *port, "--no-shell", "--tick-time", str(self.tick_time)),
             self.env, self.log)
 
     def wait_ready(self, timeout: float = 30.0) -> bool:

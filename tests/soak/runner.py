@@ -16,6 +16,15 @@ shuffled order):
 - ``chat_kill`` / ``chat_stop``: the same for a chat node; ``chat_cut``: one chat node
   cut from the two others, healed after 1-5 s (see `tests.soak.chat`).
 
+With ``--hosts netns`` every node runs on a test host of its own (`tests.netns`: network
+namespaces on one switch, each host with its port mapper on the standard port; the
+workload nodes find each other by name), this controller on one more, and two more kinds
+of fault drop packets silently, so that only the missing ticks tell:
+
+- ``netcut``: one workload host's packets dropped to the two others, or one way between
+  two of them, healed after 1-8 s; the load's own traffic reconnects the nodes;
+- ``chat_netcut``: a chat host's packets dropped (see `tests.soak.chat`).
+
 After each fault: wait (bounded) until the three nodes are connected again and no
 nodeup/nodedown has been seen among them for a while, pause the pg and global
 workers, wait (bounded) until pg members and the global table are equal on every
@@ -43,6 +52,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -54,11 +64,12 @@ from typing import Any
 import actornet
 from actornet import testing
 from tests.cluster import free_port
+from tests.netns import Net, filter_unavailable
 
 from . import _remote
 from .chat import ChatLoad
 from .ledger import FINDING_KINDS, Ledger
-from .procs import HOST, Proc, WorkNode, start_epmd
+from .procs import HOST, HOSTS, Place, Proc, WorkNode, start_epmd
 
 TICK = 3.0  # tick time of the workload nodes and the controller
 RECOVER_TIMEOUT = 20.0  # seconds for the nodes to reconnect after a fault
@@ -70,7 +81,9 @@ STATUS_EVERY = 10.0
 class Soak:
     """One soak run."""
 
-    def __init__(self, minutes: float, seed: int, chat: bool, keep_logs: bool = False) -> None:
+    def __init__(self, minutes: float, seed: int, chat: bool, keep_logs: bool = False,
+                 place: Place | None = None) -> None:
+        self.place = place or Place()
         self.minutes = minutes
         self.seed = seed
         self.with_chat = chat
@@ -128,26 +141,36 @@ class Soak:
     # -- setup -------------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        epmd_port = free_port()
-        env = {**os.environ, "ACTORNET_EPMD_PORT": str(epmd_port), "PYTHONUNBUFFERED": "1"}
-        self.epmd = start_epmd(epmd_port, env, self.logdir / "epmd.log")
-        os.environ["ACTORNET_EPMD_PORT"] = str(epmd_port)  # lookups here: ours only
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.place.net is None:  # one private port mapper on loopback for everything
+            epmd_port = free_port()
+            env["ACTORNET_EPMD_PORT"] = str(epmd_port)
+            self.epmd = start_epmd(epmd_port, env, self.logdir / "epmd.log")
+            os.environ["ACTORNET_EPMD_PORT"] = str(epmd_port)  # lookups here: ours only
+        else:  # each host's own port mapper, on the standard port
+            env.pop("ACTORNET_EPMD_PORT", None)
+            os.environ.pop("ACTORNET_EPMD_PORT", None)
         handler = logging.FileHandler(self.logdir / "controller.log")
         handler.setFormatter(logging.Formatter("%(created).3f %(name)s %(levelname)s %(message)s"))
         logging.getLogger("actornet").addHandler(handler)
         logging.getLogger("actornet").setLevel(logging.INFO)
         self.log_handler = handler
-        ctl_name = f"{self.tag}ctl@{HOST}"
+        ctl_name = f"{self.tag}ctl@{self.place.host('ctl')}"
         self.node = actornet.start_node(ctl_name, self.cookie, port=0, tick_time=TICK,
                                         hidden=True)
         self.ctl_addr = f"{ctl_name}:{self.node.port}"
         actornet.register(_remote.CTL, actornet.spawn(self._ctl_loop))
-        ports: set[int] = set()
-        while len(ports) < 3:
-            ports.add(free_port())
-        self.nodes = [WorkNode(f"{self.tag}n{i}@{HOST}", port, self.cookie, TICK, env,
-                               self.logdir / f"n{i}.log")
-                      for i, port in enumerate(sorted(ports), 1)]
+        if self.place.net is None:
+            ports: set[int] = set()
+            while len(ports) < 3:
+                ports.add(free_port())
+            self.nodes = [WorkNode(f"{self.tag}n{i}@{HOST}", port, self.cookie, TICK, env,
+                                   self.logdir / f"n{i}.log")
+                          for i, port in enumerate(sorted(ports), 1)]
+        else:  # registered with their hosts' port mappers: found by name
+            self.nodes = [WorkNode(f"{self.tag}n{i}@w{i}", None, self.cookie, TICK, env,
+                                   self.logdir / f"n{i}.log", self.place, f"w{i}")
+                          for i in (1, 2, 3)]
         for n in self.nodes:
             n.launch()
         for n in self.nodes:
@@ -159,7 +182,7 @@ class Soak:
             chat_env = {**env, "ACTORNET_COOKIE": f"{self.cookie}-chat",
                         "CHATTY_DATA_DIR": str(self.logdir / "chat-data")}
             self.chat = ChatLoad(self.tag, chat_env, self.logdir, random.Random(self.seed + 1),
-                                 self.ledger)
+                                 self.ledger, self.place)
             self.chat.start()
         self.ledger.say(f"setup done: workload nodes {', '.join(self.names)}"
                         + (f"; chat nodes {', '.join(self.chat.names)}" if self.chat else ""))
@@ -370,7 +393,7 @@ class Soak:
             self.ledger.finding("errors", f"{n.name} did not restart on port {n.port}; "
                                 "trying another port")
             n.kill()
-            n.port = free_port()
+            n.port = None if n.port is None else free_port()
             n.launch()
             if not n.wait_ready():
                 raise RuntimeError(f"{n.name} did not restart")
@@ -420,6 +443,37 @@ class Soak:
         self.ledger.end(fault, note)
         self.converge(f"after fault #{fault.number}")
 
+    def fault_netcut(self) -> None:
+        """Drop packets between workload hosts, silently: one host's to the two others,
+        or one way between two; heal after 1-8 s. Nothing reconnects the nodes but the
+        load's own traffic."""
+        net = self.place.net
+        assert net is not None
+        roles = {n.name: n.role for n in self.nodes}
+        heal = self.rng.uniform(1.0, 8.0)
+        if self.rng.random() < 0.6:
+            a = self.rng.choice(self.names)
+            others = [n for n in self.names if n != a]
+            pairs = {frozenset((a, o)) for o in others}
+            what = f"drop {roles[a]}'s packets to {', '.join(roles[o] for o in others)}"
+            fault = self.ledger.begin("netcut", f"{what}, heal after {heal:.1f} s", pairs=pairs)
+            net.partition([roles[a]], [roles[o] for o in others])
+        else:
+            a, b = self.rng.sample(self.names, 2)
+            what = f"drop {roles[a]}'s packets to {roles[b]} (one way)"
+            fault = self.ledger.begin("netcut", f"{what}, heal after {heal:.1f} s",
+                                      pairs={frozenset((a, b))})
+            net.drop(roles[a], roles[b])
+        time.sleep(heal)
+        net.heal()
+        note = self.recover(f"fault #{fault.number}")
+        self.ledger.end(fault, note)
+        self.converge(f"after fault #{fault.number}")
+
+    def fault_chat_netcut(self) -> None:
+        assert self.chat is not None
+        self.chat.netcut()
+
     def fault_chat_kill(self) -> None:
         assert self.chat is not None
         self.chat.kill_and_restart()
@@ -437,6 +491,8 @@ class Soak:
         kinds = ["kill", "stop", "cut"]
         if self.chat:
             kinds += ["chat_kill", "chat_stop", "chat_cut"]
+        if self.place.net is not None:
+            kinds += ["netcut", "netcut"] + (["chat_netcut"] if self.chat else [])
         bag: list[str] = []
         self.fault_phase_end = self.t0 + self.minutes * 60
         while time.monotonic() < self.fault_phase_end - 3:
@@ -631,18 +687,28 @@ class Soak:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.soak --minutes N [--seed S] [--no-chat]``; 1 on any finding."""
+    """``python -m tests.soak --minutes N [--seed S] [--no-chat] [--hosts netns]``; 1 on any
+    finding."""
     p = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=5.0, help="how long to inject faults")
     p.add_argument("--seed", type=int, default=None, help="replay the faults of this seed")
     p.add_argument("--no-chat", action="store_true", help="no chat cluster")
     p.add_argument("--keep-logs", action="store_true", help="keep the logs of a clean run")
+    p.add_argument("--hosts", choices=["loopback", "netns"], default="loopback",
+                   help="every node on loopback (default), or each on a test host of its own "
+                   "(network namespaces, silent cuts among the faults; needs root)")
+    p.add_argument("--inside", default=None, help=argparse.SUPPRESS)  # the hosts, made by us
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
-    replay = f"python -m tests.soak --minutes {args.minutes:g} --seed {seed}" + (
-        " --no-chat" if args.no_chat else "")
-    print(f"soak: seed {seed} (replay: {replay})", flush=True)
-    soak = Soak(args.minutes, seed, not args.no_chat, args.keep_logs)
+    flags = (" --no-chat" if args.no_chat else "") + (
+        " --hosts netns" if args.hosts == "netns" else "")
+    if args.inside is None:
+        print(f"soak: seed {seed} (replay: python -m tests.soak --minutes {args.minutes:g} "
+              f"--seed {seed}{flags})", flush=True)
+        if args.hosts == "netns":
+            return _on_test_hosts(args, seed)
+    place = Place(None if args.inside is None else Net.attach(args.inside))
+    soak = Soak(args.minutes, seed, not args.no_chat, args.keep_logs, place)
     code = 2
     try:
         code = soak.run()
@@ -660,3 +726,23 @@ def main(argv: list[str] | None = None) -> int:
         elif code not in (0, 1):
             print(f"soak: logs in {soak.logdir}", flush=True)
     return code
+
+
+def _on_test_hosts(args: argparse.Namespace, seed: int) -> int:
+    """Make the test hosts, run the soak's controller on one of them (it must be inside
+    their network), and remove the hosts when it ends, however it ends."""
+    reason = filter_unavailable()
+    if reason is not None:
+        print(f"soak: cannot make test hosts: {reason}", flush=True)
+        return 2
+    with Net(HOSTS) as net:
+        inner = [sys.executable, "-m", "tests.soak", "--minutes", str(args.minutes), "--seed",
+                 str(seed), "--inside", net.describe()]
+        inner += ["--no-chat"] if args.no_chat else []
+        inner += ["--keep-logs"] if args.keep_logs else []
+        proc = net["ctl"].spawn(inner, stdout=None, stderr=None)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            return proc.wait(60)
