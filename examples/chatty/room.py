@@ -19,6 +19,17 @@ this renumbering, so clients show each event once. Every batch of events names
 the record before it, so a replica whose history parted from the sequencer's
 says so (``diverged``) instead of silently skipping what it thinks it has.
 
+Every replica compares, once a tick, whom it follows with whom the global name
+names, and mends any difference (a sequencer it missed, a name nobody holds), so
+after a pause, a cut or a restart a room has one sequencer again within about a
+tick of the nodes meeting. A publish that reaches a replica while no sequencer
+is known (an election) waits for one instead of failing.
+
+Members whose node went down keep their place for a grace period; then the
+sequencer asks whether their clients are really gone (`examples.chatty.liveness`)
+and only on evidence publishes ``("gone", ...)``, which removes a member only if
+it has not resumed elsewhere meanwhile.
+
 Each room server delivers the room's events, in sequence order, to the
 clients that joined through its node.
 """
@@ -27,15 +38,37 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import actornet
 from actornet import NOREPLY, GenServer, global_, pg
 
-from . import storage
+from . import liveness, storage
+from .events import describe, describe_all, messages
 from .history import HISTORY_LIMIT, Record, RoomState, new_eid
 
 log = logging.getLogger("chatty")
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    """What every room server of a node is started with."""
+
+    history_on_join: int = 50  # messages a joiner gets
+    grace: float = 10.0  # seconds a member whose node went down has to resume elsewhere
+    tick_time: float = 4.0  # the node's failure detection: how long a peer may be silent
+    max_rooms: int = 1000  # room servers this node runs at most
+
+    @property
+    def call_timeout(self) -> float:
+        """How long a room server waits for another: a little over the failure detection,
+        so a hung replica holds a room up about as long as a dead one."""
+        return max(2.0, 1.5 * self.tick_time)
+
+
+class RoomLimit(actornet.ActornetError):
+    """This node runs as many room servers as it may."""
 
 
 def group(room: str) -> tuple[str, str]:
@@ -50,14 +83,20 @@ def local_name(room: str) -> str:
     return f"chatty.room:{room}"
 
 
+_MEMBERSHIP = ("join", "leave", "gone", "kick", "move")  # events that change who is in
+
+# The requests a room server answers, and how many elements each has (its name included).
+_ARITY = {"event": 3, "sync": 1, "state": 1, "rebase": 2, "merge": 2, "publish": 2,
+          "forwarded": 2, "history": 2, "records": 1, "info": 1, "member": 2}
+
+
 class Room(GenServer):
     """One node's replica of a room, and its sequencer if it holds the global name."""
 
-    def init(self, room: str, history_on_join: int = 50, grace: float = 10.0) -> None:
+    def init(self, room: str, config: RoomConfig | None = None) -> None:
         actornet.trap_exit(True)
         self.room = room
-        self.grace = grace  # seconds a client of a dead node has to resume elsewhere
-        self.history_on_join = history_on_join
+        self.config = config or RoomConfig()
         self.state = RoomState(HISTORY_LIMIT)
         self.leader: actornet.Pid | None = None
         self.leader_ref: actornet.Ref | None = None
@@ -66,7 +105,10 @@ class Room(GenServer):
         # numbered, not yet replicated: (record, members it removed, caller to answer)
         self.pending: list[tuple[Record, list[tuple[actornet.Pid, str]], Any]] = []
         self.flush_queued = False
-        self.recovered: dict[actornet.Pid, tuple[str, str]] = {}
+        # publishes that came while no sequencer was known: (event, caller, give up at)
+        self.held: list[tuple[tuple[Any, ...], Any, float]] = []
+        self.expiring: set[str] = set()  # homes whose members' grace period runs
+        self.unnamed = 0  # checks in a row that found the name free while we follow someone
         self.log = storage.open_room(room)
         if self.log is not None:
             self._recover(self.log)
@@ -75,6 +117,7 @@ class Room(GenServer):
         # Joined after the first sync: the sequencer's events reach us from now
         # on, and a gap (an event between the sync and the join) is filled on demand.
         pg.join(group(self.room), self.gen_pid)
+        actornet.send_after(self.config.tick_time, self.gen_pid, ("check",))
 
     def _recover(self, log_: storage.RoomLog) -> None:
         """Rebuild this replica from its log on disk (a restart)."""
@@ -84,83 +127,87 @@ class Room(GenServer):
         if self.state.seq:
             print(f"[#{self.room}] recovered {self.state.seq} events from {log_.path}",
                   flush=True)
-        # Their clients knew this node before it restarted: they get the grace
-        # period to resume, like the clients of a node that died.
-        self.recovered = dict(self.state.members)
 
     def terminate(self, reason: Any) -> None:
         if self.log is not None:
-            self.log.sync()
             self.log.close()
 
     # -- sequencer election ----------------------------------------------------------
 
     def _elect(self) -> None:
-        """Become the sequencer if there is none, else follow (and catch up with) it."""
-        for _ in range(100):
+        """Follow (and catch up with) the sequencer, or become it if there is none.
+
+        A new replica waits a while for a takeover under way (replicas exist but
+        nobody holds the name) rather than sequence from what may be nothing; it
+        never gives up: if nothing settles, it starts following nobody, and the
+        periodic check settles it.
+        """
+        patience = time.monotonic() + 2 * self.config.tick_time
+        deadline = patience + 2 * self.config.tick_time
+        while time.monotonic() < deadline:
             leader = global_.whereis_name(leader_name(self.room))
             if leader is None:
-                if pg.get_members(group(self.room)):
-                    # Replicas exist: a takeover is under way. A new, empty
-                    # replica must not grab the name and sequence from nothing.
-                    time.sleep(0.05)
+                if not pg.get_members(group(self.room)) or time.monotonic() > patience:
+                    if self._claim():
+                        return
                     continue
-                if global_.register_name(leader_name(self.room), self.gen_pid) == "yes":
-                    self.leader = self.gen_pid
-                    log.info("room %s: %r sequences from #%d", self.room, self.gen_pid,
-                             self.state.seq)
-                    for pid, (nick, home) in self.recovered.items():
-                        actornet.send_after(self.grace, self.gen_pid,
-                                            ("expire", nick, home, pid, True))
-                    return
-                continue
-            if leader == self.gen_pid:
-                self.leader = leader
+            elif leader == self.gen_pid or self._sync_from(leader):
+                self._follow(leader)
                 return
-            try:
-                # What only we have (we came back from the other side of a split, or
-                # from a crash) goes to the sequencer before we take its history.
-                theirs = RoomState.from_wire(actornet.call(leader, ("state",), timeout=5))
-                extras = self.state.unknown_to(theirs)
-                if extras:
-                    actornet.call(leader, ("merge", extras), timeout=5)
-                self._adopt(RoomState.from_wire(actornet.call(leader, ("sync",), timeout=5)))
-            except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
-                # that sequencer just died; its global name goes with it
-                time.sleep(0.05)
-                continue
-            self._follow(leader)
-            return
-        raise actornet.ActornetError(f"room {self.room}: no sequencer could be found or elected")
+            time.sleep(0.05)  # a takeover under way, or that sequencer just died
+        log.warning("room %s: no sequencer settled within %.0f s; the periodic check will "
+                    "find one", self.room, 4 * self.config.tick_time)
 
-    def _take_over(self) -> None:
-        """The sequencer died: one survivor takes over with every event any survivor has.
+    def _sync_from(self, leader: actornet.Pid) -> bool:
+        """Give `leader` the events only we have, then take its history; False if it went."""
+        timeout = self.config.call_timeout
+        try:
+            # What only we have (we came back from the other side of a split, or
+            # from a crash) goes to the sequencer before we take its history.
+            theirs = RoomState.from_wire(actornet.call(leader, ("state",), timeout=timeout))
+            extras = self.state.unknown_to(theirs)
+            if extras:
+                actornet.call(leader, ("merge", extras), timeout=timeout)
+            self._adopt(RoomState.from_wire(actornet.call(leader, ("sync",), timeout=timeout)))
+        except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
+            return False
+        return True
 
-        Survivors that lose the race for the global name wait: the winner
-        collects every replica's state (they are idle, so this cannot deadlock),
-        keeps the most advanced, and hands it to each of them (``rebase``).
+    def _claim(self) -> bool:
+        """Take the global name and sequence, starting from the most advanced replica.
+
+        The other replicas are idle at that moment (they wait for a sequencer), so
+        collecting their states cannot deadlock. The members of every home get the
+        grace period: whoever the last sequencer was, we do not know which of them
+        are still there.
         """
         if global_.register_name(leader_name(self.room), self.gen_pid) != "yes":
-            leader = global_.whereis_name(leader_name(self.room))
-            if leader is not None and leader != self.gen_pid:
-                self._follow(leader)  # it rebases us soon; watch it meanwhile
-            else:  # the name was freed again meanwhile: try once more shortly
-                actornet.send_after(0.2, self.gen_pid, ("elect",))
-            return
+            return False
         self._follow(self.gen_pid)
         others = self._followers()
         best = self.state
-        for kind, value in actornet._gen.multi_call(others, ("state",), 5.0):
-            if kind == "reply" and value["seq"] > best.seq:
+        for kind, value in actornet._gen.multi_call(others, ("state",),
+                                                    self.config.call_timeout):
+            if kind == "reply" and isinstance(value, dict) and value.get("seq", 0) > best.seq:
                 best = RoomState.from_wire(value)
         if best is not self.state:
             self._adopt(best)
         self._rebase_all(others)
-        here = {self.gen_node.name, *actornet.nodes()}
-        for home in {h for _, h in self.state.members.values()} - here:
+        for home in {h for _, h in self.state.members.values()}:
             self._grace_for(home)
-        log.warning("room %s: %r took over as sequencer at #%d", self.room, self.gen_pid,
-                    self.state.seq)
+        log.warning("room %s: %r sequences from #%d", self.room, self.gen_pid, self.state.seq)
+        self._release_held()
+        return True
+
+    def _take_over(self) -> None:
+        """No sequencer (it died, or the name is free): claim it, or follow whoever won."""
+        if self._claim():
+            return
+        leader = global_.whereis_name(leader_name(self.room))
+        if leader is not None and leader != self.gen_pid:
+            self._follow(leader)  # it rebases us soon; watch it meanwhile
+        else:  # the name was freed again meanwhile: try once more shortly
+            actornet.send_after(0.2, self.gen_pid, ("elect",))
 
     def _lost_name(self) -> None:
         """A healed partition had two sequencers; global_ kept the other one."""
@@ -183,114 +230,207 @@ class Room(GenServer):
             self._take_over()
 
     def _follow(self, leader: actornet.Pid) -> None:
-        if leader == self.leader and (self.leader_ref is not None or leader == self.gen_pid):
-            return
-        if self.leader_ref is not None:
-            actornet.demonitor(self.leader_ref)
-        self.leader = leader
-        self.leader_ref = None if leader == self.gen_pid else actornet.monitor(leader)
+        """Follow `leader` (ourselves: sequence); publishes held meanwhile go to another
+        leader at once, while a claim releases them once it has the best state."""
+        if leader != self.leader or (self.leader_ref is None and leader != self.gen_pid):
+            if self.leader_ref is not None:
+                actornet.demonitor(self.leader_ref)
+            self.leader = leader
+            self.leader_ref = None if leader == self.gen_pid else actornet.monitor(leader)
+        if leader != self.gen_pid:
+            self._release_held()
+
+    def _check(self) -> None:
+        """Once a tick: mend any difference between whom we follow and the global name."""
+        holder = global_.whereis_name(leader_name(self.room))
+        me = self.gen_pid
+        if holder is not None:
+            self.unnamed = 0
+        if self.leader == me:
+            if holder is None:  # our registration was lost (a merge of tables): take it back
+                if global_.register_name(leader_name(self.room), me) != "yes":
+                    self._lost_name()
+            elif holder != me:  # the cluster says another sequences: hand over to it
+                self._lost_name()
+        elif holder is None:
+            self.unnamed += 1
+            if self.leader is None or self.unnamed > 1:  # not a conflict being settled
+                self._take_over()
+        elif holder != self.leader:
+            log.warning("room %s: following %r, which the cluster names as sequencer "
+                        "(was %r)", self.room, holder, self.leader)
+            self._follow(holder)
+            actornet.send(holder, ("rejoin", [me]))
+        self._expire_held()
 
     def _followers(self) -> list[actornet.Pid]:
         listed = set(pg.get_members(group(self.room)))
         self.synced -= listed  # pg knows those now
         return sorted(p for p in listed | self.synced if p != self.gen_pid)
 
-    def _grace_for(self, home: str) -> None:
-        """Members who joined through `home` (down) have a while to come back elsewhere."""
-        for pid, (nick, where) in list(self.state.members.items()):
-            if where == home:
-                actornet.send_after(self.grace, self.gen_pid,
-                                    ("expire", nick, home, pid, False))
+    # -- publishes while no sequencer is known ------------------------------------------
 
-    def _expire(self, nick: str, home: str, pid: actornet.Pid, recovered: bool) -> None:
-        """The grace period of a member whose node went down (or restarted) is over."""
-        if self.leader != self.gen_pid or self.state.members.get(pid) != (nick, home):
-            return  # not ours to decide, or it resumed elsewhere meanwhile
-        if not recovered and home in actornet.nodes():
-            # its node is back (the link was cut, and healed): its client never left
-            print(f"[#{self.room}] {nick} stays: {home} is reachable again", flush=True)
+    def _hold(self, event: tuple[Any, ...], from_: Any) -> None:
+        wait = 2 * self.config.tick_time + 1.0
+        self.held.append((event, from_, time.monotonic() + wait))
+        actornet.send_after(0.05, self.gen_pid, ("held",))
+
+    def _release_held(self) -> None:
+        """A sequencer is known again: pass on what waited for one."""
+        if self.leader is None or not self.held:
             return
-        self._publish(("leave", nick, pid))
+        held, self.held = self.held, []
+        for event, from_, _ in held:
+            if self.leader == self.gen_pid:
+                answer = self._publish(event, from_)
+                if answer is not NOREPLY:
+                    actornet.reply(from_, answer)
+            else:
+                actornet.send(self.leader, ("$gen_call", from_, ("forwarded", event)))
+
+    def _expire_held(self) -> None:
+        now = time.monotonic()
+        for event, from_, until in [h for h in self.held if h[2] <= now]:
+            self.held.remove((event, from_, until))
+            actornet.reply(from_, ("error", f"room {self.room} has no sequencer right now "
+                                            "(an election is under way); retry"))
+        if self.held:
+            actornet.send_after(0.05, self.gen_pid, ("held",))
+
+    # -- members whose node went down ------------------------------------------------------
+
+    def _grace_for(self, home: str) -> None:
+        """Members who joined through `home` have a while to come back elsewhere."""
+        if home not in self.expiring:
+            self.expiring.add(home)
+            actornet.send_after(self.config.grace, self.gen_pid, ("expire", home))
+
+    def _expire(self, home: str) -> None:
+        """The grace period of the members of `home` is over: are they really gone?"""
+        self.expiring.discard(home)
+        pids = [p for p, (_, h) in self.state.members.items() if h == home]
+        if self.leader == self.gen_pid and pids:
+            liveness.spawn_check(self.gen_pid, ("verdict", home, pids), liveness.gone_members,
+                                 home, pids, self.config.call_timeout)
+
+    def _verdict(self, home: str, pids: list[actornet.Pid],
+                 verdict: tuple[set[actornet.Pid], set[actornet.Pid]] | None) -> None:
+        if self.leader != self.gen_pid:
+            return  # the sequencer now is another, which runs its own grace periods
+        gone, unknown = verdict if verdict is not None else (set(), set(pids))
+        for pid in pids:
+            entry = self.state.members.get(pid)
+            if entry is None or entry[1] != home:
+                continue  # it left, or resumed elsewhere, meanwhile
+            if pid in gone:
+                self._publish(("gone", entry[0], pid, home))
+            elif pid not in unknown:
+                print(f"[#{self.room}] {entry[0]} stays: still connected", flush=True)
+        if unknown & set(self.state.members):
+            print(f"[#{self.room}] keeping {len(unknown)} member(s) of {home}: their clients "
+                  "cannot be reached to confirm they are gone; asking again later", flush=True)
+            self._grace_for(home)
 
     # -- requests ------------------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
-        op = request[0]
-        if op == "event":  # from the sequencer
-            return self._receive_events(request[1], request[2])
-        if op == "sync":
-            self.synced.add(from_[0])  # it must get every event after this state
-            return self.state.to_wire()
-        if op == "state":
-            return self.state.to_wire()
-        if op == "rebase":  # from a sequencer: take its history, after giving it ours
-            self._commit()  # a sequencer that lost its name: its last events count as ours
-            theirs = RoomState.from_wire(request[1])
-            extras = self.state.unknown_to(theirs)
-            if extras:
-                return ("extras", extras)
-            self._follow(from_[0])
-            self._adopt(theirs)
-            return ("ok", self.state.seq)
-        if op == "merge":  # to the sequencer: events only the caller's side has
-            if self.leader != self.gen_pid:
-                return ("error", "this room server is not the sequencer; retry")
-            self._take_in(request[1])
-            return ("ok", self.state.seq)
-        if op in ("publish", "forwarded"):  # to the sequencer
-            if self.leader != self.gen_pid and self.leader is not None and op == "publish":
-                # a sequencer that just lost its name to another: pass it on
-                actornet.send(self.leader, ("$gen_call", from_, ("forwarded", request[1])))
+        if (not isinstance(request, tuple) or not request or not isinstance(request[0], str)
+                or _ARITY.get(request[0]) != len(request)):
+            return ("error", f"malformed room request {str(request)[:200]}")
+        match request:
+            case ("event", list(batch), (int(), _) as prev):  # from the sequencer
+                return self._receive_events(batch, prev)
+            case ("sync",):
+                self.synced.add(from_[0])  # it must get every event after this state
+                return self.state.to_wire()
+            case ("state",):
+                return self.state.to_wire()
+            case ("rebase", dict(wire)):  # from a sequencer: take its history, after
+                self._commit()  # giving it ours (its last events count as ours)
+                theirs = RoomState.from_wire(wire)
+                extras = self.state.unknown_to(theirs)
+                if extras:
+                    return ("extras", extras)
+                self._follow(from_[0])
+                self._adopt(theirs)
+                return ("ok", self.state.seq)
+            case ("merge", list(records)):  # to the sequencer: events only the caller's side has
+                if self.leader != self.gen_pid:
+                    return ("error", "this room server is not the sequencer; retry")
+                self._take_in(records)
+                return ("ok", self.state.seq)
+            case (("publish" | "forwarded") as op, tuple(event)):
+                if self.leader == self.gen_pid:
+                    return self._publish(event, from_)
+                if self.leader is not None and op == "publish":
+                    # a sequencer that just lost its name to another: pass it on (once)
+                    actornet.send(self.leader, ("$gen_call", from_, ("forwarded", event)))
+                    return NOREPLY
+                self._hold(event, from_)  # an election is under way
                 return NOREPLY
-            return self._publish(request[1], from_)
-        if op == "history":
-            return self._messages(request[1])
-        if op == "records":
-            return [list(r) for r in self.state.records]
-        if op == "info":
-            return {"members": self.state.nicks(), "owner": self.state.owner_nick(),
-                    "seq": self.state.seq}
-        if op == "member":
-            return request[1] in self.state.members
-        return ("error", f"unknown room request {request!r}")
+            case ("history", int(n)):
+                return messages(self.state, self.room, n)
+            case ("records",):
+                return [list(r) for r in self.state.records]
+            case ("info",):
+                return {"members": self.state.nicks(), "owner": self.state.owner_nick(),
+                        "seq": self.state.seq, "leader": self.leader}
+            case ("member", pid):
+                return pid in self.state.members
+        return ("error", f"malformed room request {str(request)[:200]}")
+
+    def handle_cast(self, request: Any) -> None:
+        log.warning("room %s: dropped an unexpected cast %.200r", self.room, request)
 
     def handle_info(self, msg: Any) -> None:
-        kind = msg[0]
-        if kind == "DOWN" and msg[1] == self.leader_ref:
-            log.warning("room %s: sequencer %r is gone (%s); electing", self.room, msg[3], msg[4])
-            self.leader_ref = None
-            self.leader = None
-            self._take_over()
-        elif kind == "EXIT" and msg[2] == ("global_name_conflict", leader_name(self.room)):
-            self._lost_name()
-        elif kind == "rejoin":
-            # replicas of the other side of a healed split: take in their events
-            if self.leader == self.gen_pid:
-                self.synced.update(msg[1])
-                self._rebase_all(self._followers())
-        elif kind == "find_winner":
-            if self.leader is None:
-                self._rejoin(msg[1], msg[2])
-        elif kind == "flush":
-            self.flush_queued = False
-            self._commit()
-        elif kind == "elect":
-            if self.leader is None:
+        match msg:
+            case ("DOWN", ref, _, pid, reason) if ref == self.leader_ref:
+                log.warning("room %s: sequencer %r is gone (%s); electing", self.room, pid,
+                            reason)
+                self.leader_ref = None
+                self.leader = None
                 self._take_over()
-        elif kind == "expire":
-            self._expire(msg[1], msg[2], msg[3], msg[4])
-        elif kind == "nodedown" and self.leader == self.gen_pid:
-            self._grace_for(msg[1])
-        elif kind == "nodeup" and self.leader == self.gen_pid:
-            # a healed link: once pg lists the replicas there, make sure they agree
-            actornet.send_after(1.0, self.gen_pid, ("check",))
-        elif kind == "check":
-            if self.leader == self.gen_pid:
-                self._rebase_all(self._followers())
-        elif kind in ("EXIT", "nodeup", "nodedown"):
-            pass
-        else:
-            super().handle_info(msg)
+            case ("EXIT", _, ("global_name_conflict", name)) if name == leader_name(self.room):
+                self._lost_name()
+            case ("rejoin", list(pids)):
+                # replicas of the other side of a healed split, or one that followed
+                # another: take in their events and make their history ours
+                if self.leader == self.gen_pid:
+                    self.synced.update(p for p in pids if isinstance(p, actornet.Pid))
+                    self._rebase_all(self._followers())
+            case ("find_winner", followers, tries):
+                if self.leader is None:
+                    self._rejoin(followers, tries)
+            case ("flush",):
+                self.flush_queued = False
+                self._commit()
+            case ("elect",):
+                if self.leader is None:
+                    self._take_over()
+            case ("check",):
+                self._check()
+                actornet.send_after(self.config.tick_time, self.gen_pid, ("check",))
+            case ("held",):
+                self._expire_held()
+            case ("expire", str(home)):
+                self._expire(home)
+            case ("verdict", home, pids, verdict):
+                self._verdict(home, pids, verdict)
+            case ("tell_members", actornet.Pid() as server):  # a restarted chat server
+                for pid in self._members_here():
+                    actornet.send(server, ("membership", self.room, pid, True))
+            case ("nodedown", node) if self.leader == self.gen_pid:
+                self._grace_for(node)
+            case ("nodeup", _) if self.leader == self.gen_pid:
+                # a healed link: once pg lists the replicas there, make sure they agree
+                actornet.send_after(1.0, self.gen_pid, ("agree",))
+            case ("agree",):
+                if self.leader == self.gen_pid:
+                    self._rebase_all(self._followers())
+            case ("EXIT" | "nodeup" | "nodedown" | "DOWN", *_):
+                pass
+            case _:
+                log.warning("room %s: dropped an unexpected message %.200r", self.room, msg)
 
     # -- the sequencer ---------------------------------------------------------------------
 
@@ -300,8 +440,6 @@ class Room(GenServer):
         For a client's call (`from_`), the answer comes at the next flush, which
         runs after the publishes already waiting in the mailbox: they share one
         fsync and one replication round (group commit)."""
-        if self.leader != self.gen_pid:
-            return ("error", "this room server is not the sequencer; retry")
         numbered, error = self.state.prepare(event, self.room)
         if numbered is None:
             return ("error", error)
@@ -347,7 +485,8 @@ class Room(GenServer):
             lagging: dict[actornet.Pid, int] = {}
             prev_seq = batch[0][0] - 1
             prev = (prev_seq, self.state.eid_at(prev_seq))
-            replies = actornet._gen.multi_call(followers, ("event", batch, prev), 5.0)
+            replies = actornet._gen.multi_call(followers, ("event", batch, prev),
+                                               self.config.call_timeout)
             for pid, (kind, value) in zip(followers, replies, strict=True):
                 if kind == "reply" and value[0] == "gap":
                     lagging[pid] = value[1]  # a replica that joined late: send what it lacks
@@ -386,8 +525,8 @@ class Room(GenServer):
             wire = self.state.to_wire()
             again: list[actornet.Pid] = []
             diverged: list[actornet.Pid] = []
-            for pid, (kind, value) in zip(
-                    pids, actornet._gen.multi_call(pids, ("rebase", wire), 5.0), strict=True):
+            replies = actornet._gen.multi_call(pids, ("rebase", wire), self.config.call_timeout)
+            for pid, (kind, value) in zip(pids, replies, strict=True):
                 if kind == "reply" and value[0] == "extras":
                     diverged += self._take_in(value[1])
                     again.append(pid)
@@ -419,11 +558,13 @@ class Room(GenServer):
             self._sync_log()
             return
         base = self.state.common_prefix(theirs)
+        before = self._members_here()
         self.state = theirs
+        self._report_members(before)
         if self.log is not None:
             self.log.rewrite(list(theirs.records))
         here = self.gen_node.name
-        after = [self._describe(*r) for r in theirs.records if r[0] > base]
+        after = describe_all(theirs, self.room, [r for r in theirs.records if r[0] > base])
         for pid, (_, home) in theirs.members.items():
             if home == here:
                 actornet.send(pid, ("merged", self.room, after, theirs.seq))
@@ -438,7 +579,10 @@ class Room(GenServer):
                deliver: bool = True) -> list[tuple[actornet.Pid, str]]:
         """Apply record `seq` to this replica, log it, and (unless told not to) show it to
         local clients; returns the members it removed, who must still hear of it."""
+        before = self._members_here() if event[0] in _MEMBERSHIP else None
         gone = self.state.apply(seq, eid, event)
+        if before is not None:
+            self._report_members(before)
         if self.log is not None:
             self.log.append(seq, eid, event)
         if deliver:
@@ -447,54 +591,39 @@ class Room(GenServer):
             print(f"[#{self.room} {seq}] {' '.join(str(x) for x in event[:3])}", flush=True)
         return gone
 
+    def _members_here(self) -> set[actornet.Pid]:
+        here = self.gen_node.name
+        return {p for p, (_, h) in self.state.members.items() if h == here}
+
+    def _report_members(self, before: set[actornet.Pid]) -> None:
+        """Tell this node's chat server which of its clients came or went (it counts the
+        rooms each is in, and knows which to leave when one quits)."""
+        after = self._members_here()
+        server = actornet.whereis("chatty")
+        if server is not None:
+            for pid in before ^ after:
+                actornet.send(server, ("membership", self.room, pid, pid in after))
+
     def _deliver(self, seq: int, eid: int, event: tuple[Any, ...],
                  gone: list[tuple[actornet.Pid, str]]) -> None:
         here = self.gen_node.name
-        out = self._describe(seq, eid, event)
         if event[0] == "join" and event[3] == here:
             # the joiner gets the room's recent history first, then live events
-            actornet.send(event[2], ("history", self.room, self._messages(self.history_on_join)))
+            actornet.send(event[2], ("history", self.room,
+                                     messages(self.state, self.room,
+                                              self.config.history_on_join)))
         elif event[0] == "move" and event[3] == here:
             # a client resuming here gets everything after the last event it saw,
             # from this replica and before any live event: no gap, no duplicate
-            missed = [self._describe(*r) for r in self.state.records if event[4] < r[0] < seq]
-            actornet.send(event[2], ("catchup", self.room, missed))
+            missed = [r for r in self.state.records if event[4] < r[0] < seq]
+            actornet.send(event[2], ("catchup", self.room,
+                                     describe_all(self.state, self.room, missed)))
+        out = describe(self.state, self.room, seq, eid, event)
         if out is None:
             return
         for pid, home in [*((p, h) for p, (_, h) in self.state.members.items()), *gone]:
             if home == here:
                 actornet.send(pid, out)
-
-    def _messages(self, n: int) -> list[Any]:
-        """The last `n` messages of the room kept here, as clients get them."""
-        msgs = [r for r in self.state.records if r[2][0] == "msg"]
-        return [self._describe(*r) for r in msgs[-n:]] if n > 0 else []
-
-    def _describe(self, seq: int, eid: int, event: tuple[Any, ...]) -> Any:
-        """The message a client gets for an event (None: nothing to show yet)."""
-        kind = event[0]
-        room = self.room
-        if kind == "msg":
-            stamp = event[3] if len(event) > 3 else None
-            return ("room_msg", room, seq, event[1], event[2], self.state.like_count(eid),
-                    stamp, eid)
-        if kind == "join":
-            return ("room_join", room, seq, event[1], eid)
-        if kind == "leave":
-            return ("room_leave", room, seq, event[1], self.state.new_owner.get(eid), eid)
-        if kind == "kick":
-            return ("room_kick", room, seq, event[1], event[2], self.state.new_owner.get(eid),
-                    eid)
-        if kind in ("like", "unlike"):
-            msg_seq = self.state.seq_of.get(event[1])
-            if msg_seq is None:  # a like of a message not here yet: it counts when it comes
-                return None
-            return ("room_likes", room, seq, msg_seq, self.state.like_count(event[1]), eid)
-        if kind == "rename":
-            return ("room_rename", room, seq, event[1], event[2], eid)
-        if kind == "move":
-            return ("room_move", room, seq, event[1], self.state.new_owner.get(eid), eid)
-        return ("room_event", room, seq, event, eid)
 
 
 def records(room: str) -> list[list[Any]]:
@@ -502,17 +631,29 @@ def records(room: str) -> list[list[Any]]:
     return actornet.call(local_name(room), ("records",), timeout=10)  # type: ignore[no-any-return]
 
 
-def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actornet.Pid:
-    """The local room server of `room`, started under the rooms supervisor if needed."""
+def local_rooms() -> list[str]:
+    """The rooms this node runs a room server for."""
+    prefix = local_name("")
+    return sorted(n[len(prefix):] for n in actornet.registered() if n.startswith(prefix))
+
+
+def ensure(room: str, config: RoomConfig | None = None) -> actornet.Pid:
+    """The local room server of `room`, started under the rooms supervisor if needed.
+
+    Raises:
+        RoomLimit: this node already runs `config.max_rooms` room servers.
+    """
     pid = actornet.whereis(local_name(room))
     if pid is not None:
         return pid
     from actornet import Supervisor, child_spec
 
+    config = config or RoomConfig()
+    if len(local_rooms()) >= config.max_rooms:
+        raise RoomLimit(f"this chat node already serves {config.max_rooms} rooms, its limit")
     try:
         return Supervisor.start_child("chatty.rooms", child_spec(
-            room, Room, room, history_on_join, grace, name=local_name(room),
-            restart="transient"))
+            room, Room, room, config, name=local_name(room), restart="transient"))
     except actornet.ActornetError:
         pid = actornet.whereis(local_name(room))
         if pid is None:
@@ -520,4 +661,5 @@ def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actorne
         return pid
 
 
-__all__ = ["Room", "ensure", "group", "leader_name", "local_name", "records"]
+__all__ = ["Room", "RoomConfig", "RoomLimit", "ensure", "group", "leader_name", "local_name",
+           "local_rooms", "records"]
