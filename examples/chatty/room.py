@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,7 @@ def local_name(room: str) -> str:
 
 
 _MEMBERSHIP = ("join", "leave", "gone", "kick", "move")  # events that change who is in
+_FORWARDED_KEPT = 10_000  # publishes remembered as passed on (a bound, far above a round)
 
 # The requests a room server answers, and how many elements each has (its name included).
 _ARITY = {"event": 3, "sync": 1, "state": 1, "rebase": 2, "merge": 2, "publish": 2,
@@ -107,6 +109,9 @@ class Room(GenServer):
         self.flush_queued = False
         # publishes that came while no sequencer was known: (event, caller, give up at)
         self.held: list[tuple[tuple[Any, ...], Any, float]] = []
+        # publishes passed on to the sequencer we follow, maybe not answered yet: if it
+        # goes, their callers are told they may have gone through (event kind, caller)
+        self.forwarded: deque[tuple[str, Any, float]] = deque()
         self.expiring: set[str] = set()  # homes whose members' grace period runs
         self.unnamed = 0  # checks in a row that found the name free while we follow someone
         self.log = storage.open_room(room)
@@ -268,7 +273,32 @@ class Room(GenServer):
         self.synced -= listed  # pg knows those now
         return sorted(p for p in listed | self.synced if p != self.gen_pid)
 
-    # -- publishes while no sequencer is known ------------------------------------------
+    # -- publishes passed on, and those waiting for a sequencer ------------------------
+
+    def _forward(self, event: tuple[Any, ...], from_: Any) -> None:
+        """Pass a client's publish to the sequencer, which answers it; remember it until
+        the sequencer could have, to say "may have gone through" if the sequencer goes."""
+        assert self.leader is not None
+        now = time.monotonic()
+        keep = 4 * self.config.call_timeout  # it answers well within this, or is down
+        while self.forwarded and (now - self.forwarded[0][2] > keep
+                                  or len(self.forwarded) > _FORWARDED_KEPT):
+            self.forwarded.popleft()
+        self.forwarded.append((str(event[0]), from_, now))
+        actornet.send(self.leader, ("$gen_call", from_, ("forwarded", event)))
+
+    def _sequencer_gone(self, why: str) -> None:
+        """The sequencer we passed publishes to is gone: their callers hear that each may
+        or may not have been done (an answer already given makes this one dropped)."""
+        forwarded, self.forwarded = self.forwarded, deque()
+        for kind, from_, _ in forwarded:
+            if kind == "msg":
+                text = (f"your message to {self.room} may have been delivered: the room's "
+                        f"sequencer {why} before confirming it (it is not sent again)")
+            else:
+                text = (f"/{kind} in {self.room} may or may not have been done: the room's "
+                        f"sequencer {why} before confirming it")
+            actornet.reply(from_, ("error", text))
 
     def _hold(self, event: tuple[Any, ...], from_: Any) -> None:
         wait = 2 * self.config.tick_time + 1.0
@@ -286,7 +316,7 @@ class Room(GenServer):
                 if answer is not NOREPLY:
                     actornet.reply(from_, answer)
             else:
-                actornet.send(self.leader, ("$gen_call", from_, ("forwarded", event)))
+                self._forward(event, from_)
 
     def _expire_held(self) -> None:
         now = time.monotonic()
@@ -363,8 +393,9 @@ class Room(GenServer):
                 if self.leader == self.gen_pid:
                     return self._publish(event, from_)
                 if self.leader is not None and op == "publish":
-                    # a sequencer that just lost its name to another: pass it on (once)
-                    actornet.send(self.leader, ("$gen_call", from_, ("forwarded", event)))
+                    # to our sequencer (or, for one that just lost its name, to the
+                    # winner): passed on once, never back and forth
+                    self._forward(event, from_)
                     return NOREPLY
                 self._hold(event, from_)  # an election is under way
                 return NOREPLY
@@ -389,6 +420,8 @@ class Room(GenServer):
                             reason)
                 self.leader_ref = None
                 self.leader = None
+                self._sequencer_gone("went down" if reason == "noconnection"
+                                     else f"exited ({str(reason)[:80]})")
                 self._take_over()
             case ("EXIT", _, ("global_name_conflict", name)) if name == leader_name(self.room):
                 self._lost_name()
@@ -631,6 +664,12 @@ def records(room: str) -> list[list[Any]]:
     return actornet.call(local_name(room), ("records",), timeout=10)  # type: ignore[no-any-return]
 
 
+def info(room: str) -> dict[str, Any]:
+    """This node's replica of `room`: its members, owner, last seq and the sequencer it
+    follows (for checks)."""
+    return actornet.call(local_name(room), ("info",), timeout=10)  # type: ignore[no-any-return]
+
+
 def local_rooms() -> list[str]:
     """The rooms this node runs a room server for."""
     prefix = local_name("")
@@ -661,5 +700,5 @@ def ensure(room: str, config: RoomConfig | None = None) -> actornet.Pid:
         return pid
 
 
-__all__ = ["Room", "RoomConfig", "RoomLimit", "ensure", "group", "leader_name", "local_name",
-           "local_rooms", "records"]
+__all__ = ["Room", "RoomConfig", "RoomLimit", "ensure", "group", "info", "leader_name",
+           "local_name", "local_rooms", "records"]
