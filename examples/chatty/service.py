@@ -221,10 +221,6 @@ class ChatServer(GenServer):
                 return ("error", f"nickname {nick} is taken")
         elif holder != pid:
             return ("error", f"nickname {nick} is taken")
-        else:
-            # This server is its home from now on: the registration's home speaks for it
-            # when tables are exchanged, and the old home may be cut off, not dead.
-            global_.re_register_name(nick_name(nick), pid)
         other = self._nick_of(pid)
         if other is not None:  # resuming here again (this server restarted, or /connect)
             actornet.demonitor(self.clients.pop(other)[1])
@@ -371,6 +367,11 @@ def _start_and_publish(room: str, config: rooms.RoomConfig, event: tuple[Any, ..
 def _resume_rooms(nick: str, pid: actornet.Pid, last_seen: list[tuple[str, int]], here: str,
                   config: rooms.RoomConfig, server: actornet.Pid, from_: Any) -> None:
     """Publish a `move` in every room of a resuming client; answer it ok only if all did."""
+    if global_.whereis_name(nick_name(nick)) == pid:
+        # This node is its home from now on: a registration's home speaks for it when
+        # tables are exchanged, and the old home may be cut off rather than dead.
+        # (Here, not in the chat server: a hung peer holds the lock round for a tick.)
+        global_.re_register_name(nick_name(nick), pid)
     deadline = time.monotonic() + 2 * config.tick_time + 4 * config.call_timeout
     failed: list[str] = []
     for room, seq in last_seen:
@@ -388,6 +389,12 @@ def _resume_rooms(nick: str, pid: actornet.Pid, last_seen: list[tuple[str, int]]
 def _move(nick: str, pid: actornet.Pid, room: str, seq: int, here: str,
           config: rooms.RoomConfig, deadline: float) -> str | None:
     """Move `nick`'s place in `room` here (or join it again); why not, or None."""
+    leader = global_.whereis_name(rooms.leader_name(room))
+    if leader is None or leader.node not in (here, *actornet.nodes()):
+        # The race of a resume with its room's election (the sequencer died with the node
+        # the client came from): the move waits for the new sequencer, never skips it.
+        _say(f"[RESUME] {nick} #{room}: no sequencer yet (an election is under way); "
+             "the move waits for it")
     why = "no answer"
     while time.monotonic() < deadline:
         try:
@@ -403,6 +410,7 @@ def _move(nick: str, pid: actornet.Pid, room: str, seq: int, here: str,
         if reply is not None and reply[0] == "ok":
             return None
         why = reply[1] if reply is not None else "the room's replica did not answer"
+        _say(f"[RESUME] {nick} #{room}: {why}; trying again")
         time.sleep(0.1)  # an election is under way: give it a moment, then try again
     return why
 
