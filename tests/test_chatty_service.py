@@ -1020,3 +1020,138 @@ def test_interactive_client_keeps_the_line_being_typed(chat: Service) -> None:
         assert tty.proc.wait(WAIT) == 0
     finally:
         tty.kill()
+
+
+def test_commands_check_their_words_and_help_lists_every_command(chat: Service) -> None:
+    ana = chat.client("ana", 0)
+    for line, usage in (("/nick has space", "/nick NEW"), ("/join a b", "/join ROOM"),
+                        ("/unlike", r"/unlike ID \[ROOM\]"), ("/like", r"/like ID \[ROOM\]"),
+                        ("/like x", r"/like ID \[ROOM\]"), ("/servers now", "/servers"),
+                        ("/quit now", "/quit"), ("/history 3 4", r"/history \[N\]")):
+        ana.ask(line, rf"ERROR usage: {usage} .+")
+    ana.ask("/nick ana", "ERROR you are ana already")
+    mark = ana.say("/help")
+    ana.expect(r"INFO /quit .*", since=mark)
+    listed = [x.split()[1] for x in ana.between(mark, ana.mark()) if x.startswith("INFO /")]
+    assert sorted(set(listed)) == sorted(f"/{c}" for c in (
+        "join", "leave", "msg", "rooms", "who", "history", "kick", "like", "unlike", "nick",
+        "servers", "connect", "help", "quit")), listed
+    assert "INFO /like ID [ROOM]" in " ".join(ana.between(mark, ana.mark()))
+
+
+def test_leaving_or_being_kicked_from_the_current_room_makes_another_current(
+        chat: Service) -> None:
+    cat, dan = chat.clients(("cat", 0), ("dan", 1))
+    join_all("cur-a", cat, dan)
+    join_all("cur-b", cat, dan)  # cat owns both; the current room of each is cur-b
+    mark = dan.say("/leave")
+    dan.expect("OK left cur-b", since=mark)
+    dan.expect("CURRENT cur-a", since=mark)
+    msg = say(dan, "cur-a", "still talking, in cur-a")
+    cat.expect(f"MSG cur-a {msg} dan 0 still talking, in cur-a")
+    mark = dan.mark()
+    cat.ask("/kick dan cur-a", "OK kicked dan from cur-a")
+    dan.expect("KICK cur-a dan cat", since=mark)
+    dan.expect("CURRENT -", since=mark)
+    dan.ask("anyone?", "ERROR join a room first: /join ROOM")
+
+
+def test_invisible_and_direction_characters_are_refused_and_joiners_kept(chat: Service) -> None:
+    eve = chat.client("eve", 2)
+    join_all("inv", eve)
+    for ch in ("\u202e", "\u200b", "\u2066", "\ufeff", "\u00ad"):  # RLO, ZWSP, LRI, BOM, SHY
+        eve.ask(f"abc{ch}def", rf"ERROR message contains an invisible formatting character "
+                               rf"\(U\+{ord(ch):04X} [A-Z -]+\); send plain text")
+        eve.ask(f"/msg eve a{ch}b", r"ERROR message contains an invisible .*")
+    eve.ask("\u200dleading", r"ERROR message contains an invisible .*\(U\+200D .*")
+    family = "family \U0001F468\u200d\U0001F469\u200d\U0001F467 here"  # emoji joined by ZWJ
+    msg = say(eve, "inv", family)
+    eve.expect(f"MSG inv {msg} eve 0 {family}")
+
+
+def test_connect_takes_a_short_node_name(chat: Service) -> None:
+    fox = chat.client("fox", 0)
+    join_all("short", fox)
+    short = chat.nodes[1].split("@")[0]
+    fox.ask(f"/connect {short}", rf"OK connected to {re.escape(chat.nodes[1])}")
+    msg = say(fox, "short", "through a short name")
+    fox.expect(f"MSG short {msg} fox 0 through a short name")
+
+
+def test_room_events_are_not_held_behind_typed_ahead_commands(chat: Service) -> None:
+    gus, hal = chat.clients(("gus", 0), ("hal", 1))
+    join_all("ahead", gus, hal)
+    mark = gus.mark()
+    assert gus.proc.stdin is not None
+    gus.proc.stdin.write("/who ahead\n" * 200)  # all typed ahead at once
+    gus.proc.stdin.flush()
+    msg = say(hal, "ahead", "ping")
+    shown = gus.index(f"MSG ahead {msg} hal 0 ping", since=mark)
+    wait = time.monotonic() + WAIT
+    while sum(x.startswith("WHO ahead") for x in gus.between(mark, gus.mark())) < 200:
+        assert time.monotonic() < wait, "the 200 commands were not all answered"
+        gus.expect("WHO ahead .*", since=gus.mark() - 1)
+    answers = [i for i, x in enumerate(gus.between(mark, gus.mark()), start=mark)
+               if x.startswith("WHO ahead")]
+    assert shown < answers[-1], "the room event waited behind every command typed ahead"
+
+
+def _echo_off(master: int) -> bool:
+    return not termios.tcgetattr(master)[3] & termios.ECHO
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+
+
+def test_terminal_input_typed_ahead_pasted_too_long_and_ctrl_c(chat: Service) -> None:
+    """On a terminal: what is typed while connecting shows once, in the prompt; a 100 KB
+    paste (typed raw, or as a bracketed paste) is refused at once in bounded memory;
+    Ctrl-C clears a half-typed line and quits on an empty one; past messages are framed
+    apart from live ones; no log record reaches the screen."""
+    kai = chat.client("kai", 1)
+    join_all("keys", kai)
+    earlier = say(kai, "keys", "said before you came")
+    tty = Pty(["client", "--server", chat.nodes[0], "--nick", "keyer"], chat.env)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not _echo_off(tty.master):  # the client holds what is typed from now on
+            assert time.monotonic() < deadline and tty.proc.poll() is None, tty.output()
+            time.sleep(0.01)  # polling the terminal's mode (bounded by the deadline)
+        tty.type("/join keys\r")  # typed ahead: before the prompt shows
+        at = tty.wait_for("connected to")
+        at = tty.wait_for("[#keys] keyer joined", since=at)
+        screen = Screen(tty.output()).text()
+        assert [x for x in screen if "/join keys" in x] == ["-> /join keys"], screen
+        assert "--- #keys: 1 earlier message (before you joined) ---" in screen, screen
+        assert [x for x in screen if re.fullmatch(rf" +{earlier} +\d\d:\d\d  kai: said before "
+                                                   "you came", x)], screen
+        # lines typed ahead while commands run: each echoed once, whole, in order
+        tty.type("/who keys\r/servers\r/history 1\r")
+        at = tty.wait_for("--- end of #keys's history ---", since=at)
+        screen = Screen(tty.output()).text()
+        typed = [x for x in screen if x.startswith("-> /") or "/who keys" in x
+                 or "/servers" in x or "/history 1" in x]
+        assert typed == ["-> /join keys", "-> /who keys", "-> /servers", "-> /history 1"], screen
+        at = tty.wait_for("->", since=at)
+        rss = _rss_mb(tty.proc.pid)
+        for paste in ("x" * 100_000, "\x1b[200~" + "y" * 100_000 + "\x1b[201~"):
+            tty.type("half a line ")
+            at = tty.wait_for("half a line", since=at)
+            started = time.monotonic()
+            tty.type(paste)
+            at = tty.wait_for("! too long: a line holds at most 2100 characters", since=at)
+            assert time.monotonic() - started < 5, "refused in bounded time"
+            assert _rss_mb(tty.proc.pid) - rss < 64, "and bounded memory"
+            tty.type("\x03")  # Ctrl-C: the half-typed line goes
+            at = tty.wait_for("* line cleared", since=at)
+        mark = kai.mark()
+        tty.type("a line after all that\r")
+        kai.expect(r"MSG keys \d+ keyer 0 a line after all that", since=mark)
+        assert "WARNING" not in tty.output()
+        tty.type("\x03")  # on an empty line: quit
+        tty.wait_for("* bye", since=at)
+        assert tty.proc.wait(WAIT) == 0
+    finally:
+        tty.kill()

@@ -569,6 +569,9 @@ class Client:
     def cmd_quit(self, args: list[str], rest: str) -> None:
         if self.connected:
             self.call("quit")
+        else:
+            self.error("quitting while not connected to a chat node: your rooms keep your "
+                       "place until the chat nodes find you gone")
         self.show("BYE" if self.plain else "* bye")
         self.running = False
 

@@ -28,7 +28,9 @@ import actornet
 
 from .requests import MAX_INPUT
 
-__all__ = ["Feed", "Plain", "Prompt", "held_input", "read_line"]
+__all__ = ["Feed", "Plain", "Prompt", "RunLimit", "held_input", "read_line"]
+
+_PASTE_START, _PASTE_END = "\x1b[200~", "\x1b[201~"
 
 
 @contextlib.contextmanager
@@ -101,11 +103,83 @@ def read_line(stream: IO[bytes], limit: int = MAX_INPUT) -> tuple[str | None, in
     while data and not data.endswith(b"\n"):  # skip the rest of an over-long line
         data = stream.readline(budget)
         length += len(data)
-    return "", length  # a count of bytes: enough to say how far over the limit it was
+    # a count of bytes (not characters): enough to say how far over the limit it was
+    return "", length - data.endswith(b"\n")
+
+
+class RunLimit:
+    r"""What the terminal sends, less the characters of one line beyond `limit`.
+
+    prompt_toolkit handles each key typed in about 80 µs, so 100 KB pasted into a
+    terminal that does not mark pastes would take 8 s; this filter, in front of its
+    parser, drops a line's printable characters past the limit as they arrive
+    (escape sequences, control keys and line ends pass), and within a marked
+    (bracketed) paste keeps at most `limit` + 1 characters, so the paste is seen
+    to be too long and refused whole. `dropped` counts what went since `clear`.
+
+    Example:
+        >>> f = RunLimit(3)
+        >>> f.feed("abcdef\r"), f.dropped
+        ('abc\r', 3)
+        >>> f.clear(); f.feed("\x1b[200~" + "x" * 9 + "\x1b[201~"), f.dropped
+        ('\x1b[200~xxxx\x1b[201~', 5)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.run = 0  # printable characters in the line so far (or in the paste)
+        self.dropped = 0
+        self.escape = ""  # an escape sequence being read
+        self.pasting = False
+
+    def clear(self) -> None:
+        self.dropped = 0
+
+    def feed(self, data: str) -> str:
+        out = []
+        for ch in data:
+            if self.escape or ch == "\x1b":
+                out.append(ch)
+                self.escape += ch
+                if self.escape in (_PASTE_START, _PASTE_END):
+                    self.pasting = self.escape == _PASTE_START
+                    self.run = 0
+                    self.escape = ""
+                elif len(self.escape) > 1 and (self.escape[1] != "[" or (len(self.escape) > 2
+                                               and "@" <= ch <= "~")):
+                    self.escape = ""  # the end of some other sequence
+            elif not self.pasting and (ch < " " or ch == "\x7f"):
+                out.append(ch)  # Enter, Ctrl-C, Ctrl-U... end or change the line
+                self.run = max(0, self.run - 1) if ch in "\x7f\x08" else 0
+            elif self.run < self.limit + self.pasting:
+                out.append(ch)
+                self.run += 1
+            else:
+                self.dropped += 1
+        return "".join(out)
+
+
+def _bounded_input(limit: RunLimit) -> Any:
+    """prompt_toolkit's terminal input with `limit` in front of its parser (its default
+    input if this version of it does not read that way)."""
+    from prompt_toolkit.input import create_input
+    from prompt_toolkit.input.vt100 import Vt100Input
+
+    class Bounded(Vt100Input):
+        def read_keys(self) -> Any:
+            self.vt100_parser.feed(limit.feed(self.stdin_reader.read()))
+            keys, self._buffer = self._buffer, []
+            return keys
+
+    plain = create_input()
+    if not isinstance(plain, Vt100Input) or not all(
+            hasattr(plain, a) for a in ("stdin_reader", "vt100_parser", "_buffer")):
+        return plain
+    return Bounded(sys.stdin)
 
 
 def _is_quit(line: str) -> bool:
-    return line.strip().split(" ")[0].lower() == "/quit"
+    return line.strip().lower() == "/quit"
 
 
 def _wait_either(a: threading.Event, b: threading.Event) -> bool:
@@ -204,6 +278,7 @@ class Prompt(Feed):
         from prompt_toolkit.layout.processors import BeforeInput
 
         refused = [False]  # said "too long" for the line being typed
+        limit = RunLimit(MAX_INPUT)
 
         def accept(buffer: Buffer) -> bool:
             line = buffer.text
@@ -218,24 +293,24 @@ class Prompt(Feed):
         def too_long(n: int) -> None:
             if not refused[0]:
                 refused[0] = True
-                print(f"! too long: a line holds at most {MAX_INPUT} characters "
-                      f"({n} refused)", flush=True)
+                print(f"! too long: a line holds at most {MAX_INPUT} characters; the rest "
+                      "was refused", flush=True)
+            limit.clear()
 
         @keys.add(Keys.Any)
         def _(event: Any) -> None:
-            data = event.data
-            if len(buffer.text) + len(data) > MAX_INPUT:
-                too_long(len(data))
+            data = event.data * event.arg if event.arg > 1 else event.data
+            if limit.dropped or len(buffer.text) + len(data) > MAX_INPUT:
+                too_long(len(data) + limit.dropped)
                 return
-            buffer.insert_text(data * event.arg if event.arg > 1 else data)
+            buffer.insert_text(data)
 
         @keys.add(Keys.BracketedPaste)
         def _(event: Any) -> None:
             data = event.data.replace("\r\n", "\n").replace("\r", "\n")
             first, sep, _rest = data.partition("\n")
-            if len(buffer.text) + len(data) > MAX_INPUT and len(first) + len(buffer.text) > \
-                    MAX_INPUT:
-                too_long(len(data))
+            if limit.dropped or len(first) + len(buffer.text) > MAX_INPUT:
+                too_long(len(data) + limit.dropped)
                 return
             buffer.insert_text(first)
             if sep:  # a pasted line break sends the line, like typing Enter
@@ -249,6 +324,7 @@ class Prompt(Feed):
 
         @keys.add("c-c")
         def _(event: Any) -> None:
+            limit.clear()
             if buffer.text:
                 buffer.reset()
                 refused[0] = False
@@ -266,4 +342,5 @@ class Prompt(Feed):
         control = BufferControl(buffer, input_processors=[BeforeInput("-> ")])
         return Application(layout=Layout(Window(control, height=1)),
                            key_bindings=merge_key_bindings([load_key_bindings(), keys]),
-                           full_screen=False, erase_when_done=True)
+                           input=_bounded_input(limit), full_screen=False,
+                           erase_when_done=True)
