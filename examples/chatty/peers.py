@@ -142,7 +142,7 @@ class Peers(GenServer):
         actornet.monitor_nodes(True)
         self.ref, members = pg.monitor(SERVERS)
         self._note(members)
-        actornet.send_after(tick_time / 2, self.gen_pid, ("reconnect",))
+        self._arm()
 
     def handle_call(self, request: Any, from_: Any) -> Any:
         if request == ("known",):
@@ -156,15 +156,19 @@ class Peers(GenServer):
         match msg:
             case ("pg", ref, _, _, _) if ref == self.ref:
                 self._note(pg.get_members(SERVERS))
-            case ("reconnect",):
+            case ("reconnect", ref) if ref == self.timer:  # our timer's, not a copy's
                 self._reconnect()
-                actornet.send_after(self.tick_time / 2, self.gen_pid, ("reconnect",))
+                self._arm()
             case ("pinged", node, _):
                 self.pinging.discard(node)
             case ("nodeup" | "nodedown", _):
                 pass
             case _:
                 log.warning("chatty.peers: dropped an unexpected message %.200r", msg)
+
+    def _arm(self) -> None:
+        self.timer = actornet.make_ref()
+        actornet.send_after(self.tick_time / 2, self.gen_pid, ("reconnect", self.timer))
 
     def _note(self, members: list[actornet.Pid]) -> None:
         """Chat servers in view: remember their nodes (written when the set changes, or

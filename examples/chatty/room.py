@@ -47,7 +47,7 @@ from actornet import NOREPLY, GenServer, global_, pg
 
 from . import liveness, storage
 from .events import describe, describe_all, messages
-from .history import HISTORY_LIMIT, Record, RoomState, new_eid
+from .history import HISTORY_LIMIT, Record, RoomState, event_problem, new_eid
 
 log = logging.getLogger("chatty")
 
@@ -66,6 +66,21 @@ class RoomConfig:
         """How long a room server waits for another: a little over the failure detection,
         so a hung replica holds a room up about as long as a dead one."""
         return max(2.0, 1.5 * self.tick_time)
+
+
+def _records_problem(records: Any) -> str | None:
+    """Why `records` from another replica is not a list of ``[seq, eid, event]`` records."""
+    if not isinstance(records, list):
+        return "records must be a list"
+    for record in records:
+        if not (isinstance(record, (list, tuple)) and len(record) == 3
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in record[:2])):
+            return f"malformed record {str(record)[:100]}"
+        why = event_problem(tuple(record[2]) if isinstance(record[2], (list, tuple))
+                            else record[2])
+        if why is not None:
+            return why
+    return None
 
 
 class RoomLimit(actornet.ActornetError):
@@ -122,7 +137,8 @@ class Room(GenServer):
         # Joined after the first sync: the sequencer's events reach us from now
         # on, and a gap (an event between the sync and the join) is filled on demand.
         pg.join(group(self.room), self.gen_pid)
-        actornet.send_after(self.config.tick_time, self.gen_pid, ("check",))
+        self.check_ref = actornet.make_ref()
+        self._arm_check()
 
     def _recover(self, log_: storage.RoomLog) -> None:
         """Rebuild this replica from its log on disk (a restart)."""
@@ -244,6 +260,10 @@ class Room(GenServer):
             self.leader_ref = None if leader == self.gen_pid else actornet.monitor(leader)
         if leader != self.gen_pid:
             self._release_held()
+
+    def _arm_check(self) -> None:
+        self.check_ref = actornet.make_ref()
+        actornet.send_after(self.config.tick_time, self.gen_pid, ("check", self.check_ref))
 
     def _check(self) -> None:
         """Once a tick: mend any difference between whom we follow and the global name."""
@@ -368,8 +388,9 @@ class Room(GenServer):
                 or _ARITY.get(request[0]) != len(request)):
             return ("error", f"malformed room request {str(request)[:200]}")
         match request:
-            case ("event", list(batch), (int(), _) as prev):  # from the sequencer
-                return self._receive_events(batch, prev)
+            case ("event", list(batch), (int(), (int() | None)) as prev):  # from the sequencer
+                why = _records_problem(batch)
+                return ("error", why) if why else self._receive_events(batch, prev)
             case ("sync",):
                 self.synced.add(from_[0])  # it must get every event after this state
                 return self.state.to_wire()
@@ -377,7 +398,10 @@ class Room(GenServer):
                 return self.state.to_wire()
             case ("rebase", dict(wire)):  # from a sequencer: take its history, after
                 self._commit()  # giving it ours (its last events count as ours)
-                theirs = RoomState.from_wire(wire)
+                try:
+                    theirs = RoomState.from_wire(wire)
+                except (KeyError, TypeError, ValueError) as e:
+                    return ("error", f"malformed room state: {str(e)[:100]}")
                 extras = self.state.unknown_to(theirs)
                 if extras:
                     return ("extras", extras)
@@ -387,6 +411,9 @@ class Room(GenServer):
             case ("merge", list(records)):  # to the sequencer: events only the caller's side has
                 if self.leader != self.gen_pid:
                     return ("error", "this room server is not the sequencer; retry")
+                why = _records_problem(records)
+                if why is not None:
+                    return ("error", why)
                 self._take_in(records)
                 return ("ok", self.state.seq)
             case (("publish" | "forwarded") as op, tuple(event)):
@@ -406,7 +433,7 @@ class Room(GenServer):
             case ("info",):
                 return {"members": self.state.nicks(), "owner": self.state.owner_nick(),
                         "seq": self.state.seq, "leader": self.leader}
-            case ("member", pid):
+            case ("member", actornet.Pid() as pid):
                 return pid in self.state.members
         return ("error", f"malformed room request {str(request)[:200]}")
 
@@ -431,7 +458,7 @@ class Room(GenServer):
                 if self.leader == self.gen_pid:
                     self.synced.update(p for p in pids if isinstance(p, actornet.Pid))
                     self._rebase_all(self._followers())
-            case ("find_winner", followers, tries):
+            case ("find_winner", list(followers), int(tries)):
                 if self.leader is None:
                     self._rejoin(followers, tries)
             case ("flush",):
@@ -440,14 +467,14 @@ class Room(GenServer):
             case ("elect",):
                 if self.leader is None:
                     self._take_over()
-            case ("check",):
+            case ("check", ref) if ref == self.check_ref:  # our timer's, not a copy's
                 self._check()
-                actornet.send_after(self.config.tick_time, self.gen_pid, ("check",))
+                self._arm_check()
             case ("held",):
                 self._expire_held()
             case ("expire", str(home)):
                 self._expire(home)
-            case ("verdict", home, pids, verdict):
+            case ("verdict", str(home), list(pids), (set(), set()) | None as verdict):
                 self._verdict(home, pids, verdict)
             case ("tell_members", actornet.Pid() as server):  # a restarted chat server
                 for pid in self._members_here():
