@@ -44,6 +44,12 @@ MAX_ROOMS_PER_USER = 50  # rooms one user may be in through one chat node
 
 
 def nick_name(nick: str) -> tuple[str, str]:
+    """The global name a client's process is registered under: its nickname, cluster-wide.
+
+    Example:
+        >>> nick_name("ann")
+        ('chatty.nick', 'ann')
+    """
     return ("chatty.nick", nick)
 
 
