@@ -24,11 +24,20 @@ from actornet import rpc
 from examples.chatty import room as chat_room
 from examples.chatty.demo import Child, DemoFailed  # noqa: F401  (Child: for types)
 
+from .cluster import ROOT
 from .helpers import wait_until
 from .test_chatty_faults import HOST, Chat, join, messages
 
 pytestmark = pytest.mark.timeout(150)
 FAST = ["--tick-time", "1"]
+# What a node says when it looks for its cluster at start (docs/chatty.md quotes each).
+SAYS = {
+    "joined": r"^chatty: joined the cluster through ",
+    "first": r"^chatty: no other chat node known: serving alone",
+    "none runs": r"^chatty: none of the chat nodes it knows runs \(",
+    "waiting": r"^chatty: waiting for \S+: may be running",
+    "gave up": r"^chatty: \S+ may be running but did not answer within \d+ s: serving alone",
+}
 
 
 @pytest.fixture
@@ -73,7 +82,7 @@ def test_a_node_restarted_as_the_docs_start_it_rejoins_and_catches_up_before_ser
         bob.say(f"while r1 was down {k}")
     last = int(alice.expect(r"^MSG back (\d+) bob 0 while r1 was down 2$").group(1))
     restarted = chat.node("r1", *short)  # the docs' command: no --join
-    restarted.expect(f"^chatty: joined the cluster through .*r[23]@{HOST}")
+    restarted.expect(SAYS["joined"] + f".*r[23]@{HOST}")
     # before it served anyone, its replica caught up: the same records as the others'
     assert records("r1", "back") == records("r2", "back")  # r3 has no replica of it
     carol = chat.client("carol", "r1", *FAST)
@@ -100,28 +109,36 @@ def test_a_node_restarted_as_the_docs_start_it_rejoins_and_catches_up_before_ser
 def test_a_node_that_finds_no_peer_says_so_and_serves_alone_only_when_alone(
         chat: Chat, node: actornet.Node) -> None:
     a1 = chat.node("a1", *FAST)  # a new cluster's first node
-    a1.expect("^chatty: no other chat node known: serving alone")
+    a1.expect(SAYS["first"])
     a2 = chat.node("a2", "--join", f"a1@{HOST}", *FAST)
-    a2.expect(f"^chatty: joined the cluster through a1@{HOST}")
+    a2.expect(SAYS["joined"] + f"a1@{HOST}")
     wait_until(lambda: f"a2@{HOST}" in rpc.call(f"a1@{HOST}", actornet.call, "chatty.peers",
                                                 ("known",)), 10, 0.05, "a1 to remember a2")
     for n in (a2, a1):  # both stopped: a1 remembers a2, which no longer runs
         n.kill(signal.SIGTERM)
     a1 = chat.node("a1", *FAST)
-    a1.expect(f"^chatty: none of the chat nodes it knows runs \\(a2@{HOST}\\): serving alone")
+    a1.expect(SAYS["none runs"] + f"a2@{HOST}\\): serving alone")
     a2 = chat.node("a2", *FAST)  # no --join: it remembers a1, which runs
-    a2.expect(f"^chatty: joined the cluster through a1@{HOST}")
+    a2.expect(SAYS["joined"] + f"a1@{HOST}")
     # a2 hangs; a1 restarted finds it registered but silent: it waits, then serves
     # alone, saying so; when a2 comes back the two meet by themselves
     os.kill(a2.proc.pid, signal.SIGSTOP)
     a1.kill(signal.SIGKILL)
     a1 = chat.node("a1", *FAST, "--wait-for-peers", "2")
-    a1.expect(f"^chatty: waiting for a2@{HOST}: may be running")
-    a1.expect(f"^chatty: a2@{HOST} may be running but did not answer within 2 s: "
-              "serving alone")
+    a1.expect(SAYS["waiting"])
+    a1.expect(SAYS["gave up"])
+    assert a1.expect(SAYS["gave up"]).string.startswith(f"chatty: a2@{HOST} may be running")
     os.kill(a2.proc.pid, signal.SIGCONT)
     wait_until(lambda: f"a2@{HOST}" in rpc.call(f"a1@{HOST}", actornet.nodes), 10, 0.05,
                "a1 and a2 to meet again")
+
+
+def test_the_docs_quote_what_a_node_says_when_it_looks_for_its_cluster() -> None:
+    doc = (ROOT / "docs" / "chatty.md").read_text()
+    section = doc.split("### Restarting a node", 1)[1].split("\n### ", 1)[0]
+    quoted = re.findall(r"`(chatty: [^`]+)`", section)
+    for what, pattern in SAYS.items():
+        assert [q for q in quoted if re.match(pattern, q)], f"the docs do not quote {what!r}"
 
 
 RUNS = 12  # burst-and-kill runs at most, until one has seen the election race

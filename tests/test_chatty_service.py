@@ -836,6 +836,31 @@ def test_demo_runs_and_says_every_step_passed() -> None:
         raise AssertionError(f"the demo did not finish in 60 s:\n{out}") from None
     assert proc.returncode == 0, out
     assert "chatty demo: every step showed what it should" in out, out
+    # each step's lines under its own heading (a line of one step never under the next)
+    steps = {}
+    for section in out.split("\n== ")[1:]:
+        heading, _, body = section.partition("\n")
+        steps[heading] = [re.sub(r"^ +", "", x) for x in body.splitlines() if " | " in x]
+
+    def under(words: str, *lines: str) -> None:
+        (heading,) = [h for h in steps if words in h]
+        for line in lines:
+            assert [x for x in steps[heading] if re.fullmatch(line, x)], (heading, line, out)
+
+    under("everyone joins", *(f"{c} \\| JOIN lobby carol" for c in ("alice", "bob", "carol")))
+    under("/nick", *(f"{c} \\| NICK lobby bob bobby" for c in ("alice", "bob", "carol")))
+    under("dave joins later", r"dave \| HIST lobby \d+ alice 2 \S+ hello from chatty1")
+    under("/history", r"dave \| OK history lobby 2")
+    under("/leave", r"bob \| OK left side", r"bob \| CURRENT lobby",
+          r"dave \| KICK lobby dave alice")
+    under("killed with SIGKILL", r"carol \| DISCONNECTED chatty3@127\.0\.0\.1 node down",
+          r"carol \| RECONNECTED chatty[12]@127\.0\.0\.1", r"alice \| MOVED lobby carol")
+    under("restarts as it was first started",
+          r"erin \| HIST lobby \d+ bobby 0 \S+ said while chatty3 is down",
+          r"erin \| SERVERS chatty1@\S+ chatty2@\S+ chatty3@\S+")
+    joins = [x for h, lines in steps.items() for x in lines if x.endswith("JOIN lobby carol")]
+    assert len(joins) == 3, "shown once each, in their step"
+    assert "WARNING" not in out and "Traceback" not in out, "no log record in a transcript"
 
 
 # -- the interactive client ----------------------------------------------------------------------
