@@ -26,6 +26,7 @@ from examples.chatty.history import RoomState
 
 from .helpers import wait_until
 from .test_chatty_faults import HOST, Chat, join, messages
+from .test_chatty_pauses import settle_time
 
 pytestmark = pytest.mark.timeout(180)
 SETTLE = 40.0  # seconds for a heal to converge on this (noisy, 2-core) machine
@@ -291,7 +292,10 @@ def test_a_member_who_resumed_elsewhere_survives_a_cut_off_sides_grace_expiry(
         assert time.monotonic() < deadline, "no grace expiry was decided"
         with nodes[0].cond:
             nodes[0].cond.wait(0.2)
+    healed = time.monotonic()
     heal(full("m1"), full("m2"))
+    took = settle_time(full("m1", "m2"), ["iso"], healed)
+    assert took <= 2 * 1.0, f"one sequencer for the room {took:.2f} s after the heal"
     for c in (watcher, bob, mover):
         wait_until(lambda c=c: _who(c, "iso") == ["bob", "mover", "watcher"], SETTLE, 0.2,
                    f"{c.label} to list mover in iso")

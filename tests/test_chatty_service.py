@@ -608,6 +608,9 @@ def test_chat_node_killed_its_clients_resume_or_leave_the_others_carry_on(chat: 
         xia.expect("MOVED crash zed")
         yan.expect("MOVED crash zed")
         msg = say(zed, "crash", "zed again, through another node")
+        # one status line said it all: no log record on the client's stdout or stderr
+        assert not [x for x in zed.errors + zed.lines if "WARNING" in x or "INFO" in x], \
+            zed.report()
         xia.expect(f"MSG crash {msg} zed 0 zed again, through another node")
         assert xia.ask("/servers", "SERVERS .*").group(0).split()[1:] == sorted(chat.nodes[:3])
         # amy never comes back: after the grace period she leaves the room

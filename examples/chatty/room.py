@@ -100,6 +100,7 @@ class Room(Sequencer, GenServer):
         # goes, their callers are told they may have gone through (event kind, caller)
         self.forwarded: deque[tuple[str, Any, float]] = deque()
         self.expiring: set[str] = set()  # homes whose members' grace period runs
+        self.seen_down: set[str] = set()  # homes seen going down, their members in question
         self.unnamed = 0  # checks in a row that found the name free while we follow someone
         self.log = storage.open_room(room)
         if self.log is not None:
@@ -223,8 +224,10 @@ class Room(Sequencer, GenServer):
             case ("tell_members", actornet.Pid() as server):  # a restarted chat server
                 for pid in self._members_here():
                     actornet.send(server, ("membership", self.room, pid, True))
-            case ("nodedown", node) if self.leader == self.gen_pid:
-                self._grace_for(node)
+            case ("nodedown", str(node)):
+                self.seen_down.add(node)
+                if self.leader == self.gen_pid:
+                    self._grace_for(node)
             case ("nodeup", _) if self.leader == self.gen_pid:
                 # a healed link: once pg lists the replicas there, make sure they agree
                 actornet.send_after(1.0, self.gen_pid, ("agree",))

@@ -78,6 +78,7 @@ class Sequencer:
     held: list[tuple[tuple[Any, ...], Any, float]]
     forwarded: deque[tuple[str, Any, float]]
     expiring: set[str]
+    seen_down: set[str]
     unnamed: int
     check_ref: actornet.Ref
     gen_pid: actornet.Pid
@@ -318,8 +319,10 @@ class Sequencer:
                 continue  # it left, or resumed elsewhere, meanwhile
             if pid in gone:
                 self._publish(("gone", entry[0], pid, home))
-            elif pid not in unknown:
+            elif pid not in unknown and home in self.seen_down:  # said when in question
                 print(f"[#{self.room}] {entry[0]} stays: still connected", flush=True)
+        if not unknown & set(self.state.members):
+            self.seen_down.discard(home)  # settled
         if unknown & set(self.state.members):
             print(f"[#{self.room}] keeping {len(unknown)} member(s) of {home}: their clients "
                   "cannot be reached to confirm they are gone; asking again later", flush=True)
