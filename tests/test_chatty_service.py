@@ -414,9 +414,9 @@ def test_nick_rename_shows_in_rooms_and_frees_the_old_nick(chat: Service) -> Non
     rex.ask("/nick 9rex", "ERROR invalid nickname '9rex': .*")
     mark = quin.mark()
     rex.ask("/nick rexy", "OK you are now rexy")
+    msg = say(rex, "nick", "new name, same me")  # at once: the rename comes first everywhere
     quin.expect("NICK nick rex rexy", since=mark)
     assert quin.ask("/who", "WHO .*").group(0) == "WHO nick quin quin rexy"
-    msg = say(rex, "nick", "new name, same me")
     quin.expect(f"MSG nick {msg} rexy 0 new name, same me")
     quin.ask("/msg rexy hi rexy", "OK sent to rexy")
     rex.expect("DM quin hi rexy")

@@ -172,9 +172,9 @@ class ChatServer(GenServer):
                 actornet.send(pid, ("dm", nick, text))
                 return ("ok", f"sent to {target}")
             case ("nick", new):
-                return self._rename(nick, new, caller)
+                return self._rename(nick, new, caller, from_)
             case ("nick_conflict",):
-                return self._lost_nick(nick, caller)
+                return self._lost_nick(nick, caller, from_)
             case ("quit",):
                 entry = self.clients.pop(nick)
                 actornet.demonitor(entry[1])
@@ -236,7 +236,10 @@ class ChatServer(GenServer):
                        self.gen_pid, from_)
         return NOREPLY
 
-    def _rename(self, old: str, new: str, pid: actornet.Pid) -> Any:
+    def _rename(self, old: str, new: str, pid: actornet.Pid, from_: Any,
+                answer: Any = None) -> Any:
+        """Take `new` for `pid`, free `old`; the rename is published in each of its rooms
+        before the client is answered (`answer`), so what it says next comes after."""
         if new == old:
             return ("error", f"you are {old} already")
         if global_.register_name(nick_name(new), pid) != "yes":
@@ -244,12 +247,12 @@ class ChatServer(GenServer):
         if global_.whereis_name(nick_name(old)) == pid:  # else it went to another user
             global_.unregister_name(nick_name(old))
         self.clients[new] = self.clients.pop(old)
-        for room in self._rooms_of(pid):
-            _publish(room, ("rename", old, new, pid), self.config)
         _say(f"[NICK] {old} is now {new}")
-        return ("ok", f"you are now {new}")
+        actornet.spawn(_publish_all, self._rooms_of(pid), ("rename", old, new, pid),
+                       self.config, from_, answer or ("ok", f"you are now {new}"))
+        return NOREPLY
 
-    def _lost_nick(self, nick: str, pid: actornet.Pid) -> Any:
+    def _lost_nick(self, nick: str, pid: actornet.Pid, from_: Any) -> Any:
         """Two users took `nick` on the two sides of a partition; global_ kept the other.
 
         This one is renamed to the first free ``nick-2``, ``nick-3``...; the rule
@@ -262,12 +265,14 @@ class ChatServer(GenServer):
         for n in range(2, 1000):
             suffix = f"-{n}"
             new = nick[: 20 - len(suffix)] + suffix
-            if global_.whereis_name(nick_name(new)) is None and self._rename(
-                    nick, new, pid)[0] == "ok":
+            if global_.whereis_name(nick_name(new)) is not None:
+                continue
+            why = (f"{nick} was also taken on the other side of a network partition that "
+                   "has healed")
+            if self._rename(nick, new, pid, from_, ("renamed", new, why)) is NOREPLY:
                 _say(f"[NICK] {nick} was taken on both sides of a partition: "
                      f"{pid} is now {new}")
-                return ("renamed", new, f"{nick} was also taken on the other side of "
-                                        "a network partition that has healed")
+                return NOREPLY
         return ("error", f"no free nickname like {nick}")
 
     def _rooms(self) -> list[tuple[str, list[str]]]:
@@ -355,6 +360,14 @@ def _publish(room: str, event: tuple[Any, ...], config: rooms.RoomConfig) -> Any
     except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError) as e:
         log.warning("room %s: could not publish %r: %s", room, event[0], e)
         return None
+
+
+def _publish_all(rooms_in: list[str], event: tuple[Any, ...], config: rooms.RoomConfig,
+                 from_: Any, answer: Any) -> None:
+    """Publish `event` in each of `rooms_in`, one after the other; then answer `from_`."""
+    for room in rooms_in:
+        _publish(room, event, config)
+    actornet.reply(from_, answer)
 
 
 def _start_and_publish(room: str, config: rooms.RoomConfig, event: tuple[Any, ...],
