@@ -553,7 +553,11 @@ def _servers() -> list[Any]:
 
 def _with_locks(name: Any, timeout: float,
                 action: Callable[[list[Any], list[Any]], Steps[T]]) -> Steps[T]:
-    """Hold `name`'s lock on every connected node while `action(servers, holders)` runs."""
+    """Hold `name`'s lock on every connected node while `action(servers, holders)` runs.
+
+    `servers` are those that granted the lock: one whose node went down during the
+    round is left out (it gets the table when it connects again), as calling it
+    again would reconnect, and on a hung node wait for the handshake to time out."""
     node = _server_node()
     me = node.current().pid
     owner = (me, node.make_ref())
@@ -569,7 +573,7 @@ def _with_locks(name: Any, timeout: float,
             if not refused:
                 holders = [value[1] for kind, value in results
                            if kind == "reply" and value[1] is not None]
-                return (yield from action(servers, holders))
+                return (yield from action(granted, holders))
         finally:
             for server in granted:
                 _gen.cast(server, ("unlock", name, owner))

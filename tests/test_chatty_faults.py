@@ -39,10 +39,11 @@ class Chat:
                     "CHATTY_DATA_DIR": self.data.name}
         self.children: list[Child] = []
         self.closed = False
+        self.t0 = time.monotonic()
 
     def _echo(self, label: str, line: str) -> None:
-        if not self.closed:
-            print(f"{label:>8} | {line}", flush=True)  # pytest shows it when a test fails
+        if not self.closed:  # pytest shows it when a test fails
+            print(f"{time.monotonic() - self.t0:7.3f} {label:>8} | {line}", flush=True)
 
     def node(self, name: str, *extra: str) -> Child:
         child = Child(name, ["node", "--name", name, "--tick-time", "3", *extra], self.env,

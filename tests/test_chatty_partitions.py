@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from examples.chatty.history import RoomState
 
 from .helpers import wait_until
 from .test_chatty_faults import HOST, Chat, join, messages
+from .test_chatty_pauses import settle_time
 
 pytestmark = pytest.mark.timeout(180)
 SETTLE = 40.0  # seconds for a heal to converge on this (noisy, 2-core) machine
@@ -176,9 +178,9 @@ def test_a_healed_partition_leaves_one_history_everywhere(chat: Chat, node: acto
         twice = [m for m, n in shown(c, "split").items() if n > 1]
         assert not twice, f"{c.label} was shown {twice} more than once"
     # The grace the crowd's new sequencer gave u3 (its node had gone down) ends after the
-    # heal: u3's node is back, so u3 stays in the room.
+    # heal: u3 is still connected, so u3 stays in the room.
     deadline = time.monotonic() + GRACE + SETTLE
-    while not any(re.search(rf"u3 stays: p3@{HOST} is reachable again", line)
+    while not any(re.search(r"u3 stays: still connected", line)
                   for n in nodes[:2] for line in list(n.lines)):
         assert time.monotonic() < deadline, "the grace period never ended"
         with nodes[0].cond:
@@ -262,3 +264,52 @@ def _nick_holders(nicks: list[str]) -> list[Any]:
 
     return [global_.whereis_name(nick_name(n)) for n in nicks]
 
+
+
+def test_a_member_who_resumed_elsewhere_survives_a_cut_off_sides_grace_expiry(
+        chat: Chat, node: actornet.Node) -> None:
+    """m1 is cut off from m2 and m3; then m3, home of `mover`, is killed, and mover resumes
+    on one side. The other side cannot see that: its sequencer's grace period for m3's
+    members runs out, and it must not remove mover (it asks: mover's client is alive).
+    After the heal mover is still in the room, everywhere, and was never shown leaving.
+
+    The cut is the transport's fault injection (`actornet.testing`); a packet-dropping
+    cut between network namespaces can replace `split`/`heal` unchanged."""
+    fast = ["--tick-time", "1", "--grace", "1.5"]
+    nodes = [chat.node("m1", *fast)]
+    nodes += [chat.node(n, "--join", f"m1@{HOST}", *fast) for n in ("m2", "m3")]
+    watcher = chat.client("watcher", "m1", "--tick-time", "1")
+    bob = chat.client("bob", "m2", "--tick-time", "1")
+    mover = chat.client("mover", "m3", "--tick-time", "1")
+    join("iso", watcher, bob, mover)  # created through m1: m1 sequences it
+    split(full("m1"), full("m2", "m3"))
+    nodes[2].kill(signal.SIGKILL)
+    mover.expect(f"^RECONNECTED m[12]@{HOST}")
+    # the side that did not see mover resume decides about m3's members after the grace
+    deadline = time.monotonic() + SETTLE
+    decided = re.compile(r"\[#iso\] mover stays|\[#iso \d+\] (leave|gone) mover")
+    while not any(decided.search(x) for n in nodes[:2] for x in list(n.lines)):
+        assert time.monotonic() < deadline, "no grace expiry was decided"
+        with nodes[0].cond:
+            nodes[0].cond.wait(0.2)
+    healed = time.monotonic()
+    heal(full("m1"), full("m2"))
+    took = settle_time(full("m1", "m2"), ["iso"], healed)
+    assert took <= 2 * 1.0, f"one sequencer for the room {took:.2f} s after the heal"
+    for c in (watcher, bob, mover):
+        wait_until(lambda c=c: _who(c, "iso") == ["bob", "mover", "watcher"], SETTLE, 0.2,
+                   f"{c.label} to list mover in iso")
+    for c in (watcher, bob, mover):
+        with c.cond:
+            left = [x for x in c.lines if re.match(r"^(LEAVE|KICK) iso mover", x)]
+        assert not left, f"{c.label} was shown {left}"
+    said = say_acked(mover, "iso", "still here")
+    watcher.expect(rf"^MSG iso {said} mover 0 still here")
+    bob.expect(rf"^MSG iso {said} mover 0 still here")
+
+
+def _who(client: Child, room: str) -> list[str]:
+    mark = client.mark()
+    client.say(f"/who {room}")
+    line = client.expect(rf"^(WHO {room} \S+ .*|ERROR .*)$", since=mark).group(1)
+    return sorted(line.split()[3:]) if line.startswith("WHO") else []

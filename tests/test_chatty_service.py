@@ -348,19 +348,28 @@ def test_likes_are_counted_per_message_and_equal_on_every_node(chat: Service) ->
     other = say(jon, "likes", "not this one")
     jon.ask(f"/like {liked}", f"OK liked {liked}")
     kim.ask(f"/like {liked}", f"OK liked {liked}")
-    for c in (ivy, jon, kim):
-        c.expect(f"LIKES likes {liked} 2")
+    for c in (ivy, jon, kim):  # each like says who liked
+        c.expect(f"LIKES likes {liked} 1 jon like")
+        c.expect(f"LIKES likes {liked} 2 kim like")
     mark = [c.mark() for c in (ivy, jon, kim)]
-    jon.ask(f"/like {liked}", f"OK liked {liked}")  # twice by one user counts once
+    # twice by one user counts once, and is neither numbered nor shown again
+    jon.ask(f"/like {liked}", f"ERROR you like message #{liked} in likes already")
     kim.ask(f"/unlike {liked}", f"OK unliked {liked}")
+    kim.ask(f"/unlike {liked}", f"ERROR you do not like message #{liked} in likes")
     for c, m in zip((ivy, jon, kim), mark, strict=True):
-        c.expect(f"LIKES likes {liked} 2", since=m)
-        c.expect(f"LIKES likes {liked} 1", since=m)
+        c.expect(f"LIKES likes {liked} 1 kim unlike", since=m)
     # each node's own replica answers /history: the counts agree everywhere
     for c in (ivy, jon, kim):
         assert history(c, "/history 2") == [f"HIST likes {liked} ivy 1 like me",
                                             f"HIST likes {other} jon 0 not this one"]
+    for c, m in zip((ivy, jon, kim), mark, strict=True):
+        assert [x for x in c.between(m, c.mark()) if x.startswith("LIKES")] == [
+            f"LIKES likes {liked} 1 kim unlike"], "a repeated like or unlike is not shown"
     ivy.ask("/like 99999", "ERROR no message #99999 in room likes")
+    # /like ID ROOM likes a message of another room than the current one
+    join_all("likes-b", ivy)
+    ivy.ask(f"/like {other} likes", f"OK liked {other}")
+    jon.expect(f"LIKES likes {other} 1 ivy like")
 
 
 def test_who_rooms_and_leave(chat: Service) -> None:
@@ -402,12 +411,12 @@ def test_nick_rename_shows_in_rooms_and_frees_the_old_nick(chat: Service) -> Non
     quin, rex = chat.clients(("quin", 0), ("rex", 1))
     join_all("nick", quin, rex)
     rex.ask("/nick quin", "ERROR nickname quin is taken")
-    rex.ask("/nick 9rex", "ERROR invalid nickname '9rex'")
+    rex.ask("/nick 9rex", "ERROR invalid nickname '9rex': .*")
     mark = quin.mark()
     rex.ask("/nick rexy", "OK you are now rexy")
+    msg = say(rex, "nick", "new name, same me")  # at once: the rename comes first everywhere
     quin.expect("NICK nick rex rexy", since=mark)
     assert quin.ask("/who", "WHO .*").group(0) == "WHO nick quin quin rexy"
-    msg = say(rex, "nick", "new name, same me")
     quin.expect(f"MSG nick {msg} rexy 0 new name, same me")
     quin.ask("/msg rexy hi rexy", "OK sent to rexy")
     rex.expect("DM quin hi rexy")
@@ -599,6 +608,9 @@ def test_chat_node_killed_its_clients_resume_or_leave_the_others_carry_on(chat: 
         xia.expect("MOVED crash zed")
         yan.expect("MOVED crash zed")
         msg = say(zed, "crash", "zed again, through another node")
+        # one status line said it all: no log record on the client's stdout or stderr
+        assert not [x for x in zed.errors + zed.lines if "WARNING" in x or "INFO" in x], \
+            zed.report()
         xia.expect(f"MSG crash {msg} zed 0 zed again, through another node")
         assert xia.ask("/servers", "SERVERS .*").group(0).split()[1:] == sorted(chat.nodes[:3])
         # amy never comes back: after the grace period she leaves the room
@@ -827,6 +839,31 @@ def test_demo_runs_and_says_every_step_passed() -> None:
         raise AssertionError(f"the demo did not finish in 60 s:\n{out}") from None
     assert proc.returncode == 0, out
     assert "chatty demo: every step showed what it should" in out, out
+    # each step's lines under its own heading (a line of one step never under the next)
+    steps = {}
+    for section in out.split("\n== ")[1:]:
+        heading, _, body = section.partition("\n")
+        steps[heading] = [re.sub(r"^ +", "", x) for x in body.splitlines() if " | " in x]
+
+    def under(words: str, *lines: str) -> None:
+        (heading,) = [h for h in steps if words in h]
+        for line in lines:
+            assert [x for x in steps[heading] if re.fullmatch(line, x)], (heading, line, out)
+
+    under("everyone joins", *(f"{c} \\| JOIN lobby carol" for c in ("alice", "bob", "carol")))
+    under("/nick", *(f"{c} \\| NICK lobby bob bobby" for c in ("alice", "bob", "carol")))
+    under("dave joins later", r"dave \| HIST lobby \d+ alice 2 \S+ hello from chatty1")
+    under("/history", r"dave \| OK history lobby 2")
+    under("/leave", r"bob \| OK left side", r"bob \| CURRENT lobby",
+          r"dave \| KICK lobby dave alice")
+    under("killed with SIGKILL", r"carol \| DISCONNECTED chatty3@127\.0\.0\.1 node down",
+          r"carol \| RECONNECTED chatty[12]@127\.0\.0\.1", r"alice \| MOVED lobby carol")
+    under("restarts as it was first started",
+          r"erin \| HIST lobby \d+ bobby 0 \S+ said while chatty3 is down",
+          r"erin \| SERVERS chatty1@\S+ chatty2@\S+ chatty3@\S+")
+    joins = [x for h, lines in steps.items() for x in lines if x.endswith("JOIN lobby carol")]
+    assert len(joins) == 3, "shown once each, in their step"
+    assert "WARNING" not in out and "Traceback" not in out, "no log record in a transcript"
 
 
 # -- the interactive client ----------------------------------------------------------------------
@@ -1008,6 +1045,141 @@ def test_interactive_client_keeps_the_line_being_typed(chat: Service) -> None:
         other.expect(r"MSG tty \d+ ttyuser 0 half a line", since=mark)
         tty.type("/quit\r")
         tty.wait_for("* bye")
+        assert tty.proc.wait(WAIT) == 0
+    finally:
+        tty.kill()
+
+
+def test_commands_check_their_words_and_help_lists_every_command(chat: Service) -> None:
+    ana = chat.client("ana", 0)
+    for line, usage in (("/nick has space", "/nick NEW"), ("/join a b", "/join ROOM"),
+                        ("/unlike", r"/unlike ID \[ROOM\]"), ("/like", r"/like ID \[ROOM\]"),
+                        ("/like x", r"/like ID \[ROOM\]"), ("/servers now", "/servers"),
+                        ("/quit now", "/quit"), ("/history 3 4", r"/history \[N\]")):
+        ana.ask(line, rf"ERROR usage: {usage} .+")
+    ana.ask("/nick ana", "ERROR you are ana already")
+    mark = ana.say("/help")
+    ana.expect(r"INFO /quit .*", since=mark)
+    listed = [x.split()[1] for x in ana.between(mark, ana.mark()) if x.startswith("INFO /")]
+    assert sorted(set(listed)) == sorted(f"/{c}" for c in (
+        "join", "leave", "msg", "rooms", "who", "history", "kick", "like", "unlike", "nick",
+        "servers", "connect", "help", "quit")), listed
+    assert "INFO /like ID [ROOM]" in " ".join(ana.between(mark, ana.mark()))
+
+
+def test_leaving_or_being_kicked_from_the_current_room_makes_another_current(
+        chat: Service) -> None:
+    cat, dan = chat.clients(("cat", 0), ("dan", 1))
+    join_all("cur-a", cat, dan)
+    join_all("cur-b", cat, dan)  # cat owns both; the current room of each is cur-b
+    mark = dan.say("/leave")
+    dan.expect("OK left cur-b", since=mark)
+    dan.expect("CURRENT cur-a", since=mark)
+    msg = say(dan, "cur-a", "still talking, in cur-a")
+    cat.expect(f"MSG cur-a {msg} dan 0 still talking, in cur-a")
+    mark = dan.mark()
+    cat.ask("/kick dan cur-a", "OK kicked dan from cur-a")
+    dan.expect("KICK cur-a dan cat", since=mark)
+    dan.expect("CURRENT -", since=mark)
+    dan.ask("anyone?", "ERROR join a room first: /join ROOM")
+
+
+def test_invisible_and_direction_characters_are_refused_and_joiners_kept(chat: Service) -> None:
+    eve = chat.client("eve", 2)
+    join_all("inv", eve)
+    for ch in ("\u202e", "\u200b", "\u2066", "\ufeff", "\u00ad"):  # RLO, ZWSP, LRI, BOM, SHY
+        eve.ask(f"abc{ch}def", rf"ERROR message contains an invisible formatting character "
+                               rf"\(U\+{ord(ch):04X} [A-Z -]+\); send plain text")
+        eve.ask(f"/msg eve a{ch}b", r"ERROR message contains an invisible .*")
+    eve.ask("\u200dleading", r"ERROR message contains an invisible .*\(U\+200D .*")
+    family = "family \U0001F468\u200d\U0001F469\u200d\U0001F467 here"  # emoji joined by ZWJ
+    msg = say(eve, "inv", family)
+    eve.expect(f"MSG inv {msg} eve 0 {family}")
+
+
+def test_connect_takes_a_short_node_name(chat: Service) -> None:
+    fox = chat.client("fox", 0)
+    join_all("short", fox)
+    short = chat.nodes[1].split("@")[0]
+    fox.ask(f"/connect {short}", rf"OK connected to {re.escape(chat.nodes[1])}")
+    msg = say(fox, "short", "through a short name")
+    fox.expect(f"MSG short {msg} fox 0 through a short name")
+
+
+def test_room_events_are_not_held_behind_typed_ahead_commands(chat: Service) -> None:
+    gus, hal = chat.clients(("gus", 0), ("hal", 1))
+    join_all("ahead", gus, hal)
+    mark = gus.mark()
+    assert gus.proc.stdin is not None
+    gus.proc.stdin.write("/who ahead\n" * 200)  # all typed ahead at once
+    gus.proc.stdin.flush()
+    msg = say(hal, "ahead", "ping")
+    shown = gus.index(f"MSG ahead {msg} hal 0 ping", since=mark)
+    wait = time.monotonic() + WAIT
+    while sum(x.startswith("WHO ahead") for x in gus.between(mark, gus.mark())) < 200:
+        assert time.monotonic() < wait, "the 200 commands were not all answered"
+        gus.expect("WHO ahead .*", since=gus.mark() - 1)
+    answers = [i for i, x in enumerate(gus.between(mark, gus.mark()), start=mark)
+               if x.startswith("WHO ahead")]
+    assert shown < answers[-1], "the room event waited behind every command typed ahead"
+
+
+def _echo_off(master: int) -> bool:
+    return not termios.tcgetattr(master)[3] & termios.ECHO
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+
+
+def test_terminal_input_typed_ahead_pasted_too_long_and_ctrl_c(chat: Service) -> None:
+    """On a terminal: what is typed while connecting shows once, in the prompt; a 100 KB
+    paste (typed raw, or as a bracketed paste) is refused at once in bounded memory;
+    Ctrl-C clears a half-typed line and quits on an empty one; past messages are framed
+    apart from live ones; no log record reaches the screen."""
+    kai = chat.client("kai", 1)
+    join_all("keys", kai)
+    earlier = say(kai, "keys", "said before you came")
+    tty = Pty(["client", "--server", chat.nodes[0], "--nick", "keyer"], chat.env)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not _echo_off(tty.master):  # the client holds what is typed from now on
+            assert time.monotonic() < deadline and tty.proc.poll() is None, tty.output()
+            time.sleep(0.01)  # polling the terminal's mode (bounded by the deadline)
+        tty.type("/join keys\r")  # typed ahead: before the prompt shows
+        at = tty.wait_for("connected to")
+        at = tty.wait_for("[#keys] keyer joined", since=at)
+        screen = Screen(tty.output()).text()
+        assert [x for x in screen if "/join keys" in x] == ["-> /join keys"], screen
+        assert "--- #keys: 1 earlier message (before you joined) ---" in screen, screen
+        assert [x for x in screen if re.fullmatch(rf" +{earlier} +\d\d:\d\d  kai: said before "
+                                                   "you came", x)], screen
+        # lines typed ahead while commands run: each echoed once, whole, in order
+        tty.type("/who keys\r/servers\r/history 1\r")
+        at = tty.wait_for("--- end of #keys's history ---", since=at)
+        screen = Screen(tty.output()).text()
+        typed = [x for x in screen if x.startswith("-> /") or "/who keys" in x
+                 or "/servers" in x or "/history 1" in x]
+        assert typed == ["-> /join keys", "-> /who keys", "-> /servers", "-> /history 1"], screen
+        at = tty.wait_for("->", since=at)
+        rss = _rss_mb(tty.proc.pid)
+        for paste in ("x" * 100_000, "\x1b[200~" + "y" * 100_000 + "\x1b[201~"):
+            tty.type("half a line ")
+            at = tty.wait_for("half a line", since=at)
+            started = time.monotonic()
+            tty.type(paste)
+            at = tty.wait_for("! too long: a line holds at most 2100 characters", since=at)
+            assert time.monotonic() - started < 5, "refused in bounded time"
+            assert _rss_mb(tty.proc.pid) - rss < 64, "and bounded memory"
+            tty.type("\x03")  # Ctrl-C: the half-typed line goes
+            at = tty.wait_for("* line cleared", since=at)
+        mark = kai.mark()
+        tty.type("a line after all that\r")
+        kai.expect(r"MSG keys \d+ keyer 0 a line after all that", since=mark)
+        assert "WARNING" not in tty.output()
+        tty.type("\x03")  # on an empty line: quit
+        tty.wait_for("* bye", since=at)
         assert tty.proc.wait(WAIT) == 0
     finally:
         tty.kill()

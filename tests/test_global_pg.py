@@ -153,6 +153,29 @@ def test_concurrent_registration_exactly_one_wins(local: actornet.Node,
         assert everywhere([b, c], remote.global_whereis, f"race{r}") == winners * 3
 
 
+def test_a_registration_does_not_wait_on_a_peer_that_went_down_during_it(
+        local: actornet.Node, cluster: Cluster) -> None:
+    """A peer that hangs (SIGSTOP) while a registration takes its locks is declared down
+    (a tick), and the registration then completes without it: it does not call that
+    peer again, which would reconnect and wait out the handshake timeout (5 s) on a
+    node that accepts connections but never answers."""
+    import signal
+    import time
+
+    (b,) = connected(cluster, "b")
+    wait_until(lambda: b.name in actornet.nodes(), what="b connected")
+    b.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert global_.register_name("while_b_hangs", actornet.self()) == "yes"
+        took = time.monotonic() - started
+        detection = 1.5 * 1.25  # the tick, and the check's period after it
+        assert took < detection + 2.0, f"the registration took {took:.1f} s"
+        assert global_.whereis_name("while_b_hangs") == actornet.self()
+    finally:
+        b.signal(signal.SIGCONT)
+
+
 def test_global_gen_server_name_call_and_send(local: actornet.Node, cluster: Cluster) -> None:
     (b,) = connected(cluster, "b")
     pid = actornet.rpc.call(b.name, remote.start_global_counter, "gcount")

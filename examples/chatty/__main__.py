@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -17,26 +18,72 @@ def _host_default() -> str:
     return "127.0.0.1"
 
 
-def cmd_node(args: argparse.Namespace) -> int:
-    from . import service
+_SHORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 
-    name = args.name if "@" in args.name else f"{args.name}@{args.host}"
+
+def node_name(name: str, host: str) -> str:
+    """The full name ``name@host`` of a node given as ``name`` or ``name@host``.
+
+    Raises ValueError, saying what is wrong, for a name no node can have.
+
+    Example:
+        >>> node_name("chatty1", "127.0.0.1"), node_name("chatty2@beta.lan", "127.0.0.1")
+        ('chatty1@127.0.0.1', 'chatty2@beta.lan')
+        >>> node_name("bad name", "127.0.0.1")
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid node name 'bad name': letters, digits, _ . or -, then @host
+    """
+    short, at, given_host = name.partition("@")
+    host = given_host if at else host
+    if not _SHORT.fullmatch(short):
+        raise ValueError(f"invalid node name {short!r}: letters, digits, _ . or -, then @host")
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"invalid host {host!r} in node name {name!r}: a host name or an "
+                         "IPv4 address")
+    return f"{short}@{host}"
+
+
+def _data_dir(args: argparse.Namespace, node: str) -> str | None:
+    base = os.environ.get("CHATTY_DATA_DIR") or Path.home() / ".local" / "state" / "chatty"
+    if args.data_dir == "none":
+        return None
+    return str(args.data_dir or Path(base) / node)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from . import peers, service
+
+    try:
+        name = node_name(args.name, args.host)
+        joins = [node_name(j, args.host) if ":" not in j.partition("@")[2] else j
+                 for j in args.join]
+    except ValueError as e:
+        print(f"chatty: {e}", file=sys.stderr, flush=True)
+        return 2
     try:
         node = actornet.start_node(name, args.cookie, port=args.port, tick_time=args.tick_time)
-    except (actornet.ActornetError, ValueError) as e:
+    except (actornet.ActornetError, ValueError, OSError) as e:
         print(f"chatty: cannot start node {name}: {e}", file=sys.stderr, flush=True)
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        for peer in args.join:
+        for peer in joins:
             print(f"chatty: {peer}: {actornet.ping(peer)}", flush=True)
-        base = os.environ.get("CHATTY_DATA_DIR") or Path.home() / ".local" / "state" / "chatty"
-        data_dir = None if args.data_dir == "none" else (
-            args.data_dir or str(Path(base) / node.name))
+        data_dir = _data_dir(args, node.name)
+        # Before serving anyone: find the cluster (the nodes given, and those it knew),
+        # so that rooms recovered from disk sync with it instead of sequencing alone.
+        known = [n for n in peers.remembered(data_dir) if n != node.name]
+        candidates = list(dict.fromkeys([*joins, *known]))
+        peers.find_cluster(candidates, args.tick_time, args.wait_for_peers,
+                           lambda line: print(f"chatty: {line}", flush=True))
         service.start(history_on_join=args.history, data_dir=data_dir,
-                      fsync=args.fsync == "always", grace=args.grace)
+                      fsync=args.fsync == "always", grace=args.grace,
+                      tick_time=args.tick_time, max_rooms=args.max_rooms,
+                      max_rooms_per_user=args.max_rooms_per_user)
         print(f"chatty node {node.name} ready on {node._dist.endpoint}", flush=True)
         stop.wait()
     finally:
@@ -48,7 +95,8 @@ def cmd_client(args: argparse.Namespace) -> int:
     from . import client
 
     plain = True if args.plain else None
-    return client.main(args.server, args.nick, args.cookie, args.host, plain, args.tick_time)
+    return client.main(args.server, args.nick, args.cookie, args.host, plain, args.tick_time,
+                       args.verbose, args.log)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -76,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                       "else ~/.local/state/chatty/NODE; 'none': in memory only)")
     node.add_argument("--fsync", choices=("always", "never"), default="always",
                       help="fsync the room logs before acknowledging (default: always)")
+    node.add_argument("--wait-for-peers", type=float, default=30.0, metavar="S",
+                      help="seconds to wait, at start, for a known chat node that may be "
+                      "running but does not answer, before serving alone (default 30)")
+    node.add_argument("--max-rooms", type=int, default=1000,
+                      help="rooms this node serves at most (default 1000)")
+    node.add_argument("--max-rooms-per-user", type=int, default=50,
+                      help="rooms one user may be in through this node (default 50)")
     node.add_argument("-v", "--verbose", action="store_true")
     node.set_defaults(run=cmd_node)
     client = sub.add_parser("client", help="chat from this terminal")
@@ -89,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to declare the chat node down (use the nodes' value)")
     client.add_argument("--plain", action="store_true",
                         help="line protocol even on a terminal (automatic when stdin is not one)")
+    client.add_argument("--log", metavar="FILE",
+                        help="write the client's log here (default: no log; -v: on stderr)")
     client.add_argument("-v", "--verbose", action="store_true")
     client.set_defaults(run=cmd_client)
     demo = sub.add_parser("demo", help="three nodes, scripted clients, a node killed midway")

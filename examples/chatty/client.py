@@ -2,8 +2,9 @@
 
 The client process owns the connection: it receives room events and direct
 messages, and it runs the user's commands (each a `call` to the chat server).
-Lines typed by the user reach it as ``("input", line)`` messages from the
-thread that reads the terminal.
+Lines typed by the user reach it as ``("input", line)`` messages, one at a time
+(`examples.chatty.terminal`): the next line is handed over only once the last
+command is done, so room events never wait behind a queue of typed-ahead lines.
 
 Two front ends share it:
 - interactive (a terminal): a prompt_toolkit prompt; incoming events print
@@ -21,11 +22,15 @@ Two front ends share it:
     OWNER <room> <nick>                        after the LEAVE, KICK or MOVED of the owner: the
                                                member present longest owns it now (no OWNER
                                                line when the room is left empty)
-    LIKES <room> <id> <count>
+    LIKES <room> <id> <count> <nick> like|unlike  who liked (or unliked) message <id>
     NICK <room> <old> <new>
+    CURRENT <room>                             the current room, after leaving (or being kicked
+                                               from) the one that was; `-` when in none
     RENAMED <old> <new> <why>                  our nickname was also taken across a healed partition
     MOVED <room> <nick>                        a member's client resumed (failover, /connect)
-    RECONNECTED <server-node>                  our chat server went down; we go on through this one
+    DISCONNECTED <server-node> <why>           our chat server went down: we keep trying the others
+    RECONNECTING <attempt> <why>               still trying (said at attempts 1, 2, 4, 8...)
+    RECONNECTED <server-node>                  we go on through this one, every room resumed
     DM <from> <text>
     WHO <room> <owner> <nick>...               also printed after joining a room: who is there
                                                (an empty room: WHO <room> -)
@@ -37,44 +42,24 @@ Two front ends share it:
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import re
 import secrets
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import actornet
 
+from . import terminal
+from .commands import HELP, Commands
+from .render import history_block, render
+from .requests import MAX_INPUT
+
+__all__ = ["Client", "HELP", "main", "plain_node", "render"]
+
 SEEN_LIMIT = 100_000  # event ids remembered per room to drop duplicates
-
-HELP = """commands:
-  /join ROOM           join (or create) a room; it becomes the current room
-  /connect NODE        carry on through another chat node
-  /leave [ROOM]        leave a room
-  TEXT                 say TEXT in the current room
-  /msg NICK TEXT       direct message
-  /rooms               every room and who is in it
-  /who [ROOM]          who is in a room
-  /history [N]         the last N messages of the current room
-  /kick NICK [ROOM]    remove someone (the room's owner only)
-  /like ID, /unlike ID like a message of the current room
-  /servers             chat nodes online
-  /nick NEW            change nickname
-  /quit                leave"""
-
-
-def _stamp(when: Any, plain: bool) -> str:
-    """A message's time: UTC ISO 8601 in plain mode, local HH:MM on a terminal."""
-    if not isinstance(when, (int, float)):
-        return "-" if plain else ""
-    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
-    if plain:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return " " + moment.astimezone().strftime("%H:%M")
 
 
 def plain_node(node: str) -> str:
@@ -91,82 +76,43 @@ def plain_node(node: str) -> str:
     return f"{name}{at}{host.split(':')[0]}" if host.count(":") == 1 else node
 
 
-def _owner_line(room: str, new_owner: Any, plain: bool) -> str:
-    if not new_owner or new_owner == "-":  # "-": a node of an older version, for nobody
-        return ""
-    return (f"\nOWNER {room} {new_owner}" if plain
-            else f"\n[#{room}] {new_owner} owns the room now")
-
-
-def render(event: tuple[Any, ...], plain: bool) -> str:
-    """The line(s) for an event (see the module docstring for the plain format).
+def full_node(node: str, host: str) -> str:
+    """`node` with a host part: a short name (``chatty3``) takes `host`, as ``--name`` does.
 
     Example:
-        >>> render(("dm", "ann", "hi"), plain=True)
-        'DM ann hi'
+        >>> full_node("chatty3", "127.0.0.1"), full_node("chatty3@beta.lan", "127.0.0.1")
+        ('chatty3@127.0.0.1', 'chatty3@beta.lan')
     """
-    kind = event[0]
-    if kind in ("room_msg", "hist"):
-        _, room, seq, nick, text, likes = event[:6]
-        when = event[6] if len(event) > 7 else None
-        if plain:
-            if kind == "room_msg":
-                return f"MSG {room} {seq} {nick} {likes} {text}"
-            return f"HIST {room} {seq} {nick} {likes} {_stamp(when, True)} {text}"
-        hearts = f"  ♥{likes}" if likes else ""
-        return f"[#{room} {seq}{_stamp(when, False)}] {nick}: {text}{hearts}"
-    room = event[1] if kind.startswith("room_") else ""
-    if kind == "room_join":
-        return f"JOIN {room} {event[3]}" if plain else f"[#{room}] {event[3]} joined"
-    if kind == "room_leave":
-        new_owner = event[4] if len(event) > 5 else None
-        return (f"LEAVE {room} {event[3]}" if plain else f"[#{room}] {event[3]} left") + \
-            _owner_line(room, new_owner, plain)
-    if kind == "room_kick":
-        new_owner = event[5] if len(event) > 6 else None
-        return (f"KICK {room} {event[3]} {event[4]}" if plain
-                else f"[#{room}] {event[3]} was kicked by {event[4]}") + \
-            _owner_line(room, new_owner, plain)
-    if kind == "room_likes":
-        return (f"LIKES {room} {event[3]} {event[4]}" if plain
-                else f"[#{room} {event[3]}] ♥{event[4]}")
-    if kind == "room_rename":
-        return (f"NICK {room} {event[3]} {event[4]}" if plain
-                else f"[#{room}] {event[3]} is now {event[4]}")
-    if kind == "room_move":
-        new_owner = event[4] if len(event) > 5 else None
-        return (f"MOVED {room} {event[3]}" if plain
-                else f"[#{room}] {event[3]} reconnected through another node") + \
-            _owner_line(room, new_owner, plain)
-    if kind == "dm":
-        return f"DM {event[1]} {event[2]}" if plain else f"[DM from {event[1]}] {event[2]}"
-    return f"INFO {event!r}" if plain else repr(event)
+    return node if "@" in node else f"{node}@{host}"
 
 
-class NoRoom(Exception):
-    """A command that needs a current room, and there is none."""
-
-
-class Client:
+class Client(Commands):
     """Runs inside the client process: commands in, events out."""
 
-    def __init__(self, server: str, nick: str, plain: bool, out: Any,
-                 servers: list[str] | None = None) -> None:
+    def __init__(self, server: str, nick: str, plain: bool, out: Callable[[str], None],
+                 servers: list[str] | None = None, tick_time: float = 4.0,
+                 handled: Callable[[], None] = lambda: None) -> None:
         self.server = plain_node(server)  # always a plain name, as in nodedown
         self.nick = nick
         self.plain = plain
         self.out = out
+        self.handled = handled  # the front end may hand over the next line
+        self.tick_time = tick_time
         self.room: str | None = None
+        self.rooms: list[str] = []  # in the order joined: the last is the next current room
         self.running = True
+        self.connected = False
+        self.attempt = 0  # reconnection attempts since the server was lost
         self.last_seq: dict[str, int] = {}  # room -> seq of the last event seen (to resume)
         self.seen: dict[str, set[int]] = {}  # room -> eids shown: each event shows once
-        self.rooms: set[str] = set()
         # chat nodes to resume through if ours goes down (those given, then those it lists),
         # one entry per node, in the form given (a ":port" form reaches it without epmd)
         self.servers: list[str] = []
         self._add_servers([*(servers or []), server])
         self.server_ref: actornet.Ref | None = None  # monitors the chat server process
         self.watched: set[str] = set()  # chat nodes we monitor
+
+    # -- output ---------------------------------------------------------------------------
 
     def show(self, line: str) -> None:
         self.out(line)
@@ -177,23 +123,56 @@ class Client:
     def error(self, text: str) -> None:
         self.show(f"ERROR {text}" if self.plain else f"! {text}")
 
-    def call(self, *request: Any) -> Any:
+    def status(self, plain: str, terminal: str) -> None:
+        """A change of the connection's state: one short line."""
+        self.show(plain if self.plain else f"* {terminal}")
+
+    # -- talking to the chat server -------------------------------------------------------
+
+    @property
+    def call_timeout(self) -> float:
+        """A backstop only: the chat service answers (or says it cannot be sure) within
+        about a tick of any failure; this covers a hung chat node."""
+        return 3 * self.tick_time + 5.0
+
+    def call(self, *request: Any, timeout: float | None = None) -> Any:
+        """Call our chat server; its reply, or ``("error", why)``. A failure says what
+        may have happened to a change in flight (`_uncertain`), never that it failed."""
+        timeout = timeout or self.call_timeout
         try:
-            return actornet.call(("chatty", self.server), request, timeout=10)
+            return actornet.call(("chatty", self.server), request, timeout=timeout)
         except actornet.NodeDown:
-            return ("error", f"chat node {self.server} is down")
+            return self._uncertain(request, f"chat node {self.server} went down")
         except actornet.NoProc:
             return ("error", f"no chat server on {self.server}")
         except TimeoutError:
-            return ("error", "the chat service did not answer in time")
+            return self._uncertain(request, f"no answer from {self.server} in {timeout:.0f} s")
         except actornet.CallError as e:  # it went down while serving us: we resume shortly
-            return ("error", f"the chat server on {self.server} failed ({e}); reconnecting")
+            return self._uncertain(request, f"the chat server on {self.server} failed ({e})")
+
+    @staticmethod
+    def _uncertain(request: tuple[Any, ...], why: str) -> tuple[str, str]:
+        """The error for a request that failed with `why`: a change in flight may or may
+        not have happened, and is never said to have failed.
+
+        Example:
+            >>> Client._uncertain(("say", "lobby", "hi"), "chat node n1 went down")[1]
+            'your message to lobby may have been delivered: chat node n1 went down before confirming it (it is not sent again)'
+        """  # noqa: E501
+        if request[0] == "say":
+            return ("error", f"your message to {request[1]} may have been delivered: {why} "
+                             "before confirming it (it is not sent again)")
+        if request[0] in ("join", "leave", "kick", "like", "unlike", "nick"):
+            return ("error", f"/{request[0]} may or may not have been done: {why} before "
+                             "confirming it")
+        return ("error", why)
 
     def connect(self) -> bool:
         reply = self.call("connect", self.nick)
         if reply[0] != "ok":
             self.error(reply[1])
             return False
+        self.connected = True
         self.show(f"CONNECTED {self.nick} {reply[1]}" if self.plain
                   else f"* connected to {reply[1]} as {self.nick} (/help for commands)")
         self._watch_server()
@@ -223,38 +202,80 @@ class Client:
 
         On success we talk to the node the reply names (a plain name) from then on.
         """
-        previous, self.server = self.server, candidate
+        previous, self.server = self.server, plain_node(candidate)
         last = [(room, self.last_seq.get(room, 0)) for room in sorted(self.rooms)]
         reply = self.call("resume", self.nick, last)
         if reply[0] != "ok":
             self.server = previous
             return reply
         self.server = plain_node(reply[1])
+        self.connected = True
         self._watch_server()
         return reply
 
-    def failover(self, node_down: bool = True, timeout: float = 10.0) -> bool:
-        """Our chat node is down (or only its chat server, which its supervisor restarts):
-        resume through another node (or the same one), keeping nick, rooms and place."""
-        dead = self.server
+    def cmd_connect(self, args: list[str], rest: str) -> None:
+        # As given (a ":port" form reaches a node without the port mapper); a short name
+        # takes the host of the chat node we talk to.
+        target = full_node(args[0], self.server.partition("@")[2])
+        old = self.server
+        if plain_node(target) == old and self.connected:
+            self.ok(f"connected to {old} already")
+            return
+        if actornet.ping(target, timeout=2) != "pong":
+            self.error(f"cannot reach chat node {target}")
+            return
+        was_connected = self.connected
+        reply = self._expect(self._resume_on(target), "resumed")
+        if reply:
+            self._add_servers([target])
+            if was_connected and self.server != old:  # never detach from the one that took us
+                with contextlib.suppress(actornet.ActornetError, TimeoutError):
+                    actornet.call(("chatty", old), ("detach",), timeout=5)  # best effort
+            self.ok(f"connected to {self.server}")
+
+    # -- losing the server, and finding another --------------------------------------------
+
+    def lost(self, why: str, restarted: bool = False) -> None:
+        """Our chat server is gone (its node, or only its process): say so once, then keep
+        trying every chat node we know, the restarted server first if it was only that."""
+        if not self.connected:
+            return
+        self.connected = False
         self.server_ref = None
+        self.attempt = 0
+        dead = self.server
+        self.status(f"DISCONNECTED {dead} {why}", f"lost {dead} ({why}); reconnecting...")
+        self.reconnect(first=dead if restarted else None)
+
+    def reconnect(self, first: str | None = None) -> None:
+        """One round over the chat nodes we know; if none takes us on, another round later
+        (0.5 s, 1 s, 2 s... at most 5 s apart). Commands are answered meanwhile."""
+        if self.connected or not self.running:
+            return
+        self.attempt += 1
+        dead = self.server
         candidates = [s for s in self.servers if plain_node(s) != dead]
-        if not node_down:
-            candidates.insert(0, dead)  # its restarted server knows us no more: resume there
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for candidate in candidates:
-                if actornet.ping(candidate, timeout=2) != "pong":
-                    continue
-                reply = self._resume_on(candidate)
-                if reply[0] == "ok":
-                    what = "is down" if node_down else "restarted its chat server"
-                    self.show(f"RECONNECTED {reply[1]}" if self.plain
-                              else f"* {dead} {what}; reconnected through {reply[1]}")
-                    return True
-            time.sleep(0.2)  # every candidate refused: let the cluster settle, then retry
-        self.error(f"chat node {dead} is down and no other chat node answered")
-        return False
+        # The lost node too (it may come back): first if only its server restarted, else
+        # last, as a hung node makes the attempt wait for the ping's timeout.
+        candidates.insert(0 if first else len(candidates), first or dead)
+        why = "no chat node answered"
+        for candidate in candidates:
+            if actornet.ping(candidate, timeout=min(2.0, self.tick_time)) != "pong":
+                why = f"{plain_node(candidate)} does not answer"
+                continue
+            reply = self._resume_on(candidate)
+            if reply[0] == "ok":
+                self.status(f"RECONNECTED {reply[1]}",
+                            f"reconnected through {reply[1]}: nickname and rooms kept")
+                return
+            why = f"{plain_node(candidate)}: {reply[1]}"
+        if self.attempt & (self.attempt - 1) == 0:  # 1, 2, 4, 8...: visible, not a flood
+            self.status(f"RECONNECTING {self.attempt} {why}",
+                        f"still reconnecting (attempt {self.attempt}): {why}")
+        delay = min(5.0, 0.25 * 2 ** self.attempt)
+        actornet.send_after(delay, actornet.self(), ("reconnect",))
+
+    # -- the loop -----------------------------------------------------------------------------
 
     def fresh(self, event: tuple[Any, ...]) -> bool:
         """True the first time a room event is seen.
@@ -274,48 +295,82 @@ class Client:
 
     def run(self) -> None:
         while self.running:
-            msg = actornet.receive()
-            kind = msg[0]
-            if kind == "input":
-                self.command(msg[1])
-            elif kind == "history":
-                for event in msg[2]:
-                    if self.fresh(event):
-                        self.show(render(("hist", *event[1:]), self.plain))
-            elif kind == "catchup":
-                for event in msg[2]:
-                    if self.fresh(event):
-                        self.show(render(event, self.plain))
-            elif kind == "merged":  # a partition healed: the room's history, renumbered
-                _, room, events, last = msg
-                for event in events:
-                    if self.fresh(event):
-                        self._track(event)
-                        self.show(render(event, self.plain))
-                self.last_seq[room] = last
-            elif kind == "EXIT":
-                self._exit_signal(msg[2])
-            elif kind == "nodedown":
-                self.watched.discard(msg[1])
-                if msg[1] == self.server and not self.failover():
-                    self.running = False
-            elif kind == "DOWN":
-                # our chat server process died but not its node (that is "nodedown")
-                if msg[1] == self.server_ref and msg[4] != "noconnection" \
-                        and not self.failover(node_down=False):
-                    self.running = False
-            elif kind == "eof":
-                self.command("/quit")
-            elif kind.startswith("room_"):
-                if self.fresh(msg):
-                    self._track(msg)
-                    self.show(render(msg, self.plain))
-            else:
-                self.show(render(msg, self.plain))
+            self.handle(actornet.receive())
 
-    def _track(self, event: tuple[Any, ...]) -> None:
-        if event[0] in ("room_kick", "room_leave") and event[3] == self.nick:
-            self._forget(event[1])
+    def handle(self, msg: Any) -> None:
+        match msg:
+            case ("input", str(line)):
+                try:
+                    self.command(line)
+                finally:
+                    self.handled()
+            case ("too_long", int(n)):
+                self.error(f"line too long ({n} characters, at most {MAX_INPUT}): ignored")
+                self.handled()
+            case ("eof",):
+                self.command("/quit")
+                self.handled()
+            case ("history", str(room), list(events)):
+                events = [e for e in events if self.fresh(e)]
+                if self.plain:
+                    for event in events:
+                        self.show(render(("hist", *event[1:]), True))
+                else:
+                    for line in history_block(room, events, "before you joined"):
+                        self.show(line)
+            case ("catchup", _, list(events)):
+                for event in events:
+                    self._event(event)
+            case ("merged", str(room), list(events), int(last)):
+                # a partition healed: the room's history, renumbered; we are a member
+                for event in events:
+                    self._event(event)
+                self.last_seq[room] = last
+                if room not in self.rooms:
+                    self._enter(room, current=self.room is None)
+            case ("EXIT", _, reason):
+                self._exit_signal(reason)
+            case ("nodedown", node):
+                self.watched.discard(node)
+                if node == self.server:
+                    self.lost("node down")
+            case ("DOWN", ref, _, _, reason) if ref == self.server_ref:
+                # our chat server process died but not its node (that is "nodedown")
+                if reason != "noconnection":
+                    self.lost("its chat server restarted", restarted=True)
+            case ("reconnect",):
+                self.reconnect()
+            case (str(kind), *_) if kind.startswith("room_"):
+                self._event(msg)
+            case ("dm", _, _):
+                self.show(render(msg, self.plain))
+            case _:
+                pass  # a late reply or a monitor of no interest any more
+
+    def _event(self, event: tuple[Any, ...]) -> None:
+        if not self.fresh(event):
+            return
+        self.show(render(event, self.plain))
+        if event[0] in ("room_kick", "room_leave", "room_gone") and event[3] == self.nick:
+            self._leave(event[1])
+
+    def _enter(self, room: str, current: bool = True) -> None:
+        if room in self.rooms:
+            self.rooms.remove(room)
+        self.rooms.append(room)
+        if current:
+            self.room = room
+
+    def _leave(self, room: str) -> None:
+        """We are out of `room`: if it was the current one, the last joined of the others
+        is current now (and we say which)."""
+        if room in self.rooms:
+            self.rooms.remove(room)
+        if self.room == room:
+            self.room = self.rooms[-1] if self.rooms else None
+            self.show(f"CURRENT {self.room or '-'}" if self.plain
+                      else f"* current room: #{self.room}" if self.room
+                      else "* you are in no room now (/join ROOM)")
 
     def _exit_signal(self, reason: Any) -> None:
         """global_ tells the loser of a nickname taken on both sides of a healed partition
@@ -337,165 +392,35 @@ class Client:
                 self.error(f"the client got an exit signal: {reason!r}")
                 self.running = False
 
-    def command(self, line: str) -> None:
-        line = line.strip()
-        if not line:
-            return
-        if not line.startswith("/"):
-            if self.room is None:
-                self.error("join a room first: /join ROOM")
-                return
-            self._expect(self.call("say", self.room, line), "sent")
-            return
-        name, _, rest = line.partition(" ")
-        args = rest.split()
-        handler = getattr(self, "cmd_" + name[1:].lower(), None)
-        if handler is None:
-            self.error(f"unknown command {name} (try /help)")
-            return
-        try:
-            handler(args, rest.strip())
-        except NoRoom:
-            self.error("join a room first: /join ROOM")
-        except (IndexError, ValueError):
-            self.error(f"usage: {_usage(name)}")
-
-    def _expect(self, reply: Any, what: str) -> Any:
-        if reply[0] == "error":
-            self.error(reply[1])
-            return None
-        if reply[0] == "ok" and what == "sent":
-            self.ok(f"sent {self.room} {reply[1]}")
-        return reply
-
-    def _current(self, args: list[str], index: int = 0) -> str:
-        room = args[index] if len(args) > index else self.room
-        if room is None:
-            raise NoRoom()
-        return room
-
     # -- commands --------------------------------------------------------------------
 
-    def cmd_help(self, args: list[str], rest: str) -> None:
-        for line in HELP.splitlines():
-            self.show(line if not self.plain else f"INFO {line.strip()}")
 
-    def cmd_join(self, args: list[str], rest: str) -> None:
-        # Asked of the server even for a room we think we are in: we may have missed
-        # our own leave (a resume skipped the room, whose grace period then ran out).
-        room = args[0]
-        reply = self.call("join", room)
-        if reply == ("error", f"you are already in room {room}"):
-            self.room = room
-            self.rooms.add(room)
-            self.ok(f"already in {room}")
-            return
-        if self._expect(reply, "joined"):
-            self.room = room
-            self.rooms.add(room)
-            self.ok(f"joined {room}")
-            self.cmd_who([room], room)  # who is there already
-
-    def cmd_connect(self, args: list[str], rest: str) -> None:
-        target = args[0]  # as given: a ":port" form reaches a node without the port mapper
-        old = self.server
-        if plain_node(target) == old:
-            self.ok(f"connected to {old} already")
-            return
-        if actornet.ping(target, timeout=2) != "pong":
-            self.error(f"cannot reach chat node {target}")
-            return
-        reply = self._expect(self._resume_on(target), "resumed")
-        if reply:
-            if self.server != old:  # never detach from the server that just took us on
-                with contextlib.suppress(actornet.ActornetError, TimeoutError):
-                    actornet.call(("chatty", old), ("detach",), timeout=5)  # best effort
-            self.ok(f"connected to {self.server}")
-
-    def cmd_leave(self, args: list[str], rest: str) -> None:
-        room = self._current(args)
-        reply = self.call("leave", room)
-        if reply[0] == "error" and reply[1].endswith(f" is not in room {room}"):
-            self._forget(room)  # we missed our own leave: we are out of it anyway
-        if self._expect(reply, "left"):
-            self.ok(f"left {room}")
-            self._forget(room)
-
-    def _forget(self, room: str) -> None:
-        self.rooms.discard(room)
-        if self.room == room:
-            self.room = None
-
-    def cmd_msg(self, args: list[str], rest: str) -> None:
-        target, _, text = rest.partition(" ")
-        if not target or not text.strip():
-            raise ValueError("usage")
-        reply = self._expect(self.call("dm", target, text.strip()), "dm")
-        if reply:
-            self.ok(reply[1])
-
-    def cmd_rooms(self, args: list[str], rest: str) -> None:
-        reply = self._expect(self.call("rooms"), "rooms")
-        if reply:
-            listing = " ".join(f"{r}={','.join(m)}" for r, m in reply[1])
-            self.show(f"ROOMS {listing}".rstrip() if self.plain
-                      else "\n".join(f"#{r}: {', '.join(m)}" for r, m in reply[1]) or "no rooms")
-
-    def cmd_who(self, args: list[str], rest: str) -> None:
-        reply = self._expect(self.call("who", self._current(args)), "who")
-        if reply:
-            _, room, members, owner = reply
-            self.show(" ".join(["WHO", room, owner or "-", *members]) if self.plain
-                      else f"#{room} (owner {owner or 'none'}): {', '.join(members) or 'empty'}")
-
-    def cmd_history(self, args: list[str], rest: str) -> None:
-        n = int(args[0]) if args else 20
-        room = self._current([], 0)
-        if n < 1:
-            self.error(f"/history N: N must be a number of messages, 1 or more, not {n}")
-            return
-        reply = self._expect(self.call("history", room, n), "history")
-        if reply:
-            for event in reply[2]:
-                self.show(render(("hist", *event[1:]), self.plain))
-            self.ok(f"history {room} {len(reply[2])}")
-
-    def cmd_kick(self, args: list[str], rest: str) -> None:
-        target = args[0]
-        room = self._current(args, 1)
-        if self._expect(self.call("kick", room, target), "kicked"):
-            self.ok(f"kicked {target} from {room}")
-
-    def cmd_like(self, args: list[str], rest: str) -> None:
-        if self._expect(self.call("like", self._current(args, 1), int(args[0])), "liked"):
-            self.ok(f"liked {args[0]}")
-
-    def cmd_unlike(self, args: list[str], rest: str) -> None:
-        if self._expect(self.call("unlike", self._current(args, 1), int(args[0])), "unliked"):
-            self.ok(f"unliked {args[0]}")
-
-    def cmd_servers(self, args: list[str], rest: str) -> None:
-        reply = self._expect(self.call("servers"), "servers")
-        if reply:
-            self.show(f"SERVERS {' '.join(reply[1])}" if self.plain
-                      else "chat nodes: " + ", ".join(reply[1]))
-
-    def cmd_nick(self, args: list[str], rest: str) -> None:
-        reply = self._expect(self.call("nick", args[0]), "nick")
-        if reply:
-            self.nick = args[0]
-            self.ok(reply[1])
-
-    def cmd_quit(self, args: list[str], rest: str) -> None:
-        self.call("quit")
-        self.show("BYE" if self.plain else "* bye")
-        self.running = False
+def _log_to(verbose: bool, log_file: str | None) -> None:
+    """A client's logs go to `log_file`, or with `verbose` to stderr, else nowhere:
+    the user sees one status line per change of the connection instead."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    sink: logging.Handler
+    if log_file is not None:
+        sink = logging.FileHandler(log_file)
+    elif verbose:
+        sink = logging.StreamHandler(sys.stderr)
+    else:
+        sink = logging.NullHandler()
+    sink.setFormatter(fmt)
+    root.addHandler(sink)
+    root.setLevel(logging.INFO if verbose or log_file else logging.WARNING)
 
 
 def main(server: str | list[str], nick: str, cookie: str | None, host: str,
-         plain: bool | None, tick_time: float = 4.0) -> int:
+         plain: bool | None, tick_time: float = 4.0, verbose: bool = False,
+         log_file: str | None = None) -> int:
     """Run a client against chat node `server` (or the first of a list that answers);
-    returns the exit status.
+    returns the exit status: 0 after /quit or the end of input, 1 if it could not
+    start (no chat node answers, a nickname taken or invalid) or ended while not
+    connected.
 
     The other nodes listed are also where the client resumes if its node goes
     down. `tick_time` should match the chat nodes' (a longer one there makes them
@@ -505,124 +430,47 @@ def main(server: str | list[str], nick: str, cookie: str | None, host: str,
 
         main(["chatty1@alpha.lan", "chatty2@beta.lan"], "alice", None, "gamma.lan", None)
     """
-    servers = [server] if isinstance(server, str) else list(server)
+    servers = [full_node(s, host) for s in ([server] if isinstance(server, str) else server)]
     if plain is None:
         plain = not sys.stdin.isatty()
+    _log_to(verbose, log_file)
     # The chat server judges the nickname; the node name must be valid whatever it is.
     me = f"{re.sub(r'[^A-Za-z0-9_-]', '_', nick)[:20] or 'client'}-{secrets.token_hex(3)}@{host}"
-    try:
-        # hidden, like `erl -hidden`: clients do not join the chat nodes' mesh
-        # (registered with the port mapper: a chat node answers us by name)
-        node = actornet.start_node(me, cookie, hidden=True, tick_time=tick_time)
-    except (actornet.ActornetError, ValueError) as e:
-        print(f"ERROR cannot start the client node: {e}", flush=True)
-        return 1
-    try:
-        server = next((s for s in servers if actornet.ping(s) == "pong"), None)
-        if server is None:
+    with contextlib.ExitStack() as stack:
+        if not plain:  # what is typed while we connect is kept for the prompt, not echoed
+            stack.enter_context(terminal.held_input())
+        try:
+            # hidden, like `erl -hidden`: clients do not join the chat nodes' mesh
+            # (registered with the port mapper: a chat node answers us by name)
+            node = actornet.start_node(me, cookie, hidden=True, tick_time=tick_time)
+        except (actornet.ActornetError, ValueError, OSError) as e:
+            print(f"ERROR cannot start the client node: {e}", flush=True)
+            return 1
+        stack.callback(node.stop)
+        first = next((s for s in servers if actornet.ping(s) == "pong"), None)
+        if first is None:
             print(f"ERROR cannot reach chat node {' or '.join(servers)}", flush=True)
             return 1
-        server_name = plain_node(server)
-        out, prompt_loop = _front_end(plain)
-        done = threading.Event()
+        front = terminal.Plain() if plain else terminal.Prompt()
+        ready, done = threading.Event(), threading.Event()
         status = [0]
 
         def client_process() -> None:
             actornet.trap_exit(True)  # a nickname conflict arrives as an exit signal
-            client = Client(server_name, nick, plain, out, servers)
-            if not client.connect():
-                status[0] = 1
-                done.set()
-                return
-            ready.set()
+            client = Client(first, nick, plain, front.out, servers, tick_time, front.handled)
             try:
+                if not client.connect():
+                    status[0] = 1
+                    return
+                ready.set()
                 client.run()
+                if not client.connected:
+                    status[0] = 1  # it ended without its chat node: what it sent may be lost
             finally:
                 done.set()
 
-        ready = threading.Event()
         pid = actornet.spawn(client_process)
-        prompt_loop(pid, ready, done)
+        front.run(pid, ready, done)
         done.wait()
         return status[0]
-    finally:
-        node.stop()
-
-
-def _front_end(plain: bool) -> tuple[Any, Any]:
-    if plain:
-        def out(line: str) -> None:
-            print(line, flush=True)
-
-        def loop(pid: actornet.Pid, ready: threading.Event, done: threading.Event) -> None:
-            if not _wait_either(ready, done):
-                return
-            for line in sys.stdin:
-                if done.is_set():
-                    return
-                actornet.send(pid, ("input", line.rstrip("\n")))
-                if _is_quit(line):
-                    return  # don't wait for more input (or EOF) once told to quit
-            actornet.send(pid, ("eof",))
-
-        return out, loop
-
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.patch_stdout import patch_stdout
-
-    def tty_out(line: str) -> None:
-        print(line, flush=True)
-
-    def tty_loop(pid: actornet.Pid, ready: threading.Event, done: threading.Event) -> None:
-        if not _wait_either(ready, done):
-            return
-        session: PromptSession[str] = PromptSession()
-        with patch_stdout(raw=True), _logging_to(sys.stderr):
-            while not done.is_set():
-                try:
-                    line = session.prompt("-> ")
-                except (EOFError, KeyboardInterrupt):
-                    actornet.send(pid, ("eof",))
-                    return
-                actornet.send(pid, ("input", line))
-                if _is_quit(line):
-                    return
-
-    return tty_out, tty_loop
-
-
-@contextlib.contextmanager
-def _logging_to(stream: Any) -> Iterator[None]:
-    """Point the log handlers at `stream` (the prompt's patched stderr) for a while.
-
-    Handlers keep the stderr they were created with; without this, a log line
-    (say, "node ... is down") would be written through the line being typed.
-    """
-    handlers = [h for h in logging.getLogger().handlers
-                if type(h) is logging.StreamHandler]
-    old = [h.setStream(stream) for h in handlers]
-    try:
-        yield
-    finally:
-        for handler, previous in zip(handlers, old, strict=True):
-            if previous is not None:
-                handler.setStream(previous)
-
-
-def _is_quit(line: str) -> bool:
-    return line.strip().split(" ")[0].lower() == "/quit"
-
-
-def _wait_either(a: threading.Event, b: threading.Event) -> bool:
-    """Wait until `a` (connected) or `b` (finished) is set; True if connected."""
-    while not (a.is_set() or b.is_set()):
-        a.wait(0.05)
-    return a.is_set() and not b.is_set()
-
-
-def _usage(command: str) -> str:
-    for line in HELP.splitlines()[1:]:
-        words = line.split()
-        if words and words[0] == command:
-            return line.strip()
-    return command
+    return 1  # not reached: the block returns

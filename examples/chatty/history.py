@@ -20,6 +20,10 @@ Events (the tuples the sequencer numbers)::
 
     ("join", nick, pid, home)        home: the chat node the client came through
     ("leave", nick, pid)
+    ("gone", nick, pid, home)        the member's connection through `home` was lost (its
+                                     node died, or its client did): it leaves only if `home`
+                                     is still its home, so a member who resumed elsewhere
+                                     stays, whichever order a partition merge puts them in
     ("kick", nick, by, by_pid)       by_pid: the kicker's client (older logs: absent)
     ("msg", nick, text, time)        time: seconds since the epoch, stamped by the
                                      chat node that took the message (older logs: absent)
@@ -41,7 +45,7 @@ from typing import Any
 
 import actornet
 
-__all__ = ["HISTORY_LIMIT", "Record", "RoomState", "new_eid"]
+__all__ = ["HISTORY_LIMIT", "Record", "RoomState", "event_problem", "new_eid"]
 
 HISTORY_LIMIT = 1000  # records a replica keeps in memory (the disk log keeps all)
 
@@ -52,6 +56,60 @@ _rng = random.SystemRandom()
 def new_eid() -> int:
     """A fresh event id: random, so two sequencers on two sides of a split never clash."""
     return _rng.getrandbits(63)
+
+
+def _is_str(x: Any) -> bool:
+    return isinstance(x, str)
+
+
+def _is_pid(x: Any) -> bool:
+    return isinstance(x, actornet.Pid)
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _is_time(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# The fields of each event a sequencer numbers (after its kind); a malformed event
+# would be applied by every replica, and replayed from every log on restart.
+_FIELDS: dict[str, tuple[Any, ...]] = {
+    "join": (_is_str, _is_pid, _is_str),
+    "leave": (_is_str, _is_pid),
+    "gone": (_is_str, _is_pid, _is_str),
+    "kick": (_is_str, _is_str, _is_pid),
+    "msg": (_is_str, _is_str, _is_time),
+    "like": (_is_count, _is_str),
+    "unlike": (_is_count, _is_str),
+    "move": (_is_str, _is_pid, _is_str, _is_count),
+    "rename": (_is_str, _is_str, _is_pid),
+}
+
+
+def event_problem(event: Any) -> str | None:
+    """Why `event` cannot be numbered (None if its kind and every field are right).
+
+    Example:
+        >>> from actornet import Pid
+        >>> event_problem(("leave", "ann", Pid("c@h", 1, 1))) is None
+        True
+        >>> event_problem(("move", "ann", Pid("c@h", 1, 1), "n1"))
+        'malformed move event: 3 fields, not 4'
+    """
+    if not isinstance(event, tuple) or not event or not isinstance(event[0], str):
+        return "malformed event: expected a tuple, its kind first"
+    checks = _FIELDS.get(event[0])
+    if checks is None:
+        return f"unknown event {event[0][:40]!r}"
+    if len(event) != len(checks) + 1:
+        return f"malformed {event[0]} event: {len(event) - 1} fields, not {len(checks)}"
+    for k, (check, field) in enumerate(zip(checks, event[1:], strict=True), start=1):
+        if not check(field):
+            return f"malformed {event[0]} event: field {k} is {type(field).__name__}"
+    return None
 
 
 class RoomState:
@@ -72,6 +130,9 @@ class RoomState:
         # eid -> nick of the member a record made owner (a leave, kick or move of the
         # owner), for the records kept: what clients are told with that event
         self.new_owner: dict[int, str] = {}
+        # eids of the records kept that changed nothing (a `gone` of a member who had
+        # resumed elsewhere): nothing to show for them
+        self.void: set[int] = set()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -126,6 +187,9 @@ class RoomState:
         A like names a message by the id clients see (its seq); it is numbered
         naming the message's eid.
         """
+        why = event_problem(event)
+        if why is not None:
+            return None, why
         kind = event[0]
         nicks = self.nicks()
         if kind == "msg" and event[1] not in nicks:
@@ -137,6 +201,11 @@ class RoomState:
                 return None, f"no message #{msg_seq} in room {room}"
             if nick not in nicks:
                 return None, f"{nick} is not in room {room}"
+            likes = nick in self.likes.get(eid, ())
+            if kind == "like" and likes:
+                return None, f"you like message #{msg_seq} in {room} already"
+            if kind == "unlike" and not likes:
+                return None, f"you do not like message #{msg_seq} in {room}"
             return (kind, eid, nick), ""
         if kind == "join" and event[2] in self.members:
             return None, f"you are already in room {room}"
@@ -148,6 +217,8 @@ class RoomState:
                 return None, f"{event[1]} is not in room {room}"
         if kind in ("leave", "move") and event[1] not in nicks:
             return None, f"{event[1]} is not in room {room}"
+        if kind == "gone" and self.members.get(event[2], (None, None))[1] != event[3]:
+            return None, f"{event[1]} is not in room {room} through {event[3]}"
         return event, ""
 
     # -- applying ------------------------------------------------------------------------
@@ -173,8 +244,11 @@ class RoomState:
             forgotten = self.records.popleft()[1]
             self.seq_of.pop(forgotten, None)
             self.new_owner.pop(forgotten, None)
+            self.void.discard(forgotten)
         owner, owner_nick = self.owner, self.owner_nick()
         gone = self._apply(event)
+        if event[0] == "gone" and not gone:
+            self.void.add(eid)
         if owner is not None and self.owner not in (None, owner):
             nick = self.owner_nick()
             if nick is not None and nick != owner_nick:  # not a client of the owner's moving
@@ -200,6 +274,13 @@ class RoomState:
                     del self.members[p]
                     gone.append((p, entry[1]))
             self._pass_ownership()
+        elif kind == "gone":
+            _, nick, pid, home = event
+            entry = self.members.get(pid)
+            if entry is not None and entry[1] == home:  # else it resumed elsewhere: it stays
+                del self.members[pid]
+                gone.append((pid, home))
+                self._pass_ownership()
         elif kind == "like":
             self.likes.setdefault(event[1], set()).add(event[2])
         elif kind == "unlike":
@@ -232,7 +313,8 @@ class RoomState:
                 "members": [[p, n, h] for p, (n, h) in self.members.items()],
                 "owner": self.owner, "likes": [[e, sorted(v)] for e, v in self.likes.items()],
                 "renamed": [[p, o, n] for p, (o, n) in self.renamed.items()],
-                "new_owner": [[e, n] for e, n in self.new_owner.items()]}
+                "new_owner": [[e, n] for e, n in self.new_owner.items()],
+                "void": sorted(self.void)}
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any], limit: int = HISTORY_LIMIT) -> RoomState:
@@ -246,6 +328,7 @@ class RoomState:
         state.likes = {e: set(v) for e, v in wire["likes"]}
         state.renamed = {p: (o, n) for p, o, n in wire.get("renamed", [])}
         state.new_owner = {e: n for e, n in wire.get("new_owner", [])}
+        state.void = set(wire.get("void", []))
         return state
 
     def extends(self, other: RoomState) -> bool:

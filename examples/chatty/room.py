@@ -19,45 +19,73 @@ this renumbering, so clients show each event once. Every batch of events names
 the record before it, so a replica whose history parted from the sequencer's
 says so (``diverged``) instead of silently skipping what it thinks it has.
 
+Every replica compares, once a tick, whom it follows with whom the global name
+names, and mends any difference (a sequencer it missed, a name nobody holds), so
+after a pause, a cut or a restart a room has one sequencer again within about a
+tick of the nodes meeting. A publish that reaches a replica while no sequencer
+is known (an election) waits for one instead of failing.
+
+Members whose node went down keep their place for a grace period; then the
+sequencer asks whether their clients are really gone (`examples.chatty.liveness`)
+and only on evidence publishes ``("gone", ...)``, which removes a member only if
+it has not resumed elsewhere meanwhile.
+
 Each room server delivers the room's events, in sequence order, to the
-clients that joined through its node.
+clients that joined through its node. This module holds the replica's half of a
+room server; the sequencer's half (election, numbering, replication, merges) is
+`examples.chatty.sequencer`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections import deque
 from typing import Any
 
 import actornet
-from actornet import NOREPLY, GenServer, global_, pg
+from actornet import NOREPLY, GenServer, pg
 
 from . import storage
-from .history import HISTORY_LIMIT, Record, RoomState, new_eid
+from .events import describe, describe_all, messages
+from .history import HISTORY_LIMIT, Record, RoomState, event_problem
+from .sequencer import RoomConfig, Sequencer, group, leader_name, local_name
 
 log = logging.getLogger("chatty")
 
 
-def group(room: str) -> tuple[str, str]:
-    return ("chatty.room", room)
+def _records_problem(records: Any) -> str | None:
+    """Why `records` from another replica is not a list of ``[seq, eid, event]`` records."""
+    if not isinstance(records, list):
+        return "records must be a list"
+    for record in records:
+        if not (isinstance(record, (list, tuple)) and len(record) == 3
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in record[:2])):
+            return f"malformed record {str(record)[:100]}"
+        why = event_problem(tuple(record[2]) if isinstance(record[2], (list, tuple))
+                            else record[2])
+        if why is not None:
+            return why
+    return None
 
 
-def leader_name(room: str) -> tuple[str, str]:
-    return ("chatty.room", room)
+class RoomLimit(actornet.ActornetError):
+    """This node runs as many room servers as it may."""
 
 
-def local_name(room: str) -> str:
-    return f"chatty.room:{room}"
+_MEMBERSHIP = ("join", "leave", "gone", "kick", "move")  # events that change who is in
+
+# The requests a room server answers, and how many elements each has (its name included).
+_ARITY = {"event": 3, "sync": 1, "state": 1, "rebase": 2, "merge": 2, "publish": 2,
+          "forwarded": 2, "history": 2, "records": 1, "info": 1, "member": 2}
 
 
-class Room(GenServer):
+class Room(Sequencer, GenServer):
     """One node's replica of a room, and its sequencer if it holds the global name."""
 
-    def init(self, room: str, history_on_join: int = 50, grace: float = 10.0) -> None:
+    def init(self, room: str, config: RoomConfig | None = None) -> None:
         actornet.trap_exit(True)
         self.room = room
-        self.grace = grace  # seconds a client of a dead node has to resume elsewhere
-        self.history_on_join = history_on_join
+        self.config = config or RoomConfig()
         self.state = RoomState(HISTORY_LIMIT)
         self.leader: actornet.Pid | None = None
         self.leader_ref: actornet.Ref | None = None
@@ -66,7 +94,14 @@ class Room(GenServer):
         # numbered, not yet replicated: (record, members it removed, caller to answer)
         self.pending: list[tuple[Record, list[tuple[actornet.Pid, str]], Any]] = []
         self.flush_queued = False
-        self.recovered: dict[actornet.Pid, tuple[str, str]] = {}
+        # publishes that came while no sequencer was known: (event, caller, give up at)
+        self.held: list[tuple[tuple[Any, ...], Any, float]] = []
+        # publishes passed on to the sequencer we follow, maybe not answered yet: if it
+        # goes, their callers are told they may have gone through (event kind, caller)
+        self.forwarded: deque[tuple[str, Any, float]] = deque()
+        self.expiring: set[str] = set()  # homes whose members' grace period runs
+        self.seen_down: set[str] = set()  # homes seen going down, their members in question
+        self.unnamed = 0  # checks in a row that found the name free while we follow someone
         self.log = storage.open_room(room)
         if self.log is not None:
             self._recover(self.log)
@@ -75,6 +110,8 @@ class Room(GenServer):
         # Joined after the first sync: the sequencer's events reach us from now
         # on, and a gap (an event between the sync and the join) is filled on demand.
         pg.join(group(self.room), self.gen_pid)
+        self.check_ref = actornet.make_ref()
+        self._arm_check()
 
     def _recover(self, log_: storage.RoomLog) -> None:
         """Rebuild this replica from its log on disk (a restart)."""
@@ -84,314 +121,123 @@ class Room(GenServer):
         if self.state.seq:
             print(f"[#{self.room}] recovered {self.state.seq} events from {log_.path}",
                   flush=True)
-        # Their clients knew this node before it restarted: they get the grace
-        # period to resume, like the clients of a node that died.
-        self.recovered = dict(self.state.members)
 
     def terminate(self, reason: Any) -> None:
         if self.log is not None:
-            self.log.sync()
             self.log.close()
-
-    # -- sequencer election ----------------------------------------------------------
-
-    def _elect(self) -> None:
-        """Become the sequencer if there is none, else follow (and catch up with) it."""
-        for _ in range(100):
-            leader = global_.whereis_name(leader_name(self.room))
-            if leader is None:
-                if pg.get_members(group(self.room)):
-                    # Replicas exist: a takeover is under way. A new, empty
-                    # replica must not grab the name and sequence from nothing.
-                    time.sleep(0.05)
-                    continue
-                if global_.register_name(leader_name(self.room), self.gen_pid) == "yes":
-                    self.leader = self.gen_pid
-                    log.info("room %s: %r sequences from #%d", self.room, self.gen_pid,
-                             self.state.seq)
-                    for pid, (nick, home) in self.recovered.items():
-                        actornet.send_after(self.grace, self.gen_pid,
-                                            ("expire", nick, home, pid, True))
-                    return
-                continue
-            if leader == self.gen_pid:
-                self.leader = leader
-                return
-            try:
-                # What only we have (we came back from the other side of a split, or
-                # from a crash) goes to the sequencer before we take its history.
-                theirs = RoomState.from_wire(actornet.call(leader, ("state",), timeout=5))
-                extras = self.state.unknown_to(theirs)
-                if extras:
-                    actornet.call(leader, ("merge", extras), timeout=5)
-                self._adopt(RoomState.from_wire(actornet.call(leader, ("sync",), timeout=5)))
-            except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
-                # that sequencer just died; its global name goes with it
-                time.sleep(0.05)
-                continue
-            self._follow(leader)
-            return
-        raise actornet.ActornetError(f"room {self.room}: no sequencer could be found or elected")
-
-    def _take_over(self) -> None:
-        """The sequencer died: one survivor takes over with every event any survivor has.
-
-        Survivors that lose the race for the global name wait: the winner
-        collects every replica's state (they are idle, so this cannot deadlock),
-        keeps the most advanced, and hands it to each of them (``rebase``).
-        """
-        if global_.register_name(leader_name(self.room), self.gen_pid) != "yes":
-            leader = global_.whereis_name(leader_name(self.room))
-            if leader is not None and leader != self.gen_pid:
-                self._follow(leader)  # it rebases us soon; watch it meanwhile
-            else:  # the name was freed again meanwhile: try once more shortly
-                actornet.send_after(0.2, self.gen_pid, ("elect",))
-            return
-        self._follow(self.gen_pid)
-        others = self._followers()
-        best = self.state
-        for kind, value in actornet._gen.multi_call(others, ("state",), 5.0):
-            if kind == "reply" and value["seq"] > best.seq:
-                best = RoomState.from_wire(value)
-        if best is not self.state:
-            self._adopt(best)
-        self._rebase_all(others)
-        here = {self.gen_node.name, *actornet.nodes()}
-        for home in {h for _, h in self.state.members.values()} - here:
-            self._grace_for(home)
-        log.warning("room %s: %r took over as sequencer at #%d", self.room, self.gen_pid,
-                    self.state.seq)
-
-    def _lost_name(self) -> None:
-        """A healed partition had two sequencers; global_ kept the other one."""
-        log.warning("room %s: %r is no longer the sequencer (a partition healed); "
-                    "handing over to the one kept", self.room, self.gen_pid)
-        self._commit()  # what we numbered goes to our side first, then to the winner
-        followers = self._followers()
-        self.leader = None
-        self._rejoin(followers, 50)
-
-    def _rejoin(self, followers: list[actornet.Pid], tries: int) -> None:
-        winner = global_.whereis_name(leader_name(self.room))
-        if winner is not None and winner != self.gen_pid:
-            self._follow(winner)
-            # it takes in what only our side has, and rebases us and our followers
-            actornet.send(winner, ("rejoin", [self.gen_pid, *followers]))
-        elif tries > 0:
-            actornet.send_after(0.1, self.gen_pid, ("find_winner", followers, tries - 1))
-        else:
-            self._take_over()
-
-    def _follow(self, leader: actornet.Pid) -> None:
-        if leader == self.leader and (self.leader_ref is not None or leader == self.gen_pid):
-            return
-        if self.leader_ref is not None:
-            actornet.demonitor(self.leader_ref)
-        self.leader = leader
-        self.leader_ref = None if leader == self.gen_pid else actornet.monitor(leader)
-
-    def _followers(self) -> list[actornet.Pid]:
-        listed = set(pg.get_members(group(self.room)))
-        self.synced -= listed  # pg knows those now
-        return sorted(p for p in listed | self.synced if p != self.gen_pid)
-
-    def _grace_for(self, home: str) -> None:
-        """Members who joined through `home` (down) have a while to come back elsewhere."""
-        for pid, (nick, where) in list(self.state.members.items()):
-            if where == home:
-                actornet.send_after(self.grace, self.gen_pid,
-                                    ("expire", nick, home, pid, False))
-
-    def _expire(self, nick: str, home: str, pid: actornet.Pid, recovered: bool) -> None:
-        """The grace period of a member whose node went down (or restarted) is over."""
-        if self.leader != self.gen_pid or self.state.members.get(pid) != (nick, home):
-            return  # not ours to decide, or it resumed elsewhere meanwhile
-        if not recovered and home in actornet.nodes():
-            # its node is back (the link was cut, and healed): its client never left
-            print(f"[#{self.room}] {nick} stays: {home} is reachable again", flush=True)
-            return
-        self._publish(("leave", nick, pid))
 
     # -- requests ------------------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
-        op = request[0]
-        if op == "event":  # from the sequencer
-            return self._receive_events(request[1], request[2])
-        if op == "sync":
-            self.synced.add(from_[0])  # it must get every event after this state
-            return self.state.to_wire()
-        if op == "state":
-            return self.state.to_wire()
-        if op == "rebase":  # from a sequencer: take its history, after giving it ours
-            self._commit()  # a sequencer that lost its name: its last events count as ours
-            theirs = RoomState.from_wire(request[1])
-            extras = self.state.unknown_to(theirs)
-            if extras:
-                return ("extras", extras)
-            self._follow(from_[0])
-            self._adopt(theirs)
-            return ("ok", self.state.seq)
-        if op == "merge":  # to the sequencer: events only the caller's side has
-            if self.leader != self.gen_pid:
-                return ("error", "this room server is not the sequencer; retry")
-            self._take_in(request[1])
-            return ("ok", self.state.seq)
-        if op in ("publish", "forwarded"):  # to the sequencer
-            if self.leader != self.gen_pid and self.leader is not None and op == "publish":
-                # a sequencer that just lost its name to another: pass it on
-                actornet.send(self.leader, ("$gen_call", from_, ("forwarded", request[1])))
+        if (not isinstance(request, tuple) or not request or not isinstance(request[0], str)
+                or _ARITY.get(request[0]) != len(request)):
+            return ("error", f"malformed room request {str(request)[:200]}")
+        match request:
+            case ("event", list(batch), (int(), (int() | None)) as prev):  # from the sequencer
+                why = _records_problem(batch)
+                return ("error", why) if why else self._receive_events(batch, prev)
+            case ("sync",):
+                self.synced.add(from_[0])  # it must get every event after this state
+                return self.state.to_wire()
+            case ("state",):
+                return self.state.to_wire()
+            case ("rebase", dict(wire)):  # from a sequencer: take its history, after
+                self._commit()  # giving it ours (its last events count as ours)
+                try:
+                    theirs = RoomState.from_wire(wire)
+                except (KeyError, TypeError, ValueError) as e:
+                    return ("error", f"malformed room state: {str(e)[:100]}")
+                extras = self.state.unknown_to(theirs)
+                if extras:
+                    return ("extras", extras)
+                self._follow(from_[0])
+                self._adopt(theirs)
+                return ("ok", self.state.seq)
+            case ("merge", list(records)):  # to the sequencer: events only the caller's side has
+                if self.leader != self.gen_pid:
+                    return ("error", "this room server is not the sequencer; retry")
+                why = _records_problem(records)
+                if why is not None:
+                    return ("error", why)
+                self._take_in(records)
+                return ("ok", self.state.seq)
+            case (("publish" | "forwarded") as op, tuple(event)):
+                if self.leader == self.gen_pid:
+                    return self._publish(event, from_)
+                if self.leader is not None and op == "publish":
+                    # to our sequencer (or, for one that just lost its name, to the
+                    # winner): passed on once, never back and forth
+                    self._forward(event, from_)
+                    return NOREPLY
+                self._hold(event, from_)  # an election is under way
                 return NOREPLY
-            return self._publish(request[1], from_)
-        if op == "history":
-            return self._messages(request[1])
-        if op == "records":
-            return [list(r) for r in self.state.records]
-        if op == "info":
-            return {"members": self.state.nicks(), "owner": self.state.owner_nick(),
-                    "seq": self.state.seq}
-        if op == "member":
-            return request[1] in self.state.members
-        return ("error", f"unknown room request {request!r}")
+            case ("history", int(n)):
+                return messages(self.state, self.room, n)
+            case ("records",):
+                return [list(r) for r in self.state.records]
+            case ("info",):
+                return {"members": self.state.nicks(), "owner": self.state.owner_nick(),
+                        "seq": self.state.seq, "leader": self.leader}
+            case ("member", actornet.Pid() as pid):
+                return pid in self.state.members
+        return ("error", f"malformed room request {str(request)[:200]}")
+
+    def handle_cast(self, request: Any) -> None:
+        log.warning("room %s: dropped an unexpected cast %.200r", self.room, request)
 
     def handle_info(self, msg: Any) -> None:
-        kind = msg[0]
-        if kind == "DOWN" and msg[1] == self.leader_ref:
-            log.warning("room %s: sequencer %r is gone (%s); electing", self.room, msg[3], msg[4])
-            self.leader_ref = None
-            self.leader = None
-            self._take_over()
-        elif kind == "EXIT" and msg[2] == ("global_name_conflict", leader_name(self.room)):
-            self._lost_name()
-        elif kind == "rejoin":
-            # replicas of the other side of a healed split: take in their events
-            if self.leader == self.gen_pid:
-                self.synced.update(msg[1])
-                self._rebase_all(self._followers())
-        elif kind == "find_winner":
-            if self.leader is None:
-                self._rejoin(msg[1], msg[2])
-        elif kind == "flush":
-            self.flush_queued = False
-            self._commit()
-        elif kind == "elect":
-            if self.leader is None:
+        match msg:
+            case ("DOWN", ref, _, pid, reason) if ref == self.leader_ref:
+                log.warning("room %s: sequencer %r is gone (%s); electing", self.room, pid,
+                            reason)
+                self.leader_ref = None
+                self.leader = None
+                self._sequencer_gone("went down" if reason == "noconnection"
+                                     else f"exited ({str(reason)[:80]})")
                 self._take_over()
-        elif kind == "expire":
-            self._expire(msg[1], msg[2], msg[3], msg[4])
-        elif kind == "nodedown" and self.leader == self.gen_pid:
-            self._grace_for(msg[1])
-        elif kind == "nodeup" and self.leader == self.gen_pid:
-            # a healed link: once pg lists the replicas there, make sure they agree
-            actornet.send_after(1.0, self.gen_pid, ("check",))
-        elif kind == "check":
-            if self.leader == self.gen_pid:
-                self._rebase_all(self._followers())
-        elif kind in ("EXIT", "nodeup", "nodedown"):
-            pass
-        else:
-            super().handle_info(msg)
-
-    # -- the sequencer ---------------------------------------------------------------------
-
-    def _publish(self, event: tuple[Any, ...], from_: Any = None) -> Any:
-        """Number `event`; it is answered ``("ok", seq)`` once every replica has it.
-
-        For a client's call (`from_`), the answer comes at the next flush, which
-        runs after the publishes already waiting in the mailbox: they share one
-        fsync and one replication round (group commit)."""
-        if self.leader != self.gen_pid:
-            return ("error", "this room server is not the sequencer; retry")
-        numbered, error = self.state.prepare(event, self.room)
-        if numbered is None:
-            return ("error", error)
-        record = (self.state.seq + 1, new_eid(), numbered)
-        gone = self._apply(*record, deliver=False)
-        self.pending.append((record, gone, from_))
-        if from_ is None:
-            self._commit()
-            return ("ok", record[0])
-        if not self.flush_queued:
-            self.flush_queued = True
-            actornet.send(self.gen_pid, ("flush",))
-        return NOREPLY
-
-    def _commit(self) -> None:
-        """`_flush`, then rebase the replicas whose history turned out to differ."""
-        diverged = self._flush()
-        if diverged:
-            self._rebase_all(diverged)
-
-    def _flush(self) -> list[actornet.Pid]:
-        """Replicate the events numbered since the last flush, then show and answer them;
-        returns the replicas whose history differs (for the caller to rebase)."""
-        pending, self.pending = self.pending, []
-        if not pending:
-            return []
-        self._sync_log()
-        # Answer only once every replica has the events: acknowledged = replicated.
-        diverged = self._replicate([record for record, _, _ in pending])
-        for record, gone, from_ in pending:
-            # Shown here only now: had this node died before, a client of it could have
-            # seen an event that no survivor has, and that a new sequencer renumbers.
-            self._deliver(*record, gone)
-            if from_ is not None:
-                actornet.reply(from_, ("ok", record[0]))
-        return diverged
-
-    def _replicate(self, batch: list[Record]) -> list[actornet.Pid]:
-        """Hand `batch` to every replica and wait; returns those whose history differs."""
-        followers = self._followers()
-        diverged: list[actornet.Pid] = []
-        for _ in range(3):
-            lagging: dict[actornet.Pid, int] = {}
-            prev_seq = batch[0][0] - 1
-            prev = (prev_seq, self.state.eid_at(prev_seq))
-            replies = actornet._gen.multi_call(followers, ("event", batch, prev), 5.0)
-            for pid, (kind, value) in zip(followers, replies, strict=True):
-                if kind == "reply" and value[0] == "gap":
-                    lagging[pid] = value[1]  # a replica that joined late: send what it lacks
-                elif kind == "reply" and value[0] == "diverged":
-                    diverged.append(pid)
-                elif kind != "reply":
-                    self.synced.discard(pid)
-            if not lagging:
-                break
-            followers = list(lagging)
-            since = min(lagging.values())
-            batch = [r for r in self.state.records if r[0] > since]
-            if not batch:
-                break
-        return diverged
-
-    def _take_in(self, records: list[Any]) -> list[actornet.Pid]:
-        """Number, after ours, the events of `records` we lack, and replicate them; returns
-        the replicas whose history differs."""
-        diverged = self._flush()
-        for _, eid, event in records:
-            if eid not in self.state.seq_of:
-                record = (self.state.seq + 1, eid, tuple(event))
-                self.pending.append((record, self._apply(*record, deliver=False), None))
-        if self.pending:
-            log.warning("room %s: merged %d events from the other side of a split (now #%d)",
-                        self.room, len(self.pending), self.state.seq)
-        return diverged + self._flush()
-
-    def _rebase_all(self, pids: list[actornet.Pid]) -> None:
-        """Make the history of each replica in `pids` ours, first taking in what only it has."""
-        pids = sorted(set(pids) | set(self._flush()))
-        for _ in range(5):
-            if not pids:
-                return
-            wire = self.state.to_wire()
-            again: list[actornet.Pid] = []
-            diverged: list[actornet.Pid] = []
-            for pid, (kind, value) in zip(
-                    pids, actornet._gen.multi_call(pids, ("rebase", wire), 5.0), strict=True):
-                if kind == "reply" and value[0] == "extras":
-                    diverged += self._take_in(value[1])
-                    again.append(pid)
-            pids = sorted(set(again) | set(diverged))
+            case ("EXIT", _, ("global_name_conflict", name)) if name == leader_name(self.room):
+                self._lost_name()
+            case ("rejoin", list(pids)):
+                # replicas of the other side of a healed split, or one that followed
+                # another: take in their events and make their history ours
+                if self.leader == self.gen_pid:
+                    self.synced.update(p for p in pids if isinstance(p, actornet.Pid))
+                    self._rebase_all(self._followers())
+            case ("find_winner", list(followers), int(tries)):
+                if self.leader is None:
+                    self._rejoin(followers, tries)
+            case ("flush",):
+                self.flush_queued = False
+                self._commit()
+            case ("elect",):
+                if self.leader is None:
+                    self._take_over()
+            case ("check", ref) if ref == self.check_ref:  # our timer's, not a copy's
+                self._check()
+                self._arm_check()
+            case ("held",):
+                self._expire_held()
+            case ("expire", str(home)):
+                self._expire(home)
+            case ("verdict", str(home), list(pids), (set(), set()) | None as verdict):
+                self._verdict(home, pids, verdict)
+            case ("tell_members", actornet.Pid() as server):  # a restarted chat server
+                for pid in self._members_here():
+                    actornet.send(server, ("membership", self.room, pid, True))
+            case ("nodedown", str(node)):
+                self.seen_down.add(node)
+                if self.leader == self.gen_pid:
+                    self._grace_for(node)
+            case ("nodeup", _) if self.leader == self.gen_pid:
+                # a healed link: once pg lists the replicas there, make sure they agree
+                actornet.send_after(1.0, self.gen_pid, ("agree",))
+            case ("agree",):
+                if self.leader == self.gen_pid:
+                    self._rebase_all(self._followers())
+            case ("EXIT" | "nodeup" | "nodedown" | "DOWN", *_):
+                pass
+            case _:
+                log.warning("room %s: dropped an unexpected message %.200r", self.room, msg)
 
     # -- replicas --------------------------------------------------------------------------
 
@@ -419,11 +265,13 @@ class Room(GenServer):
             self._sync_log()
             return
         base = self.state.common_prefix(theirs)
+        before = self._members_here()
         self.state = theirs
+        self._report_members(before)
         if self.log is not None:
             self.log.rewrite(list(theirs.records))
         here = self.gen_node.name
-        after = [self._describe(*r) for r in theirs.records if r[0] > base]
+        after = describe_all(theirs, self.room, [r for r in theirs.records if r[0] > base])
         for pid, (_, home) in theirs.members.items():
             if home == here:
                 actornet.send(pid, ("merged", self.room, after, theirs.seq))
@@ -438,7 +286,10 @@ class Room(GenServer):
                deliver: bool = True) -> list[tuple[actornet.Pid, str]]:
         """Apply record `seq` to this replica, log it, and (unless told not to) show it to
         local clients; returns the members it removed, who must still hear of it."""
+        before = self._members_here() if event[0] in _MEMBERSHIP else None
         gone = self.state.apply(seq, eid, event)
+        if before is not None:
+            self._report_members(before)
         if self.log is not None:
             self.log.append(seq, eid, event)
         if deliver:
@@ -447,54 +298,39 @@ class Room(GenServer):
             print(f"[#{self.room} {seq}] {' '.join(str(x) for x in event[:3])}", flush=True)
         return gone
 
+    def _members_here(self) -> set[actornet.Pid]:
+        here = self.gen_node.name
+        return {p for p, (_, h) in self.state.members.items() if h == here}
+
+    def _report_members(self, before: set[actornet.Pid]) -> None:
+        """Tell this node's chat server which of its clients came or went (it counts the
+        rooms each is in, and knows which to leave when one quits)."""
+        after = self._members_here()
+        server = actornet.whereis("chatty")
+        if server is not None:
+            for pid in before ^ after:
+                actornet.send(server, ("membership", self.room, pid, pid in after))
+
     def _deliver(self, seq: int, eid: int, event: tuple[Any, ...],
                  gone: list[tuple[actornet.Pid, str]]) -> None:
         here = self.gen_node.name
-        out = self._describe(seq, eid, event)
         if event[0] == "join" and event[3] == here:
             # the joiner gets the room's recent history first, then live events
-            actornet.send(event[2], ("history", self.room, self._messages(self.history_on_join)))
+            actornet.send(event[2], ("history", self.room,
+                                     messages(self.state, self.room,
+                                              self.config.history_on_join)))
         elif event[0] == "move" and event[3] == here:
             # a client resuming here gets everything after the last event it saw,
             # from this replica and before any live event: no gap, no duplicate
-            missed = [self._describe(*r) for r in self.state.records if event[4] < r[0] < seq]
-            actornet.send(event[2], ("catchup", self.room, missed))
+            missed = [r for r in self.state.records if event[4] < r[0] < seq]
+            actornet.send(event[2], ("catchup", self.room,
+                                     describe_all(self.state, self.room, missed)))
+        out = describe(self.state, self.room, seq, eid, event)
         if out is None:
             return
         for pid, home in [*((p, h) for p, (_, h) in self.state.members.items()), *gone]:
             if home == here:
                 actornet.send(pid, out)
-
-    def _messages(self, n: int) -> list[Any]:
-        """The last `n` messages of the room kept here, as clients get them."""
-        msgs = [r for r in self.state.records if r[2][0] == "msg"]
-        return [self._describe(*r) for r in msgs[-n:]] if n > 0 else []
-
-    def _describe(self, seq: int, eid: int, event: tuple[Any, ...]) -> Any:
-        """The message a client gets for an event (None: nothing to show yet)."""
-        kind = event[0]
-        room = self.room
-        if kind == "msg":
-            stamp = event[3] if len(event) > 3 else None
-            return ("room_msg", room, seq, event[1], event[2], self.state.like_count(eid),
-                    stamp, eid)
-        if kind == "join":
-            return ("room_join", room, seq, event[1], eid)
-        if kind == "leave":
-            return ("room_leave", room, seq, event[1], self.state.new_owner.get(eid), eid)
-        if kind == "kick":
-            return ("room_kick", room, seq, event[1], event[2], self.state.new_owner.get(eid),
-                    eid)
-        if kind in ("like", "unlike"):
-            msg_seq = self.state.seq_of.get(event[1])
-            if msg_seq is None:  # a like of a message not here yet: it counts when it comes
-                return None
-            return ("room_likes", room, seq, msg_seq, self.state.like_count(event[1]), eid)
-        if kind == "rename":
-            return ("room_rename", room, seq, event[1], event[2], eid)
-        if kind == "move":
-            return ("room_move", room, seq, event[1], self.state.new_owner.get(eid), eid)
-        return ("room_event", room, seq, event, eid)
 
 
 def records(room: str) -> list[list[Any]]:
@@ -502,17 +338,35 @@ def records(room: str) -> list[list[Any]]:
     return actornet.call(local_name(room), ("records",), timeout=10)  # type: ignore[no-any-return]
 
 
-def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actornet.Pid:
-    """The local room server of `room`, started under the rooms supervisor if needed."""
+def info(room: str) -> dict[str, Any]:
+    """This node's replica of `room`: its members, owner, last seq and the sequencer it
+    follows (for checks)."""
+    return actornet.call(local_name(room), ("info",), timeout=10)  # type: ignore[no-any-return]
+
+
+def local_rooms() -> list[str]:
+    """The rooms this node runs a room server for."""
+    prefix = local_name("")
+    return sorted(n[len(prefix):] for n in actornet.registered() if n.startswith(prefix))
+
+
+def ensure(room: str, config: RoomConfig | None = None) -> actornet.Pid:
+    """The local room server of `room`, started under the rooms supervisor if needed.
+
+    Raises:
+        RoomLimit: this node already runs `config.max_rooms` room servers.
+    """
     pid = actornet.whereis(local_name(room))
     if pid is not None:
         return pid
     from actornet import Supervisor, child_spec
 
+    config = config or RoomConfig()
+    if len(local_rooms()) >= config.max_rooms:
+        raise RoomLimit(f"this chat node already serves {config.max_rooms} rooms, its limit")
     try:
         return Supervisor.start_child("chatty.rooms", child_spec(
-            room, Room, room, history_on_join, grace, name=local_name(room),
-            restart="transient"))
+            room, Room, room, config, name=local_name(room), restart="transient"))
     except actornet.ActornetError:
         pid = actornet.whereis(local_name(room))
         if pid is None:
@@ -520,4 +374,5 @@ def ensure(room: str, history_on_join: int = 50, grace: float = 10.0) -> actorne
         return pid
 
 
-__all__ = ["Room", "ensure", "group", "leader_name", "local_name", "records"]
+__all__ = ["Room", "RoomConfig", "RoomLimit", "ensure", "group", "info", "leader_name",
+           "local_name", "local_rooms", "records"]

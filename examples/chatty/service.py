@@ -3,96 +3,54 @@
 Process tree of a chat node (``python -m examples.chatty node``)::
 
     chatty.sup (Supervisor, one_for_one)
-    ├── chatty        ChatServer: clients of this node, nicknames, commands
-    └── chatty.rooms  Supervisor of Room servers, one per room used here
+    ├── chatty.rooms  Supervisor of Room servers, one per room used here
+    ├── chatty.peers  Peers: remembers the other chat nodes, reconnects to them
+    └── chatty        ChatServer: clients of this node, nicknames, commands
 
 Nicknames are unique in the cluster: a client's process is registered under the
 global name ``("chatty.nick", nick)``. Chat servers join the pg group
-``"chatty.servers"`` so any node can list the others. A room command is checked
-here, then the client's call is handed to the room's sequencer (see
-`examples.chatty.room`), which answers the client itself once the room's
-replicas have the event.
+``"chatty.servers"`` so any node can list the others. A request is checked
+field by field (`examples.chatty.requests`); a room command then goes to this
+node's replica of the room, which passes it to the room's sequencer (see
+`examples.chatty.room`); the sequencer answers the client itself once the
+room's replicas have the event.
+
+The chat server never waits on another node in its own loop: what could
+(starting a room's replica, resuming a client, checking that a client whose
+node went silent is really gone) runs in a helper process that answers the
+client itself.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-import unicodedata
 from typing import Any
 
 import actornet
 from actornet import NOREPLY, GenServer, Supervisor, child_spec, global_, pg
 
+from . import liveness, requests
 from . import room as rooms
-from .storage import ROOM
+from .requests import MAX_TEXT, NICK, last_seen_problem, text_problem
+
+__all__ = ["ChatServer", "MAX_ROOMS_PER_USER", "MAX_TEXT", "NICK", "SERVERS", "last_seen_problem",
+           "nick_name", "start", "text_problem"]
 
 log = logging.getLogger("chatty")
 
-NICK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
-MAX_TEXT = 2000  # characters in one message
 SERVERS = "chatty.servers"
+MAX_ROOMS_PER_USER = 50  # rooms one user may be in through one chat node
 
 
 def nick_name(nick: str) -> tuple[str, str]:
+    """The global name a client's process is registered under: its nickname, cluster-wide.
+
+    Example:
+        >>> nick_name("ann")
+        ('chatty.nick', 'ann')
+    """
     return ("chatty.nick", nick)
-
-
-def text_problem(text: Any) -> str | None:
-    r"""Why `text` cannot be a message (None if it can).
-
-    Control characters (ESC starts a terminal escape sequence, CR moves the
-    cursor) and the characters ``str.splitlines`` breaks lines at would reach
-    other users' terminals and split the plain client's one-event-per-line
-    output, so they are refused; a tab is the one control character allowed.
-
-    Example:
-        >>> text_problem("hello") is None
-        True
-        >>> text_problem("red \x1b[31m")
-        'message contains a control character (U+001B); send plain text'
-    """
-    if not isinstance(text, str) or not text.strip():
-        return "empty message"
-    if len(text) > MAX_TEXT:
-        return f"message too long: {len(text)} characters, the limit is {MAX_TEXT}"
-    for ch in text:
-        if ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            return (f"message contains a control character (U+{ord(ch):04X}); "
-                    "send plain text")
-    return None
-
-
-def last_seen_problem(last_seen: Any) -> str | None:
-    """Why `last_seen`, a resuming client's ``[(room, seq), ...]``, is malformed (None if not).
-
-    Example:
-        >>> last_seen_problem([("lobby", 12), ("dev", 0)]) is None
-        True
-        >>> last_seen_problem([("../x", 1)])
-        "resume: invalid room name '../x'"
-        >>> last_seen_problem([("lobby", "12")])
-        "resume: the last event seen in lobby must be a number, 0 or more, not '12'"
-    """
-    if not isinstance(last_seen, (list, tuple)):
-        return f"resume: expected a list of (room, seq) pairs, not {last_seen!r}"
-    for entry in last_seen:
-        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
-            return f"resume: expected a (room, seq) pair, not {entry!r}"
-        room, seq = entry
-        if not isinstance(room, str) or not ROOM.fullmatch(room):
-            return f"resume: invalid room name {room!r}"
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            return (f"resume: the last event seen in {room} must be a number, 0 or more, "
-                    f"not {seq!r}")
-    return None
-
-
-# Requests a client may make, and how many elements each has (its name included).
-ARITY = {"connect": 2, "resume": 3, "join": 2, "leave": 2, "say": 3, "kick": 3, "like": 3,
-         "unlike": 3, "history": 3, "who": 2, "rooms": 1, "servers": 1, "dm": 3, "nick": 2,
-         "nick_conflict": 1, "quit": 1, "detach": 1}
 
 
 def _say(line: str) -> None:
@@ -102,11 +60,20 @@ def _say(line: str) -> None:
 class ChatServer(GenServer):
     """Serves the clients connected to this node."""
 
-    def init(self, history_on_join: int = 50, grace: float = 10.0) -> None:
+    def init(self, config: rooms.RoomConfig | None = None,
+             max_rooms_per_user: int = MAX_ROOMS_PER_USER) -> None:
         actornet.trap_exit(True)
-        self.history_on_join = history_on_join
-        self.grace = grace  # seconds the clients of a node that went down keep their place
+        self.config = config or rooms.RoomConfig()
+        self.max_rooms_per_user = max_rooms_per_user
         self.clients: dict[str, tuple[actornet.Pid, actornet.Ref]] = {}
+        # the rooms each client is in here, as this node's room replicas report them
+        self.rooms_of: dict[actornet.Pid, set[str]] = {}
+        # joins passed on and not reported yet: pid -> {room: when}
+        self.joining: dict[actornet.Pid, dict[str, float]] = {}
+        # clients whose node went silent, being checked: pid -> nick
+        self.suspects: dict[actornet.Pid, str] = {}
+        for room in rooms.local_rooms():  # after a restart of this server: who is where
+            actornet.send(rooms.local_name(room), ("tell_members", self.gen_pid))
         pg.join(SERVERS, self.gen_pid)
 
     # -- helpers ------------------------------------------------------------------------
@@ -114,134 +81,127 @@ class ChatServer(GenServer):
     def _nick_of(self, pid: actornet.Pid) -> str | None:
         return next((n for n, (p, _) in self.clients.items() if p == pid), None)
 
-    def _leader(self, room: str, wait: float = 5.0) -> actornet.Pid | None:
-        """The room's sequencer; during a takeover (no holder for a moment), wait for it."""
-        deadline = time.monotonic() + wait
-        while True:
-            leader = global_.whereis_name(rooms.leader_name(room))
-            if leader is not None or time.monotonic() > deadline:
-                return leader
-            time.sleep(0.01)  # an election is in progress: poll the local table
+    def _rooms_of(self, pid: actornet.Pid) -> list[str]:
+        return sorted(self.rooms_of.get(pid, ()))
 
-    def _to_sequencer(self, room: str, event: tuple[Any, ...], from_: Any) -> Any:
-        """Hand the client's call to the room's sequencer, which will answer it."""
-        if (event[0] != "join" and actornet.whereis(rooms.local_name(room)) is None
-                and global_.whereis_name(rooms.leader_name(room)) is None):
+    def _room_count(self, pid: actornet.Pid) -> int:
+        now = time.monotonic()
+        joining = self.joining.get(pid, {})
+        for room in [r for r, t in joining.items() if now - t > 4 * self.config.call_timeout]:
+            del joining[room]  # never reported: that join failed
+        return len(self.rooms_of.get(pid, set()) | set(joining))
+
+    def _to_room(self, room: str, event: tuple[Any, ...], from_: Any) -> Any:
+        """Hand the client's call to this node's replica of `room`, which passes it to
+        the sequencer (or holds it during an election); the sequencer answers it."""
+        local = actornet.whereis(rooms.local_name(room))
+        if local is not None:
+            actornet.send(local, ("$gen_call", from_, ("publish", event)))
+            return NOREPLY
+        if event[0] != "join" and global_.whereis_name(rooms.leader_name(room)) is None:
             return ("error", f"no room named {room}")  # only /join creates a room
-        problem = self._ensure(room)
-        if problem is not None:
-            return ("error", problem)
-        leader = self._leader(room)
-        if leader is None:
-            return ("error", f"room {room} has no sequencer right now; retry")
-        actornet.send(leader, ("$gen_call", from_, ("publish", event)))
+        if len(rooms.local_rooms()) >= self.config.max_rooms:
+            return ("error", f"this chat node already serves {self.config.max_rooms} rooms, "
+                             "its limit: join this room through another chat node")
+        # Starting a replica syncs it from the sequencer: done aside, not in this loop.
+        actornet.spawn(_start_and_publish, room, self.config, event, from_)
         return NOREPLY
 
-    def _ensure(self, room: str) -> str | None:
-        """Start this node's replica of `room` if needed; why it could not be (or None)."""
-        try:
-            rooms.ensure(room, self.history_on_join, self.grace)
-        except actornet.ActornetError as e:
-            log.warning("room %s: no replica here: %s", room, e)
-            return f"room {room} is not available right now ({e}); retry"
-        return None
-
     def _room_info(self, room: str) -> dict[str, Any] | None:
-        leader = global_.whereis_name(rooms.leader_name(room))
-        if leader is None:
+        target = (actornet.whereis(rooms.local_name(room))
+                  or global_.whereis_name(rooms.leader_name(room)))
+        if target is None:
             return None
         try:
-            return actornet.call(leader, ("info",), timeout=5)  # type: ignore[no-any-return]
+            info = actornet.call(target, ("info",), timeout=self.config.call_timeout)
         except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
             return None
+        return info if isinstance(info, dict) else None
 
     # -- requests from clients ------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: Any) -> Any:
-        if not isinstance(request, tuple) or not request or not isinstance(request[0], str):
-            return ("error", f"malformed request {request!r}")
-        op = request[0]
-        if op in ARITY and len(request) != ARITY[op]:
-            return ("error", f"malformed request {request!r}: {op} takes "
-                             f"{ARITY[op] - 1} arguments")
+        match request:
+            case ("serves", list(pids)):  # from a room's sequencer: is a member still here?
+                mine = {p for p, _ in self.clients.values()}
+                return [p for p in pids if isinstance(p, actornet.Pid) and p in mine]
+        why = requests.problem(request)
+        if why is not None:
+            return ("error", why)
         caller = from_[0]
-        if op == "connect":
-            return self._connect(request[1], caller)
-        if op == "resume":
-            return self._resume(request[1], request[2], caller)
+        match request:
+            case ("connect", nick):
+                return self._connect(nick, caller)
+            case ("resume", nick, last_seen):
+                return self._resume(nick, [tuple(e) for e in last_seen], caller, from_)
         nick = self._nick_of(caller)
         if nick is None:
             return ("error", "not connected: connect with a nickname first")
         here = self.gen_node.name
-        if op in ("join", "leave", "say", "kick", "like", "unlike", "history", "who"):
-            room = request[1]
-            if not isinstance(room, str) or not ROOM.fullmatch(room):
-                return ("error", f"invalid room name {room!r}: 1-30 of a-z 0-9 _ -, "
-                                 "starting with a letter or digit")
-        if op == "join":
-            return self._to_sequencer(room, ("join", nick, caller, here), from_)
-        if op == "leave":
-            return self._to_sequencer(room, ("leave", nick, caller), from_)
-        if op == "say":
-            problem = text_problem(request[2])
-            if problem is not None:
-                return ("error", problem)
-            return self._to_sequencer(room, ("msg", nick, request[2], time.time()), from_)
-        if op == "kick":
-            return self._to_sequencer(room, ("kick", request[2], nick, caller), from_)
-        if op in ("like", "unlike"):
-            return self._to_sequencer(room, (op, request[2], nick), from_)
-        if op == "history":
-            n = request[2]
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                return ("error", f"/history N: N must be a number of messages, 1 or more, "
-                                 f"not {n!r}")
-            local = actornet.whereis(rooms.local_name(room))
-            target = local or global_.whereis_name(rooms.leader_name(room))
-            if target is None:
-                return ("error", f"no room named {room}")
-            try:
-                return ("history", room, actornet.call(target, ("history", n), timeout=5))
-            except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
-                return ("error", f"the history of room {room} is not available right now; "
-                                 "retry")
-        if op == "who":
-            info = self._room_info(room)
-            if info is None:
-                return ("error", f"no room named {room}")
-            return ("who", room, info["members"], info["owner"])
-        if op == "rooms":
-            return ("rooms", self._rooms())
-        if op == "servers":
-            return ("servers", sorted({p.node for p in pg.get_members(SERVERS)}))
-        if op == "dm":
-            target, text = request[1], request[2]
-            pid = global_.whereis_name(nick_name(target))
-            if pid is None:
-                return ("error", f"no user named {target}")
-            problem = text_problem(text)
-            if problem is not None:
-                return ("error", problem)
-            actornet.send(pid, ("dm", nick, text))
-            return ("ok", f"sent to {target}")
-        if op == "nick":
-            return self._rename(nick, request[1], caller)
-        if op == "nick_conflict":
-            return self._lost_nick(nick, caller)
-        if op == "quit":
-            self._disconnect(nick, "quit")
-            return ("ok", "bye")
-        if op == "detach":  # the client resumed through another node on purpose
-            entry = self.clients.pop(nick)
-            actornet.demonitor(entry[1])
-            _say(f"[EXIT] {nick} (moved to another chat node)")
-            return ("ok", "detached")
-        return ("error", f"unknown request {op!r}")
+        match request:
+            case ("join", room):
+                if self._room_count(caller) >= self.max_rooms_per_user and \
+                        room not in self.rooms_of.get(caller, ()):
+                    return ("error", f"you are in {self.max_rooms_per_user} rooms, the most "
+                                     "one user may be in: /leave one first")
+                self.joining.setdefault(caller, {})[room] = time.monotonic()
+                return self._to_room(room, ("join", nick, caller, here), from_)
+            case ("leave", room):
+                return self._to_room(room, ("leave", nick, caller), from_)
+            case ("say", room, text):
+                return self._to_room(room, ("msg", nick, text, time.time()), from_)
+            case ("kick", room, target):
+                return self._to_room(room, ("kick", target, nick, caller), from_)
+            case (("like" | "unlike") as op, room, msg_id):
+                return self._to_room(room, (op, msg_id, nick), from_)
+            case ("history", room, n):
+                return self._history(room, n)
+            case ("who", room):
+                info = self._room_info(room)
+                if info is None:
+                    return ("error", f"no room named {room}")
+                return ("who", room, info["members"], info["owner"])
+            case ("rooms",):
+                return ("rooms", self._rooms())
+            case ("servers",):
+                return ("servers", sorted({p.node for p in pg.get_members(SERVERS)}))
+            case ("dm", target, text):
+                pid = global_.whereis_name(nick_name(target))
+                if pid is None:
+                    return ("error", f"no user named {target}")
+                actornet.send(pid, ("dm", nick, text))
+                return ("ok", f"sent to {target}")
+            case ("nick", new):
+                return self._rename(nick, new, caller, from_)
+            case ("nick_conflict",):
+                return self._lost_nick(nick, caller, from_)
+            case ("quit",):
+                entry = self.clients.pop(nick)
+                actornet.demonitor(entry[1])
+                actornet.spawn(_leave_all, nick, caller, self._rooms_of(caller), "quit",
+                               self.config, from_)
+                self._forget(caller)
+                return NOREPLY
+            case ("detach",):  # the client resumed through another node on purpose
+                entry = self.clients.pop(nick)
+                actornet.demonitor(entry[1])
+                self._forget(caller)
+                _say(f"[EXIT] {nick} (moved to another chat node)")
+                return ("ok", "detached")
+        return ("error", f"unknown request {request[0]!r}")
 
-    def _connect(self, nick: Any, pid: actornet.Pid) -> Any:
-        if not isinstance(nick, str) or not NICK.fullmatch(nick):
-            return ("error", f"invalid nickname {nick!r}: 1-20 letters, digits, _ or -, "
-                             "starting with a letter")
+    def _history(self, room: str, n: int) -> Any:
+        target = (actornet.whereis(rooms.local_name(room))
+                  or global_.whereis_name(rooms.leader_name(room)))
+        if target is None:
+            return ("error", f"no room named {room}")
+        try:
+            return ("history", room, actornet.call(target, ("history", n),
+                                                   timeout=self.config.call_timeout))
+        except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError):
+            return ("error", f"the history of room {room} is not available right now; retry")
+
+    def _connect(self, nick: str, pid: actornet.Pid) -> Any:
         if self._nick_of(pid) is not None:
             return ("error", f"already connected as {self._nick_of(pid)}")
         if global_.register_name(nick_name(nick), pid) != "yes":
@@ -250,47 +210,49 @@ class ChatServer(GenServer):
         _say(f"[JOIN] {nick} ({pid.node})")
         return ("ok", self.gen_node.name)
 
-    def _resume(self, nick: Any, last_seen: Any, pid: actornet.Pid) -> Any:
-        """A client whose chat node died carries on here, keeping its nick and rooms."""
-        if not isinstance(nick, str) or not NICK.fullmatch(nick):
-            return ("error", f"invalid nickname {nick!r}: 1-20 letters, digits, _ or -, "
-                             "starting with a letter")
-        problem = last_seen_problem(last_seen)
-        if problem is not None:
-            return ("error", problem)
+    def _resume(self, nick: str, last_seen: list[tuple[str, int]], pid: actornet.Pid,
+                from_: Any) -> Any:
+        """A client whose chat node died carries on here, keeping its nick and rooms.
+
+        It is answered ok only once every room has its ``move`` (or, if its place
+        there ran out, its join again) in the room's history; else it is told which
+        room could not be resumed, and tries again.
+        """
+        if len(last_seen) > self.max_rooms_per_user:
+            return ("error", f"resume: {len(last_seen)} rooms, more than the "
+                             f"{self.max_rooms_per_user} one user may be in")
         holder = global_.whereis_name(nick_name(nick))
         if holder is None:
             if global_.register_name(nick_name(nick), pid) != "yes":
                 return ("error", f"nickname {nick} is taken")
         elif holder != pid:
             return ("error", f"nickname {nick} is taken")
-        if nick in self.clients:  # resuming here again (this server restarted, or /connect)
-            actornet.demonitor(self.clients[nick][1])
+        other = self._nick_of(pid)
+        if other is not None:  # resuming here again (this server restarted, or /connect)
+            actornet.demonitor(self.clients.pop(other)[1])
         self.clients[nick] = (pid, actornet.monitor(pid))
-        here = self.gen_node.name
-        for room, seq in last_seen:
-            if self._ensure(room) is not None:
-                continue  # that room is not reachable from here now; the rest still are
-            reply = self._publish_now(room, ("move", nick, pid, here, seq))
-            if reply is not None and reply[0] == "error":  # its grace ran out: join again
-                self._publish_now(room, ("join", nick, pid, here))
-        _say(f"[JOIN] {nick} ({pid.node}, resumed)")
-        return ("ok", here)
+        self.suspects.pop(pid, None)
+        actornet.spawn(_resume_rooms, nick, pid, last_seen, self.gen_node.name, self.config,
+                       self.gen_pid, from_)
+        return NOREPLY
 
-    def _rename(self, old: str, new: Any, pid: actornet.Pid) -> Any:
-        if not isinstance(new, str) or not NICK.fullmatch(new):
-            return ("error", f"invalid nickname {new!r}")
+    def _rename(self, old: str, new: str, pid: actornet.Pid, from_: Any,
+                answer: Any = None) -> Any:
+        """Take `new` for `pid`, free `old`; the rename is published in each of its rooms
+        before the client is answered (`answer`), so what it says next comes after."""
+        if new == old:
+            return ("error", f"you are {old} already")
         if global_.register_name(nick_name(new), pid) != "yes":
             return ("error", f"nickname {new} is taken")
         if global_.whereis_name(nick_name(old)) == pid:  # else it went to another user
             global_.unregister_name(nick_name(old))
         self.clients[new] = self.clients.pop(old)
-        for room in self._rooms_of(pid):
-            self._publish_now(room, ("rename", old, new, pid))
         _say(f"[NICK] {old} is now {new}")
-        return ("ok", f"you are now {new}")
+        actornet.spawn(_publish_all, self._rooms_of(pid), ("rename", old, new, pid),
+                       self.config, from_, answer or ("ok", f"you are now {new}"))
+        return NOREPLY
 
-    def _lost_nick(self, nick: str, pid: actornet.Pid) -> Any:
+    def _lost_nick(self, nick: str, pid: actornet.Pid, from_: Any) -> Any:
         """Two users took `nick` on the two sides of a partition; global_ kept the other.
 
         This one is renamed to the first free ``nick-2``, ``nick-3``...; the rule
@@ -303,12 +265,14 @@ class ChatServer(GenServer):
         for n in range(2, 1000):
             suffix = f"-{n}"
             new = nick[: 20 - len(suffix)] + suffix
-            if global_.whereis_name(nick_name(new)) is None and self._rename(
-                    nick, new, pid)[0] == "ok":
+            if global_.whereis_name(nick_name(new)) is not None:
+                continue
+            why = (f"{nick} was also taken on the other side of a network partition that "
+                   "has healed")
+            if self._rename(nick, new, pid, from_, ("renamed", new, why)) is NOREPLY:
                 _say(f"[NICK] {nick} was taken on both sides of a partition: "
                      f"{pid} is now {new}")
-                return ("renamed", new, f"{nick} was also taken on the other side of "
-                                        "a network partition that has healed")
+                return NOREPLY
         return ("error", f"no free nickname like {nick}")
 
     def _rooms(self) -> list[tuple[str, list[str]]]:
@@ -320,67 +284,192 @@ class ChatServer(GenServer):
                     out.append((name[1], info["members"]))
         return sorted(out)
 
-    def _rooms_of(self, pid: actornet.Pid) -> list[str]:
-        names = [n for n in actornet.registered() if n.startswith("chatty.room:")]
-        result = []
-        for name in names:
-            try:
-                member = actornet.call(name, ("member", pid), timeout=5)
-            except (actornet.NoProc, actornet.CallError, TimeoutError):
-                continue
-            if member is True:
-                result.append(name.split(":", 1)[1])
-        return result
+    def _forget(self, pid: actornet.Pid) -> None:
+        self.joining.pop(pid, None)
+        self.suspects.pop(pid, None)
 
-    def _publish_now(self, room: str, event: tuple[Any, ...]) -> Any:
-        """Publish `event` and wait for the sequencer; its reply, or None on failure."""
-        leader = self._leader(room)
-        if leader is None:
-            return None
-        try:
-            return actornet.call(leader, ("publish", event), timeout=5)
-        except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError) as e:
-            log.warning("room %s: could not publish %r: %s", room, event[0], e)
-            return None
+    def _lost(self, nick: str, pid: actornet.Pid, why: str) -> None:
+        """Client `pid` is gone for good: it leaves its rooms here, its nickname is freed."""
+        self.clients.pop(nick, None)
+        self._forget(pid)
+        actornet.spawn(_leave_all, nick, pid, self._rooms_of(pid), why, self.config, None)
 
-    def _disconnect(self, nick: str, why: str) -> None:
-        entry = self.clients.pop(nick, None)
-        if entry is None:
-            return
-        actornet.demonitor(entry[1])
-        for room in self._rooms_of(entry[0]):
-            self._publish_now(room, ("leave", nick, entry[0]))
-        if global_.whereis_name(nick_name(nick)) == entry[0]:
-            global_.unregister_name(nick_name(nick))
-        _say(f"[EXIT] {nick} ({why})")
+    # -- other messages -------------------------------------------------------------------
+
+    def handle_cast(self, request: Any) -> None:
+        log.warning("chatty: dropped an unexpected cast %.200r", request)
 
     def handle_info(self, msg: Any) -> None:
-        if msg[0] == "DOWN":
-            nick = self._nick_of(msg[3])
-            if nick is not None:
-                self._disconnect(nick, f"connection lost: {msg[4]}")
-        elif msg[0] != "EXIT":
-            super().handle_info(msg)
+        match msg:
+            case ("DOWN", ref, _, pid, reason):
+                nick = self._nick_of(pid)
+                if nick is None or self.clients[nick][1] != ref:
+                    return
+                if reason != "noconnection":  # its process ended: it is gone
+                    self._lost(nick, pid, f"connection lost: {reason}")
+                    return
+                # Its node went silent: dead, or cut off from us (then it resumes
+                # elsewhere). Ask before removing anyone.
+                self.suspects[pid] = nick
+                self.clients.pop(nick)
+                liveness.spawn_check(self.gen_pid, ("alive", nick, pid), liveness.client_alive,
+                                     pid, self.config.call_timeout)
+            case ("alive", nick, pid, verdict):
+                if self.suspects.get(pid) != nick:
+                    return  # it resumed (here or elsewhere) meanwhile
+                if verdict is False:
+                    self._lost(nick, pid, "connection lost: its node is gone")
+                elif verdict is True:
+                    del self.suspects[pid]
+                    _say(f"[EXIT] {nick} (its node cannot reach this one; it carries on "
+                         "through another)")
+                else:  # cannot tell yet: ask again after a while
+                    actornet.send_after(self.config.grace, self.gen_pid, ("recheck", nick, pid))
+            case ("recheck", nick, pid):
+                if self.suspects.get(pid) == nick:
+                    liveness.spawn_check(self.gen_pid, ("alive", nick, pid),
+                                         liveness.client_alive, pid, self.config.call_timeout)
+            case ("membership", str(room), actornet.Pid() as pid, bool(member)):
+                self.joining.get(pid, {}).pop(room, None)
+                rooms_of = self.rooms_of.setdefault(pid, set())
+                if member:
+                    rooms_of.add(room)
+                else:
+                    rooms_of.discard(room)
+                    if not rooms_of:
+                        del self.rooms_of[pid]
+            case ("resume_failed", nick, pid):
+                entry = self.clients.get(nick)
+                if entry is not None and entry[0] == pid:  # it tries again, maybe elsewhere
+                    actornet.demonitor(self.clients.pop(nick)[1])
+            case ("EXIT", *_):
+                pass
+            case _:
+                log.warning("chatty: dropped an unexpected message %.200r", msg)
 
 
-def start(history_on_join: int = 50, data_dir: str | None = None,
-          fsync: bool = True, grace: float = 10.0) -> actornet.Pid:
+# -- helper processes: what may wait on other nodes --------------------------------------
+
+
+def _publish(room: str, event: tuple[Any, ...], config: rooms.RoomConfig) -> Any:
+    """Publish `event` through this node's replica of `room`; its reply, or None if the
+    replica could not be reached (or did not answer in time)."""
+    try:
+        return actornet.call(rooms.local_name(room), ("publish", event),
+                             timeout=4 * config.call_timeout)
+    except (actornet.NoProc, actornet.NodeDown, actornet.CallError, TimeoutError) as e:
+        log.warning("room %s: could not publish %r: %s", room, event[0], e)
+        return None
+
+
+def _publish_all(rooms_in: list[str], event: tuple[Any, ...], config: rooms.RoomConfig,
+                 from_: Any, answer: Any) -> None:
+    """Publish `event` in each of `rooms_in`, one after the other; then answer `from_`."""
+    for room in rooms_in:
+        _publish(room, event, config)
+    actornet.reply(from_, answer)
+
+
+def _start_and_publish(room: str, config: rooms.RoomConfig, event: tuple[Any, ...],
+                       from_: Any) -> None:
+    """Start this node's replica of `room`, then hand it the client's call."""
+    try:
+        local = rooms.ensure(room, config)
+    except actornet.ActornetError as e:
+        log.warning("room %s: no replica here: %s", room, e)
+        actornet.reply(from_, ("error", f"room {room} is not available right now ({e}); "
+                                        "retry"))
+        return
+    actornet.send(local, ("$gen_call", from_, ("publish", event)))
+
+
+def _resume_rooms(nick: str, pid: actornet.Pid, last_seen: list[tuple[str, int]], here: str,
+                  config: rooms.RoomConfig, server: actornet.Pid, from_: Any) -> None:
+    """Publish a `move` in every room of a resuming client; answer it ok only if all did."""
+    if global_.whereis_name(nick_name(nick)) == pid:
+        # This node is its home from now on: a registration's home speaks for it when
+        # tables are exchanged, and the old home may be cut off rather than dead.
+        # (Here, not in the chat server: a hung peer holds the lock round for a tick.)
+        global_.re_register_name(nick_name(nick), pid)
+    deadline = time.monotonic() + 2 * config.tick_time + 4 * config.call_timeout
+    failed: list[str] = []
+    for room, seq in last_seen:
+        why = _move(nick, pid, room, seq, here, config, deadline)
+        if why is not None:
+            failed.append(f"{room} ({why})")
+    if failed:
+        actornet.send(server, ("resume_failed", nick, pid))
+        actornet.reply(from_, ("error", "could not resume room " + ", ".join(failed)))
+        return
+    _say(f"[JOIN] {nick} ({pid.node}, resumed)")
+    actornet.reply(from_, ("ok", here))
+
+
+def _move(nick: str, pid: actornet.Pid, room: str, seq: int, here: str,
+          config: rooms.RoomConfig, deadline: float) -> str | None:
+    """Move `nick`'s place in `room` here (or join it again); why not, or None."""
+    leader = global_.whereis_name(rooms.leader_name(room))
+    if leader is None or leader.node not in (here, *actornet.nodes()):
+        # The race of a resume with its room's election (the sequencer died with the node
+        # the client came from): the move waits for the new sequencer, never skips it.
+        _say(f"[RESUME] {nick} #{room}: no sequencer yet (an election is under way); "
+             "the move waits for it")
+    why = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            rooms.ensure(room, config)
+        except actornet.ActornetError as e:
+            return str(e)
+        reply = _publish(room, ("move", nick, pid, here, seq), config)
+        if reply is not None and reply[0] == "error" and " is not in room " in reply[1]:
+            # its grace period ran out (or the room lost it): it joins again
+            reply = _publish(room, ("join", nick, pid, here), config)
+            if reply is not None and reply[0] == "error" and "already in room" in reply[1]:
+                return None
+        if reply is not None and reply[0] == "ok":
+            return None
+        why = reply[1] if reply is not None else "the room's replica did not answer"
+        _say(f"[RESUME] {nick} #{room}: {why}; trying again")
+        time.sleep(0.1)  # an election is under way: give it a moment, then try again
+    return why
+
+
+def _leave_all(nick: str, pid: actornet.Pid, rooms_in: list[str], why: str,
+               config: rooms.RoomConfig, from_: Any) -> None:
+    """A client quit (or is gone): it leaves every room, and its nickname is freed."""
+    here = actornet.node()
+    for room in rooms_in:
+        event = ("leave", nick, pid) if why == "quit" else ("gone", nick, pid, here)
+        _publish(room, event, config)
+    if global_.whereis_name(nick_name(nick)) == pid:
+        global_.unregister_name(nick_name(nick))
+    _say(f"[EXIT] {nick} ({why})")
+    if from_ is not None:
+        actornet.reply(from_, ("ok", "bye"))
+
+
+def start(history_on_join: int = 50, data_dir: str | None = None, fsync: bool = True,
+          grace: float = 10.0, tick_time: float = 4.0, max_rooms: int = 1000,
+          max_rooms_per_user: int = MAX_ROOMS_PER_USER) -> actornet.Pid:
     """Start the chat service's supervision tree on the current node.
 
     With `data_dir`, room history is logged there and the rooms found there are
-    recovered now (see `examples.chatty.storage`).
+    recovered (synced from their current sequencers) before the chat server
+    starts, so a restarted node serves no client before it has caught up (see
+    `examples.chatty.storage`).
     """
-    from . import storage
+    from . import peers, storage
 
     storage.configure(data_dir, fsync)
+    config = rooms.RoomConfig(history_on_join, grace, tick_time, max_rooms)
     sup = Supervisor.start(
-        [
-            child_spec("rooms", Supervisor, [], name="chatty.rooms"),
-            child_spec("chatty", ChatServer, history_on_join, grace, name="chatty"),
-        ],
+        [child_spec("rooms", Supervisor, [], name="chatty.rooms"),
+         child_spec("peers", peers.Peers, data_dir, tick_time, name="chatty.peers")],
         strategy="one_for_one",
         name="chatty.sup",
     )
     for room in storage.rooms_on_disk():
-        rooms.ensure(room, history_on_join, grace)
+        rooms.ensure(room, config)
+    Supervisor.start_child("chatty.sup", child_spec(
+        "chatty", ChatServer, config, max_rooms_per_user, name="chatty"))
     return sup

@@ -10,7 +10,13 @@ machine (not just the process) can then lose the last events, which the
 other replicas still have.
 
 A record cut short by a crash is dropped on replay (the file is truncated to
-the last whole record). When a replica takes over another replica's history (a
+the last whole record).
+
+A log holds no file descriptor between writes: records appended are kept in
+memory until `RoomLog.sync`, which opens the file, writes them, fsyncs (per the
+policy) and closes it. Every replica syncs before it answers the sequencer, so
+this costs one open and close per replication round, and a node with hundreds
+of idle rooms holds no descriptor for them. When a replica takes over another replica's history (a
 sync from the sequencer, or a merge after a partition), the part of its log
 from the first record that differs is rewritten, atomically.
 """
@@ -70,13 +76,14 @@ def open_room(room: str) -> RoomLog | None:
 
 
 class RoomLog:
-    """The append-only log of one room on this node."""
+    """The append-only log of one room on this node (no descriptor held between syncs)."""
 
     def __init__(self, path: Path, fsync: bool) -> None:
         self.path = path
         self.fsync = fsync
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self.dirty = False
+        self.pending: list[bytes] = []  # records appended since the last sync
+        # created now (mode 0600), so that `rooms_on_disk` lists a room as soon as it is used
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
 
     def replay(self) -> list[tuple[int, int, tuple[Any, ...]]]:
         """Every whole record ``(seq, eid, event)``, in order; a torn tail is cut off."""
@@ -95,19 +102,28 @@ class RoomLog:
                 break
             offset = end
         if offset != len(data):
-            os.ftruncate(self.fd, offset)  # the crash cut the last record short
+            os.truncate(self.path, offset)  # the crash cut the last record short
         return events
 
     def append(self, seq: int, eid: int, event: tuple[Any, ...]) -> None:
+        """Add a record; it reaches the file at the next `sync`."""
         body = encode([seq, eid, event])
-        os.write(self.fd, _LEN.pack(len(body)) + body)
-        self.dirty = True
+        self.pending.append(_LEN.pack(len(body)) + body)
 
     def sync(self) -> None:
-        """Make what was appended durable (per the fsync policy)."""
-        if self.dirty and self.fsync:
-            os.fsync(self.fd)
-        self.dirty = False
+        """Write what was appended, make it durable (per the fsync policy), close the file."""
+        if not self.pending:
+            return
+        data, self.pending = b"".join(self.pending), []
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def rewrite(self, events: list[tuple[int, int, tuple[Any, ...]]]) -> None:
         """Replace the log from the first of `events` on, atomically (write, fsync, rename).
@@ -115,6 +131,7 @@ class RoomLog:
         Older records stay: a replica keeps only recent events in memory, and a
         merge or a sync replaces only the part of the history that differs.
         """
+        self.sync()
         first = events[0][0] if events else 1
         kept = [r for r in self.replay() if r[0] < first]
         tmp = self.path.with_suffix(".tmp")
@@ -125,9 +142,7 @@ class RoomLog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        os.close(self.fd)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-        self.dirty = False
 
     def close(self) -> None:
-        os.close(self.fd)
+        """Write what is still pending (the log holds nothing open)."""
+        self.sync()

@@ -44,7 +44,6 @@ ROOM = "soak"
 TICK = 3.0
 _OK = re.compile(rf"^OK sent {ROOM} (\d+)$")
 _MSG = re.compile(rf"^MSG {ROOM} (\d+) (\S+) \d+ (.*)$")
-_GAVE_UP = "is down and no other chat node answered"
 
 
 class ChatClient:
@@ -61,7 +60,9 @@ class ChatClient:
         self.reconnects = 0
         self.reconnected_at: list[float] = []
         self.server = server
-        self.gave_up = False
+        # between its DISCONNECTED and RECONNECTED lines (a client never gives up: it keeps
+        # trying, and answers every line meanwhile with an ERROR)
+        self.disconnected = False
         role = f"c{server[-1]}"  # chat node <tag>c<i> lives on host c<i>
         self.proc = Proc(nick, place.python(
             "ctl", "-m", "examples.chatty", "client", "--server",
@@ -73,12 +74,13 @@ class ChatClient:
             m = _MSG.match(line)
             if m:
                 self.shown[(m.group(2), m.group(3))] += 1
+            elif line.startswith("DISCONNECTED"):
+                self.disconnected = True
             elif line.startswith("RECONNECTED"):
+                self.disconnected = False
                 self.reconnects += 1
                 self.reconnected_at.append(time.monotonic())
                 self.server = line.split()[1].partition("@")[0]
-            elif _GAVE_UP in line:
-                self.gave_up = True
             elif self.loaded and (m := _OK.match(line)):
                 self.answers.append(("ok", int(m.group(1))))
             elif self.loaded and line.startswith("ERROR"):
@@ -101,7 +103,7 @@ class ChatClient:
 
     @property
     def connected(self) -> bool:
-        return self.proc.alive and not self.gave_up
+        return self.proc.alive and not self.disconnected
 
 
 class ChatLoad:
@@ -180,7 +182,7 @@ class ChatLoad:
     def _send_loop(self, client: ChatClient, seed: int) -> None:
         rng = random.Random(seed)
         k = 0
-        while not self.stop.is_set() and client.connected:
+        while not self.stop.is_set() and client.proc.alive:
             if client.pending() < 20:  # do not pile up lines while its node fails over
                 client.say(f"{client.nick} m{k}")
                 k += 1
@@ -368,8 +370,9 @@ class ChatLoad:
             time.sleep(0.2)
         for c in self.clients:
             if not c.connected:
-                self.ledger.finding("chat_disconnected", f"{c.nick} is gone (gave up: "
-                                    f"{c.gave_up}, exit {c.proc.proc.poll()}):\n"
+                self.ledger.finding("chat_disconnected", f"{c.nick} is not connected at the "
+                                    f"end (still reconnecting: {c.disconnected}, exit "
+                                    f"{c.proc.proc.poll()}):\n"
                                     + "\n".join(c.proc.lines[-15:]))
             elif f"{c.nick} final" not in c.acked():
                 self.ledger.finding("chat_stalled", f"{c.nick}'s final message was not "
