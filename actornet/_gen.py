@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from actornet import _runtime
+from actornet._backpressure import owing, settle
 from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
@@ -321,6 +322,8 @@ async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
     `me` is the calling process, if the caller knows it. The wait is inline (this is
     the one coroutine a call costs)."""
     seconds = None if timeout is None else timeout_arg(timeout, "aio.call()")
+    if owing:  # a send of this task found a peer busy: it waits for it first
+        await settle()
     if me is None:
         me = current_node().current()
     node = me.node
@@ -348,6 +351,8 @@ async def await_exit(server: Any, message: Any, timeout: float | None, *,
                      me: Process | None = None) -> Any:
     """`wait_exit`, awaited (`actornet.aio.stop`)."""
     seconds = timeout_arg(timeout, "aio.stop()")
+    if owing:
+        await settle()
     if me is None:
         me = current_node().current()
     node = me.node
@@ -361,6 +366,8 @@ async def amulti_call(servers: list[Any], request: Any, timeout: float | None = 
                       ) -> list[tuple[str, Any]]:
     """`multi_call`, awaited."""
     seconds = timeout_arg(timeout, "aio.multi_call()")
+    if owing:
+        await settle()
     node = current_node()
     me = node.current()
     pending = begin_multi(node, me, servers, request, lambda: TaskSlot(me.mailbox.sched))

@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from actornet._backpressure import owing, settle
 from actornet._scheduler import TIMEOUT
 from actornet.errors import Timeout
 
@@ -82,6 +83,8 @@ class LightMailbox:
         wait is inline (one coroutine frame per waiting process: a million idle
         processes are a million of these).
         """
+        if owing:  # a send of this task found a peer busy: it waits for it now
+            await settle()
         q = self._q
         i = self._head
         if match is None and i < len(q):
@@ -128,6 +131,8 @@ class LightMailbox:
         Each message is out of the mailbox while offered; asking for the next
         one puts it back in its place. Ends when `timeout` seconds pass.
         """
+        if owing:
+            await settle()
         q = self._q
         deadline = None if timeout is None else self.sched.loop.time() + timeout
         self._offering += 1  # from here on a take deletes: indices stay meaningful
@@ -150,6 +155,8 @@ class LightMailbox:
 
     async def get(self) -> Any:
         """The next message, whatever it is (a GenServer's loop); the wait is inline."""
+        if owing:
+            await settle()
         q = self._q
         loop = self.sched.loop
         owner = self.owner

@@ -17,6 +17,8 @@ Back-pressure: when what is queued for a peer and not yet handed to ZeroMQ passe
 `busy_limit` bytes, or the outbox passes `_OUTBOX_ITEMS` ops, senders to that
 peer wait until it drains (as the BEAM suspends a sender on a busy distribution
 port); libzmq holds at most `_SNDHWM` batches per peer before that queue grows.
+A task on an event loop (a lightweight process) does not wait in the send: it owes
+the wait, and pays it at its next `actornet.aio` await (`_backpressure`).
 Nothing is dropped while the peer is connected.
 
 Inbound connections: the ROUTER names each by the routing id the peer presents
@@ -51,6 +53,7 @@ stops (loudly, leaving the port mapper) rather than live on deaf.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -63,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils import z85
 
-from actornet import _address, _admission, _tcpconn
+from actornet import _address, _admission, _backpressure, _tcpconn
 from actornet import _wire as w
 from actornet._handshake import Acceptor, Established, Failed, Initiator, Send, curve_keypair
 from actornet._ids import Pid, Ref
@@ -150,6 +153,10 @@ class _Peer:
         self.taken = 0
         self.waiters = 0  # senders waiting for its queue to drain (`Transport._wait_drained`)
         self.drained = threading.Condition()
+        # lightweight senders' waits (`Transport._drain_waiter`), resolved on its loop
+        self.async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.drain_waiter: _backpressure.Waiter | None = None
+        self.hard_limit_said = False  # a lightweight sender went past 2 x busy_limit
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
         self.address: str | None = None  # the endpoint a user gave for it, if any
@@ -354,7 +361,8 @@ class Transport:
             data = _NoConnect(data)  # checked again when drained: the link may go meanwhile
         if ((peer.waiters or self._outbox.qsize() > _OUTBOX_ITEMS
                 or peer.put - peer.taken + peer.backlog > self.busy_limit)
-                and threading.current_thread() is not self._thread):
+                and threading.current_thread() is not self._thread
+                and not self._owed(peer)):
             self._wait_drained(peer)
         if len(data) >= _COUNTED:
             with peer.put_lock:
@@ -377,6 +385,45 @@ class Transport:
             finally:
                 peer.waiters -= 1
 
+    def _owed(self, peer: _Peer) -> bool:
+        """Whether a sender on an event loop owes its wait for `peer` instead of waiting
+        (`_backpressure`): a task, while the queue is under twice the limit. Else it waits
+        here, loop and all, so that memory stays bounded."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False  # a thread process: it waits, as on the BEAM
+        task = asyncio.current_task(loop)
+        if task is None:
+            return False  # a plain callback: nothing to suspend later
+        if (peer.put - peer.taken + peer.backlog > 2 * self.busy_limit
+                or self._outbox.qsize() > 2 * _OUTBOX_ITEMS):
+            if not peer.hard_limit_said:
+                peer.hard_limit_said = True
+                log.warning("node %s: a task on an event loop went on sending to %s past "
+                            "twice busy_limit without awaiting an actornet.aio function; "
+                            "its loop waits until %s drains", self.node.name, peer.name,
+                            peer.name)
+            return False
+        wait = peer.drain_waiter
+        if wait is None:
+            wait = peer.drain_waiter = lambda loop: self._drain_waiter(peer, loop)
+        _backpressure.owe(task, wait)
+        return True
+
+    def _drain_waiter(self, peer: _Peer,
+                      loop: asyncio.AbstractEventLoop) -> asyncio.Future[None] | None:
+        """A future on `loop` that completes once `peer` has drained, or None if it has."""
+        fut = loop.create_future()
+        with peer.drained:
+            peer.async_waiters.append((loop, fut))
+            if self._drained(peer):  # checked after joining: see `_release`
+                peer.async_waiters.remove((loop, fut))
+                return None
+            self._busy.add(peer)
+        self._wake()
+        return fut
+
     def _drained(self, peer: _Peer) -> bool:
         return ((peer.put - peer.taken + peer.backlog <= self.busy_limit // 2
                  and self._outbox.qsize() <= _OUTBOX_ITEMS // 2)
@@ -384,6 +431,11 @@ class Transport:
 
     def send(self, pid: Pid, msg: Any, connect: bool = True) -> None:
         self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg], connect)
+
+    def send_many(self, node: str, pids: list[Pid], msg: Any) -> None:
+        """Send `msg` to each of `pids` (all of `node`) as one op: one copy of `msg` on the
+        wire, delivered on arrival in the order of `pids` (`pg.broadcast`)."""
+        self._enqueue(node, [w.SEND_MANY, [[p.id, p.creation] for p in pids], msg])
 
     def send_name(self, from_: Pid, name: str, node: str, msg: Any,
                   connect: bool = True) -> None:
@@ -473,7 +525,11 @@ class Transport:
         }
 
     def peer_info(self) -> dict[str, dict[str, Any]]:
-        return {p.name: {"state": p.state, "backlog_bytes": p.backlog, "busy": p.waiters > 0,
+        # busy: a sender waits for it, or what is queued for it is over the limit (a
+        # lightweight sender owes the wait then, `_backpressure`)
+        return {p.name: {"state": p.state, "backlog_bytes": p.backlog,
+                         "busy": p.waiters > 0 or (p.put - p.taken + p.backlog
+                                                   > self.busy_limit),
                          "creation": p.creation, "endpoint": p.endpoint}
                 for p in list(self._peers.values())}
 
@@ -686,6 +742,10 @@ class Transport:
         self._busy.discard(peer)
         with peer.drained:
             peer.drained.notify_all()
+            waiters, peer.async_waiters = peer.async_waiters, []
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                loop.call_soon_threadsafe(_resolve, fut)
 
     def _command(self, cmd: tuple[Any, ...]) -> None:
         match cmd:
@@ -1214,6 +1274,18 @@ class Transport:
                 proc = node._procs.get(id_)
                 if proc is not None and proc.pid.creation == creation:
                     proc.mailbox.put(msg)
+            case [w.SEND_MANY, targets, msg]:
+                procs = node._procs
+                for target in targets:
+                    match target:
+                        case [int() as id_, int() as creation]:
+                            proc = procs.get(id_)
+                            if proc is not None and proc.pid.creation == creation:
+                                proc.mailbox.put(msg)
+                        case _:
+                            self._bad_frame(peer, f"a bad pid in a SEND_MANY: "
+                                                  f"{w.shown(target, 60)}")
+                            self._strike(peer)
             case [w.REG_SEND, _, name, msg]:
                 node._deliver_name(name, msg)
             case [w.ALIAS, _, ref, msg]:
@@ -1562,6 +1634,11 @@ def _stop_monitor(sock: zmq.Socket[Any] | None) -> None:
     if sock is not None and not sock.closed:
         with contextlib.suppress(zmq.ZMQError):
             sock.disable_monitor()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _zmtp_failure(event: int, value: int, secure: bool) -> str | None:

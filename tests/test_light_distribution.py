@@ -149,3 +149,60 @@ def test_a_node_on_an_application_loop_awaits_a_server_on_another_node(
             return tuple(set(answers)), loop_is_mine, isinstance(far, actornet.Pid)
 
     assert asyncio.run(app()) == ((6,), True, True)
+
+
+def test_a_lightweight_sender_to_a_frozen_node_owes_the_wait_and_its_loop_runs_on(
+        cluster: Cluster) -> None:
+    """b is frozen (SIGSTOP; long ticks so that it is not declared down). A lightweight
+    process sends 10 KiB messages to b until the connection is busy: no send waits (that
+    would stop every process on the loop). Its next await of an aio function waits for b
+    instead, while another process on the same loop goes on. Once b runs again, that await
+    returns, and every message arrives in order."""
+    b = cluster.start(unique("b"), extra=["--tick-time", "60"])
+    with actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=60) as here:
+        assert actornet.ping(b.address) == "pong"
+        me = actornet.self()
+        sink = actornet.spawn(remote.ordered_sink, me, node=b.name)
+        state: dict[str, Any] = {"sent": 0, "longest_send": 0.0, "paid": False, "ticks": 0}
+
+        def busy() -> bool:
+            return bool(here.node_info()["connections"][b.name]["busy"])
+
+        async def sender() -> None:
+            loop = asyncio.get_running_loop()
+            blob, i = b"x" * 10_240, 0
+            while not busy():
+                assert i < 6_000, "60 MiB sent and the connection never busy"
+                began = loop.time()
+                actornet.send(sink, ("m", i, blob))
+                state["longest_send"] = max(state["longest_send"], loop.time() - began)
+                i = state["sent"] = i + 1
+            actornet.send(sink, ("m", i, blob))  # this one finds it busy: the wait is owed
+            i = state["sent"] = i + 1
+            actornet.send(me, "busy")
+            with pytest.raises(actornet.Timeout):
+                await aio.receive(timeout=0)  # owes the wait: it waits here for b
+            state["paid"] = True
+            actornet.send(sink, ("end", i))
+
+        b.signal(signal.SIGSTOP)
+        try:
+            actornet.spawn(sender)
+            assert actornet.receive(timeout=60) == "busy"
+            tick = actornet.spawn(_count_ticks, state)
+            wait_until(lambda: state["ticks"] >= 20, timeout=10,
+                       what="a process on the sender's loop to run while the sender waits")
+            assert not state["paid"]  # b is still frozen: the sender still waits
+            actornet.exit(tick, "kill")
+        finally:
+            b.signal(signal.SIGCONT)
+        _, count, in_order = actornet.receive(lambda m: m[0] == "sink", timeout=60)
+        assert state["paid"] and in_order and count == state["sent"] > 100
+        assert state["longest_send"] < 0.5  # no send waited for b
+
+
+async def _count_ticks(state: dict[str, Any]) -> None:
+    while True:
+        with pytest.raises(actornet.Timeout):
+            await aio.receive(timeout=0.005)
+        state["ticks"] += 1
