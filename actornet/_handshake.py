@@ -75,7 +75,7 @@ __all__ = [
 # op over the receiver's limit is skipped (a signal one closes the connection)
 # 3: a session key MACs every batch of a plain connection; names and endpoints are checked;
 # global_ name servers ask for each other's tables
-PROTOCOL_VERSION: int = 3
+PROTOCOL_VERSION: int = 4  # 4: SEND_MANY
 MAX_HANDSHAKE_FRAME: int = 4096
 FLAG_SECURE: int = 1  # flags bit 0: this node wants CURVE encryption
 

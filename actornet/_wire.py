@@ -92,10 +92,11 @@ SPAWN_REPLY = 12
 TICK = 13
 GOODBYE = 14
 NODES = 15
+SEND_MANY = 16  # one message for several local pids of the receiving node (pg.broadcast)
 # the default of a node's max_message_size, in bytes: the largest op it sends or accepts
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 # ops that only carry a message: one skipped for its size loses that message alone
-_PLAIN = (SEND, REG_SEND)
+_PLAIN = (SEND, REG_SEND, SEND_MANY)
 
 # spawn flags
 SPAWN_LINK = 1
@@ -126,6 +127,7 @@ _SHAPES: dict[int, tuple[Any, ...]] = {
     TICK: (),
     GOODBYE: (),
     NODES: (list,),
+    SEND_MANY: (list, object),  # [[id, creation], ...], msg
 }
 
 

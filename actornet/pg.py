@@ -41,6 +41,7 @@ from actornet.errors import NoProc
 from actornet.gen_server import GenServer
 
 __all__ = [
+    "broadcast",
     "DEFAULT_SCOPE",
     "start",
     "start_link",
@@ -420,6 +421,32 @@ def leave_steps(group: Any, pid_or_pids: Pid | list[Pid], scope: str | None = No
     server = _scope(scope)
     pids = [pid_or_pids] if isinstance(pid_or_pids, Pid) else list(pid_or_pids)
     return str((yield Call(server.gen_pid, ("leave", group, pids))))
+
+
+def broadcast(group: Any, msg: Any, scope: str | None = None) -> int:
+    """Send `msg` to every member of `group`; the number of members it was addressed to.
+
+    One copy goes to each other node with members, which hands it to its own members
+    there (as Phoenix.PubSub's ``broadcast`` does), so a thousand members on one node
+    cost one message on the wire, not a thousand. Each member gets `msg` in order with
+    what the caller sent it before and after, as with `send`. A member that joined
+    twice gets it twice. Never waits.
+
+    Example:
+        >>> import actornet
+        >>> from actornet import pg
+        >>> pg.join("doc_news", actornet.self())
+        >>> pg.broadcast("doc_news", "extra!")
+        1
+        >>> actornet.receive(timeout=1)
+        'extra!'
+        >>> pg.leave("doc_news", actornet.self())
+        'ok'
+    """
+    members = list(_scope(scope).members.get(group, ()))
+    if members:
+        current_node().send_each(members, msg)
+    return len(members)
 
 
 def get_members(group: Any, scope: str | None = None) -> list[Pid]:

@@ -215,3 +215,24 @@ def ping_without_descriptors(addresses: list[str]) -> list[str]:
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def pg_recorders(group: Any, count: int, report_to: actornet.Pid) -> list[actornet.Pid]:
+    """Start `count` members of `group` on this node; each records what it receives until
+    ``"end"``, then sends ``("record", self(), received)`` to `report_to`."""
+    from actornet import pg
+
+    me = actornet.self()
+
+    def member() -> None:
+        pg.join(group, actornet.self())
+        actornet.send(me, ("joined", actornet.self()))
+        received = []
+        while (msg := actornet.receive()) != "end":
+            received.append(msg)
+        actornet.send(report_to, ("record", actornet.self(), received))
+
+    pids = [actornet.spawn(member) for _ in range(count)]
+    for _ in pids:
+        actornet.receive(lambda m: m[0] == "joined", timeout=10)
+    return pids

@@ -569,3 +569,45 @@ def test_the_pg_scope_drops_what_it_does_not_understand_and_resyncs_after_a_cras
     pg.join("room", actornet.self())
     wait_until(lambda: len(actornet.rpc.call(b.name, remote.pg_get_members, "room")) == 3,
                what="a join after the restart to reach b")
+
+
+def test_pg_broadcast_ships_one_copy_per_node_and_keeps_each_members_order(
+        local: actornet.Node, cluster: Cluster) -> None:
+    """Members on two other nodes and here; a seeded mix of broadcasts and direct sends to
+    single members: each member gets exactly what was addressed to it, in the order sent.
+    A broadcast of 20 KB to 60 members on one node puts one copy on the wire."""
+    import random
+
+    b, c = connected(cluster, "b", "c")
+    me = actornet.self()
+    members = [*actornet.rpc.call(b.name, remote.pg_recorders, "news", 60, me),
+               *actornet.rpc.call(c.name, remote.pg_recorders, "news", 5, me),
+               *remote.pg_recorders("news", 3, me)]
+    wait_until(lambda: all(Multiset(m) == Multiset(members) for m in everywhere(
+        [b, c], remote.pg_get_members, "news")), what="the members everywhere")
+    rng = random.Random(20261207)
+    expected: dict[actornet.Pid, list[Any]] = {pid: [] for pid in members}
+    for i in range(300):
+        if rng.random() < 0.3:
+            assert pg.broadcast("news", ("all", i)) == len(members)
+            for pid in members:
+                expected[pid].append(("all", i))
+        else:
+            pid = rng.choice(members)
+            actornet.send(pid, ("one", i))
+            expected[pid].append(("one", i))
+    on_each([b, c], actornet.node)  # a round trip: what came before is on the wire
+    before = local.node_info()["bytes_out"]
+    blob = b"x" * 20_000
+    assert pg.broadcast("news", ("blob", blob)) == len(members)
+    for pid in members:
+        expected[pid].append(("blob", blob))
+    assert pg.broadcast("nobody listens", "x") == 0
+    on_each([b, c], actornet.node)
+    sent = local.node_info()["bytes_out"] - before
+    assert sent < 3 * len(blob), f"{sent} bytes out for a 20 KB broadcast to two nodes"
+    for pid in members:
+        actornet.send(pid, "end")
+    got = dict(actornet.receive(lambda m: m[0] == "record", timeout=20)[1:]
+               for _ in members)
+    assert got == expected
