@@ -80,6 +80,14 @@ def fanout_sinks_light(report_to: actornet.Pid, k: int,
     return collector, [actornet.spawn(_round_sink_light, collector) for _ in range(k)]
 
 
+def fanout_sinks_group(report_to: actornet.Pid, k: int, group: Any,
+                       ) -> tuple[actornet.Pid, list[actornet.Pid]]:
+    """`fanout_sinks_light`, every sink a member of `group` (for `pg.broadcast`)."""
+    collector, pids = fanout_sinks_light(report_to, k)
+    pg.join(group, pids)
+    return collector, pids
+
+
 class Echo(actornet.GenServer):
     """Answers every call with the request itself."""
 

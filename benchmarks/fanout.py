@@ -1,7 +1,8 @@
 """Fan-out: one sender, K receivers on another node, beside Redis and pyzmq pub/sub.
 
 Every receiver gets every message and decodes it. actornet sends each message
-to each of the K pids (there is no multicast); Redis fans out in the server
+to each of the K pids, or, in the pg.broadcast row, once to the receivers' node
+(which hands it to each of them); Redis fans out in the server
 (a real ``redis-server`` on loopback, started here when Debian's package is
 installed); pyzmq PUB fans out in ZeroMQ's I/O thread. The K receivers of the
 baselines are K connections (K SUB sockets, K Redis connections) in one child
@@ -20,6 +21,7 @@ import msgpack
 import zmq
 
 import actornet
+from actornet import pg
 from benchmarks import _remote
 from benchmarks._common import (
     ACTORNET,
@@ -43,6 +45,7 @@ packb = msgpack.packb
 REDIS = "Redis pub/sub"
 PUBSUB = "pyzmq PUB/SUB"
 LIGHT = "actornet, lightweight receivers"
+BCAST = "actornet, pg.broadcast"
 
 
 @contextlib.contextmanager
@@ -102,6 +105,7 @@ def fanout(cfg: Config) -> dict[str, Any]:
                 m = max(1, total // k)
                 sinks: list[actornet.Pid] = []
                 light_sinks: list[actornet.Pid] = []
+                group_sinks: list[actornet.Pid] = []
                 pub: zmq.Socket[Any] | None = None
                 redis_open = False
 
@@ -128,6 +132,30 @@ def fanout(cfg: Config) -> dict[str, Any]:
                 def an_light(rep: int, k: int = k, m: int = m,
                              sinks: list[actornet.Pid] = light_sinks) -> Sample:
                     return an(rep, k, m, sinks, _remote.fanout_sinks_light)
+
+                def an_broadcast(rep: int, k: int = k, m: int = m,
+                                 sinks: list[actornet.Pid] = group_sinks) -> Sample:
+                    count = m if rep >= 0 else max(1, m // 10)
+                    me = actornet.self()
+                    group = ("bench_fanout", k)
+                    if not sinks:
+                        collector, pids = actornet.rpc.call(
+                            far.name, _remote.fanout_sinks_group, me, k, group, timeout=120)
+                        sinks.extend([collector, *pids])
+                        deadline = time.monotonic() + 120
+                        while len(pg.get_members(group)) < k:  # pg's sync is asynchronous
+                            if time.monotonic() > deadline:
+                                raise TimeoutError("the group's members never showed here")
+                            time.sleep(0.01)
+                    tag = ("fan", k, rep, "broadcast")
+                    for pid in sinks[1:]:
+                        actornet.send(pid, ("round", count, tag))
+                    broadcast = pg.broadcast
+                    t0 = time.perf_counter()
+                    for i in range(count):
+                        broadcast(group, ("msg", i, payload))
+                    await_msg(lambda x: x == ("fanout_done", tag), 600)
+                    return {"rate": k * count / (time.perf_counter() - t0)}
 
                 def pubsub(rep: int, k: int = k, m: int = m) -> Sample:
                     nonlocal pub
@@ -178,12 +206,13 @@ def fanout(cfg: Config) -> dict[str, Any]:
                     results = interleave(cfg, {
                         ACTORNET: an,
                         LIGHT: an_light,
+                        BCAST: an_broadcast,
                         REDIS: redis_ if publisher is not None else None,
                         PUBSUB: pubsub,
                         ERLANG: erl,
                     })
                 finally:
-                    for pid in sinks + light_sinks:
+                    for pid in sinks + light_sinks + group_sinks:
                         actornet.send(pid, "stop")
                     if pub is not None:
                         raw.request("sub_close")
@@ -191,6 +220,8 @@ def fanout(cfg: Config) -> dict[str, Any]:
                     if redis_open:
                         raw.request("redis_close")
                 light_results = {ACTORNET: results.pop(LIGHT), REDIS: results[REDIS],
+                                 ERLANG: results[ERLANG]}
+                bcast_results = {ACTORNET: results.pop(BCAST), REDIS: results[REDIS],
                                  ERLANG: results[ERLANG]}
                 rows.append(row(
                     f"fan-out K={k}", "rate", "deliveries/s", results, higher_is_better=True,
@@ -208,6 +239,13 @@ def fanout(cfg: Config) -> dict[str, Any]:
                         skipped={ERLANG: cfg.erlang_note, REDIS: redis_why},
                         note=f"the same, each receiver an async def process: {m:,} messages "
                              f"to each of {k}"))
+                    rows.append(row(
+                        f"fan-out K={k} through pg.broadcast", "rate", "deliveries/s",
+                        bcast_results, higher_is_better=True,
+                        skipped={ERLANG: cfg.erlang_note, REDIS: redis_why},
+                        goal=(REDIS, 5.0, ">= 5 x Redis") if publisher else None,
+                        note=f"the lightweight receivers, members of one pg group: one "
+                             f"pg.broadcast per message, one copy per node ({m:,} messages)"))
         finally:
             if publisher is not None:
                 publisher.close()
