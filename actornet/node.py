@@ -310,7 +310,12 @@ class Node(Aliases):
         self._deliver_alias(ref, result)
 
     def send(self, dest: Any, msg: Any, *, noconnect: bool = False) -> None:
-        """Send `msg` to a pid, a registered name, or `(name, node)`. Never blocks.
+        """Send `msg` to a pid, a registered name, or `(name, node)`.
+
+        It waits only for a node that cannot keep up: a thread process whose message
+        finds over ``busy_limit`` bytes queued for that node waits until it drains, as
+        the BEAM suspends a sender on a busy port; a lightweight process owes that wait
+        to its next `actornet.aio` await instead (docs/lightweight-processes.md).
 
         With `noconnect`, a message for a node that is not connected is dropped
         instead of making a connection (Erlang's ``send(Dest, Msg, [noconnect])``).
@@ -368,7 +373,7 @@ class Node(Aliases):
     def send_each(self, pids: list[Pid], msg: Any) -> None:
         """Send `msg` to each of `pids`, shipping one copy per other node, which hands it to
         its own pids there (`pg.broadcast`). Each pid gets it in order with what the caller
-        sent it before and after, as with `send`. Never blocks.
+        sent it before and after, as with `send`, and it waits as `send` does.
 
         Example:
             >>> import actornet

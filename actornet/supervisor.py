@@ -289,43 +289,47 @@ class Supervisor(GenServer):
             0
             >>> actornet.GenServer.stop(sup)
         """
-        op = request[0]
-        if op == "which_children":
-            return [(c.spec.id, c.pid, c.spec.type) for c in self._children]
-        if op == "count_children":
-            workers = sum(c.spec.type == "worker" for c in self._children)
-            return {"specs": len(self._children),
-                    "active": sum(c.pid is not None for c in self._children),
-                    "workers": workers, "supervisors": len(self._children) - workers}
-        if op == "start_child":
-            try:
-                child = self._add(request[1])
-            except ActornetError as e:
-                return ("error", str(e))
-            try:
-                return self._start(child)
-            except Exception as e:
-                self._children.remove(child)
-                return ("error", f"child {child.spec.id!r} failed to start: {e}")
-        found = self._find(request[1])
-        if found is None:
-            return ("error", f"no child with id {request[1]!r}")
-        child = found
-        if op == "terminate_child":
-            self._stop_children([child])
-            if child.spec.restart == "temporary":
-                self._children.remove(child)
-            return "ok"
-        if op == "restart_child":
-            if child.pid is not None:
-                return ("error", f"child {child.spec.id!r} is running")
-            return self._start(child)
-        if op == "delete_child":
-            if child.pid is not None:
-                return ("error", f"child {child.spec.id!r} is running")
-            self._children.remove(child)
-            return "ok"
+        match request:
+            case ("which_children",):
+                return [(c.spec.id, c.pid, c.spec.type) for c in self._children]
+            case ("count_children",):
+                workers = sum(c.spec.type == "worker" for c in self._children)
+                return {"specs": len(self._children),
+                        "active": sum(c.pid is not None for c in self._children),
+                        "workers": workers, "supervisors": len(self._children) - workers}
+            case ("start_child", spec):
+                try:
+                    child = self._add(spec)
+                except ActornetError as e:
+                    return ("error", str(e))
+                try:
+                    return self._start(child)
+                except Exception as e:
+                    self._children.remove(child)
+                    return ("error", f"child {child.spec.id!r} failed to start: {e}")
+            case (("terminate_child" | "restart_child" | "delete_child") as op, child_id):
+                found = self._find(child_id)
+                if found is None:
+                    return ("error", f"no child with id {child_id!r}")
+                return self._manage(op, found)
         return ("error", f"unknown supervisor request {request!r}")
+
+    def _manage(self, op: str, child: _Child) -> Any:
+        match op:
+            case "terminate_child":
+                self._stop_children([child])
+                if child.spec.restart == "temporary":
+                    self._children.remove(child)
+                return "ok"
+            case "restart_child" if child.pid is not None:
+                return ("error", f"child {child.spec.id!r} is running")
+            case "restart_child":
+                return self._start(child)
+            case "delete_child" if child.pid is not None:
+                return ("error", f"child {child.spec.id!r} is running")
+            case _:  # delete_child
+                self._children.remove(child)
+                return "ok"
 
     def handle_info(self, msg: Any) -> None:
         """Restart a child whose ``("EXIT", pid, reason)`` arrives, by the strategy.
@@ -346,15 +350,16 @@ class Supervisor(GenServer):
             True
             >>> actornet.GenServer.stop(sup)
         """
-        if msg.__class__ is tuple and len(msg) == 3 and msg[0] == "EXIT":
-            child = next((c for c in self._children if c.pid == msg[1]), None)
-            if child is not None:
-                self._child_exited(child, msg[2])
-            else:
-                log.debug("supervisor %r: dropped an EXIT from %r, no longer a child (%s)",
-                          self.gen_pid, msg[1], msg[2])
-            return
-        super().handle_info(msg)
+        match msg:
+            case ("EXIT", pid, reason):
+                child = next((c for c in self._children if c.pid == pid), None)
+                if child is not None:
+                    self._child_exited(child, reason)
+                else:
+                    log.debug("supervisor %r: dropped an EXIT from %r, no longer a child (%s)",
+                              self.gen_pid, pid, reason)
+            case _:
+                super().handle_info(msg)
 
     def terminate(self, reason: Any) -> None:
         """Stop every child, in reverse start order (each by its `shutdown`).

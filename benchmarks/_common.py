@@ -307,12 +307,12 @@ class ActornetChild:
     """A real actornet node in a child process (``python -m actornet node``)."""
 
     def __init__(self, kids: Children, prefix: str, *, tick_time: float = BENCH_TICK,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.name = unique(prefix)
         args = [sys.executable, "-m", "actornet", "node", "--name", self.name,
                 "--cookie", COOKIE, "--port", "0", "--no-shell", "--tick-time", str(tick_time),
                 *(extra or [])]
-        self.child = kids.start(args)
+        self.child = kids.start(args, env=env)
         m = self.child.wait_line(r"listening on tcp://[^:]+:(\d+)", 30)
         self.port = int(m.group(1))
 

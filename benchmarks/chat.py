@@ -113,6 +113,35 @@ class Member:
         return len(self.typed) - len(self.answers)
 
 
+def start_chat_nodes(kids: Children, data_dir: str, log: Callable[[str], None],
+                     ) -> tuple[dict[str, str], list[str], list[Child]]:
+    """A private port mapper and `NODES` chat nodes meshed on it: the environment that
+    reaches them (port mapper, cookie), their names, their children."""
+    tag = f"{os.getpid() % 100000}x{time.monotonic_ns() % 100000}"
+    epmd_port = free_port()
+    epmd = kids.start([sys.executable, "-m", "actornet.epmd", "--port", str(epmd_port),
+                       "--address", HOST])
+    epmd.wait_line(r"listening on", WAIT)
+    env = {"ACTORNET_EPMD_PORT": str(epmd_port), "ACTORNET_COOKIE": COOKIE,
+           "PYTHONUNBUFFERED": "1", "CHATTY_DATA_DIR": data_dir}
+    names = [f"benchchat{i}t{tag}@{HOST}" for i in range(1, NODES + 1)]
+    nodes: list[Child] = []
+    for i, name in enumerate(names):
+        join = ["--join", names[0]] if i else []
+        # The default tick (4 s), not the harness's slow BENCH_TICK: a client's
+        # hidden node always ticks at 4 s, and a peer that ticks more slowly
+        # looks dead to it (no tick for 5 s) whenever the client is idle.
+        nodes.append(kids.start(
+            [sys.executable, "-m", "examples.chatty", "node", "--name", name, *join],
+            env=env))
+        if i == 0:  # the first alone, then the others (which join it) together
+            nodes[0].wait_line(rf"chatty node {name} ready", WAIT)
+    for node, name in zip(nodes[1:], names[1:], strict=True):
+        node.wait_line(rf"chatty node {name} ready", WAIT)
+    log(f"   chat: {NODES} nodes up, data in {data_dir}")
+    return env, names, nodes
+
+
 class ChatCluster:
     """A private port mapper, 3 chat nodes, a sender and a receiver client on each.
 
@@ -124,28 +153,7 @@ class ChatCluster:
     def __init__(self, kids: Children, data_dir: str,
                  log: Callable[[str], None] = lambda s: None, senders_per_node: int = 1) -> None:
         self.changed = threading.Condition()
-        tag = f"{os.getpid() % 100000}x{time.monotonic_ns() % 100000}"
-        epmd_port = free_port()
-        self.epmd = kids.start([sys.executable, "-m", "actornet.epmd", "--port", str(epmd_port),
-                                "--address", HOST])
-        self.epmd.wait_line(r"listening on", WAIT)
-        env = {"ACTORNET_EPMD_PORT": str(epmd_port), "ACTORNET_COOKIE": COOKIE,
-               "PYTHONUNBUFFERED": "1", "CHATTY_DATA_DIR": data_dir}
-        self.names = [f"benchchat{i}t{tag}@{HOST}" for i in range(1, NODES + 1)]
-        self.nodes: list[Child] = []
-        for i, name in enumerate(self.names):
-            join = ["--join", self.names[0]] if i else []
-            # The default tick (4 s), not the harness's slow BENCH_TICK: a client's
-            # hidden node always ticks at 4 s, and a peer that ticks more slowly
-            # looks dead to it (no tick for 5 s) whenever the client is idle.
-            self.nodes.append(kids.start(
-                [sys.executable, "-m", "examples.chatty", "node", "--name", name, *join],
-                env=env))
-            if i == 0:  # the first alone, then the others (which join it) together
-                self.nodes[0].wait_line(rf"chatty node {name} ready", WAIT)
-        for node, name in zip(self.nodes[1:], self.names[1:], strict=True):
-            node.wait_line(rf"chatty node {name} ready", WAIT)
-        log(f"   chat: {NODES} nodes up, data in {data_dir}")
+        env, self.names, self.nodes = start_chat_nodes(kids, data_dir, log)
 
         def client(nick: str, node: str) -> Member:
             child = kids.start([sys.executable, "-m", "examples.chatty", "client", "--server",
