@@ -32,7 +32,8 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any
 
 import actornet
 from actornet import _wire
@@ -61,8 +62,55 @@ def halt(status: int = 0) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _on_sigterm(signum: int, frame: Any) -> NoReturn:
-    raise SystemExit(_halt_status[0])
+class _Interrupts:
+    """SIGINT and SIGTERM for the node's main thread, raised where it is safe.
+
+    Python runs a signal handler between two bytecodes of the main thread, and an
+    exception raised there can surface anywhere, even between a lock's acquisition and
+    the ``try`` that would release it: the node's stop then waits for that lock for
+    ever. So while the main thread waits in `receive`, the handler only records the
+    signal and wakes its mailbox, and the exception is raised from inside the receive,
+    where no lock is held. A main thread busy elsewhere (in user code, or reading the
+    shell's input) gets it from the handler at once, as Python does; one that does not
+    take it within half a second gets it that way too.
+    """
+
+    def __init__(self, proc: Any) -> None:
+        self.mailbox = proc.mailbox
+        self.pending: BaseException | None = None
+        self.signum = 0
+        self.main = threading.get_ident()
+        self._inner_check = self.mailbox.check
+        self.mailbox.check = self._check
+        self._raised = threading.Event()
+        self._signalled = threading.Event()
+        threading.Thread(target=self._watch, name="actornet-signals", daemon=True).start()
+
+    def handler(self, make: Callable[[], BaseException]) -> Callable[[int, Any], None]:
+        def on_signal(signum: int, frame: Any) -> None:
+            if self.pending is not None or not self.mailbox.blocked:
+                self.pending = None
+                raise make()
+            self.signum = signum
+            self._raised.clear()
+            self.pending = make()
+            self.mailbox.put_wake()  # SimpleQueue.put: safe from a signal handler
+            self._signalled.set()
+        return on_signal
+
+    def _check(self) -> None:
+        exc, self.pending = self.pending, None
+        if exc is not None:
+            self._raised.set()
+            raise exc
+        self._inner_check()
+
+    def _watch(self) -> None:
+        while True:
+            self._signalled.wait()
+            self._signalled.clear()
+            if not self._raised.wait(0.5) and self.pending is not None:
+                signal.pthread_kill(self.main, self.signum)  # its handler raises now
 
 
 def _namespace() -> dict[str, Any]:
@@ -195,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     except (actornet.ActornetError, ValueError) as e:
         print(f"actornet: cannot start node {args.name}: {e}", file=sys.stderr)
         return 1
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupts = _Interrupts(node.current())
+    previous = signal.signal(signal.SIGTERM,
+                             interrupts.handler(lambda: SystemExit(_halt_status[0])))
+    previous_int = signal.signal(signal.SIGINT, interrupts.handler(KeyboardInterrupt))
     try:
         return _serve(node, args)
     except SystemExit as e:  # SIGTERM, halt(), or sys.exit() in an --eval, --run or command
@@ -206,9 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping now: a second one waits
+        # stopping now: a second signal waits until the node has stopped
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _serve(node: actornet.Node, args: argparse.Namespace) -> int:

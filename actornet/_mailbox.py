@@ -36,7 +36,7 @@ WAKE: Any = _Wake()
 class Mailbox:
     """A multi-producer, single-consumer message queue with selective receive."""
 
-    __slots__ = ("_incoming", "_saved", "check", "closed", "put")
+    __slots__ = ("_incoming", "_saved", "blocked", "check", "closed", "put")
 
     def __init__(self) -> None:
         self._incoming: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -47,6 +47,9 @@ class Mailbox:
         self.check: Callable[[], None] = _no_check
         # Set once the owner is gone, so pykka's teardown stops draining.
         self.closed = False
+        # True while the owner waits for a message (a signal handler may then wake it
+        # instead of raising at an arbitrary point: actornet.__main__).
+        self.blocked = False
 
     def put_wake(self) -> None:
         """Wake the owner so it looks at its process's state."""
@@ -106,11 +109,15 @@ class Mailbox:
     def _take(self, deadline: float | None) -> Any:
         get = self._incoming.get
         while True:
-            if deadline is None:
-                msg = get()
-            else:
-                remaining = deadline - time.monotonic()
-                msg = get(True, remaining) if remaining > 0 else get(False)
+            self.blocked = True
+            try:
+                if deadline is None:
+                    msg = get()
+                else:
+                    remaining = deadline - time.monotonic()
+                    msg = get(True, remaining) if remaining > 0 else get(False)
+            finally:
+                self.blocked = False
             if msg is WAKE:
                 # A signal woke us: let the owner act on it (it raises if the
                 # process was killed), else keep waiting until the deadline.

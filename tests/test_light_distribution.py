@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,16 +155,17 @@ def test_a_node_on_an_application_loop_awaits_a_server_on_another_node(
 def test_a_lightweight_sender_to_a_frozen_node_owes_the_wait_and_its_loop_runs_on(
         cluster: Cluster) -> None:
     """b is frozen (SIGSTOP; long ticks so that it is not declared down). A lightweight
-    process sends 10 KiB messages to b until the connection is busy: no send waits (that
-    would stop every process on the loop). Its next await of an aio function waits for b
-    instead, while another process on the same loop goes on. Once b runs again, that await
-    returns, and every message arrives in order."""
+    process sends 10 KiB messages to b, and once the connection is busy awaits an aio
+    function after each send. No send waits (that would stop every process on the loop):
+    one of those awaits waits for b instead, while another process on the same loop goes
+    on. Once b runs again, that await returns, and every message arrives in order."""
     b = cluster.start(unique("b"), extra=["--tick-time", "60"])
     with actornet.start_node(unique("t"), cookie=COOKIE, port=0, tick_time=60) as here:
         assert actornet.ping(b.address) == "pong"
         me = actornet.self()
         sink = actornet.spawn(remote.ordered_sink, me, node=b.name)
-        state: dict[str, Any] = {"sent": 0, "longest_send": 0.0, "paid": False, "ticks": 0}
+        state: dict[str, Any] = {"sent": 0, "longest_send": 0.0, "awaiting_since": None,
+                                 "paid": False, "ticks": 0}
 
         def busy() -> bool:
             return bool(here.node_info()["connections"][b.name]["busy"])
@@ -171,24 +173,31 @@ def test_a_lightweight_sender_to_a_frozen_node_owes_the_wait_and_its_loop_runs_o
         async def sender() -> None:
             loop = asyncio.get_running_loop()
             blob, i = b"x" * 10_240, 0
-            while not busy():
-                assert i < 6_000, "60 MiB sent and the connection never busy"
+            while True:
+                assert i < 6_000, "60 MiB sent and no await waited for b"
                 began = loop.time()
                 actornet.send(sink, ("m", i, blob))
                 state["longest_send"] = max(state["longest_send"], loop.time() - began)
                 i = state["sent"] = i + 1
-            actornet.send(sink, ("m", i, blob))  # this one finds it busy: the wait is owed
-            i = state["sent"] = i + 1
-            actornet.send(me, "busy")
-            with pytest.raises(actornet.Timeout):
-                await aio.receive(timeout=0)  # owes the wait: it waits here for b
+                if busy():
+                    state["awaiting_since"] = time.monotonic()
+                    with pytest.raises(actornet.Timeout):
+                        await aio.receive(timeout=0)  # waits here if this task owes b
+                    if time.monotonic() - state["awaiting_since"] > 1.0:
+                        break  # it waited: b has run again since
+                    state["awaiting_since"] = None
             state["paid"] = True
             actornet.send(sink, ("end", i))
+
+        def waiting_for_b() -> bool:
+            since = state["awaiting_since"]
+            return since is not None and time.monotonic() - since > 1.0
 
         b.signal(signal.SIGSTOP)
         try:
             actornet.spawn(sender)
-            assert actornet.receive(timeout=60) == "busy"
+            wait_until(waiting_for_b, timeout=60, interval=0.02,
+                       what="the sender to wait in an await for the frozen node")
             tick = actornet.spawn(_count_ticks, state)
             wait_until(lambda: state["ticks"] >= 20, timeout=10,
                        what="a process on the sender's loop to run while the sender waits")

@@ -412,7 +412,8 @@ class WireTarget(Target):
 def _walk_ops(payload: bytes, limit: int) -> tuple[list[bytes], list[int], int, int]:
     """What an `OpStream` fed `payload` must give: the ops within `limit`, the sizes of
     those over it (skipped, even when cut, once their first two bytes are in), how many of
-    those are not plain messages (not a msgpack array whose first item is SEND or REG_SEND),
+    those are not plain messages (not a msgpack array whose first item is SEND, REG_SEND
+    or SEND_MANY),
     and where the walk ended (past the end while skipping a cut op; before it, at a cut op
     the stream must hold)."""
     ops: list[bytes] = []
@@ -427,7 +428,8 @@ def _walk_ops(payload: bytes, limit: int) -> tuple[list[bytes], list[int], int, 
                 break
             skipped.append(n)
             head = payload[start:start + 2]
-            if n < 2 or head[0] & 0xF0 != 0x90 or head[1] not in (_wire.SEND, _wire.REG_SEND):
+            plain = (_wire.SEND, _wire.REG_SEND, _wire.SEND_MANY)
+            if n < 2 or head[0] & 0xF0 != 0x90 or head[1] not in plain:
                 signals += 1
         elif len(payload) - start < n:
             break
