@@ -11,10 +11,11 @@ in the order that node made them (per-pair FIFO), so all nodes converge to the
 same multiset of members.
 
 Exchange protocol, between the scope servers of one scope:
-- ``("discover", scope_pid)``: sent to the same scope on every node at start
-  and on every nodeup. The receiver answers with ``("sync", its_pid,
+- ``("discover", scope_pid, PROTOCOL)``: sent to the same scope on every node at
+  start and on every nodeup. The receiver answers with ``("sync", its_pid,
   local_groups)`` and, the first time it hears of that peer, monitors it and
-  sends its own ``discover`` back.
+  sends its own ``discover`` back. A discover of another protocol version is
+  logged (once per node) and not answered: the two share no memberships.
 - ``("sync", peer, groups)``: replaces everything known of `peer`'s members.
 - ``("join", peer, group, pids)`` / ``("leave", peer, pids, groups)``: one change.
 - When a peer scope server goes down (its node is down: ``noconnection``, or it
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 DEFAULT_SCOPE = "pg"
+# The version of the exchange below, in every discover: a scope server shares
+# memberships only with those of its own version (and says which it ignores), so
+# a change to these messages never refuses a node at the connection's handshake.
+PROTOCOL = 2
 
 log = logging.getLogger("actornet.pg")
 
@@ -73,8 +78,9 @@ class _Scope(GenServer):
         self.subscriber_refs: dict[Pid, Ref] = {}
         self.gen_node._pg_scopes[scope] = self
         self.gen_node.monitor_nodes(True)
+        self.other_versions: set[str] = set()  # nodes whose scope speaks another version
         for peer in actornet.nodes():
-            actornet.send((scope, peer), ("discover", self.gen_pid), noconnect=True)
+            actornet.send((scope, peer), ("discover", self.gen_pid, PROTOCOL), noconnect=True)
 
     def terminate(self, reason: Any) -> None:
         if self.gen_node._pg_scopes.get(self.scope) is self:
@@ -134,11 +140,13 @@ class _Scope(GenServer):
                 # In flight from a node we are no longer connected to (a disconnect or a
                 # cut raced it): acting on it would monitor that scope and so reconnect.
                 pass
-            case ("discover", Pid() as peer):
+            case ("discover", Pid() as peer, int() as version) if version == PROTOCOL:
                 actornet.send(peer, ("sync", self.gen_pid, self._local_groups()), noconnect=True)
                 if peer not in self.peers:
                     self._add_peer(peer)
-                    actornet.send(peer, ("discover", self.gen_pid), noconnect=True)
+                    actornet.send(peer, ("discover", self.gen_pid, PROTOCOL), noconnect=True)
+            case ("discover", Pid() as peer, *rest):
+                self._other_version(peer, rest[0] if rest else 1)
             case ("sync", Pid() as peer, list() as groups) if all(
                     _is_group(entry) for entry in groups):
                 if peer not in self.peers:
@@ -166,11 +174,20 @@ class _Scope(GenServer):
             case ("DOWN", Ref() as ref, "process", Pid() as pid, _):
                 self._down(ref, pid)
             case ("nodeup", str() as node):
-                actornet.send((self.scope, node), ("discover", self.gen_pid), noconnect=True)
+                self.other_versions.discard(node)  # it may have been upgraded meanwhile
+                actornet.send((self.scope, node), ("discover", self.gen_pid, PROTOCOL),
+                              noconnect=True)
             case ("nodedown", str()):
                 pass  # the peer scope's DOWN (noconnection) does the work
             case _:
                 self._not_understood("message", msg)
+
+    def _other_version(self, peer: Pid, version: Any) -> None:
+        if peer.node not in self.other_versions:
+            self.other_versions.add(peer.node)
+            log.warning("pg: scope %r on %s ignores the scope on %s: it speaks pg protocol "
+                        "%s, this node %d; their memberships are not shared", self.scope,
+                        self.gen_node.name, peer.node, shown(version, 20), PROTOCOL)
 
     def _not_understood(self, what: str, msg: Any) -> None:
         log.warning("pg: scope %r on %s dropped a %s it does not understand: %s", self.scope,

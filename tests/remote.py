@@ -236,3 +236,22 @@ def pg_recorders(group: Any, count: int, report_to: actornet.Pid) -> list[actorn
     for _ in pids:
         actornet.receive(lambda m: m[0] == "joined", timeout=10)
     return pids
+
+
+def pg_discover_versions(node: str, versions: list[Any]) -> list[str]:
+    """Send the default pg scope on `node` one discover per version (None: the first
+    protocol's shape, with none), then call it, which answers once it has read them all;
+    the ``sync`` answers that came first, by the node that sent them."""
+    from actornet import pg
+
+    me = actornet.self()
+    for version in versions:
+        msg = ("discover", me) if version is None else ("discover", me, version)
+        actornet.send((pg.DEFAULT_SCOPE, node), msg)
+    actornet.call((pg.DEFAULT_SCOPE, node), ("demonitor", actornet.make_ref()))
+    synced = []
+    while True:
+        try:
+            synced.append(actornet.receive(lambda m: m[0] == "sync", timeout=0)[1].node)
+        except actornet.Timeout:
+            return synced

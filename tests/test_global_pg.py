@@ -611,3 +611,21 @@ def test_pg_broadcast_ships_one_copy_per_node_and_keeps_each_members_order(
     got = dict(actornet.receive(lambda m: m[0] == "record", timeout=20)[1:]
                for _ in members)
     assert got == expected
+
+
+def test_a_pg_scope_shares_members_only_with_scopes_of_its_protocol_version(
+        local: actornet.Node, cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """pg carries its own protocol version in its discover: a scope of another version (an
+    older node, or a newer one) is connected, not refused at the handshake, and is told
+    nothing; the node says so once. The same scope answers a discover of its version."""
+    [b] = connected(cluster, "b")
+    with caplog.at_level("WARNING", logger="actornet.pg"):
+        others = actornet.rpc.call(b.name, remote.pg_discover_versions, local.name,
+                                   [None, 1, pg.PROTOCOL + 1])
+        assert others == []
+        mine = actornet.rpc.call(b.name, remote.pg_discover_versions, local.name,
+                                 [pg.PROTOCOL])
+        assert mine == [local.name]
+    said = [r.getMessage() for r in caplog.records if "speaks pg protocol" in r.getMessage()]
+    assert len(said) == 1 and b.name in said[0], said
+    assert b.name in actornet.nodes()  # still connected: only pg ignores it
