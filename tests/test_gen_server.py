@@ -74,6 +74,26 @@ def test_a_thread_server_runs_on_a_pykka_actor_it_is_not() -> None:
     assert _pykka_runners() == before
 
 
+def test_callbacks_are_plain_methods_a_unit_test_calls_without_a_node() -> None:
+    class Tally(GenServer):
+        def init(self, start: int) -> None:
+            self.n = start
+
+        def handle_call(self, request: Any, from_: Any) -> Any:
+            match request:
+                case ("add", int() as k):
+                    self.n += k
+                    return self.n
+            return ("error", request)
+
+    nodes_before = len(actornet._runtime.running_nodes())
+    tally = Tally()  # no node, no thread, no actor: an object
+    tally.init(5)
+    assert tally.handle_call(("add", 2), None) == 7
+    assert tally.handle_call("what", None) == ("error", "what")
+    assert len(actornet._runtime.running_nodes()) == nodes_before
+
+
 def test_named_server_and_name_errors() -> None:
     pid = Counter.start(1, name="counter")
     assert actornet.whereis("counter") == pid
