@@ -55,6 +55,9 @@ SEED002: dict[int, tuple[float, float, float]] = {
     10000: (220.91, 221.55, 220.32),
 }
 WAIT = 120.0
+# Every node here ticks as the chat nodes do (the default): a node that ticks more slowly
+# than a peer expects looks dead to it whenever it is idle.
+CHAT_TICK = 4.0
 
 
 def seed002(cfg: Config) -> dict[str, Any]:
@@ -65,10 +68,10 @@ def seed002(cfg: Config) -> dict[str, Any]:
     mine: dict[tuple[int, int], float] = {}
     theirs: dict[tuple[int, int], float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-seed002-") as data, Children() as kids, \
-            redis_server(kids) as (redis_port, redis_why), local_node("bench_s2"):
+            redis_server(kids) as (redis_port, redis_why), \
+            local_node("bench_s2", tick_time=CHAT_TICK):
         env, names, _ = start_chat_nodes(kids, data, cfg.log)
-        # the chat nodes' default tick: a slower one would look dead to them when idle
-        load = ActornetChild(kids, "bench_s2load", env=env, tick_time=4.0)
+        load = ActornetChild(kids, "bench_s2load", env=env, tick_time=CHAT_TICK)
         connect(load.address)
         raw = RawPeer(kids) if redis_port is not None else None
         publisher = None
