@@ -13,9 +13,16 @@ Attacks on an unauthenticated connection (hand-written ZMTP, NULL mechanism, as 
   presents the same one and sends 400 whole messages of 250 KiB (both close times shown);
 - ``multipart``: one connection sends 400 frames of 250 KiB, each saying "more follows".
 
-And ``stall``: a node that has the cookie sends one message holding a set of 50,000
-integers that share one hash; another node calls the node under attack every 50 ms, and the
-longest wait for an answer is the time the node stalled.
+And from a node that has the cookie:
+
+- ``stall`` (class 4): it sends one message holding a set of 50,000 integers that share one
+  hash; another node calls the node under attack every 50 ms, and the longest wait for an
+  answer is the time the node stalled;
+- ``deaf`` (class 3): it has the node ping an address whose host libzmq refuses; how long
+  the node then does not answer a ping and a call (every 50 ms, for 15 s);
+- ``diverge`` (class 6): it registers a global name, sends the node's name server one
+  malformed message, then kills that server; how long the node's `whereis_name`
+  disagrees with the cluster after each (polled every 10 ms, for 10 s).
 
 Run it under the machine's test lock: ``flock /work/.testlock python -m benchmarks.attacks``
 (or the path your machine uses), with ``--node-arg=--insecure`` for plain mode.
@@ -30,7 +37,7 @@ import queue
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgpack
@@ -57,11 +64,20 @@ def rss(pid: int) -> int:
 
 
 def send_for(sock: socket.socket, data: bytes, seconds: float) -> int:
-    """Send `data` for at most `seconds` (the node may stop reading); bytes sent."""
+    """Send `data` for at most `seconds` (the node may stop reading), or until the node
+    closes the connection (end of file: a closed connection may still take bytes into
+    the kernel's buffer, so a failing send alone would report the close late); bytes sent."""
     sock.setblocking(False)
     sent, end = 0, time.monotonic() + seconds
     view = memoryview(data)
     while sent < len(data) and time.monotonic() < end:
+        try:
+            if sock.recv(65536) == b"":  # what the node sends is of no interest
+                break
+        except BlockingIOError:
+            pass
+        except OSError:
+            break
         try:
             sent += sock.send(view[sent:sent + 65536])
         except BlockingIOError:
@@ -183,8 +199,7 @@ def stall_attack(node_args: list[str], count: int = 50_000) -> str:
 
     with Children() as kids:
         child = ActornetChild(kids, "victim", tick_time=4.0, extra=node_args)
-        kw = _mode_kw(plain="--insecure" in node_args or (
-            "--secure" not in node_args and _plain_by_default()))
+        kw = _mode_kw(_plain(node_args))
         attacker = actornet.start_node(f"attacker{os.getpid()}@127.0.0.1", cookie=COOKIE,
                                        port=0, **kw)
         probe = actornet.start_node(f"probe{os.getpid()}@127.0.0.1", cookie=COOKIE, port=0,
@@ -241,6 +256,113 @@ def stall_attack(node_args: list[str], count: int = 50_000) -> str:
             probe.stop()
 
 
+@contextlib.contextmanager
+def _victim_and_me(node_args: list[str]) -> Iterator[tuple[ActornetChild, Any]]:
+    """The node under attack (a child) and a node of this process connected to it."""
+    import actornet
+
+    with Children() as kids:
+        child = ActornetChild(kids, "victim", tick_time=4.0, extra=node_args)
+        me = actornet.start_node(f"me{os.getpid()}@127.0.0.1", cookie=COOKIE, port=0,
+                                 **_mode_kw(_plain(node_args)))
+        try:
+            assert _on(me, lambda: actornet.ping(child.address)) == "pong"
+            yield child, me
+        finally:
+            me.stop()
+
+
+def _on(node: Any, fn: Callable[[], Any]) -> Any:
+    """`fn()` run in a new process of `node` (so the module API acts on it); its result."""
+    out: queue.Queue[tuple[bool, Any]] = queue.Queue()
+
+    def run() -> None:
+        try:
+            out.put((True, fn()))
+        except Exception as e:  # handed to the caller
+            out.put((False, e))
+
+    node.spawn(run)
+    ok, value = out.get(timeout=120)
+    if not ok:
+        raise value
+    return value
+
+
+def _wrong_for(check: Callable[[], bool], seconds: float,
+               every: float = 0.05) -> tuple[float, bool]:
+    """Poll `check` every `every` s for `seconds`: how long it was False in all, and
+    whether it was True at the end."""
+    wrong, last, ok = 0.0, time.monotonic(), False
+    end = last + seconds
+    while (now := time.monotonic()) < end:
+        try:
+            ok = check()
+        except Exception:
+            ok = False
+        now = time.monotonic()
+        if not ok:
+            wrong += now - last
+        last = now
+        time.sleep(every)
+    return wrong, ok
+
+
+def deaf_attack(node_args: list[str], seconds: float = 15.0) -> str:
+    """Issue 12, class 3: a cookie holder has the node ping an address whose host libzmq
+    refuses (a remote spawn of ``ping("b@-x:5")``); then it is asked for its pid every
+    50 ms (pinged first, so that a connection it dropped is made again)."""
+    import actornet
+    from actornet import rpc
+    from actornet.errors import ActornetError
+
+    with _victim_and_me(node_args) as (child, me):
+        with contextlib.suppress(ActornetError):  # no pid back: its I/O thread is gone
+            _on(me, lambda: actornet.spawn(actornet.ping, "b@-x:5", node=child.name))
+
+        def answers() -> bool:
+            if actornet.ping(child.address) != "pong":
+                return False
+            return bool(rpc.call(child.name, os.getpid, timeout=1.0) == child.child.proc.pid)
+
+        deaf, ok = _on(me, lambda: _wrong_for(answers, seconds))
+        return (f"{'deaf':13} did not answer for {deaf:5.2f} s of {seconds:.0f} s; answering "
+                f"at the end: {'yes' if ok else 'no'}")
+
+
+def diverge_attack(node_args: list[str], seconds: float = 10.0) -> str:
+    """Issue 12, class 6: a global name registered on this process's node; the node under
+    attack's name server is sent one malformed message (a ``dead`` notice without its pid),
+    then killed; after each, how long its `whereis_name` disagrees with the cluster."""
+    import actornet
+    from actornet import global_, rpc
+
+    with _victim_and_me(node_args) as (child, me):
+        pid = _on(me, lambda: actornet.spawn(actornet.receive))
+        assert _on(me, lambda: global_.register_name("keeper", pid)) == "yes"
+
+        def agrees() -> bool:
+            return bool(rpc.call(child.name, global_.whereis_name, "keeper", timeout=1.0) == pid)
+
+        assert _on(me, lambda: _wrong_for(agrees, 0.2))[1]
+        _on(me, lambda: actornet.send((global_.SERVER, child.name), ("dead", "x")))
+        garbled, ok1 = _on(me, lambda: _wrong_for(agrees, seconds, 0.01))
+
+        def kill() -> None:
+            server = rpc.call(child.name, actornet.whereis, global_.SERVER)
+            actornet.exit(server, "kill")
+
+        _on(me, kill)
+        killed, ok2 = _on(me, lambda: _wrong_for(agrees, seconds, 0.01))
+        return (f"{'diverge':13} whereis_name wrong for {garbled:5.2f} s of {seconds:.0f} after "
+                f"a malformed message (right at the end: {'yes' if ok1 else 'no'}), "
+                f"{killed:5.2f} s after a kill (right at the end: {'yes' if ok2 else 'no'})")
+
+
+def _plain(node_args: list[str]) -> bool:
+    return "--insecure" in node_args or ("--secure" not in node_args and _plain_by_default())
+
+
 def _plain_by_default() -> bool:
     """True for an actornet from before issue 12 (plain unless ``secure=True``): this
     script also measures such a checkout, for the figures before the fix."""
@@ -255,20 +377,29 @@ def _mode_kw(plain: bool) -> dict[str, Any]:
     return {"secure": not plain} if _plain_by_default() else {"insecure": plain}
 
 
+NODE_ATTACKS: dict[str, Callable[[list[str]], str]] = {
+    "stall": stall_attack, "deaf": deaf_attack, "diverge": diverge_attack,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.attacks",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--node-arg", action="append", default=[],
                    help="an extra argument for the node under attack (repeatable)")
-    p.add_argument("--only", action="append", choices=[*ATTACKS, "stall"])
+    p.add_argument("--only", action="append", choices=[*ATTACKS, *NODE_ATTACKS])
     args = p.parse_args(argv)
-    names = args.only or [*ATTACKS, "stall"]
+    names = args.only or [*ATTACKS, *NODE_ATTACKS]
     print(f"node: python -m actornet node {' '.join(args.node_arg)}", flush=True)
     for name in names:
-        with contextlib.suppress(KeyboardInterrupt):
-            line = (stall_attack(args.node_arg) if name == "stall"
+        try:
+            line = (NODE_ATTACKS[name](args.node_arg) if name in NODE_ATTACKS
                     else connection_attack(name, args.node_arg))
-            print(line, flush=True)
+        except KeyboardInterrupt:
+            continue
+        except Exception as e:  # the other attacks still run
+            line = f"{name:13} failed: {e!r}"
+        print(line, flush=True)
     return 0
 
 

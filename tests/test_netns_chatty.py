@@ -251,5 +251,6 @@ def test_a_real_partition_both_sides_chat_and_one_history_after_the_heal(chat: C
             with client.cond:
                 renamed += [line for line in client.lines if line.startswith("RENAMED zed ")]
                 client.cond.wait(0.1)
-    assert len(renamed) == 1 and renamed[0].startswith("RENAMED zed zed-2 "), renamed
+    assert len(renamed) == 1 and renamed[0].startswith("RENAMED zed zed-2 "), (
+        renamed, zed_a.report(), zed_b.report(), *(n.report() for n in chat.node_lines))
     assert merged < WAIT
