@@ -60,7 +60,7 @@ class Gateways(Service):
         return child
 
 
-def _cluster(n: int) -> Iterator[Gateways]:
+def _cluster(n: int, *extra: str) -> Iterator[Gateways]:
     port = free_port()
     daemon = subprocess.Popen(
         [sys.executable, "-m", "actornet.epmd", "--port", str(port), "--address", HOST],
@@ -77,7 +77,7 @@ def _cluster(n: int) -> Iterator[Gateways]:
                 assert daemon.poll() is None and time.monotonic() < deadline, "no port mapper"
                 time.sleep(0.05)
         for i in range(1, n + 1):
-            svc.start_gateway_node(f"gw{i}t{TAG}")
+            svc.start_gateway_node(f"gw{i}t{TAG}", *extra)
         _wait_for_gateways(svc)
         yield svc
     finally:

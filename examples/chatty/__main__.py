@@ -85,7 +85,7 @@ def cmd_node(args: argparse.Namespace) -> int:
                       tick_time=args.tick_time, max_rooms=args.max_rooms,
                       max_rooms_per_user=args.max_rooms_per_user)
         print(f"chatty node {node.name} ready on {node._dist.endpoint}", flush=True)
-        if args.gateway is not None:
+        if args.gateway is not None or args.web is not None:
             _start_gateway(args, node.name.partition("@")[2])
         stop.wait()
     finally:
@@ -101,8 +101,17 @@ def _start_gateway(args: argparse.Namespace, host: str) -> None:
         key=tokens.gateway_key(actornet.net_kernel.load_cookie(args.cookie)),
         grace=args.grace, call_timeout=3 * args.tick_time + 5.0,
         passwords=_passwords(args.passwords))
-    port = gateway.start(host, args.gateway, config)
-    print(f"chatty gateway {host}:{port}", flush=True)
+    config.hello_timeout = args.gateway_hello_timeout
+    limits = gateway.Limits(max_connections=args.gateway_max_connections,
+                            backlog=args.gateway_backlog)
+    if args.gateway is not None:
+        port = gateway.start(host, args.gateway, config, limits)
+        print(f"chatty gateway {host}:{port}", flush=True)
+    if args.web is not None:
+        from . import web
+
+        port = web.start(host, args.web, config, limits)
+        print(f"chatty web http://{host}:{port}/", flush=True)
 
 
 def _passwords(path: str | None) -> dict[str, str]:
@@ -188,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--gateway", type=int, metavar="PORT",
                       help="serve users outside the cluster (no cookie) on this TCP port "
                       "(0: any free one)")
+    node.add_argument("--web", type=int, metavar="PORT",
+                      help="serve the web page (and its WebSocket) on this port (0: any free "
+                      "one); needs aiohttp, the web extra")
+    node.add_argument("--gateway-max-connections", type=int, default=20_000, metavar="N",
+                      help="gateway connections held at most (default 20000)")
+    node.add_argument("--gateway-backlog", type=int, default=256 * 1024, metavar="BYTES",
+                      help="bytes waiting for a slow reader before it is disconnected "
+                      "(default 262144)")
+    node.add_argument("--gateway-hello-timeout", type=float, default=10.0, metavar="S",
+                      help="seconds a new connection has to say HELLO (default 10)")
     node.add_argument("--passwords", metavar="FILE",
                       help="nicknames that need a password: 'NICK HASH' lines (see passwd)")
     node.add_argument("-v", "--verbose", action="store_true")

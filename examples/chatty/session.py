@@ -138,6 +138,7 @@ class Session:
                 return
             await self._loop()
         except _Closed as e:
+            self.link.close()  # the connection is gone; its place may linger
             if str(e) != "quit":
                 await self._linger()
         finally:
