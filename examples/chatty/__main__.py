@@ -130,7 +130,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     from . import client
 
     plain = True if args.plain else None
-    through_node = ["@" in s for s in args.server]
+    through_node = ["@" in s or ":" not in s for s in args.server]  # HOST:PORT: a gateway
     if any(through_node) != all(through_node):
         print("ERROR --server: gateways (HOST:PORT) or chat nodes (NAME@HOST), not both",
               flush=True)
