@@ -107,9 +107,14 @@ def _wait_for_gateways(svc: Gateways) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared() -> Iterator[Gateways]:
-    """Two chat nodes with gateways, shared by the tests that kill none of them."""
-    yield from _cluster(2)
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
+    """Two chat nodes with gateways, shared by the tests that kill none of them; the
+    nickname vip has the password open-sesame."""
+    from examples.chatty import tokens
+
+    passwords = tmp_path_factory.mktemp("gw") / "passwords"
+    passwords.write_text(f"vip {tokens.hash_password('open-sesame')}\n")
+    yield from _cluster(2, "--passwords", str(passwords))
 
 
 @pytest.fixture
@@ -282,6 +287,21 @@ def test_the_gateway_port_is_no_node_and_takes_no_cookie(gw: Gateways) -> None:
     raw.send(b"\xff\x00\x00\x00\x00\x00\x00\x00\x01\x7f\n")  # a ZMTP greeting's start
     raw.expect(r"ERROR a line is UTF-8 text: byte 0 is not UTF-8: ignored")
     assert raw.closed()
+
+
+def test_a_nickname_with_a_password_is_only_its_owners(gw: Gateways) -> None:
+    for greeting, answer in [("HELLO vip", "ERROR nickname vip needs its password: HELLO vip "
+                                            "<password>"),
+                             ("HELLO vip guess", "ERROR wrong password for vip")]:
+        raw = Raw(gw.gateways[0])
+        raw.send(greeting)
+        raw.expect(answer)
+        assert raw.closed()
+    other = gw.user("notvip", 1)
+    other.ask("/nick vip", "ERROR nickname vip has a password: connect with it to use it")
+    vip = gw.user("vip", 1, "--password", "open-sesame")
+    vip.ask("/msg notvip it is me", "OK sent to notvip")
+    other.expect("DM vip it is me")
 
 
 # -- failover: a gateway's node dies ---------------------------------------------------------------

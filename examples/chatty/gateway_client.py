@@ -119,8 +119,11 @@ class GatewayClient:
             return ("error", f"cannot reach gateway {address} ({e})")
         conn.send(greeting)
         while True:
-            msg = actornet.receive(lambda m: m[0] in ("net", "net_closed") and m[1] == conn.id,
-                                   timeout=RESUME_TIMEOUT)
+            try:
+                msg = actornet.receive(lambda m: isinstance(m, tuple) and m[0] in (
+                    "net", "net_closed") and m[1] == conn.id, timeout=RESUME_TIMEOUT)
+            except TimeoutError:
+                msg = None
             if msg is None or msg[0] == "net_closed":
                 conn.close()
                 return ("error", f"gateway {address}: "

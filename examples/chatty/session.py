@@ -149,8 +149,10 @@ class Session:
         self.link.next()
         deadline = time.monotonic() + self.config.hello_timeout
         while True:
-            left = deadline - time.monotonic()
-            msg = await aio.receive(timeout=max(left, 0)) if left > 0 else None
+            try:
+                msg = await aio.receive(timeout=max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                msg = None
             match msg:
                 case None:
                     self.error(f"no HELLO within {self.config.hello_timeout:g} s: disconnecting")
@@ -267,7 +269,10 @@ class Session:
             return
         deadline = time.monotonic() + self.config.grace
         while (left := deadline - time.monotonic()) > 0:
-            msg = await aio.receive(timeout=left)
+            try:
+                msg = await aio.receive(timeout=left)
+            except TimeoutError:
+                break
             match msg:
                 case ("$gen_call", from_, ("takeover", str(sid))):
                     if await self._hand_over(from_, sid):
