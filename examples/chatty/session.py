@@ -35,10 +35,10 @@ import actornet
 from actornet import aio, global_, pg
 
 from . import tokens
-from .commands import ARGS, HELP, _usage
 from .render import render
 from .requests import last_seen_problem, nick_problem
 from .service import nick_name
+from .session_commands import Closed, SessionCommands
 
 __all__ = ["GATEWAYS", "Link", "SessionConfig", "gateways", "serve"]
 
@@ -92,11 +92,10 @@ async def serve(link: Link, config: SessionConfig, group: str = GATEWAYS) -> Non
     await Session(link, config, group).run()
 
 
-class _Closed(Exception):
-    """The session ends: its connection is gone (or was cut), or the user quit."""
+_Closed = Closed
 
 
-class Session:
+class Session(SessionCommands):
     """The state of one user's session; `run` is its whole life."""
 
     def __init__(self, link: Link, config: SessionConfig, group: str) -> None:
@@ -210,9 +209,13 @@ class Session:
         log.info("gateway: %s connected as %s", self.link.peer, nick)
         return True
 
+    def _new_token(self) -> None:
+        """Tell the client its session token (again after a rename: it names the nick)."""
+        self.show(f"SESSION {tokens.issue(self.config.key, self.nick, self.sid)}")
+
     def _welcome(self) -> None:
         self.server_ref = actornet.monitor(self.server)
-        self.show(f"SESSION {tokens.issue(self.config.key, self.nick, self.sid)}")
+        self._new_token()
         self.show(f"GATEWAYS {' '.join(gateways(self.group))}".rstrip())
 
     async def _resume(self, token: str, current: str, rooms: list[str]) -> bool:
@@ -365,7 +368,7 @@ class Session:
         if reply[0] == "renamed":
             old, self.nick = self.nick, reply[1]
             self.show(f"RENAMED {old} {self.nick} {reply[2]}")
-            self.show(f"SESSION {tokens.issue(self.config.key, self.nick, self.sid)}")
+            self._new_token()
 
     # -- events -----------------------------------------------------------------------
 
@@ -413,8 +416,6 @@ class Session:
             self.room = self.rooms[-1] if self.rooms else None
             self.show(f"CURRENT {self.room or '-'}")
 
-    # -- commands: the plain client's, each asked of the chat server as this session ----
-
     async def _call(self, *request: Any, timeout: float | None = None) -> Any:
         timeout = timeout or self.config.call_timeout
         try:
@@ -425,135 +426,3 @@ class Session:
         except TimeoutError:
             return ("error", f"no answer from the chat server in {timeout:.0f} s: "
                              f"/{request[0]} may or may not have been done")
-
-    async def _command(self, line: str) -> None:
-        line = line.strip()
-        if not line:
-            return
-        if not line.startswith("/"):
-            if self.room is None:
-                self.error("join a room first: /join ROOM")
-                return
-            reply = await self._call("say", self.room, line)
-            self._answer(reply, f"sent {self.room} {reply[1]}")
-            return
-        name, _, rest = line.partition(" ")
-        command = name[1:].lower()
-        if command not in ARGS or command == "connect":
-            self.error(f"unknown command {name[:40]} (try /help)")
-            return
-        least, most = ARGS[command]
-        args = rest.split()
-        if len(args) < least or (most is not None and len(args) > most):
-            self.error(f"usage: {_usage(name)}")
-            return
-        room = (args[-1] if command in ("kick", "like", "unlike") and len(args) == 2
-                else args[0] if command in ("leave", "who") and args else self.room)
-        if command in ("leave", "who", "history", "kick", "like", "unlike") and room is None:
-            self.error("join a room first: /join ROOM")
-            return
-        await getattr(self, f"_cmd_{command}")(args, rest.strip(), room)
-
-    def _answer(self, reply: Any, ok: str) -> bool:
-        if reply[0] == "error":
-            self.error(reply[1])
-            return False
-        self.show(f"OK {ok}")
-        return True
-
-    async def _cmd_help(self, args: list[str], rest: str, room: Any) -> None:
-        for line in HELP.splitlines():
-            if not line.strip().startswith("/connect"):
-                self.show(f"INFO {line.strip()}")
-
-    async def _cmd_join(self, args: list[str], rest: str, room: Any) -> None:
-        room = args[0]
-        reply = await self._call("join", room)
-        if reply == ("error", f"you are already in room {room}"):
-            self._enter(room)
-            self.show(f"OK already in {room}")
-        elif self._answer(reply, f"joined {room}"):
-            self._enter(room)
-            await self._cmd_who([room], room, room)
-
-    async def _cmd_leave(self, args: list[str], rest: str, room: Any) -> None:
-        reply = await self._call("leave", room)
-        if reply[0] == "error" and reply[1].endswith(f" is not in room {room}"):
-            self._leave(room)
-        if self._answer(reply, f"left {room}"):
-            self._leave(room)
-
-    async def _cmd_msg(self, args: list[str], rest: str, room: Any) -> None:
-        target, _, text = rest.partition(" ")
-        reply = await self._call("dm", target, text.strip())
-        self._answer(reply, str(reply[1]))
-
-    async def _cmd_rooms(self, args: list[str], rest: str, room: Any) -> None:
-        reply = await self._call("rooms")
-        if reply[0] == "error":
-            self.error(reply[1])
-        else:
-            listing = " ".join(f"{r}={','.join(m)}" for r, m in reply[1])
-            self.show(f"ROOMS {listing}".rstrip())
-
-    async def _cmd_who(self, args: list[str], rest: str, room: Any) -> None:
-        reply = await self._call("who", room)
-        if reply[0] == "error":
-            self.error(reply[1])
-        else:
-            _, room, members, owner = reply
-            self.show(" ".join(["WHO", room, owner or "-", *members]))
-
-    async def _cmd_history(self, args: list[str], rest: str, room: Any) -> None:
-        if args and not re.fullmatch(r"-?\d{1,9}", args[0]):
-            self.error(f"usage: {_usage('/history')}")
-            return
-        n = int(args[0]) if args else 20
-        if n < 1:
-            self.error(f"/history N: N must be a number of messages, 1 or more, not {n}")
-            return
-        reply = await self._call("history", room, n)
-        if reply[0] == "error":
-            self.error(reply[1])
-            return
-        for event in reply[2]:
-            self.show(render(("hist", *event[1:]), True))
-        self.show(f"OK history {room} {len(reply[2])}")
-
-    async def _cmd_kick(self, args: list[str], rest: str, room: Any) -> None:
-        self._answer(await self._call("kick", room, args[0]), f"kicked {args[0]} from {room}")
-
-    async def _cmd_like(self, args: list[str], rest: str, room: Any, what: str = "like") -> None:
-        if not re.fullmatch(r"\d{1,18}", args[0]):
-            self.error(f"usage: {_usage('/' + what)}")
-            return
-        self._answer(await self._call(what, room, int(args[0])), f"{what}d {args[0]}")
-
-    async def _cmd_unlike(self, args: list[str], rest: str, room: Any) -> None:
-        await self._cmd_like(args, rest, room, "unlike")
-
-    async def _cmd_servers(self, args: list[str], rest: str, room: Any) -> None:
-        reply = await self._call("servers")
-        if reply[0] == "error":
-            self.error(reply[1])
-        else:
-            self.show(f"SERVERS {' '.join(reply[1])}")
-
-    async def _cmd_nick(self, args: list[str], rest: str, room: Any) -> None:
-        new = args[0]
-        if new == self.nick:
-            self.error(f"you are {new} already")
-            return
-        why = self._password_problem(new, None)
-        if why is not None:
-            self.error(f"nickname {new} has a password: connect with it to use it")
-            return
-        if self._answer(await self._call("nick", new), f"you are now {new}"):
-            self.nick = new
-            self.show(f"SESSION {tokens.issue(self.config.key, new, self.sid)}")
-
-    async def _cmd_quit(self, args: list[str], rest: str, room: Any) -> None:
-        await self._call("quit")
-        self.show("BYE")
-        self._final_flush()
-        raise _Closed("quit")
