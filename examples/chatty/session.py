@@ -235,7 +235,7 @@ class Session(SessionCommands):
             return False
         why = await self._take_over(nick, sid)
         if why is None:
-            reply = await self._call("resume", nick, last_seen,
+            reply = await self._call("resume_session", nick, last_seen,
                                      timeout=2 * self.config.call_timeout)
             why = None if reply[0] == "ok" else reply[1]
         if why is not None:
