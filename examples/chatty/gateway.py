@@ -13,7 +13,8 @@ What one connection may cost is bounded here:
   skipped as it arrives, in memory that does not grow with it, and refused;
 - bytes that are not UTF-8 are refused, line by line;
 - at most `Limits.rate` commands a second (a burst of `Limits.burst`): more are
-  refused one by one, and a connection that keeps flooding is disconnected;
+  refused one by one, and a connection that keeps flooding (`Limits.flood` refused,
+  refilled at the same rate) is disconnected;
 - at most `Limits.backlog` bytes wait for a reader: a slower reader is
   disconnected (its session lingers, to be resumed), never waited for;
 - a connection must say HELLO (or RESUME) within `SessionConfig.hello_timeout`;
@@ -58,7 +59,7 @@ class Limits:
     backlog: int = 256 * 1024  # bytes written and not yet read by the peer
     rate: float = 20.0  # commands a second, on average
     burst: int = 60  # commands at once
-    flood: int = 200  # commands refused for flooding, in a row, before disconnecting
+    flood: int = 200  # commands refused for flooding (refilled at `rate`) before disconnecting
 
 
 class _Bucket:
@@ -125,7 +126,9 @@ class TcpLink:
     async def _pump(self, pid: actornet.Pid) -> None:
         """Hand the session one line at a time, each once it is done with the last."""
         bucket = _Bucket(self.limits.rate, self.limits.burst)
-        refused = 0
+        # lines refused for flooding, refilled at the same rate: a client that keeps
+        # flooding runs out of them and is disconnected
+        patience = _Bucket(self.limits.rate, self.limits.flood)
         why = "closed by the client"
         try:
             while True:
@@ -135,16 +138,13 @@ class TcpLink:
                 if msg is None:
                     break
                 if msg[0] == "line" and not bucket.take():
-                    refused += 1
-                    if refused > self.limits.flood:
+                    if not patience.take():
                         why = f"flooding: more than {self.limits.rate:g} commands a second"
                         self.write([f"ERROR disconnected for {why}"])
                         log.warning("gateway: %s: disconnected for %s", self.peer, why)
                         break
                     msg = ("input_error", f"too many commands: at most {self.limits.rate:g} "
                                           "a second; this one was dropped")
-                elif msg[0] == "line":
-                    refused = 0
                 actornet.send(pid, msg)
         except (ConnectionError, OSError) as e:
             why = f"connection lost: {e}"

@@ -137,7 +137,9 @@ class WsLink:
         from aiohttp import WSMsgType
 
         bucket = _Bucket(self.limits.rate, self.limits.burst)
-        refused = 0
+        # lines refused for flooding, refilled at the same rate: a client that keeps
+        # flooding runs out of them and is disconnected
+        patience = _Bucket(self.limits.rate, self.limits.flood)
         why = "closed by the browser"
         while True:
             await self._want.wait()
@@ -156,15 +158,12 @@ class WsLink:
                 break
             msg = _line_of(frame.data)
             if msg[0] == "line" and not bucket.take():
-                refused += 1
-                if refused > self.limits.flood:
+                if not patience.take():
                     why = f"flooding: more than {self.limits.rate:g} commands a second"
                     self.write([f"ERROR disconnected for {why}"])
                     break
                 msg = ("input_error", f"too many commands: at most {self.limits.rate:g} "
                                       "a second; this one was dropped")
-            elif msg[0] == "line":
-                refused = 0
             actornet.send(pid, msg)
         actornet.send(pid, ("closed", why))
 
