@@ -162,4 +162,6 @@ def test_two_pages_chat_and_one_fails_over_when_its_node_is_killed(
     assert [text.index(m) for m in missed] == sorted(text.index(m) for m in missed)
     # and it is still wanda, with her rights: she still owns lobby, and kicks
     type_line(wanda, "/kick xena")
-    wait_for(xena, "the kick", lambda d: "xena was kicked by wanda" in log_text(d))
+    wait_for(wanda, "the kick", lambda d: "xena was kicked by wanda" in log_text(d))
+    wait_for(xena, "that it was kicked",
+             lambda d: "you were kicked from #lobby by wanda" in log_text(d))
