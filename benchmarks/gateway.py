@@ -109,8 +109,10 @@ def gateway(cfg: Config) -> dict[str, Any]:
     with Children() as kids, tempfile.TemporaryDirectory() as data:
         env = {"ACTORNET_EPMD_PORT": str(epmd_port), "ACTORNET_COOKIE": "bench-gateway",
                "CHATTY_DATA_DIR": data, "PYTHONUNBUFFERED": "1"}
-        kids.start([sys.executable, "-m", "actornet.epmd", "--port", str(epmd_port),
-                    "--address", HOST], env=env)
+        epmd = kids.start([sys.executable, "-m", "actornet.epmd", "--port", str(epmd_port),
+                           "--address", HOST], env=env)
+        # before any node: one that finds no port mapper starts one of its own, which stays
+        epmd.wait_line(r"listening on", WAIT)
         results: dict[str, list[Sample]] = {}
 
         def actornet_rep(rep: int) -> Sample:
