@@ -21,7 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chat, cluster, erlang, fanout, light, local, remote, report, seed002
+from benchmarks import (
+    chat,
+    cluster,
+    erlang,
+    fanout,
+    gateway,
+    light,
+    local,
+    remote,
+    report,
+    seed002,
+)
 from benchmarks._common import ROOT, Children, Config
 
 FIGURES: dict[str, Callable[[Config], dict[str, Any]]] = {
@@ -37,6 +48,7 @@ FIGURES: dict[str, Callable[[Config], dict[str, Any]]] = {
     "failure_detection": cluster.failure_detection,
     "chat": chat.chat,
     "seed002": seed002.seed002,
+    "gateway": gateway.gateway,
 }
 ERLANG_FIGURES = {"local_send", "local_call", "remote_send", "remote_call", "fanout",
                   "pg_join", "global_register", "spawn", "light"}

@@ -85,18 +85,81 @@ def cmd_node(args: argparse.Namespace) -> int:
                       tick_time=args.tick_time, max_rooms=args.max_rooms,
                       max_rooms_per_user=args.max_rooms_per_user)
         print(f"chatty node {node.name} ready on {node._dist.endpoint}", flush=True)
+        if args.gateway is not None or args.web is not None:
+            _start_gateway(args, node.name.partition("@")[2])
         stop.wait()
     finally:
         node.stop()
     return 0
 
 
+def _start_gateway(args: argparse.Namespace, host: str) -> None:
+    """The node's client port: users chat through it without the cookie."""
+    from . import gateway, session, tokens
+
+    config = session.SessionConfig(
+        key=tokens.gateway_key(actornet.net_kernel.load_cookie(args.cookie)),
+        grace=args.grace, call_timeout=3 * args.tick_time + 5.0,
+        passwords=_passwords(args.passwords))
+    config.hello_timeout = args.gateway_hello_timeout
+    limits = gateway.Limits(max_connections=args.gateway_max_connections,
+                            backlog=args.gateway_backlog)
+    if args.gateway is not None:
+        port = gateway.start(host, args.gateway, config, limits)
+        print(f"chatty gateway {host}:{port}", flush=True)
+    if args.web is not None:
+        from . import web
+
+        port = web.start(host, args.web, config, limits)
+        print(f"chatty web http://{host}:{port}/", flush=True)
+
+
+def _passwords(path: str | None) -> dict[str, str]:
+    """``nick scrypt$...`` lines (`python -m examples.chatty passwd NICK` makes one)."""
+    if path is None:
+        return {}
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        words = line.split()
+        if len(words) == 2 and not line.startswith("#"):
+            out[words[0]] = words[1]
+    return out
+
+
 def cmd_client(args: argparse.Namespace) -> int:
     from . import client
 
     plain = True if args.plain else None
+    through_node = ["@" in s or ":" not in s for s in args.server]  # HOST:PORT: a gateway
+    if any(through_node) != all(through_node):
+        print("ERROR --server: gateways (HOST:PORT) or chat nodes (NAME@HOST), not both",
+              flush=True)
+        return 1
+    if not any(through_node):
+        from . import gateway_client
+
+        return gateway_client.main(args.server, args.nick, args.password, plain)
     return client.main(args.server, args.nick, args.cookie, args.host, plain, args.tick_time,
                        args.verbose, args.log)
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    """Print the line of a passwords file (``--passwords``) for a nickname: its hash only."""
+    import getpass
+
+    from . import requests, tokens
+
+    why = requests.nick_problem(args.nick)
+    if why is not None:
+        print(f"ERROR {why}", file=sys.stderr, flush=True)
+        return 1
+    password = (getpass.getpass(f"password for {args.nick}: ") if sys.stdin.isatty()
+                else sys.stdin.readline().rstrip("\n"))
+    if not password or " " in password:
+        print("ERROR a password is one word, not empty", file=sys.stderr, flush=True)
+        return 1
+    print(f"{args.nick} {tokens.hash_password(password)}", flush=True)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -131,12 +194,30 @@ def main(argv: list[str] | None = None) -> int:
                       help="rooms this node serves at most (default 1000)")
     node.add_argument("--max-rooms-per-user", type=int, default=50,
                       help="rooms one user may be in through this node (default 50)")
+    node.add_argument("--gateway", type=int, metavar="PORT",
+                      help="serve users outside the cluster (no cookie) on this TCP port "
+                      "(0: any free one)")
+    node.add_argument("--web", type=int, metavar="PORT",
+                      help="serve the web page (and its WebSocket) on this port (0: any free "
+                      "one); needs aiohttp, the web extra")
+    node.add_argument("--gateway-max-connections", type=int, default=20_000, metavar="N",
+                      help="gateway connections held at most (default 20000)")
+    node.add_argument("--gateway-backlog", type=int, default=256 * 1024, metavar="BYTES",
+                      help="bytes waiting for a slow reader before it is disconnected "
+                      "(default 262144)")
+    node.add_argument("--gateway-hello-timeout", type=float, default=10.0, metavar="S",
+                      help="seconds a new connection has to say HELLO (default 10)")
+    node.add_argument("--passwords", metavar="FILE",
+                      help="nicknames that need a password: 'NICK HASH' lines (see passwd)")
     node.add_argument("-v", "--verbose", action="store_true")
     node.set_defaults(run=cmd_node)
     client = sub.add_parser("client", help="chat from this terminal")
-    client.add_argument("--server", required=True, action="append", metavar="NODE",
-                        help="chat node, e.g. chatty1@127.0.0.1; repeat it to name others to "
-                        "try in turn (and to resume through if that one goes down)")
+    client.add_argument("--server", required=True, action="append", metavar="ADDRESS",
+                        help="a chat node's gateway, HOST:PORT (no cookie needed), or, as a "
+                        "node of the cluster trusted with its cookie, a chat node NAME@HOST; "
+                        "repeat it to name others to try in turn (and to resume through if "
+                        "that one goes down)")
+    client.add_argument("--password", help="the nickname's password, if it has one (gateway)")
     client.add_argument("--nick", required=True)
     client.add_argument("--cookie", help="cluster cookie (default: $ACTORNET_COOKIE or the file)")
     client.add_argument("--host", default=_host_default(), help="host part of this client's node")
@@ -148,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the client's log here (default: no log; -v: on stderr)")
     client.add_argument("-v", "--verbose", action="store_true")
     client.set_defaults(run=cmd_client)
+    passwd = sub.add_parser("passwd", help="a line for --passwords: a nickname's password, "
+                            "hashed (the password is read from stdin)")
+    passwd.add_argument("nick")
+    passwd.set_defaults(run=cmd_passwd, verbose=False)
     demo = sub.add_parser("demo", help="three nodes, scripted clients, a node killed midway")
     demo.add_argument("-v", "--verbose", action="store_true")
     demo.set_defaults(run=cmd_demo)

@@ -29,6 +29,9 @@ Events (the tuples the sequencer numbers)::
                                      chat node that took the message (older logs: absent)
     ("like", msg_eid, nick) / ("unlike", msg_eid, nick)
     ("move", nick, pid, home, last)  the client resumed through another node
+    ("move", nick, pid, home, last, "same_user")  a new process of the same user (a gateway
+                                     session resumed with its token) takes the member's
+                                     place: its seniority, and the room if it owned it
     ("rename", old, new, pid)
 
 Likes name the message by its eid, so they survive renumbering; a like whose
@@ -74,6 +77,8 @@ def _is_time(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+SAME_USER = "same_user"  # the marker of a move by a new process of the same user
+
 # The fields of each event a sequencer numbers (after its kind); a malformed event
 # would be applied by every replica, and replayed from every log on restart.
 _FIELDS: dict[str, tuple[Any, ...]] = {
@@ -104,6 +109,8 @@ def event_problem(event: Any) -> str | None:
     checks = _FIELDS.get(event[0])
     if checks is None:
         return f"unknown event {event[0][:40]!r}"
+    if event[0] == "move" and len(event) == 6 and event[5] == SAME_USER:
+        event = event[:5]
     if len(event) != len(checks) + 1:
         return f"malformed {event[0]} event: {len(event) - 1} fields, not {len(checks)}"
     for k, (check, field) in enumerate(zip(checks, event[1:], strict=True), start=1):
@@ -286,10 +293,18 @@ class RoomState:
         elif kind == "unlike":
             self.likes.get(event[1], set()).discard(event[2])
         elif kind == "move":
-            _, nick, pid, home, _last = event
-            for p in self.pids_of(nick):
-                if p != pid:
-                    del self.members[p]
+            _, nick, pid, home, _last = event[:5]
+            old = [p for p in self.pids_of(nick) if p != pid]
+            if event[5:] == (SAME_USER,) and old and pid not in self.members:
+                # the same user in a new process: in its place, keeping what it had
+                self.members = {(pid if p == old[0] else p): ((nick, home) if p == old[0]
+                                                                else entry)
+                                for p, entry in self.members.items()}
+                if self.owner == old[0]:
+                    self.owner = pid
+                old = old[1:]
+            for p in old:
+                del self.members[p]
             self.members[pid] = (nick, home)  # a pid already there keeps its seniority
             self._pass_ownership()
         elif kind == "rename":

@@ -6,6 +6,8 @@ field, so a wrong-typed or malformed field gets a clear error instead of an
 exception in the server. The shapes::
 
     ("connect", nick)                ("resume", nick, [(room, last_seq), ...])
+    ("resume_session", nick, [(room, last_seq), ...])   a gateway session taking over its
+                                     user's place (token checked by the gateway)
     ("join", room)   ("leave", room)  ("who", room)
     ("say", room, text)              ("history", room, count)
     ("kick", room, nick)             ("like", room, id)   ("unlike", room, id)
@@ -162,6 +164,7 @@ Check = Callable[[Any], "str | None"]
 SHAPES: dict[str, tuple[Check, ...]] = {
     "connect": (nick_problem,),
     "resume": (nick_problem, last_seen_problem),
+    "resume_session": (nick_problem, last_seen_problem),
     "join": (room_problem,),
     "leave": (room_problem,),
     "who": (room_problem,),

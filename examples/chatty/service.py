@@ -32,6 +32,7 @@ from actornet import NOREPLY, GenServer, Supervisor, child_spec, global_, pg
 
 from . import liveness, requests
 from . import room as rooms
+from .history import SAME_USER
 from .requests import MAX_TEXT, NICK, last_seen_problem, text_problem
 
 __all__ = ["ChatServer", "MAX_ROOMS_PER_USER", "MAX_TEXT", "NICK", "SERVERS", "last_seen_problem",
@@ -134,6 +135,8 @@ class ChatServer(GenServer):
                 return self._connect(nick, caller)
             case ("resume", nick, last_seen):
                 return self._resume(nick, [tuple(e) for e in last_seen], caller, from_)
+            case ("resume_session", nick, last_seen):  # a new process of the same user
+                return self._resume(nick, [tuple(e) for e in last_seen], caller, from_, True)
         nick = self._nick_of(caller)
         if nick is None:
             return ("error", "not connected: connect with a nickname first")
@@ -211,7 +214,7 @@ class ChatServer(GenServer):
         return ("ok", self.gen_node.name)
 
     def _resume(self, nick: str, last_seen: list[tuple[str, int]], pid: actornet.Pid,
-                from_: Any) -> Any:
+                from_: Any, same_user: bool = False) -> Any:
         """A client whose chat node died carries on here, keeping its nick and rooms.
 
         It is answered ok only once every room has its ``move`` (or, if its place
@@ -233,7 +236,7 @@ class ChatServer(GenServer):
         self.clients[nick] = (pid, actornet.monitor(pid))
         self.suspects.pop(pid, None)
         actornet.spawn(_resume_rooms, nick, pid, last_seen, self.gen_node.name, self.config,
-                       self.gen_pid, from_)
+                       self.gen_pid, from_, same_user)
         return NOREPLY
 
     def _rename(self, old: str, new: str, pid: actornet.Pid, from_: Any,
@@ -384,7 +387,8 @@ def _start_and_publish(room: str, config: rooms.RoomConfig, event: tuple[Any, ..
 
 
 def _resume_rooms(nick: str, pid: actornet.Pid, last_seen: list[tuple[str, int]], here: str,
-                  config: rooms.RoomConfig, server: actornet.Pid, from_: Any) -> None:
+                  config: rooms.RoomConfig, server: actornet.Pid, from_: Any,
+                  same_user: bool = False) -> None:
     """Publish a `move` in every room of a resuming client; answer it ok only if all did."""
     if global_.whereis_name(nick_name(nick)) == pid:
         # This node is its home from now on: a registration's home speaks for it when
@@ -394,7 +398,7 @@ def _resume_rooms(nick: str, pid: actornet.Pid, last_seen: list[tuple[str, int]]
     deadline = time.monotonic() + 2 * config.tick_time + 4 * config.call_timeout
     failed: list[str] = []
     for room, seq in last_seen:
-        why = _move(nick, pid, room, seq, here, config, deadline)
+        why = _move(nick, pid, room, seq, here, config, deadline, same_user)
         if why is not None:
             failed.append(f"{room} ({why})")
     if failed:
@@ -406,7 +410,7 @@ def _resume_rooms(nick: str, pid: actornet.Pid, last_seen: list[tuple[str, int]]
 
 
 def _move(nick: str, pid: actornet.Pid, room: str, seq: int, here: str,
-          config: rooms.RoomConfig, deadline: float) -> str | None:
+          config: rooms.RoomConfig, deadline: float, same_user: bool = False) -> str | None:
     """Move `nick`'s place in `room` here (or join it again); why not, or None."""
     leader = global_.whereis_name(rooms.leader_name(room))
     if leader is None or leader.node not in (here, *actornet.nodes()):
@@ -420,7 +424,8 @@ def _move(nick: str, pid: actornet.Pid, room: str, seq: int, here: str,
             rooms.ensure(room, config)
         except actornet.ActornetError as e:
             return str(e)
-        reply = _publish(room, ("move", nick, pid, here, seq), config)
+        move = ("move", nick, pid, here, seq, *([SAME_USER] if same_user else []))
+        reply = _publish(room, move, config)
         if reply is not None and reply[0] == "error" and " is not in room " in reply[1]:
             # its grace period ran out (or the room lost it): it joins again
             reply = _publish(room, ("join", nick, pid, here), config)
