@@ -166,3 +166,20 @@ def test_idle_rooms_hold_no_file_descriptors(chat_node: Path) -> None:
     assert held == [], f"room logs held open: {held}"
     assert sorted(p.name for p in (chat_node / "rooms").iterdir()) == [
         f"quiet{k}.log" for k in range(5)]
+
+
+def test_a_conflict_signal_renames_even_before_this_nodes_table_has_the_decision(
+        chat_node: Path) -> None:
+    """global_'s decider tells the loser of a nickname (an exit signal) and the nodes (a
+    message) separately: the loser's chat node may still give it the name when the loser
+    asks to be renamed (after a heal, this node may not even be connected to the decider
+    yet). The signal is the decision: the loser is renamed, and the old name is left to
+    global_ (here it would take it from the winner on every node that has the decision)."""
+    me = actornet.self()
+    assert call(("connect", "zed")) == ("ok", actornet.node())
+    assert actornet.global_.whereis_name(service.nick_name("zed")) == me  # no decision here
+    reply = call(("nick_conflict",))
+    assert reply[:2] == ("renamed", "zed-2") and "partition" in reply[2], reply
+    assert actornet.global_.whereis_name(service.nick_name("zed-2")) == me
+    assert actornet.global_.whereis_name(service.nick_name("zed")) == me, "left to global_"
+    assert call(("nick", "zed-3"))[0] == "ok", "and the client goes on as zed-2"

@@ -240,14 +240,15 @@ class ChatServer(GenServer):
         return NOREPLY
 
     def _rename(self, old: str, new: str, pid: actornet.Pid, from_: Any,
-                answer: Any = None) -> Any:
-        """Take `new` for `pid`, free `old`; the rename is published in each of its rooms
-        before the client is answered (`answer`), so what it says next comes after."""
+                answer: Any = None, free_old: bool = True) -> Any:
+        """Take `new` for `pid`, free `old` (with `free_old`); the rename is published in
+        each of its rooms before the client is answered (`answer`), so what it says next
+        comes after."""
         if new == old:
             return ("error", f"you are {old} already")
         if global_.register_name(nick_name(new), pid) != "yes":
             return ("error", f"nickname {new} is taken")
-        if global_.whereis_name(nick_name(old)) == pid:  # else it went to another user
+        if free_old and global_.whereis_name(nick_name(old)) == pid:  # else another user's
             global_.unregister_name(nick_name(old))
         self.clients[new] = self.clients.pop(old)
         _say(f"[NICK] {old} is now {new}")
@@ -261,10 +262,14 @@ class ChatServer(GenServer):
         This one is renamed to the first free ``nick-2``, ``nick-3``...; the rule
         that picks who keeps the name is global_'s: the client whose node name
         sorts first (see docs/chatty-design.md).
+
+        The client's exit signal is global_'s decision, and this node's table may not
+        have it yet: the decider tells the loser and the nodes separately (this node
+        perhaps only once it connects to the decider, after the heal), so the table
+        here may still give `nick` to this client. The old name is left to global_,
+        which gives it to the other user on every node: unregistering it here would
+        take it from that user on every node that has the decision already.
         """
-        holder = global_.whereis_name(nick_name(nick))
-        if holder == pid:
-            return ("ok", nick)  # no conflict (or already settled): nothing to do
         for n in range(2, 1000):
             suffix = f"-{n}"
             new = nick[: 20 - len(suffix)] + suffix
@@ -272,7 +277,8 @@ class ChatServer(GenServer):
                 continue
             why = (f"{nick} was also taken on the other side of a network partition that "
                    "has healed")
-            if self._rename(nick, new, pid, from_, ("renamed", new, why)) is NOREPLY:
+            if self._rename(nick, new, pid, from_, ("renamed", new, why),
+                            free_old=False) is NOREPLY:
                 _say(f"[NICK] {nick} was taken on both sides of a partition: "
                      f"{pid} is now {new}")
                 return NOREPLY
