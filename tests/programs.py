@@ -93,10 +93,12 @@ class Program:
 
 
 def programs_fixture() -> Iterator[list[Program]]:
-    """A list to append started programs to; every one is killed at the end."""
+    """A list to append started programs to; every one is killed at the end, the last
+    started first: a node outlived by its port mapper for a moment would start another,
+    which would outlive the test."""
     started: list[Program] = []
     try:
         yield started
     finally:
-        for p in started:
+        for p in reversed(started):
             p.kill()
