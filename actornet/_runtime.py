@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actornet._scheduler import _loop_threads
@@ -167,12 +168,25 @@ def current_node() -> Node:
             return node
     if nodes:
         return nodes[0]
-    from actornet.node import Node
-
     with _creating:
         if _nodes:
             return _nodes[0]
-        return Node()
+        return _default_node()
+
+
+def _no_factory() -> Node:
+    raise RuntimeError("no node module loaded: import actornet")
+
+
+# Makes the default local node; actornet.node sets it when imported (so this module,
+# which the node imports, does not import the node back).
+_default_node: Callable[[], Node] = _no_factory
+
+
+def set_default_node_factory(factory: Callable[[], Node]) -> None:
+    """Tell `current_node` how to make the default local node (done by actornet.node)."""
+    global _default_node
+    _default_node = factory
 
 
 def running_nodes() -> list[Node]:

@@ -508,3 +508,6 @@ class Node(Aliases):
         if self._dist is not None:
             info.update(self._dist.info())
         return info
+
+
+_runtime.set_default_node_factory(Node)
