@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from actornet import _system
 from actornet._ids import Pid, Ref
 from actornet._wire import shown
 from actornet.gen_server import GenServer
@@ -56,6 +57,7 @@ class _NameServer(GenServer):
             # A first start, or a restart after a crash: either way this table is empty,
             # and every peer's answer fills it (this node's own registrations included).
             self._send_table(peer, reply=True)
+        _system.announce()
 
     # -- requests from registering processes -------------------------------------------
 

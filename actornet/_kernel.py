@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from actornet import global_, pg
+from actornet import _system, global_, pg
 from actornet.supervisor import Supervisor, child_spec
 
 __all__ = ["NAME", "start"]
 
-NAME: Final = "kernel_sup"
+NAME: Final = _system.KERNEL_SUP
 MAX_RESTARTS: Final = 10
 MAX_SECONDS: Final = 10.0
 

@@ -43,12 +43,11 @@ decision.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from actornet import _gen
+from actornet import _gen, _system
 from actornet._global_server import (
     SERVER,
     Resolve,
@@ -166,22 +165,26 @@ def _method_ref(resolve: Resolve | str | None) -> str | None:
 
 
 def _server_node() -> Any:
-    """The current node's name server, started on first use."""
+    """The current node, once its name server runs (started on first use)."""
+    _server()
+    return current_node()
+
+
+def _server() -> Any:
+    """The current node's running name server (`_system.ensure`: started on first use,
+    or waited for while the kernel supervisor restarts it)."""
     node = current_node()
-    server = getattr(node, "_global", None)
-    if server is None or not node.whereis(SERVER):
-        with _start_lock:
-            if not node.whereis(SERVER):
-                start_server(node)
-    return node
+
+    def ready() -> Any:
+        server = node._global
+        return server if server is not None and node._local(server.gen_pid) else None
+
+    return _system.ensure(node, SERVER, ready, lambda: start_server(node))
 
 
 def start_server(node: Any) -> None:
     """Start `node`'s name server (done by `start_node`, or on first use)."""
     _NameServer._gen_start((), {}, SERVER, link=False, node=node)
-
-
-_start_lock = threading.Lock()
 
 
 def _servers() -> list[Any]:
@@ -330,8 +333,7 @@ def unregister_name_steps(name: Any) -> Steps[None]:
 
 
 def _table() -> dict[Any, Pid]:
-    server = getattr(_server_node(), "_global", None)
-    return server.names if server is not None else {}
+    return _server().names  # type: ignore[no-any-return]
 
 
 def whereis_name(name: Any) -> Pid | None:

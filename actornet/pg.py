@@ -31,9 +31,9 @@ then delivers ``("pg", ref, "join" | "leave", group, pids)`` for every change.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
+from actornet import _system
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet._steps import Call, Steps, run
@@ -81,6 +81,7 @@ class _Scope(GenServer):
         self.other_versions: set[str] = set()  # nodes whose scope speaks another version
         for peer in actornet.nodes():
             actornet.send((scope, peer), ("discover", self.gen_pid, PROTOCOL), noconnect=True)
+        _system.announce()
 
     def terminate(self, reason: Any) -> None:
         if self.gen_node._pg_scopes.get(self.scope) is self:
@@ -328,9 +329,6 @@ def _minus(a: list[Pid], b: list[Pid]) -> list[Pid]:
     return out
 
 
-_start_lock = threading.Lock()
-
-
 def start(scope: str = DEFAULT_SCOPE) -> Pid:
     """Start the scope server for `scope` on this node (OTP ``pg:start(Scope)``).
 
@@ -366,16 +364,17 @@ def start_on(node: Any, scope: str = DEFAULT_SCOPE) -> Pid:
 def _scope(scope: str | None) -> _Scope:
     name = scope or DEFAULT_SCOPE
     node = current_node()
-    server = node._pg_scopes.get(name)
-    if server is None or not server.gen_node._local(server.gen_pid):
-        if name != DEFAULT_SCOPE:
-            raise NoProc(f"pg scope {name!r} is not running on {node.name}: pg.start({name!r})")
-        with _start_lock:
-            server = node._pg_scopes.get(name)
-            if server is None or not node._local(server.gen_pid):
-                start_on(node, name)
-            server = node._pg_scopes[name]
-    return server  # type: ignore[no-any-return]
+
+    def ready() -> _Scope | None:
+        server: _Scope | None = node._pg_scopes.get(name)
+        return server if server is not None and node._local(server.gen_pid) else None
+
+    if name == DEFAULT_SCOPE:
+        return _system.ensure(node, name, ready, lambda: start_on(node, name))
+    server = ready()
+    if server is None:
+        raise NoProc(f"pg scope {name!r} is not running on {node.name}: pg.start({name!r})")
+    return server
 
 
 def _pids(pid_or_pids: Pid | list[Pid]) -> list[Pid]:

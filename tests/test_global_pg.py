@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import actornet
-from actornet import global_, pg, testing
+from actornet import _kernel, global_, pg, testing
 
 from . import remote
 from .cluster import COOKIE, Cluster, NodeProc, unique
@@ -569,6 +569,40 @@ def test_the_pg_scope_drops_what_it_does_not_understand_and_resyncs_after_a_cras
     pg.join("room", actornet.self())
     wait_until(lambda: len(actornet.rpc.call(b.name, remote.pg_get_members, "room")) == 3,
                what="a join after the restart to reach b")
+
+
+def test_a_system_server_used_while_the_kernel_supervisor_restarts_it_is_waited_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that used pg or global_ just after its server crashed started a server of
+    its own, racing the kernel supervisor's restart for the name: the caller lost with
+    `AlreadyRegistered`, or the supervisor did, failed its restarts until it gave up and
+    took the other system server down with it. Now the caller waits for the restart: the
+    supervisor keeps both servers, each still under it, and every use answers."""
+    monkeypatch.setattr(_kernel, "MAX_RESTARTS", 1000)  # 60 crashes here are no storm
+    local = actornet.start_node(unique("t"), cookie=COOKIE, port=0)
+    try:
+        _restart_race(local)
+    finally:
+        local.stop()
+
+
+def _restart_race(local: actornet.Node) -> None:
+    kernel = local.whereis("kernel_sup")
+    me = actornet.self()
+    for _ in range(30):
+        scope, names = local.whereis(pg.DEFAULT_SCOPE), local.whereis(global_.SERVER)
+        actornet.exit(scope, "kill")
+        actornet.exit(names, "kill")
+        pg.join("g", me)  # at once: before, during or after the restart
+        assert pg.get_local_members("g") == [me]
+        assert global_.register_name("n", me) == "yes" and global_.whereis_name("n") == me
+        global_.unregister_name("n")
+        assert local.whereis(pg.DEFAULT_SCOPE) not in (None, scope)
+        assert local.whereis(global_.SERVER) not in (None, names)
+    assert local.whereis("kernel_sup") == kernel
+    children = dict((cid, pid) for cid, pid, _ in actornet.Supervisor.which_children(kernel))
+    assert children == {global_.SERVER: local.whereis(global_.SERVER),
+                        pg.DEFAULT_SCOPE: local.whereis(pg.DEFAULT_SCOPE)}
 
 
 def test_pg_broadcast_ships_one_copy_per_node_and_keeps_each_members_order(
