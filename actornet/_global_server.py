@@ -20,6 +20,11 @@ from actornet.gen_server import GenServer
 log = logging.getLogger("actornet.global")
 
 SERVER = "global_name_server"
+# The version of the name servers' messages to one another, carried in the table each
+# sends on connecting (version 1 had none). A server keeps to those of its own version
+# (and says once which it leaves out), so a change to these messages never refuses a
+# node at the connection's handshake, which covers the framing only.
+PROTOCOL = 2
 _DECISIONS_KEPT = 1000  # conflicts the decider remembers, to answer repeated reports alike
 
 Resolve = Callable[[Any, Pid, Pid], "Pid | None"]
@@ -51,6 +56,7 @@ class _NameServer(GenServer):
         # _PENDING, or a 1-tuple of the registration kept (None: the name is dropped)
         self.decisions: OrderedDict[tuple[Any, Pid, Pid], Any] = OrderedDict()
         self.watched: dict[Pid, Ref] = {}
+        self.other_versions: set[str] = set()  # nodes whose server speaks another version
         self.gen_node._global = self
         self.gen_node.monitor_nodes(True)
         for peer in actornet.nodes():
@@ -98,13 +104,18 @@ class _NameServer(GenServer):
             case ("nodeup", str() as peer):
                 self._send_table(peer, reply=False)
             case ("nodedown", str() as peer):
+                self.other_versions.discard(peer)  # it may come back upgraded
                 self._node_gone(peer)
             case ("table", str() as peer, list() as table, Pid() as server, list() as locked,
-                  bool() as reply):
+                  bool() as reply, int() as version) if version == PROTOCOL:
+                self.other_versions.discard(peer)
                 self._merge(peer, self._entries(peer, table), server,
                             [name for name in locked if _hashable(name)])
                 if reply:  # it (re)started: it has only what peers tell it
                     self._send_table(peer, reply=False)
+            case ("table", str() as peer, _, _, _, _, *version) if (
+                    len(version) < 2 and version != [PROTOCOL]):
+                self._other_version(peer, version[0] if version else 1)
             case ("dead", name, Pid() as pid) if _hashable(name):
                 if self.names.get(name) == pid:
                     self._drop(name)
@@ -125,6 +136,14 @@ class _NameServer(GenServer):
                 pass  # a registering process's exit: its DOWN does the work
             case _:
                 self._not_understood("message", msg)
+
+    def _other_version(self, peer: str, version: Any) -> None:
+        """Leave `peer`'s name server out: it speaks another version of these messages."""
+        if peer not in self.other_versions:
+            self.other_versions.add(peer)
+            log.warning("global: the name server on %s leaves out the one on %s: it speaks "
+                        "global protocol %s, this node %d; their names are not shared",
+                        self.gen_node.name, peer, shown(version, 20), PROTOCOL)
 
     def _not_understood(self, what: str, msg: Any) -> None:
         log.warning("global: the name server on %s dropped a %s it does not understand: %s",
@@ -201,7 +220,7 @@ class _NameServer(GenServer):
         # With this server's pid and the names locked here now (registrations in flight),
         # so that the peer can tell which of this node's registrations are gone.
         table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names],
-                 self.gen_pid, list(self.locks), reply)
+                 self.gen_pid, list(self.locks), reply, PROTOCOL)
         actornet.send((SERVER, peer), table, noconnect=True)
 
     def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, Pid]], server: Pid,

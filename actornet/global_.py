@@ -188,8 +188,14 @@ def start_server(node: Any) -> None:
 
 
 def _servers() -> list[Any]:
-    node = _server_node()
-    return [(SERVER, n) for n in [node.name, *node._dist.nodes()]] if node._dist else [SERVER]
+    server = _server()
+    node = server.gen_node
+    if not node._dist:
+        return [SERVER]
+    # The name servers of another protocol version are left out: they would not
+    # understand the lock round (and their names are not shared).
+    peers = [n for n in node._dist.nodes() if n not in server.other_versions]
+    return [(SERVER, n) for n in [node.name, *peers]]
 
 
 def _with_locks(name: Any, timeout: float,

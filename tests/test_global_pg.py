@@ -647,6 +647,33 @@ def test_pg_broadcast_ships_one_copy_per_node_and_keeps_each_members_order(
     assert got == expected
 
 
+def test_a_name_server_shares_names_only_with_servers_of_its_protocol_version(
+        local: actornet.Node, cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """global_ carries its own protocol version in the table its servers exchange on
+    connecting. A node whose name server speaks another version (here: one that speaks
+    version 1) is connected, not refused at the handshake; its table is not taken, the
+    node says so once, and leaves it out of its lock rounds, so a name registered here is
+    not written there."""
+    from actornet import _global_server
+
+    old = _global_server.PROTOCOL - 1
+    b = cluster.start(unique("b"), extra=[
+        "--tick-time", "1.5", "--eval", f"import actornet._global_server as g; g.PROTOCOL = {old}"])
+    with caplog.at_level("WARNING", logger="actornet.global"):
+        assert actornet.ping(b.address) == "pong"
+
+        def said() -> list[str]:
+            return [r.getMessage() for r in caplog.records
+                    if f"speaks global protocol {old}" in r.getMessage()]
+
+        wait_until(lambda: said(), what="b's table, of the other version")
+        assert global_.register_name("here", actornet.self()) == "yes"
+        assert actornet.rpc.call(b.name, remote.global_whereis, "here") is None
+        assert global_.whereis_name("here") == actornet.self()
+    assert len(said()) == 1 and b.name in said()[0], said()
+    assert b.name in actornet.nodes()  # still connected: only global_ leaves it out
+
+
 def test_a_pg_scope_shares_members_only_with_scopes_of_its_protocol_version(
         local: actornet.Node, cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
     """pg carries its own protocol version in its discover: a scope of another version (an
