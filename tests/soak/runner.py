@@ -82,9 +82,10 @@ class Soak:
     """One soak run."""
 
     def __init__(self, minutes: float, seed: int, chat: bool, keep_logs: bool = False,
-                 place: Place | None = None) -> None:
+                 place: Place | None = None, rounds: int | None = None) -> None:
         self.place = place or Place()
         self.minutes = minutes
+        self.rounds = rounds  # stop after this many rounds of every fault kind (or the time)
         self.seed = seed
         self.with_chat = chat
         self.keep_logs = keep_logs
@@ -487,16 +488,21 @@ class Soak:
         self.chat.cut()
 
     def inject(self) -> None:
-        """Faults, one at a time, until the time is up."""
+        """Faults, one at a time, until the time is up (or `rounds` rounds are done: each
+        round injects every kind once, in a shuffled order)."""
         kinds = ["kill", "stop", "cut"]
         if self.chat:
             kinds += ["chat_kill", "chat_stop", "chat_cut"]
         if self.place.net is not None:
             kinds += ["netcut", "netcut"] + (["chat_netcut"] if self.chat else [])
         bag: list[str] = []
+        rounds = 0
         self.fault_phase_end = self.t0 + self.minutes * 60
         while time.monotonic() < self.fault_phase_end - 3:
             if not bag:
+                if rounds == self.rounds:
+                    break
+                rounds += 1
                 bag = list(kinds)
                 self.rng.shuffle(bag)
             getattr(self, f"fault_{bag.pop()}")()
@@ -692,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=5.0, help="how long to inject faults")
     p.add_argument("--seed", type=int, default=None, help="replay the faults of this seed")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="end the faults after this many rounds of every kind, if sooner")
     p.add_argument("--no-chat", action="store_true", help="no chat cluster")
     p.add_argument("--keep-logs", action="store_true", help="keep the logs of a clean run")
     p.add_argument("--hosts", choices=["loopback", "netns"], default="loopback",
@@ -701,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
     flags = (" --no-chat" if args.no_chat else "") + (
+        f" --rounds {args.rounds}" if args.rounds is not None else "") + (
         " --hosts netns" if args.hosts == "netns" else "")
     if args.inside is None:
         print(f"soak: seed {seed} (replay: python -m tests.soak --minutes {args.minutes:g} "
@@ -708,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.hosts == "netns":
             return _on_test_hosts(args, seed)
     place = Place(None if args.inside is None else Net.attach(args.inside))
-    soak = Soak(args.minutes, seed, not args.no_chat, args.keep_logs, place)
+    soak = Soak(args.minutes, seed, not args.no_chat, args.keep_logs, place, args.rounds)
     code = 2
     try:
         code = soak.run()
@@ -739,6 +748,7 @@ def _on_test_hosts(args: argparse.Namespace, seed: int) -> int:
         inner = [sys.executable, "-m", "tests.soak", "--minutes", str(args.minutes), "--seed",
                  str(seed), "--inside", net.describe()]
         inner += ["--no-chat"] if args.no_chat else []
+        inner += ["--rounds", str(args.rounds)] if args.rounds is not None else []
         inner += ["--keep-logs"] if args.keep_logs else []
         proc = net["ctl"].spawn(inner, stdout=None, stderr=None)
         try:
