@@ -141,7 +141,7 @@ class Replication:
             case ("gap", int(since)) if self._repair(round_, pid, since):
                 return  # it counts once it answers the repair
             case ("gap" | "diverged", int()):
-                self.diverged.add(pid)  # rebased once the window is empty
+                self.diverged.add(pid)  # rebased next, once the rounds in flight are done
             case _:
                 log.warning("room %s: replica %r refused round %d: %.200r", self.room, pid,
                             number, answer)
@@ -188,7 +188,7 @@ class Replication:
                 self._deliver(*record, gone)
                 if from_ is not None:
                     actornet.reply(from_, ("ok", record[0]))
-        if self.diverged and not self.draining and self.window.empty():
+        if self.diverged and not self.draining:  # a rare path: it waits for the window
             diverged, self.diverged = sorted(self.diverged), set()
             self._rebase_all(diverged)
         self._flush()
