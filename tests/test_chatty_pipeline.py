@@ -47,6 +47,9 @@ def _replica(test: actornet.Pid) -> None:
                     actornet.send(to, ("replicated", number, actornet.self(), ("ok", last)))
                     actornet.call(to, ("info",), timeout=WAIT)  # handled after the answer
                 actornet.send(test, ("acked", number))
+            case ("gap", number, since):  # answer that records before the round are missing
+                actornet.send(rounds[number][0],
+                              ("replicated", number, actornet.self(), ("gap", since)))
             case ("$gen_call", from_, _):
                 actornet.reply(from_, ("error", "a stand-in replica"))
             case "stop":
@@ -70,7 +73,7 @@ def _ack(replica: actornet.Pid, number: Any) -> None:
 
 def _shown() -> list[tuple[int, str]]:
     """The room's messages delivered to the test so far: (seq, text)."""
-    out = []
+    out: list[tuple[int, str]] = []
     while True:
         try:
             msg = actornet.receive(lambda m: m[0] == "room_msg", timeout=0)
@@ -128,4 +131,26 @@ def test_a_round_waits_no_longer_for_a_replica_that_went_down() -> None:
         actornet.exit(replica, "kill")  # it never answers: the sequencer sees it go
         assert actornet.receive(lambda m: m[0] == "answer", timeout=WAIT)[2] == ("ok", 1)
     finally:
+        actornet.GenServer.stop(room)
+
+
+def test_a_replica_that_lacks_records_gets_them_before_its_answer_counts() -> None:
+    me = actornet.self()
+    room = Room.start(ROOM, CONFIG)
+    replica = actornet.spawn(_replica, me)
+    try:
+        actornet.receive(lambda m: m == ("replica_ready",), timeout=WAIT)
+        actornet.spawn(_publisher, room, ("join", "cid", me, actornet.node()), me)
+        number, _ = _next_round()
+        _ack(replica, number)
+        actornet.receive(lambda m: m[0] == "answer", timeout=WAIT)
+        actornet.spawn(_publisher, room, ("msg", "cid", "late", time.time()), me)
+        number, seqs = _next_round()
+        assert seqs == [2]
+        actornet.send(replica, ("gap", number, 0))  # "I have nothing": a late joiner
+        assert _next_round() == (number, [1, 2]), "what it lacks, up to the round's end"
+        _ack(replica, number)
+        assert actornet.receive(lambda m: m[0] == "answer", timeout=WAIT)[2] == ("ok", 2)
+    finally:
+        actornet.send(replica, "stop")
         actornet.GenServer.stop(room)

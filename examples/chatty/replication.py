@@ -182,12 +182,12 @@ class Replication:
     def _release(self) -> None:
         """Show and acknowledge the rounds done, oldest first; then send the next round."""
         for round_ in self.window.done():
-            for record, gone, from_ in round_.items:
+            for (seq, eid, event), gone, from_ in round_.items:
                 # Shown here only now: had this node died before, a client of it could have
                 # seen an event that no survivor has, and that a new sequencer renumbers.
-                self._deliver(*record, gone)
+                self._deliver(seq, eid, event, gone)
                 if from_ is not None:
-                    actornet.reply(from_, ("ok", record[0]))
+                    actornet.reply(from_, ("ok", seq))
         if self.diverged and not self.draining:  # a rare path: it waits for the window
             diverged, self.diverged = sorted(self.diverged), set()
             self._rebase_all(diverged)
