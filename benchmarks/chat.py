@@ -20,6 +20,16 @@ acknowledged *and* shown to all six members per second, from the first line
 typed to the last member showing the last message. A message never shown, or
 shown with another text, is counted and reported loudly in the notes.
 
+A second row measures what one room sustains with many publishers, each with
+several messages in flight (as a gateway multiplexing many users would have):
+`PUBLISHERS` lightweight clients in one more node (`benchmarks._seed002load`),
+spread over the 3 chat nodes, each saying messages in order with up to
+`PUB_WINDOW` unacknowledged, for the same window, in a room of their own with
+one lightweight receiver per chat node. Every receiver must get every
+acknowledged message of every publisher, once and in that publisher's order.
+Its figure is messages acknowledged and delivered to every member per second;
+its Redis column is the same Redis figure as the first row's, run again.
+
 Redis runs the same shape: 3 publishers (each a `benchmarks._rawpeer` child
 process with one connection and one ``PUBLISH`` in flight) and 6 subscriber
 connections (in one more `benchmarks._rawpeer` child), one channel, the same
@@ -44,16 +54,21 @@ from typing import Any
 
 import msgpack
 
+import actornet
+from benchmarks import _seed002load
 from benchmarks._common import (
     ACTORNET,
     COOKIE,
     ERLANG,
+    ActornetChild,
     Child,
     Children,
     Config,
     Sample,
+    connect,
     free_port,
     interleave,
+    local_node,
     row,
 )
 from benchmarks.fanout import REDIS, redis_server
@@ -68,6 +83,11 @@ DEPTH = 2  # lines typed ahead into each sender, besides the one being sent
 NODES = 3
 WAIT = 30.0  # seconds any one step of the setup may take
 DELIVERY_WAIT = 10.0  # seconds the last deliveries may take once every message is acknowledged
+PUBLISHERS = 6  # the many-publishers row: lightweight publishers, 2 per chat node
+PUB_WINDOW = 32  # messages each of them has in flight at most
+MANY_ROOM = "benchmany"
+MANY_GOAL = 5000.0  # messages/s the many-publishers row must reach (and 0.25x Redis)
+CHAT_TICK = 4.0  # the chat nodes' tick (the default); the harness's nodes tick alike
 
 
 @dataclass
@@ -154,6 +174,7 @@ class ChatCluster:
                  log: Callable[[str], None] = lambda s: None, senders_per_node: int = 1) -> None:
         self.changed = threading.Condition()
         env, self.names, self.nodes = start_chat_nodes(kids, data_dir, log)
+        self.env = env
 
         def client(nick: str, node: str) -> Member:
             child = kids.start([sys.executable, "-m", "examples.chatty", "client", "--server",
@@ -256,6 +277,52 @@ class ChatCluster:
                 "members": len(self.members)}
 
 
+class ManyPublishers:
+    """The many-publishers row's load: one more node whose lightweight clients publish and
+    receive in room `MANY_ROOM` of `cluster` (call from a process of a distributed node)."""
+
+    def __init__(self, kids: Children, cluster: ChatCluster,
+                 log: Callable[[str], None] = lambda s: None) -> None:
+        self.names = cluster.names
+        self.load = ActornetChild(kids, "bench_chatload", env=cluster.env, tick_time=CHAT_TICK)
+        connect(self.load.address)
+        self.receivers: list[actornet.Pid] = actornet.rpc.call(
+            self.load.name, _seed002load.start_clients, self.names, NODES, "mr",
+            MANY_ROOM, timeout=WAIT * 2)
+        log(f"   chat: {NODES} lightweight receivers in #{MANY_ROOM}")
+
+    def run(self, seconds: float, rep: int) -> Sample:
+        me = actornet.self()
+        tag = f"m{rep + 1}."
+        for pid in self.receivers:
+            actornet.send(pid, ("round", tag, None, me))
+        for _ in self.receivers:
+            actornet.receive(lambda x: x == ("round_ok", tag), timeout=WAIT)
+        t0 = time.time()
+        out = actornet.rpc.call(self.load.name, _seed002load.publish_for, self.names,
+                                f"mp{rep + 1}x", PUBLISHERS, tag, seconds, TEXT_LEN,
+                                PUB_WINDOW, MANY_ROOM, timeout=seconds + WAIT * 2)
+        t_acked = time.time()
+        actornet.rpc.call(self.load.name, _seed002load.expect, self.receivers, tag,
+                          out["counts"], timeout=WAIT)
+        count = sum(out["counts"].values())
+        ends, lost, disorder = [], 0, 0
+        for _ in self.receivers:
+            try:
+                _, _, seen, in_order, at = actornet.receive(
+                    lambda x: x[0] == "client_done" and x[1] == tag, timeout=DELIVERY_WAIT)
+            except actornet.Timeout:
+                lost += 1
+                continue
+            ends.append(at)
+            lost += count - seen
+            disorder += not in_order
+        end = max(ends) if len(ends) == len(self.receivers) else t_acked
+        return {"rate": count / (end - out["started"]),
+                "ack_rate": count / (t_acked - t0), "messages": count, "lost": lost,
+                "disorder": disorder + (not out["ordered"]), "members": len(self.receivers)}
+
+
 @contextlib.contextmanager
 def chat_cluster(log: Callable[[str], None] = lambda s: None,
                  senders_per_node: int = 1) -> Iterator[ChatCluster]:
@@ -272,10 +339,19 @@ def chat(cfg: Config) -> dict[str, Any]:
     samples: list[Sample] = []
     redis_samples: list[Sample] = []
     redis_dropped: list[str] = []
+    many_samples: list[Sample] = []
     with chat_cluster(cfg.log) as cluster, Children() as kids, \
-            redis_server(kids) as (redis_port, redis_why):
+            redis_server(kids) as (redis_port, redis_why), \
+            local_node("bench_chat", tick_time=CHAT_TICK):
         raw = RawPeer(kids) if redis_port is not None else None
         publishers: list[RawPeer] = []
+        many = ManyPublishers(kids, cluster, cfg.log)
+
+        def many_(rep: int) -> Sample:
+            sample = many.run(seconds if rep >= 0 else seconds / 2, rep)
+            if rep >= 0:
+                many_samples.append(sample)
+            return sample
 
         def an(rep: int) -> Sample:
             sample = cluster.run(seconds if rep >= 0 else seconds / 2, rep)
@@ -321,6 +397,7 @@ def chat(cfg: Config) -> dict[str, Any]:
             notes.append(f"chat: Redis column skipped: {redis_why}")
         try:
             results = interleave(cfg, {ACTORNET: an, REDIS: redis_ if raw else None})
+            many_results = interleave(cfg, {ACTORNET: many_, REDIS: redis_ if raw else None})
         finally:
             for pub in publishers:
                 pub.close()
@@ -329,6 +406,7 @@ def chat(cfg: Config) -> dict[str, Any]:
                     raw.request("redis_close")
                 raw.close()
     notes.extend(_delivery_notes(samples, redis_samples, redis_dropped))
+    notes.append(_many_note(many_samples))
     acked = sum(s["messages"] for s in samples)
     r = row(
         "chat room across 3 nodes", "rate", "messages/s", results, higher_is_better=True,
@@ -338,7 +416,39 @@ def chat(cfg: Config) -> dict[str, Any]:
               f"messages/s acknowledged and shown to all 6 members ({acked:,} messages in "
               "all). Redis: 3 publishers, 6 subscribers, one channel"),
     )
-    return {"rows": [r], "notes": notes}
+    many_acked = sum(s["messages"] for s in many_samples)
+    r_many = row(
+        "chat room, many publishers", "rate", "messages/s", many_results,
+        higher_is_better=True,
+        skipped={ERLANG: "n/a: no Erlang chat service", REDIS: redis_why},
+        goal=(REDIS, 0.25, ">= 5,000 messages/s and >= 0.25x Redis pub/sub"),
+        note=(f"{seconds:g} s windows; {PUBLISHERS} lightweight publishers over 3 chat nodes, "
+              f"each with up to {PUB_WINDOW} messages unacknowledged, and {NODES} "
+              f"receivers, one room; acked after replication and fsync on 3 nodes; messages/s "
+              f"acknowledged and delivered to every member ({many_acked:,} messages in all). "
+              "Redis: as in the row above"),
+    )
+    # the goal is two: the ratio (checked by `row`) and the rate itself
+    rate = r_many["series"].get(ACTORNET, {}).get("median")
+    if r_many["goal"]["met"] is not None:
+        r_many["goal"]["met"] = bool(r_many["goal"]["met"] and rate is not None
+                                     and rate >= MANY_GOAL)
+    return {"rows": [r, r_many], "notes": notes}
+
+
+def _many_note(samples: list[Sample]) -> str:
+    n = int(sum(s["messages"] for s in samples))
+    lost = int(sum(s["lost"] for s in samples))
+    disorder = int(sum(s["disorder"] for s in samples))
+    acks = sorted(s["ack_rate"] for s in samples)
+    ack = f"; acknowledgements alone: {acks[len(acks) // 2]:.0f} messages/s (median)" if acks \
+        else ""
+    if lost or disorder:
+        return (f"chat, many publishers: MESSAGES LOST: of {n:,} acknowledged messages, "
+                f"{lost:,} deliveries missing, {disorder} receivers or publishers out of "
+                f"order{ack}")
+    return (f"chat, many publishers: delivered: all {n:,} acknowledged messages reached every "
+            f"receiver once, in each publisher's order{ack}")
 
 
 def _delivery_notes(chat_samples: list[Sample], redis_samples: list[Sample],

@@ -3,7 +3,8 @@
 Runs a workload (``local_send``, ``local_call``, ``remote_send``,
 ``remote_call``, ``fanout``, ``chat``) in a loop while py-spy samples every
 thread of this process and, for remote workloads, of the child node too (for
-``chat``: the three chat nodes and one sender client). Prints, per process:
+``chat``: the three chat nodes and one sender client; ``chat_many``: the three
+chat nodes and the load node of its lightweight publishers). Prints, per process:
 the CPU it used (in cores, from /proc), where the samples were by thread kind,
 and the top functions by own (self) time and by inclusive time. Raw py-spy
 stacks are kept in ``--out``.
@@ -127,6 +128,25 @@ def chat(stop: threading.Event, ready: Ready) -> None:
             rep += 1
 
 
+def chat_many(stop: threading.Event, ready: Ready) -> None:
+    """The chat figure's many-publishers load: lightweight publishers with several messages
+    in flight each, in a room of 3 chat nodes (the load node is profiled too)."""
+    from benchmarks.chat import CHAT_TICK, ManyPublishers, chat_cluster
+
+    with chat_cluster() as cluster, Children() as kids, local_node("prof_chat",
+                                                                  tick_time=CHAT_TICK):
+        many = ManyPublishers(kids, cluster)
+        many.run(1.0, -1)
+        pids = {k: v for k, v in cluster.pids().items() if k.startswith("chat node")}
+        ready({**pids, "load node (publishers, receivers)": many.load.child.proc.pid})
+        rep = 0
+        while not stop.is_set():
+            sample = many.run(5.0, rep)
+            print(f"   chat_many: {sample['rate']:.0f} messages/s, {sample['lost']:.0f} lost",
+                  file=sys.stderr, flush=True)
+            rep += 1
+
+
 WORKLOADS: dict[str, Workload] = {
     "local_send": local_send,
     "local_call": local_call,
@@ -134,6 +154,7 @@ WORKLOADS: dict[str, Workload] = {
     "remote_call": remote_call,
     "fanout": fanout,
     "chat": chat,
+    "chat_many": chat_many,
 }
 
 

@@ -5,11 +5,14 @@ Seed 002 pushed 100 to 10,000 messages of 100 bytes through one chat server to
 (2.17 s to 220 s). Here: three ``python -m examples.chatty node`` processes
 (fsync before every acknowledgement, the default) on a private port mapper; the
 clients are lightweight processes in one more node (`benchmarks._seed002load`),
-spread over the three chat nodes, all in one room; one publisher says each
-message and waits for its acknowledgement before the next, as a user would. A
-cell's time runs from the first message said to the last client having every
-message; each client checks that it got every message once, in order
-("MESSAGES LOST" in the notes otherwise).
+spread over the three chat nodes, all in one room; one publisher says the
+messages in order, with up to `WINDOW` of them not acknowledged yet (seed 002's
+publisher did not wait at all: it published a batch every 200 ms), and checks
+that the acknowledgements number them in order. A cell's time runs from the
+first message said to the last client having every message; each client checks
+that it got every message once, in order ("MESSAGES LOST" in the notes
+otherwise). ``SEED002_WINDOW=1`` makes the publisher wait for each
+acknowledgement before the next, as a user typing would.
 
 Redis runs the same shape: one publisher, one ``PUBLISH`` at a time, the same
 number of subscriber connections (one `benchmarks._rawpeer` child), the time
@@ -19,6 +22,7 @@ long); seed 002's own figures are printed beside ours, as published.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from typing import Any
@@ -58,6 +62,8 @@ WAIT = 120.0
 # Every node here ticks as the chat nodes do (the default): a node that ticks more slowly
 # than a peer expects looks dead to it whenever it is idle.
 CHAT_TICK = 4.0
+# messages the publisher has said and not seen acknowledged, at most
+WINDOW = int(os.environ.get("SEED002_WINDOW", "64"))
 
 
 def seed002(cfg: Config) -> dict[str, Any]:
@@ -105,9 +111,9 @@ def seed002(cfg: Config) -> dict[str, Any]:
                         f"seed 002: {m:,} messages to {k} clients", "seconds", "s", results,
                         higher_is_better=False, skipped={REDIS: redis_why},
                         goal=(SEED, 110.0, "<= 2 s (seed 002: 220 s)") if hardest else None,
-                        note=f"one publisher, each of {m:,} messages of {SIZE} B acknowledged "
-                             f"(replicated, fsynced on 3 nodes) before the next; {k} "
-                             "lightweight clients over 3 chat nodes; once, not repeated"))
+                        note=f"one publisher, {m:,} messages of {SIZE} B, each acknowledged "
+                             f"(replicated, fsynced on 3 nodes), up to {WINDOW} unacknowledged; "
+                             f"{k} lightweight clients over 3 chat nodes; once, not repeated"))
                 if raw is not None:
                     raw.request("redis_close")
         finally:
@@ -130,11 +136,11 @@ def _chat_cell(load: str, server: str, clients: list[actornet.Pid], k: int, m: i
     tag = f"r{k}x{m}."
     me = actornet.self()
     for pid in clients[:k]:
-        actornet.send(pid, ("round", tag, m, me))
+        actornet.send(pid, ("round", tag, {"": m}, me))
     for _ in range(k):  # each is counting before the first message is said
         actornet.receive(lambda x: x == ("round_ok", tag), timeout=WAIT)
     out = actornet.rpc.call(load, _seed002load.publish, server, f"p{k}x{m}", tag, m, SIZE,
-                            timeout=WAIT * 10)
+                            WINDOW, timeout=WAIT * 10)
     ends, lost, disorder = [], 0, 0
     for _ in range(k):
         try:

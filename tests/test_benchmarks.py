@@ -39,6 +39,8 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     # every acknowledged chat message reached every member of the room
     chat_notes = results["figures"]["chat"]["notes"]
     assert any(n.startswith("chat: delivered: all ") for n in chat_notes), chat_notes
+    assert any(n.startswith("chat, many publishers: delivered: all ") for n in chat_notes), \
+        chat_notes
     assert "| figure |" in proc.stdout  # the table was printed
     if find_spec("matplotlib") is not None:
         assert chart.read_bytes()[:4] == b"\x89PNG"

@@ -153,6 +153,65 @@ def test_acknowledged_messages_survive_the_sequencer_node_being_killed(chat: Cha
     assert messages(r2, "acks") == messages(r3, "acks"), "the survivors agree on the order"
 
 
+def answers(child: Child, room: str, since: int = 0) -> list[int | None]:
+    """Per line a plain client sent since `since`: the number its OK gave, None for ERROR."""
+    rx = re.compile(rf"^(?:OK sent {room} (\d+)|ERROR .*)$")
+    with child.cond:
+        lines = list(child.lines[since:])
+    return [int(m[1]) if m[1] else None for m in map(rx.match, lines) if m]
+
+
+def test_a_sequencer_killed_with_rounds_in_flight_loses_no_acknowledged_message(
+        chat: Chat) -> None:
+    n1 = chat.node("w1")
+    chat.node("w2", "--join", f"w1@{HOST}")
+    n3 = chat.node("w3", "--join", f"w1@{HOST}")
+    senders = [chat.client(f"ws{i}", "w2") for i in range(3)]
+    r2, r3 = chat.client("wr2", "w2"), chat.client("wr3", "w3")
+    anchor = chat.client("wa1", "w1")
+    join("win", anchor, *senders, r2, r3)  # created on w1: w1 sequences the room
+    per_sender = 6
+    marks = [s.mark() for s in senders]
+    os.kill(n3.proc.pid, signal.SIGSTOP)  # w3 holds every round: they pile up in flight
+    try:
+        for s in senders:
+            assert s.proc.stdin is not None
+            s.proc.stdin.write("".join(f"{s.label} w{k}\n" for k in range(per_sender)))
+            s.proc.stdin.flush()
+        # w2 applies (and shows) each round it is sent; w3 answers none of them, so the
+        # first message of every sender is in a round in flight, none acknowledged
+        wait_messages(r2, "win", len(senders), timeout=10)
+        assert all(answers(s, "win", m) == [] for s, m in zip(senders, marks, strict=True))
+        n1.kill(signal.SIGKILL)
+    finally:
+        os.kill(n3.proc.pid, signal.SIGCONT)
+    for s, m in zip(senders, marks, strict=True):  # every line answered, OK or ERROR
+        deadline = time.monotonic() + 30
+        while len(answers(s, "win", m)) < per_sender:
+            assert time.monotonic() < deadline, f"{s.label}: {answers(s, 'win', m)}"
+            with s.cond:
+                s.cond.wait(0.2)
+    acked = {}
+    for s, m in zip(senders, marks, strict=True):
+        for k, seq in enumerate(answers(s, "win", m)):
+            if seq is not None:
+                acked[seq] = (s.label, f"{s.label} w{k}")
+    assert len(acked) >= len(senders) * (per_sender - 1), "the room goes on after the takeover"
+    views = []
+    for receiver in (r2, r3):
+        deadline = time.monotonic() + 30
+        while not set(acked.items()) <= {(i, (n, t)) for i, n, t in messages(receiver, "win")}:
+            assert time.monotonic() < deadline, f"{receiver.label} lacks acknowledged messages"
+            with receiver.cond:
+                receiver.cond.wait(0.2)
+        view = messages(receiver, "win")
+        texts = [t for _, _, t in view]
+        assert len(texts) == len(set(texts)), f"{receiver.label} shows a message twice"
+        assert [i for i, _, _ in view] == sorted({i for i, _, _ in view})
+        views.append(view)
+    assert views[0] == views[1], "the survivors agree on one order"
+
+
 def test_client_fails_over_and_misses_nothing(chat: Chat) -> None:
     chat.node("f1")
     chat.node("f2", "--join", f"f1@{HOST}")

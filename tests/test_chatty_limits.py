@@ -112,7 +112,8 @@ def test_random_messages_to_a_room_server_are_answered_or_dropped(chat_node: Pat
     @settings(max_examples=200, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.one_of(terms, st.tuples(st.sampled_from(
-        ["event", "sync", "publish", "forwarded", "history", "merge", "member", "info",
+        ["replicate", "replicated", "round_timeout", "acks", "sync", "publish", "forwarded",
+         "history", "merge", "member", "info",
          "check", "expire", "verdict", "rejoin", "held", "tell_members"]), terms)))
     def feed(term: Any) -> None:
         reply = actornet.call(room, term, timeout=10)

@@ -66,6 +66,8 @@ def text_problem(text: Any) -> str | None:
         return f"message too long: {len(text)} characters, the limit is {MAX_TEXT}"
     if not text.strip():
         return "empty message"
+    if text.isprintable():  # no Cc, Cf, Cs, Zl or Zp: the common case, without a loop
+        return None
     for i, ch in enumerate(text):
         category = unicodedata.category(ch)
         if ch != "\t" and category in ("Cc", "Zl", "Zp"):

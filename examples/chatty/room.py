@@ -5,8 +5,9 @@ The room servers of one room find each other through the pg group
 through the global name ``("chatty.room", room)`` (global_ guarantees there is
 one). Every change to a room (a message, a join, a leave, a like...) is sent
 to the sequencer, which numbers it, hands it to every other room server of the
-room and waits until each has it, then answers the client: so all clients see
-one order per room, and an acknowledged message is on every surviving node.
+room and answers the client once each has it (with several such rounds in
+flight, `examples.chatty.replication`): so all clients see one order per room,
+and an acknowledged message is on every surviving node.
 When the sequencer's node dies, the survivors race for the global name; the
 winner carries on from the highest sequence number any survivor has.
 
@@ -49,6 +50,7 @@ from . import storage
 from .events import describe, describe_all, messages
 from .history import HISTORY_LIMIT, Record, RoomState, event_problem
 from .sequencer import RoomConfig, Sequencer, group, leader_name, local_name
+from .window import Window
 
 log = logging.getLogger("chatty")
 
@@ -75,7 +77,7 @@ class RoomLimit(actornet.ActornetError):
 _MEMBERSHIP = ("join", "leave", "gone", "kick", "move")  # events that change who is in
 
 # The requests a room server answers, and how many elements each has (its name included).
-_ARITY = {"event": 3, "sync": 1, "state": 1, "rebase": 2, "merge": 2, "publish": 2,
+_ARITY = {"sync": 1, "state": 1, "rebase": 2, "merge": 2, "publish": 2,
           "forwarded": 2, "history": 2, "records": 1, "info": 1, "member": 2}
 
 
@@ -94,6 +96,13 @@ class Room(Sequencer, GenServer):
         # numbered, not yet replicated: (record, members it removed, caller to answer)
         self.pending: list[tuple[Record, list[tuple[actornet.Pid, str]], Any]] = []
         self.flush_queued = False
+        self.window = Window(self.config.window)  # rounds replicated, not all answered
+        self.watched: dict[actornet.Pid, actornet.Ref] = {}  # replicas monitored for them
+        self.diverged: set[actornet.Pid] = set()  # replicas to rebase once it is empty
+        self.draining = False
+        # as a replica: answers to the sequencer's rounds, sent after one fsync for all
+        self.acks_due: list[tuple[actornet.Pid, int, Any]] = []
+        self.acks_queued = False
         # publishes that came while no sequencer was known: (event, caller, give up at)
         self.held: list[tuple[tuple[Any, ...], Any, float]] = []
         # publishes passed on to the sequencer we follow, maybe not answered yet: if it
@@ -133,9 +142,6 @@ class Room(Sequencer, GenServer):
                 or _ARITY.get(request[0]) != len(request)):
             return ("error", f"malformed room request {str(request)[:200]}")
         match request:
-            case ("event", list(batch), (int(), (int() | None)) as prev):  # from the sequencer
-                why = _records_problem(batch)
-                return ("error", why) if why else self._receive_events(batch, prev)
             case ("sync",):
                 self.synced.add(from_[0])  # it must get every event after this state
                 return self.state.to_wire()
@@ -206,9 +212,22 @@ class Room(Sequencer, GenServer):
             case ("find_winner", list(followers), int(tries)):
                 if self.leader is None:
                     self._rejoin(followers, tries)
+            case ("replicate", actornet.Pid() as sequencer, int(number), list(batch),
+                  (int(), (int() | None)) as prev):  # a round, from the sequencer
+                why = _records_problem(batch)
+                self._ack_later(sequencer, number,
+                                ("error", why) if why else self._receive_events(batch, prev))
+            case ("acks",):
+                self._send_acks()
             case ("flush",):
                 self.flush_queued = False
-                self._commit()
+                self._flush()
+            case ("replicated", int(number), actornet.Pid() as pid, answer):
+                self._replicated(number, pid, answer)
+            case ("round_timeout", int(number)):
+                self._round_timeout(number)
+            case ("DOWN", ref, _, actornet.Pid() as pid, _) if self.watched.get(pid) == ref:
+                self._replica_down(pid)  # a replica we sent rounds to
             case ("elect",):
                 if self.leader is None:
                     self._take_over()
@@ -254,8 +273,22 @@ class Room(Sequencer, GenServer):
             if seq != self.state.seq + 1:
                 return ("gap", self.state.seq)
             self._apply(seq, eid, tuple(event))
-        self._sync_log()  # on disk before the sequencer counts it acknowledged
         return ("ok", self.state.seq)
+
+    def _ack_later(self, sequencer: actornet.Pid, number: int, answer: Any) -> None:
+        """Answer round `number` once the rounds already in our mailbox are applied too:
+        one fsync for them all (the replica's group commit)."""
+        self.acks_due.append((sequencer, number, answer))
+        if not self.acks_queued:
+            self.acks_queued = True
+            actornet.send(self.gen_pid, ("acks",))
+
+    def _send_acks(self) -> None:
+        self.acks_queued = False
+        acks, self.acks_due = self.acks_due, []
+        self._sync_log()  # on disk before the sequencer counts it acknowledged
+        for sequencer, number, answer in acks:
+            actornet.send(sequencer, ("replicated", number, self.gen_pid, answer))
 
     def _adopt(self, theirs: RoomState) -> None:
         """Make `theirs` our history; show local clients what they have not seen."""
@@ -328,9 +361,9 @@ class Room(Sequencer, GenServer):
         out = describe(self.state, self.room, seq, eid, event)
         if out is None:
             return
-        for pid, home in [*((p, h) for p, (_, h) in self.state.members.items()), *gone]:
-            if home == here:
-                actornet.send(pid, out)
+        # one copy per client node, handed there to each client (as pg.broadcast does)
+        self.gen_node.send_each([pid for pid, home in [
+            *((p, h) for p, (_, h) in self.state.members.items()), *gone] if home == here], out)
 
 
 def records(room: str) -> list[list[Any]]:

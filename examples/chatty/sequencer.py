@@ -7,8 +7,8 @@ be read in one sitting. Its rules are in the docstring of `examples.chatty.room`
 A room's replicas elect their sequencer through the global name
 ``("chatty.room", room)``: whoever registers it (`Sequencer._claim`) collects every
 replica's state, keeps the most advanced, and hands it to the others (``rebase``).
-It numbers each event (`_publish`), hands the batch to every replica and waits
-(`_replicate`) before it answers: acknowledged means replicated. A replica
+It numbers each event and answers it once every replica has it, with several
+rounds in flight (`examples.chatty.replication`): acknowledged means replicated. A replica
 that is not the sequencer passes publishes on (`_forward`), holds them while no
 sequencer is known (`_hold`), and answers those passed on when the sequencer
 goes ("may have been delivered", `_sequencer_gone`).
@@ -26,7 +26,9 @@ import actornet
 from actornet import NOREPLY, global_, pg
 
 from . import liveness
-from .history import Record, RoomState, new_eid
+from .history import RoomState
+from .replication import Item, Replication
+from .window import Window
 
 __all__ = ["RoomConfig", "Sequencer", "group", "leader_name", "local_name"]
 
@@ -43,6 +45,7 @@ class RoomConfig:
     grace: float = 10.0  # seconds a member whose node went down has to resume elsewhere
     tick_time: float = 4.0  # the node's failure detection: how long a peer may be silent
     max_rooms: int = 1000  # room servers this node runs at most
+    window: int = 8  # replication rounds a sequencer has in flight at most
 
     @property
     def call_timeout(self) -> float:
@@ -63,7 +66,7 @@ def local_name(room: str) -> str:
     return f"chatty.room:{room}"
 
 
-class Sequencer:
+class Sequencer(Replication):
     """Election and sequencing, for a room server (`examples.chatty.room.Room`)."""
 
     # Set by the room server (see Room.init), or by its GenServer base.
@@ -73,7 +76,8 @@ class Sequencer:
     leader: actornet.Pid | None
     leader_ref: actornet.Ref | None
     synced: set[actornet.Pid]
-    pending: list[tuple[Record, list[tuple[actornet.Pid, str]], Any]]
+    pending: list[Item]
+    window: Window
     flush_queued: bool
     held: list[tuple[tuple[Any, ...], Any, float]]
     forwarded: deque[tuple[str, Any, float]]
@@ -85,17 +89,6 @@ class Sequencer:
 
     # The replica's half, in the room server.
     def _adopt(self, theirs: RoomState) -> None:
-        raise NotImplementedError
-
-    def _apply(self, seq: int, eid: int, event: tuple[Any, ...],
-               deliver: bool = True) -> list[tuple[actornet.Pid, str]]:
-        raise NotImplementedError
-
-    def _deliver(self, seq: int, eid: int, event: tuple[Any, ...],
-                 gone: list[tuple[actornet.Pid, str]]) -> None:
-        raise NotImplementedError
-
-    def _sync_log(self) -> None:
         raise NotImplementedError
 
     # -- sequencer election ----------------------------------------------------------
@@ -327,103 +320,3 @@ class Sequencer:
             print(f"[#{self.room}] keeping {len(unknown)} member(s) of {home}: their clients "
                   "cannot be reached to confirm they are gone; asking again later", flush=True)
             self._grace_for(home)
-
-    # -- the sequencer ---------------------------------------------------------------------
-
-    def _publish(self, event: tuple[Any, ...], from_: Any = None) -> Any:
-        """Number `event`; it is answered ``("ok", seq)`` once every replica has it.
-
-        For a client's call (`from_`), the answer comes at the next flush, which
-        runs after the publishes already waiting in the mailbox: they share one
-        fsync and one replication round (group commit)."""
-        numbered, error = self.state.prepare(event, self.room)
-        if numbered is None:
-            return ("error", error)
-        record = (self.state.seq + 1, new_eid(), numbered)
-        gone = self._apply(*record, deliver=False)
-        self.pending.append((record, gone, from_))
-        if from_ is None:
-            self._commit()
-            return ("ok", record[0])
-        if not self.flush_queued:
-            self.flush_queued = True
-            actornet.send(self.gen_pid, ("flush",))
-        return NOREPLY
-
-    def _commit(self) -> None:
-        """`_flush`, then rebase the replicas whose history turned out to differ."""
-        diverged = self._flush()
-        if diverged:
-            self._rebase_all(diverged)
-
-    def _flush(self) -> list[actornet.Pid]:
-        """Replicate the events numbered since the last flush, then show and answer them;
-        returns the replicas whose history differs (for the caller to rebase)."""
-        pending, self.pending = self.pending, []
-        if not pending:
-            return []
-        self._sync_log()
-        # Answer only once every replica has the events: acknowledged = replicated.
-        diverged = self._replicate([record for record, _, _ in pending])
-        for record, gone, from_ in pending:
-            # Shown here only now: had this node died before, a client of it could have
-            # seen an event that no survivor has, and that a new sequencer renumbers.
-            self._deliver(*record, gone)
-            if from_ is not None:
-                actornet.reply(from_, ("ok", record[0]))
-        return diverged
-
-    def _replicate(self, batch: list[Record]) -> list[actornet.Pid]:
-        """Hand `batch` to every replica and wait; returns those whose history differs."""
-        followers = self._followers()
-        diverged: list[actornet.Pid] = []
-        for _ in range(3):
-            lagging: dict[actornet.Pid, int] = {}
-            prev_seq = batch[0][0] - 1
-            prev = (prev_seq, self.state.eid_at(prev_seq))
-            replies = actornet._gen.multi_call(followers, ("event", batch, prev),
-                                               self.config.call_timeout)
-            for pid, (kind, value) in zip(followers, replies, strict=True):
-                if kind == "reply" and value[0] == "gap":
-                    lagging[pid] = value[1]  # a replica that joined late: send what it lacks
-                elif kind == "reply" and value[0] == "diverged":
-                    diverged.append(pid)
-                elif kind != "reply":
-                    self.synced.discard(pid)
-            if not lagging:
-                break
-            followers = list(lagging)
-            since = min(lagging.values())
-            batch = [r for r in self.state.records if r[0] > since]
-            if not batch:
-                break
-        return diverged
-
-    def _take_in(self, records: list[Any]) -> list[actornet.Pid]:
-        """Number, after ours, the events of `records` we lack, and replicate them; returns
-        the replicas whose history differs."""
-        diverged = self._flush()
-        for _, eid, event in records:
-            if eid not in self.state.seq_of:
-                record = (self.state.seq + 1, eid, tuple(event))
-                self.pending.append((record, self._apply(*record, deliver=False), None))
-        if self.pending:
-            log.warning("room %s: merged %d events from the other side of a split (now #%d)",
-                        self.room, len(self.pending), self.state.seq)
-        return diverged + self._flush()
-
-    def _rebase_all(self, pids: list[actornet.Pid]) -> None:
-        """Make the history of each replica in `pids` ours, first taking in what only it has."""
-        pids = sorted(set(pids) | set(self._flush()))
-        for _ in range(5):
-            if not pids:
-                return
-            wire = self.state.to_wire()
-            again: list[actornet.Pid] = []
-            diverged: list[actornet.Pid] = []
-            replies = actornet._gen.multi_call(pids, ("rebase", wire), self.config.call_timeout)
-            for pid, (kind, value) in zip(pids, replies, strict=True):
-                if kind == "reply" and value[0] == "extras":
-                    diverged += self._take_in(value[1])
-                    again.append(pid)
-            pids = sorted(set(again) | set(diverged))
