@@ -53,7 +53,6 @@ stops (loudly, leaving the port mapper) rather than live on deaf.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -66,11 +65,25 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils import z85
 
-from actornet import _address, _admission, _backpressure, _tcpconn
+from actornet import _address, _admission, _tcpconn
 from actornet import _wire as w
+from actornet._dispatch import dispatch
 from actornet._handshake import Acceptor, Established, Failed, Initiator, Send, curve_keypair
 from actornet._ids import Pid, Ref
-from actornet.errors import ActornetError, DecodeError, ProtocolError
+from actornet._sendqueue import COUNTED, Flow, SendQueue
+from actornet._session import (
+    Broken,
+    Down,
+    Dropped,
+    Mesh,
+    Ops,
+    Oversized,
+    Refused,
+    Session,
+    State,
+    Tick,
+)
+from actornet.errors import ActornetError
 
 if TYPE_CHECKING:
     from actornet.node import Node
@@ -80,22 +93,15 @@ __all__ = ["Transport"]
 log = logging.getLogger("actornet.dist")
 
 _HIDDEN = 2  # handshake flag bit: the node is hidden
-_BATCH = 512  # ops per ZeroMQ message at most
 # Batches libzmq holds per peer before the DEALER says "again" (at most 16 MiB at 256 KiB
 # a batch). Beyond that, ops wait in the peer's backlog, where `busy_limit` applies. More
 # made no difference to remote send throughput, and let a slow peer hold ~250 MiB here.
 _SNDHWM = 64
-_OUTBOX_ITEMS = 16384  # ops in the outbox (all peers) before senders wait for the I/O thread
-_COUNTED = 1024  # ops of this many bytes or more are counted in bytes while in the outbox
-# (so smaller ones, bounded by number, hold at most _OUTBOX_ITEMS KiB: 16 MiB)
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 # The tick check runs every tick_time / _CHECKS seconds, so a silent peer is declared down
 # at most tick_time * (1 + 1 / _CHECKS) after its last frame (4.5 s with the default 4 s).
 _CHECKS = 8
 _REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT goes out
-# s a peer whose outbound connection dropped stays up while its connection into this node
-# is still open, so that what it sent before (its last messages, a GOODBYE) is read first
-_LOST_GRACE = 0.2
 # s an outbound attempt may take before a connection from the peer that gets through
 # makes us start it over (`_inbound_up`); a healthy one takes milliseconds
 _STALE_ATTEMPT = 1.0
@@ -106,8 +112,6 @@ _RCVHWM = 16
 # Bytes a connection may receive before it authenticates: a handshake takes a few KiB
 # (ZeroMQ's greeting, a HELLO of at most 4 KiB, a RESPONSE, CurveZMQ's commands).
 _ADMIT_BUDGET = 16 * 1024
-_STRIKES = 100  # malformed ops from one peer within _STRIKE_WINDOW s before it is dropped
-_STRIKE_WINDOW = 60.0
 _CRASHES = 5  # failures of the I/O loop within _CRASH_WINDOW s before the node stops
 _CRASH_WINDOW = 10.0
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27), per context
@@ -125,47 +129,40 @@ _ZMTP_FAILED = _FAIL_EVENTS & ~(zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 
 
 class _Peer:
-    """Everything about one remote node, as seen from here."""
+    """Everything about one remote node, as seen from here: its session (`_session`), its
+    outbound connection, what its senders share with this thread (`_sendqueue`)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, session: Session) -> None:
         self.name = name
-        self.state = "new"  # new | connecting | up | down
+        self.session = session
+        self.flow = Flow()
         self.endpoint: str | None = None
         self.dealer: zmq.Socket[Any] | None = None
         self.monitor: zmq.Socket[Any] | None = None
         self.handshake: Initiator | None = None
-        self.deadline = 0.0
-        self.ops: deque[bytes] = deque()  # encoded ops not yet handed to ZeroMQ
-        self.frames: deque[bytes] = deque()  # ops already cut into frames, not yet sent
-        self.backlog = 0  # bytes in `ops`
-        self.seq = 0
         self.creation: int | None = None
         self.inbound: _Inbound | None = None
-        self.up_since = 0.0
-        self.last_sent = 0.0
         self.changed = threading.Condition()  # notified when a connection attempt ends
         self.attempts_done = 0
-        # Bytes of its large ops (`_COUNTED`) in the outbox: put - taken. `put` is written by
-        # senders, under `put_lock`; `taken` by the I/O thread. Small ops in the outbox are
-        # bounded by their number instead (`_OUTBOX_ITEMS`), which costs a sender no lock.
-        self.put = 0
-        self.put_lock = threading.Lock()
-        self.taken = 0
-        self.waiters = 0  # senders waiting for its queue to drain (`Transport._wait_drained`)
-        self.drained = threading.Condition()
-        # lightweight senders' waits (`Transport._drain_waiter`), resolved on its loop
-        self.async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self.drain_waiter: _backpressure.Waiter | None = None
-        self.hard_limit_said = False  # a lightweight sender went past 2 x busy_limit
         self.waiting_pollout = False
         self.hidden = False  # a hidden node: not in nodes(), not meshed
         self.address: str | None = None  # the endpoint a user gave for it, if any
-        self.key = b""  # the session key that MACs what goes out (plain connections)
-        self.strikes = 0  # malformed ops it sent since strikes_since
-        self.strikes_since = 0.0
         self.failure: str | None = None  # why its last connection attempt failed (for ping)
         self.attempt: object | None = None  # the current attempt (a late lookup is ignored)
         self.attempt_at = 0.0  # when it started
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    @property
+    def backlog(self) -> int:
+        return self.session.backlog
+
+    @property
+    def idle(self) -> bool:
+        """Neither connected nor connecting."""
+        return self.session.state in (State.NEW, State.DOWN)
 
 
 class _Inbound:
@@ -176,8 +173,6 @@ class _Inbound:
         self.acceptor = acceptor
         self.state = "handshake"  # handshake | up | dead
         self.peer: _Peer | None = None
-        self.seq = 0
-        self.stream: w.OpStream | None = None  # reassembles ops once authenticated
         self.started = now
         self.last_seen = now
         self.tcp: _tcpconn.TcpConn | None = None  # its TCP connection, if it can be closed
@@ -190,7 +185,6 @@ class _Inbound:
         self.dev = self.ino = self.accept = 0
         self.addr = ""  # "host:port" of its peer, for log lines
         self.gone_at: float | None = None  # when libzmq said its connection closed
-        self.key = b""  # the session key that MACs what comes in (plain connections)
 
 
 class Transport:
@@ -279,14 +273,13 @@ class Transport:
         self._srcfd_missing: str | None = None  # why inbound connections cannot be told apart
         self._srcfd_works = False  # libzmq said which connection a message came from, once
         self._lock = threading.Lock()
-        self._outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
-        self._wake_lock = threading.Lock()  # a wake-up never writes to a closed (reused) fd
-        self._sleeping = False
-        self._running = True
+        self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
+                      "ticks_out": 0, "bad_frames": 0, "oversized_in": 0}
+        self._sendq = SendQueue(node.name, busy_limit)
+        self._outbox = self._sendq.outbox
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
-        self._poller.register(self._wake_fd, zmq.POLLIN)
+        self._poller.register(self._sendq.fd, zmq.POLLIN)
         if self._zap is not None:
             self._poller.register(self._zap, zmq.POLLIN)
         # Accepted connections not yet authenticated
@@ -306,24 +299,22 @@ class Transport:
         self._sockets: dict[Any, tuple[str, _Peer]] = {}
         # fault injection: nodes we pretend cannot be reached -> when to heal (or None)
         self._cut: dict[str, float | None] = {}
-        # peers whose outbound connection dropped -> (when, why), until their inbound one
-        # closes too or _LOST_GRACE passes (`_settle_lost`)
-        self._lost: dict[_Peer, tuple[float, str]] = {}
-        self._busy: set[_Peer] = set()  # peers a sender waits on (`_wait_drained`)
-        self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
-                      "ticks_out": 0, "bad_frames": 0, "oversized_in": 0}
+        # peers whose outbound connection dropped, until their inbound one closes too or
+        # the session's grace passes (`_settle_lost`)
+        self._lost: set[_Peer] = set()
         self._thread = threading.Thread(target=self._loop, name=f"actornet-io {node.name}",
                                         daemon=True)
+        self._sendq.io_thread = self._thread
         self._thread.start()
+
+    @property
+    def _running(self) -> bool:
+        return self._sendq.running
 
     # == API for other threads ===================================================
 
     def _wake(self) -> None:
-        if self._sleeping:
-            with self._wake_lock:  # the I/O thread may be closing the eventfd just now
-                if self._sleeping and self._wake_fd >= 0:
-                    self._sleeping = False
-                    os.eventfd_write(self._wake_fd, 1)  # type: ignore[attr-defined]
+        self._sendq.wake()
 
     def _peer(self, name: str) -> _Peer:
         """The peer named `name`, made if new; `ValueError` if `name` is not a node name."""
@@ -333,7 +324,10 @@ class Transport:
             with self._lock:
                 peer = self._peers.get(name)
                 if peer is None:
-                    peer = self._peers[name] = _Peer(name)
+                    session = Session(name, tick_time=self.tick_time,
+                                      max_message_size=self.max_message_size, mesh=self.mesh,
+                                      stats=self.stats)
+                    peer = self._peers[name] = _Peer(name, session)
         return peer
 
     def _peer_at(self, address: str) -> tuple[_Peer, str | None]:
@@ -356,78 +350,10 @@ class Transport:
             peer = self._peer_at(node)[0] if address else self._peer(node)
         data = w.encode_op(op, self.max_message_size)
         if not connect:
-            if peer.state in ("new", "down"):
+            if peer.idle:
                 return  # noconnect: no connection is made for it (one being made is used)
             data = _NoConnect(data)  # checked again when drained: the link may go meanwhile
-        if ((peer.waiters or self._outbox.qsize() > _OUTBOX_ITEMS
-                or peer.put - peer.taken + peer.backlog > self.busy_limit)
-                and threading.current_thread() is not self._thread
-                and not self._owed(peer)):
-            self._wait_drained(peer)
-        if len(data) >= _COUNTED:
-            with peer.put_lock:
-                peer.put += len(data)
-        self._outbox.put((peer, data))
-        if self._sleeping:
-            self._wake()
-
-    def _wait_drained(self, peer: _Peer) -> None:
-        """Wait until what is queued for `peer` has drained to half of `busy_limit` and the
-        outbox to half of `_OUTBOX_ITEMS`, or `peer` is down, or this node stops (as the
-        BEAM suspends a process that sends on a busy distribution port)."""
-        with peer.drained:
-            peer.waiters += 1  # while any waits, later senders queue up behind it
-            try:
-                while not self._drained(peer):
-                    self._busy.add(peer)  # (again) before every wait: see `_check_busy`
-                    self._wake()
-                    peer.drained.wait(0.5)  # normally `_check_busy` wakes it first
-            finally:
-                peer.waiters -= 1
-
-    def _owed(self, peer: _Peer) -> bool:
-        """Whether a sender on an event loop owes its wait for `peer` instead of waiting
-        (`_backpressure`): a task, while the queue is under twice the limit. Else it waits
-        here, loop and all, so that memory stays bounded."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False  # a thread process: it waits, as on the BEAM
-        task = asyncio.current_task(loop)
-        if task is None:
-            return False  # a plain callback: nothing to suspend later
-        if (peer.put - peer.taken + peer.backlog > 2 * self.busy_limit
-                or self._outbox.qsize() > 2 * _OUTBOX_ITEMS):
-            if not peer.hard_limit_said:
-                peer.hard_limit_said = True
-                log.warning("node %s: a task on an event loop went on sending to %s past "
-                            "twice busy_limit without awaiting an actornet.aio function; "
-                            "its loop waits until %s drains", self.node.name, peer.name,
-                            peer.name)
-            return False
-        wait = peer.drain_waiter
-        if wait is None:
-            wait = peer.drain_waiter = lambda loop: self._drain_waiter(peer, loop)
-        _backpressure.owe(task, wait)
-        return True
-
-    def _drain_waiter(self, peer: _Peer,
-                      loop: asyncio.AbstractEventLoop) -> asyncio.Future[None] | None:
-        """A future on `loop` that completes once `peer` has drained, or None if it has."""
-        fut = loop.create_future()
-        with peer.drained:
-            peer.async_waiters.append((loop, fut))
-            if self._drained(peer):  # checked after joining: see `_release`
-                peer.async_waiters.remove((loop, fut))
-                return None
-            self._busy.add(peer)
-        self._wake()
-        return fut
-
-    def _drained(self, peer: _Peer) -> bool:
-        return ((peer.put - peer.taken + peer.backlog <= self.busy_limit // 2
-                 and self._outbox.qsize() <= _OUTBOX_ITEMS // 2)
-                or peer.state in ("new", "down") or not self._running)
+        self._sendq.put(peer, data)
 
     def send(self, pid: Pid, msg: Any, connect: bool = True) -> None:
         self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg], connect)
@@ -482,19 +408,19 @@ class Transport:
         if _address.parse(node)[0] == self.node.name:
             return True
         peer, endpoint = self._peer_at(node)
-        if peer.state == "up":
+        if peer.state is State.UP:
             return True
         if not self._running:
             return False
         done = peer.attempts_done
-        self._outbox.put((None, ("connect", peer, endpoint)))
-        self._wake()
+        self._sendq.command(("connect", peer, endpoint))
         with peer.changed:
             peer.changed.wait_for(
-                lambda: peer.state == "up" or peer.attempts_done > done or not self._running,
+                lambda: peer.state is State.UP or peer.attempts_done > done
+                or not self._running,
                 timeout if timeout is not None else self.handshake_timeout + 6.0,
             )
-        return peer.state == "up"
+        return peer.state is State.UP
 
     def failure(self, node: str) -> str | None:
         """Why the last attempt to connect to `node` failed; None if it did not fail (or
@@ -507,7 +433,7 @@ class Transport:
         counts at once, while our connection back to it is still being made)."""
         return sorted(
             p.name for p in list(self._peers.values())
-            if (p.state == "up" or (p.inbound is not None and p.inbound.state == "up"))
+            if (p.state is State.UP or (p.inbound is not None and p.inbound.state == "up"))
             and not p.hidden
         )
 
@@ -527,9 +453,8 @@ class Transport:
     def peer_info(self) -> dict[str, dict[str, Any]]:
         # busy: a sender waits for it, or what is queued for it is over the limit (a
         # lightweight sender owes the wait then, `_backpressure`)
-        return {p.name: {"state": p.state, "backlog_bytes": p.backlog,
-                         "busy": p.waiters > 0 or (p.put - p.taken + p.backlog
-                                                   > self.busy_limit),
+        return {p.name: {"state": p.state.value, "backlog_bytes": p.backlog,
+                         "busy": self._sendq.busy_now(p),
                          "creation": p.creation, "endpoint": p.endpoint}
                 for p in list(self._peers.values())}
 
@@ -540,25 +465,21 @@ class Transport:
         this node connects to `node` again.
         """
         heal_at = None if heal_after is None else time.monotonic() + heal_after
-        self._outbox.put((None, ("cut", _address.parse(node)[0], heal_at)))
-        self._wake()
+        self._sendq.command(("cut", _address.parse(node)[0], heal_at))
 
     def heal(self, node: str) -> None:
         """Undo `cut`; the next use (or a ping) connects again."""
-        self._outbox.put((None, ("heal", _address.parse(node)[0])))
-        self._wake()
+        self._sendq.command(("heal", _address.parse(node)[0]))
 
     def disconnect(self, node: str) -> None:
         """Drop the connection to `node` as if it went down (Erlang `disconnect_node/1`)."""
-        self._outbox.put((None, ("disconnect", _address.parse(node)[0])))
-        self._wake()
+        self._sendq.command(("disconnect", _address.parse(node)[0]))
 
     def stop(self) -> None:
         """Tell connected peers we are leaving, close every socket, end the I/O thread."""
         if not self._running:
             return
-        self._outbox.put((None, ("stop",)))
-        self._wake()
+        self._sendq.command(("stop",))
         self._thread.join(5.0)
 
     # == the I/O thread ============================================================
@@ -595,21 +516,21 @@ class Transport:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_time / _CHECKS
+        sendq = self._sendq
         while self._running:
-            self._sleeping = True
+            sendq.sleeping = True
             now = time.monotonic()
             wake_at = next_tick
             deadline = self._pending.next_deadline()
             if deadline is not None:  # and their byte counts are looked at meanwhile
                 wake_at = min(wake_at, deadline, now + self._pending.interval)
             timeout = 0 if not self._outbox.empty() else max(0, int((wake_at - now) * 1000) + 1)
-            if self._lost or self._busy:
+            if self._lost or sendq.busy:
                 timeout = min(timeout, 20)
             ready = dict(self._poller.poll(timeout))
-            self._sleeping = False
-            if self._wake_fd in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self._wake_fd)  # type: ignore[attr-defined]
+            sendq.sleeping = False
+            if sendq.fd in ready:
+                sendq.woken()
             if self._router_monitor in ready:  # accepts first: see _admit
                 self._on_router_event()
             if self._zap is not None and self._zap in ready:
@@ -631,8 +552,8 @@ class Transport:
             if self._lost:  # after both ends' events of this turn: a killed peer at once
                 self._settle_lost()
             self._drain_outbox()
-            if self._busy:
-                self._check_busy()
+            if sendq.busy:
+                sendq.check_busy()
             now = time.monotonic()
             if now >= next_tick:
                 self._tick(now)
@@ -644,7 +565,7 @@ class Transport:
         """Something about `peer` failed in this thread: log it with its traceback, and
         drop the peer (its links and monitors fire) rather than the thread."""
         log.error("node %s: dropping %s: %s", self.node.name, peer.name, why, exc_info=True)
-        if peer.state in ("up", "connecting"):
+        if peer.state in (State.UP, State.CONNECTING):
             self._peer_down(peer, why)
 
     # -- outbound -----------------------------------------------------------------------
@@ -669,90 +590,50 @@ class Transport:
                 if not self._running:
                     return
                 continue
-            if len(item) >= _COUNTED:
-                peer.taken += len(item)
-            if item.__class__ is _NoConnect and peer.state in ("new", "down"):
+            if len(item) >= COUNTED:
+                peer.flow.taken += len(item)
+            if item.__class__ is _NoConnect and peer.idle:
                 continue  # noconnect, and the connection went down since it was sent
-            peer.ops.append(item)
-            peer.backlog += len(item)
+            peer.session.queue(item)
             touched.add(peer)
         self._send_touched(touched)
 
     def _send_touched(self, touched: set[_Peer]) -> None:
         for peer in touched:
-            if peer.state == "up":
+            if peer.state is State.UP:
                 self._flush(peer)
-            elif peer.state in ("new", "down"):
+            elif peer.idle:
                 self._start_connect(peer, peer.address)
 
     def _flush(self, peer: _Peer) -> None:
+        """Hand what the session has for `peer` to its DEALER, until ZeroMQ says "again"."""
         dealer = peer.dealer
         assert dealer is not None
-        ops, frames = peer.ops, peer.frames
-        while frames or ops:
-            if not frames:  # cut the next ops into frames of at most MAX_FRAME bytes
-                taken = [ops.popleft()]
-                size = len(taken[0])
-                while (ops and len(taken) < _BATCH
-                       and size + len(ops[0]) + w.OP_OVERHEAD <= w.MAX_FRAME):
-                    op = ops.popleft()
-                    taken.append(op)
-                    size += len(op) + w.OP_OVERHEAD
-                frames.extend(w.cut_stream(taken))
-                peer.backlog -= sum(len(op) for op in taken)
-            frame = frames[0]
+        session, send = peer.session, dealer.send_multipart
+        while (batch := session.next_batch()) is not None:
             try:
-                dealer.send_multipart([w.pack_header(peer.seq, peer.key, frame), frame],
-                                      zmq.NOBLOCK)
+                send(batch, zmq.NOBLOCK)
             except zmq.Again:
                 if not peer.waiting_pollout:
                     peer.waiting_pollout = True
                     self._poller.modify(dealer, zmq.POLLIN | zmq.POLLOUT)
                 return
-            frames.popleft()
-            peer.seq += 1
-            peer.last_sent = time.monotonic()
-            self.stats["bytes_out"] += len(frame)
-            self.stats["batches_out"] += 1
+            session.sent(time.monotonic())
         if peer.waiting_pollout:
             peer.waiting_pollout = False
             self._poller.modify(dealer, zmq.POLLIN)
-
-    @staticmethod
-    def _queue(peer: _Peer, data: bytes) -> None:
-        """Queue one of the transport's own ops (counted in the backlog like any other)."""
-        peer.ops.append(data)
-        peer.backlog += len(data)
 
     def _attempt_done(self, peer: _Peer) -> None:
         with peer.changed:
             peer.attempts_done += 1
             peer.changed.notify_all()
 
-    def _check_busy(self) -> None:
-        """Wake the senders waiting on a busy peer (`_wait_drained`) whose queue has drained.
-        Runs at the end of every loop turn. A waiting sender joins `_busy` before each wait,
-        holding the peer's lock from its own check to the wait, and wakes this thread: the
-        notify, which needs that lock, cannot fall between the two."""
-        for peer in list(self._busy):
-            if self._drained(peer):
-                self._release(peer)
-
-    def _release(self, peer: _Peer) -> None:
-        self._busy.discard(peer)
-        with peer.drained:
-            peer.drained.notify_all()
-            waiters, peer.async_waiters = peer.async_waiters, []
-        for loop, fut in waiters:
-            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
-                loop.call_soon_threadsafe(_resolve, fut)
-
     def _command(self, cmd: tuple[Any, ...]) -> None:
         match cmd:
             case ("connect", _Peer() as peer, endpoint):
-                if peer.state in ("new", "down"):
+                if peer.idle:
                     self._start_connect(peer, endpoint)
-                elif peer.state == "up":
+                elif peer.state is State.UP:
                     self._attempt_done(peer)
             case ("dial", _Peer() as peer, endpoint, error, attempt):
                 if attempt is peer.attempt:  # else a late answer of an abandoned attempt
@@ -760,17 +641,17 @@ class Transport:
             case ("cut", str() as name, heal_at):
                 self._cut[name] = heal_at
                 cut = self._peers.get(name)
-                if cut is not None and (cut.state in ("up", "connecting") or cut.inbound):
+                if cut is not None and (not cut.idle or cut.inbound):
                     self._peer_down(cut, "link cut (fault injection)")
             case ("heal", str() as name):
                 self._cut.pop(name, None)
             case ("disconnect", str() as name):
                 gone = self._peers.get(name)
-                if gone is not None and gone.state in ("up", "connecting"):
+                if gone is not None and not gone.idle:
                     self._peer_down(gone, "disconnected by request")
             case ("stop",):
                 self._goodbye()
-                self._running = False
+                self._sendq.running = False
 
     def _command_failed(self, cmd: tuple[Any, ...], error: Exception) -> None:
         """A command failed in this thread: log it; an attempt to connect fails with it
@@ -778,7 +659,7 @@ class Transport:
         log.error("node %s: %s failed: %r", self.node.name, cmd[0], error, exc_info=True)
         if cmd[0] in ("connect", "dial"):
             peer = cmd[1]
-            if peer.state == "connecting":
+            if peer.state is State.CONNECTING:
                 self._peer_down(peer, f"{cmd[0]} failed: {error!r:.200}")
             else:
                 self._attempt_done(peer)
@@ -786,15 +667,13 @@ class Transport:
     def _start_connect(self, peer: _Peer, endpoint: str | None) -> None:
         """Find the peer's endpoint (off this thread: a port-mapper lookup blocks), then dial.
         `endpoint` is the one its address gave, if any."""
+        peer.attempt_at = time.monotonic()
+        peer.session.connect(peer.attempt_at, self.handshake_timeout + 5.0)
         if peer.name in self._cut:
-            peer.state = "connecting"
             self._peer_down(peer, "link cut (fault injection)")
             return
-        peer.state = "connecting"
         peer.failure = None
         peer.attempt = attempt = object()
-        peer.attempt_at = time.monotonic()
-        peer.deadline = peer.attempt_at + self.handshake_timeout + 5.0
 
         known = peer.endpoint
 
@@ -820,7 +699,7 @@ class Transport:
             self._peer_down(peer, f"cannot start a thread to look it up: {e}")
 
     def _dial(self, peer: _Peer, endpoint: str | None, error: str | None) -> None:
-        if peer.state != "connecting" or peer.dealer is not None:
+        if peer.state is not State.CONNECTING or peer.dealer is not None:
             return  # a stale answer: this attempt ended, or another one is already dialling
         if endpoint is None:
             self._peer_down(peer, error or "no endpoint")
@@ -862,14 +741,14 @@ class Transport:
         flags = self._flags
         peer.handshake = Initiator(self.cookie, self.node.name, self.node.creation,
                                    self.endpoint, peer.name, flags)
-        peer.deadline = time.monotonic() + self.handshake_timeout
+        peer.session.connect(time.monotonic(), self.handshake_timeout)
         # ZeroMQ drops the pipe of a connection that failed at once (no reconnect), maybe
         # already: then this send fails, and the monitor's event takes the peer down.
         with contextlib.suppress(zmq.ZMQError):
             dealer.send(peer.handshake.start(), zmq.NOBLOCK)
 
     def _on_dealer(self, peer: _Peer, events: int) -> None:
-        if events & zmq.POLLOUT and peer.state == "up":
+        if events & zmq.POLLOUT and peer.state is State.UP:
             self._flush(peer)
         if not events & zmq.POLLIN or peer.dealer is None:
             return
@@ -898,11 +777,10 @@ class Transport:
             # The inbound connection belongs to an older incarnation.
             peer.inbound.state = "dead"
             peer.inbound = None
+            peer.session.inbound_down()
         peer.creation = event.peer_creation
         peer.hidden = bool(event.peer_flags & _HIDDEN)
-        peer.key = b"" if self.secure else event.session_key
-        peer.state = "up"
-        peer.up_since = peer.last_sent = time.monotonic()
+        peer.session.established(b"" if self.secure else event.session_key, time.monotonic())
         peer.handshake = None
         self._attempt_done(peer)
         log.info("node %s: connected to %s", self.node.name, peer.name)
@@ -912,11 +790,11 @@ class Transport:
             # Erlang meshes transitively: the new peer learns our peers, and our
             # peers learn the new one, so everyone ends up connected to everyone.
             others = [p for p in self._peers.values()
-                      if p.state == "up" and p is not peer and p.endpoint and not p.hidden]
-            self._queue(peer, w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
+                      if p.state is State.UP and p is not peer and p.endpoint and not p.hidden]
+            peer.session.queue(w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
             news = w.encode_op([w.NODES, [[peer.name, peer.endpoint]]])
             for other in others:
-                self._queue(other, news)
+                other.session.queue(news)
                 self._flush(other)
         self._flush(peer)
 
@@ -1094,10 +972,11 @@ class Transport:
         conn.last_seen = time.monotonic()
         peer = conn.peer
         if was == "up" and peer is not None and peer.inbound is conn:
-            if peer.state == "up":
+            if peer.state is State.UP:
                 self._peer_down(peer, why)
             else:
                 peer.inbound = None  # a connection this node is making to it goes on
+                peer.session.inbound_down()
 
     def _forget(self, conn: _Inbound) -> None:
         """Remove `conn` from the tables of connections by socket and by descriptor."""
@@ -1162,7 +1041,7 @@ class Transport:
         peer = self._peer(event.peer_name)
         old = peer.inbound
         if peer.creation is not None and peer.creation != event.peer_creation:
-            if peer.state in ("up", "connecting"):
+            if not peer.idle:
                 self._peer_down(peer, "it restarted (new incarnation)")
             peer = self._peer(event.peer_name)
         elif old is not None and old is not conn:
@@ -1170,187 +1049,111 @@ class Transport:
         conn.state = "up"
         conn.peer = peer
         conn.last_seen = now
-        conn.key = b"" if self.secure else event.session_key
         peer.inbound = conn
+        peer.session.inbound_up(b"" if self.secure else event.session_key, now)
         peer.creation = event.peer_creation
         peer.hidden = bool(event.peer_flags & _HIDDEN)
         if conn.fd >= 0:  # no longer bounded as a stranger
             self._pending.authenticated(conn.fd, conn.accept)
-        if peer.state in ("new", "down") and event.peer_endpoint:
+        if peer.idle and event.peer_endpoint:
             self._start_connect(peer, event.peer_endpoint)
-        elif (peer.state == "connecting" and event.peer_endpoint
+        elif (peer.state is State.CONNECTING and event.peer_endpoint
               and now - peer.attempt_at > _STALE_ATTEMPT):
             # Its connection got through while ours has been trying for a while: ours most
             # likely began during a silent cut that has healed since (TCP retries a lost
             # SYN only seconds later). Start over, towards where the peer says it is.
             self._close_dealer(peer)
-            peer.state = "down"
             self._start_connect(peer, event.peer_endpoint)
 
     def _on_batch(self, conn: _Inbound, frames: list[bytes]) -> None:
+        """A batch on an authenticated connection: its session says what it means."""
         peer = conn.peer
         assert peer is not None
-        conn.last_seen = time.monotonic()
-        self.stats["batches_in"] += 1
+        now = conn.last_seen = time.monotonic()
         if len(frames) != 3:
+            self.stats["batches_in"] += 1
             self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
             self._strike(peer)
             return
-        try:
-            seq = w.unpack_header(frames[1], conn.key, frames[2])
-        except ProtocolError as e:
-            self._bad_frame(peer, f"bad batch header: {e}")
-            if conn.key:
-                # Not from whoever authenticated on this connection (or corrupted):
-                # nothing more that comes on it can be trusted.
-                self._retire(conn, "a batch on its connection into this node failed its MAC")
-                log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
-            else:
-                self._strike(peer)
-            return
-        if seq != conn.seq:
-            self._bad_frame(peer, f"batch {seq} arrived when {conn.seq} was due: data was lost")
-            self._peer_down(peer, "lost data on the connection")
-            return
-        conn.seq += 1
+        for event in peer.session.receive(frames[1], frames[2], now):
+            match event:
+                case Ops(ops):
+                    if not self._deliver(peer, conn, ops):
+                        return  # it was dropped meanwhile (too many malformed ops)
+                case Dropped(why):
+                    log.error("node %s: dropped a frame from %s: %s", self.node.name,
+                              peer.name, why)
+                case Oversized(sizes):
+                    for size in sizes:
+                        log.error("node %s: dropped an op of %d bytes from %s: over "
+                                  "max_message_size (%d bytes)", self.node.name, size,
+                                  peer.name, self.max_message_size)
+                case Mesh(entries):
+                    self._meet(entries)
+                case Down(reason):
+                    self._peer_down(peer, reason)
+                case Refused(reason):
+                    self._refuse_peer(peer, reason)
+                case Broken(reason):
+                    self._retire(conn, reason)
+                    log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
+        if peer.state is State.UP and peer.session.pending:
+            self._flush(peer)
+
+    def _deliver(self, peer: _Peer, conn: _Inbound, ops: list[list[Any]]) -> bool:
+        """Hand `ops` from `peer` to the node; False if `peer` was dropped meanwhile."""
         node = self.node
-        self.stats["bytes_in"] += len(frames[2])
-        if conn.stream is None:
-            conn.stream = w.OpStream(self.max_message_size)
-        stream = conn.stream
-        ops = stream.feed(frames[2])
-        procs = node._procs
-        decode_op, limit, send = w.decode_op, self.max_message_size, w.SEND
-        for frame in ops:
-            try:
-                op = decode_op(frame, limit)
-            except (DecodeError, ProtocolError) as e:
-                self._bad_frame(peer, str(e))
-                if self._strike(peer):
-                    return  # refused: nothing more from this batch is taken
-                continue
+        procs, send = node._procs, w.SEND
+        for op in ops:
             if op[0] == send:  # the hot path, inline: a message to a local pid
                 proc = procs.get(op[1])
                 if proc is not None and proc.pid.creation == op[2]:
                     proc.mailbox.put(op[3])
                 continue
             try:
-                self._dispatch(node, peer, op)
+                for why in dispatch(node, op):
+                    self._bad_frame(peer, why)
+                    if self._strike(peer):
+                        return False
             except Exception:
                 self.stats["bad_frames"] += 1
                 log.exception("node %s: failed to handle %s from %s", node.name,
                               w.shown(op[:2], 80), peer.name)
                 self._strike(peer)
             if conn.state != "up":
-                return  # it was dropped meanwhile (a GOODBYE, too many malformed ops)
-        if stream.skipped:
-            self._oversized(peer, stream)
-        if peer.state == "up" and peer.ops:
-            self._flush(peer)
-
-    def _oversized(self, peer: _Peer, stream: w.OpStream) -> None:
-        """Note what `peer` sent over `max_message_size` (skipped by `stream`). A plain message
-        is lost alone; a lost signal or reply would leave a link, monitor or call waiting
-        for ever, so then the connection is closed and they fire with noconnection."""
-        signals = stream.signals_skipped
-        for size in stream.skipped:
-            self.stats["oversized_in"] += 1
-            log.error("node %s: dropped an op of %d bytes from %s: over max_message_size "
-                      "(%d bytes)", self.node.name, size, peer.name, self.max_message_size)
-        stream.skipped.clear()
-        stream.signals_skipped = 0
-        if signals and peer.state == "up":
-            self._peer_down(peer, f"it sent {signals} signal(s) or repl(ies) over "
-                                  "max_message_size")
+                return False
+        return True
 
     def _bad_frame(self, peer: _Peer, why: str) -> None:
         self.stats["bad_frames"] += 1
         log.error("node %s: dropped a frame from %s: %s", self.node.name, peer.name, why)
 
-    def _dispatch(self, node: Node, peer: _Peer, op: list[Any]) -> None:
-        """Run one op from `peer` (its shape checked by `w.decode_op`)."""
-        match op:
-            case [w.SEND, id_, creation, msg]:
-                proc = node._procs.get(id_)
-                if proc is not None and proc.pid.creation == creation:
-                    proc.mailbox.put(msg)
-            case [w.SEND_MANY, targets, msg]:
-                procs = node._procs
-                for target in targets:
-                    match target:
-                        case [int() as id_, int() as creation]:
-                            proc = procs.get(id_)
-                            if proc is not None and proc.pid.creation == creation:
-                                proc.mailbox.put(msg)
-                        case _:
-                            self._bad_frame(peer, f"a bad pid in a SEND_MANY: "
-                                                  f"{w.shown(target, 60)}")
-                            self._strike(peer)
-            case [w.REG_SEND, _, name, msg]:
-                node._deliver_name(name, msg)
-            case [w.ALIAS, _, ref, msg]:
-                node._deliver_alias(ref, msg)
-            case [w.TICK]:
-                pass
-            case [w.LINK, from_, to]:
-                node._signal_link(to, from_)
-            case [w.UNLINK, from_, to]:
-                node._signal_unlink(to, from_)
-            case [w.EXIT, from_, to, reason]:
-                node._signal_exit(to, from_, reason, linked=True)
-            case [w.EXIT2, from_, to, reason]:
-                node._signal_exit(to, from_, reason, linked=False)
-            case [w.MONITOR, watcher, target, ref]:
-                node._signal_monitor(target, watcher, ref)
-            case [w.DEMONITOR, _, target, ref]:
-                node._signal_demonitor(target, ref)
-            case [w.DOWN, watcher, ref, item, reason]:
-                node._signal_down(watcher, ref, item, reason)
-            case [w.SPAWN, *args]:
-                node._spawn_request(*args)
-            case [w.SPAWN_REPLY, *args]:
-                node._spawn_reply(*args)
-            case [w.GOODBYE]:
-                self._peer_down(peer, "it stopped")
-            case [w.NODES, entries] if self.mesh:
-                self._meet(peer, entries)
-
-    def _meet(self, peer: _Peer, entries: list[Any]) -> None:
-        """Connect to each node `peer` says it is connected to (Erlang's transitive mesh);
-        an entry that is not ``[name, endpoint]`` is dropped, logged."""
-        for entry in entries:
-            match entry:
-                case [str() as name, str() as endpoint] if (
-                        _address.is_name(name) and _address.is_endpoint(endpoint)):
-                    if name == self.node.name:
-                        continue
-                    other = self._peer(name)
-                    if other.state in ("new", "down"):
-                        self._start_connect(other, endpoint)
-                case _:
-                    self._bad_frame(peer, f"a bad entry in its list of peers: "
-                                          f"{w.shown(entry, 80)}")
-                    self._strike(peer)
+    def _meet(self, entries: list[tuple[str, str]]) -> None:
+        """Connect to each node a peer says it is connected to (Erlang's transitive mesh;
+        the session checked the entries)."""
+        for name, endpoint in entries:
+            if name != self.node.name:
+                other = self._peer(name)
+                if other.idle:
+                    self._start_connect(other, endpoint)
 
     def _strike(self, peer: _Peer) -> bool:
-        """`peer` sent something malformed (each is logged where it is found): disconnect
-        it once it has sent `_STRIKES` within `_STRIKE_WINDOW` seconds (then True)."""
-        now = time.monotonic()
-        if now - peer.strikes_since > _STRIKE_WINDOW:
-            peer.strikes, peer.strikes_since = 0, now
-        peer.strikes += 1
-        if peer.strikes >= _STRIKES:
-            why = (f"it sent {peer.strikes} malformed messages in {now - peer.strikes_since:.0f}"
-                   " s")
-            conn = peer.inbound
-            log.warning("node %s: refusing %s: %s", self.node.name, peer.name, why)
-            self._peer_down(peer, why)
-            peer.strikes = 0
-            if conn is not None:
-                conn.state = "dead"
-                log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
-            return True
-        return False
+        """`peer` sent something malformed (logged where it was found): True if it is
+        refused for it (`Session.strike`)."""
+        refused = peer.session.strike(time.monotonic())
+        if refused is None:
+            return False
+        self._refuse_peer(peer, refused.reason)
+        return True
+
+    def _refuse_peer(self, peer: _Peer, why: str) -> None:
+        """Drop `peer` for sending too many malformed ops, and close its connection in."""
+        conn = peer.inbound
+        log.warning("node %s: refusing %s: %s", self.node.name, peer.name, why)
+        self._peer_down(peer, why)
+        if conn is not None:
+            conn.state = "dead"
+            log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
 
     # -- failure detection --------------------------------------------------------------
 
@@ -1363,12 +1166,13 @@ class Transport:
                 return
             event = int.from_bytes(frames[0][:2], "little")
             value = int.from_bytes(frames[0][2:6], "little")
-            if event & _FAIL_EVENTS and peer.state in ("up", "connecting"):
-                if peer.state == "up" and not event & _ZMTP_FAILED:
+            if event & _FAIL_EVENTS and not peer.idle:
+                if peer.state is State.UP and not event & _ZMTP_FAILED:
                     # Declared down once what it sent before is read (`_settle_lost`).
-                    self._lost.setdefault(peer, (time.monotonic(), "connection lost"))
+                    peer.session.lost("connection lost", time.monotonic())
+                    self._lost.add(peer)
                     continue
-                what = "connection lost" if peer.state == "up" else "connection failed"
+                what = "connection lost" if peer.state is State.UP else "connection failed"
                 if event & _ZMTP_FAILED:
                     what = _zmtp_failure(event, value, self.secure) or ""
                     if what:
@@ -1486,23 +1290,13 @@ class Transport:
             if heal_at is not None and now >= heal_at:
                 del self._cut[name]
                 peer = self._peers.get(name)
-                if peer is not None and peer.state in ("new", "down"):
+                if peer is not None and peer.idle:
                     self._start_connect(peer, peer.address)
         for peer in list(self._peers.values()):
-            if peer.state == "connecting" and now > peer.deadline:
-                self._peer_down(peer, "connection timed out")
-            elif peer.state == "up":
-                conn = peer.inbound
-                if conn is None or conn.state != "up":
-                    if now - peer.up_since > self.tick_time:
-                        self._peer_down(peer, "it never connected back")
-                        continue
-                elif now - conn.last_seen > self.tick_time:
-                    self._peer_down(peer, f"no tick for {now - conn.last_seen:.1f} s")
-                    continue
-                if now - peer.last_sent >= self.tick_time / 4:
-                    self._queue(peer, w.encode_op([w.TICK]))
-                    self.stats["ticks_out"] += 1
+            match peer.session.tick(now):
+                case Down(reason):
+                    self._peer_down(peer, reason)
+                case Tick():
                     self._flush(peer)
         grace = self.tick_time / 4  # for what a closed connection sent to be read
         for rid, conn in list(self._inbound.items()):
@@ -1536,55 +1330,50 @@ class Transport:
 
     def _settle_lost(self) -> None:
         """Declare down each peer whose outbound connection dropped (`_lost`), once its
-        connection into this node has closed too (libzmq reads a connection's data before
-        its end), or after _LOST_GRACE: what it sent before, such as its last messages
-        or the GOODBYE of a node that stopped, is handled first."""
+        session says so (`Session.settled`): what it sent before, such as its last
+        messages or the GOODBYE of a node that stopped, is handled first."""
         now = time.monotonic()
         ready = []
-        for peer, (since, why) in list(self._lost.items()):
+        for peer in list(self._lost):
             conn = peer.inbound
-            if (conn is None or conn.state != "up" or conn.gone_at is not None
-                    or now - since >= _LOST_GRACE):
-                ready.append((peer, why))
+            closed = conn is None or conn.state != "up" or conn.gone_at is not None
+            if peer.session.settled(now, closed):
+                ready.append(peer)
         if not ready:
             return
         for _ in range(_LOST_READS):  # all it sent, unless a flood keeps coming
             if not self._read_router():
                 break
-        for peer, why in ready:
-            if self._lost.pop(peer, None) is not None and peer.state == "up":
-                self._peer_down(peer, why)
+        for peer in ready:
+            if peer in self._lost:
+                self._lost.discard(peer)
+                down = peer.session.take_lost()
+                if down is not None:
+                    self._peer_down(peer, down.reason)
 
     def _peer_down(self, peer: _Peer, why: str) -> None:
-        self._lost.pop(peer, None)
+        self._lost.discard(peer)
         peer.failure = why
-        was_up = peer.state == "up"
+        was_up = peer.state is State.UP
+        goodbye = peer.session.down()
         linger = 0
         if was_up:
             log.warning("node %s: node %s is down: %s", self.node.name, peer.name, why)
-            if peer.dealer is not None:
-                # Tell the peer, on the connection being dropped: whatever made us give
-                # up on it (a cut, a request, silence after we were frozen), it then sees
+            if peer.dealer is not None and goodbye is not None:
+                # Sent on the connection being dropped: whatever made us give up on it
+                # (a cut, a request, silence after we were frozen), the peer then sees
                 # the link go too, instead of talking on into a link we no longer read.
-                goodbye = w.pack_ops([w.encode_op([w.GOODBYE])])
                 with contextlib.suppress(zmq.ZMQError):
-                    peer.dealer.send_multipart(
-                        [w.pack_header(peer.seq, peer.key, goodbye), goodbye], zmq.NOBLOCK)
+                    peer.dealer.send_multipart(goodbye, zmq.NOBLOCK)
                     linger = 500
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
         self._close_dealer(peer, linger)
-        peer.state = "down"
-        peer.ops.clear()
-        peer.frames.clear()
-        peer.backlog = 0
-        peer.seq = 0
-        peer.key = b""
         if peer.inbound is not None:
             peer.inbound.state = "dead"
             peer.inbound = None
         self._attempt_done(peer)
-        self._release(peer)
+        self._sendq.release(peer)
         self.node._node_down(peer.name, was_up and not peer.hidden)
 
     def _close_dealer(self, peer: _Peer, linger: int = 0) -> None:
@@ -1600,30 +1389,28 @@ class Transport:
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):
-            if peer.state == "up" and peer.dealer is not None:
-                self._queue(peer, w.encode_op([w.GOODBYE]))
+            if peer.state is State.UP and peer.dealer is not None:
+                peer.session.goodbye()
                 self._flush(peer)
                 peer.dealer.setsockopt(zmq.LINGER, 1000)
 
     def _close_all(self) -> None:
-        self._running = False
+        self._sendq.running = False
         for peer in list(self._peers.values()):
             _stop_monitor(peer.dealer)
             for sock in (peer.monitor, peer.dealer):
                 if sock is not None:
                     sock.close()
             peer.dealer = peer.monitor = None
-            peer.state = "down"
+            peer.session.down()
             self._attempt_done(peer)
-            self._release(peer)
+            self._sendq.release(peer)
         _stop_monitor(self._router)
         self._router_monitor.close(linger=0)
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close(linger=0)
-        with self._wake_lock:
-            os.close(self._wake_fd)
-            self._wake_fd = -1
+        self._sendq.close()
         self._ctx.term()
 
 
@@ -1634,11 +1421,6 @@ def _stop_monitor(sock: zmq.Socket[Any] | None) -> None:
     if sock is not None and not sock.closed:
         with contextlib.suppress(zmq.ZMQError):
             sock.disable_monitor()
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 def _zmtp_failure(event: int, value: int, secure: bool) -> str | None:
