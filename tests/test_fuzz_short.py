@@ -22,7 +22,8 @@ from tests.fuzz.harness import Fuzzer, Report, minimize, run_fuzz, signature_of,
 from tests.fuzz.targets import TARGETS, CodecTarget
 
 SEED = 20240611
-BUDGET = {"codec": 8000, "wire": 5000, "handshake": 7000, "dial": 3000, "dispatch": 1500}
+BUDGET = {"codec": 8000, "wire": 5000, "handshake": 7000, "session": 3000, "dial": 3000,
+          "dispatch": 1500}
 
 
 def run(budget: dict[str, int], findings: Path, **options: Any) -> Report:
@@ -42,6 +43,8 @@ def test_short_fuzz_run_finds_nothing(tmp_path: Path) -> None:
     assert any("decoded-3" in k for k in report.stats["wire"].outcomes)
     assert any(k.endswith("->established") and "established->" not in k
                for k in report.stats["handshake"].outcomes)  # fuzzing reaches the end too
+    # and the session's clauses: ops through, a goodbye, a refused batch
+    assert {"plain Ops", "plain Down", "plain Broken"} <= report.stats["session"].outcomes.keys()
     assert not list(tmp_path.iterdir())  # nothing saved
     assert "findings=0" in report.summary()
 
