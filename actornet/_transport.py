@@ -41,6 +41,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -109,7 +110,7 @@ class Transport:
         busy_limit: int = 8 * 1024 * 1024,
         mesh: bool = True,
         hidden: bool = False,
-        resolve: Any = None,
+        resolve: Callable[[str], str | None] | None = None,
     ) -> None:
         self.node = node
         self.cookie = cookie
@@ -123,7 +124,7 @@ class Transport:
         # handshake flags: bit 0 secure (CURVE), bit 1 hidden (not part of the mesh)
         self._flags = (1 if secure else 0) | (_HIDDEN if hidden else 0)
         # One I/O thread: libzmq then says a connection was accepted before that connection
-        # can send anything (see "Inbound connections" above).
+        # can send anything (`_inbound`).
         self._ctx = zmq.Context(io_threads=1)
         self._zap: zmq.Socket[Any] | None = None
         if secure:
@@ -215,12 +216,12 @@ class Transport:
         return self._sendq.running
 
     @property
-    def _resolve(self) -> Any:
+    def _resolve(self) -> Callable[[str], str | None] | None:
         """name -> endpoint (a port-mapper look-up; may block)."""
         return self._dialer.resolve
 
     @_resolve.setter
-    def _resolve(self, resolve: Any) -> None:
+    def _resolve(self, resolve: Callable[[str], str | None] | None) -> None:
         self._dialer.resolve = resolve
 
     @property
@@ -293,11 +294,11 @@ class Transport:
     def exit(self, from_: Pid, to: Pid, reason: Any, *, linked: bool) -> None:
         self._enqueue(to.node, [w.EXIT if linked else w.EXIT2, from_, to, reason])
 
-    def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
+    def monitor(self, watcher: Pid, target: Pid | tuple[str, str], ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
         self._enqueue(node, [w.MONITOR, watcher, what, ref], address=not isinstance(target, Pid))
 
-    def demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
+    def demonitor(self, watcher: Pid, target: Pid | tuple[str, str], ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
         if isinstance(what, str) and what.startswith("$"):
             return  # the monitor of a pending remote spawn: nothing to undo remotely
@@ -344,6 +345,12 @@ class Transport:
         is still going on)."""
         peer = self._peers.get(_base_name(node))
         return None if peer is None else peer.failure
+
+    def creation(self, node: str) -> int | None:
+        """The creation of the incarnation of `node` last connected in either direction,
+        or None if none was."""
+        peer = self._peers.get(node)
+        return None if peer is None else peer.creation
 
     def nodes(self) -> list[str]:
         """Peers connected in either direction (a peer that just connected to us
