@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from actornet import _codec, _wire
+from actornet import _codec, _session, _wire
 from actornet import _handshake as hs
 from tests.fuzz import atheris_run, cli
 from tests.fuzz.harness import Fuzzer, Report, minimize, run_fuzz, signature_of, split_budget
@@ -93,6 +93,9 @@ PLANTED = [
     ("handshake", hs, "_parse", _kind_0, _raise(KeyError("planted")), "OracleError"),
     # every digest "matches": handshakes succeed, on digests the protocol does not specify
     ("handshake", hs, "_digest", _always, lambda: b"\x00" * 32, "OracleError"),
+    # an exception out of the session's decoding, and a session that misreads every header
+    ("session", _session, "decode_op", _has_c1, _raise(KeyError("planted")), "KeyError"),
+    ("session", _session, "unpack_header", _always, lambda: 7, "OracleError"),
 ]
 
 
