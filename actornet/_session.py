@@ -51,6 +51,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,8 +315,28 @@ class Session:
     # -- in ---------------------------------------------------------------------------------
 
     def receive(self, header: bytes, payload: bytes, now: float) -> list[Event]:
-        """A batch on the peer's connection into this node: what it means, in order.
-        After a `Down`, `Refused` or `Broken` nothing more of it is taken."""
+        """A batch on the peer's connection into this node: what it means, in order, with
+        the ops for the node grouped into `Ops` events (`feed`, as a list)."""
+        events: list[Event] = []
+        ops: list[list[Any]] = []
+        for item in self.feed(header, payload, now):
+            if isinstance(item, list):
+                ops.append(item)
+                continue
+            if ops:
+                events.append(Ops(ops))
+                ops = []
+            events.append(item)
+        if ops:
+            events.append(Ops(ops))
+        return events
+
+    def feed(self, header: bytes, payload: bytes,
+             now: float) -> Iterator[list[Any] | Event]:
+        """A batch on the peer's connection into this node: each op for the node (a list,
+        checked by `_wire.decode_op`) and each event, in order, as they are decoded. After
+        a `Down`, `Refused` or `Broken` nothing more of it is taken. (One op at a time, so
+        that the I/O thread holds no batch of decoded ops: `receive` groups them.)"""
         self.last_seen = now
         stats = self.stats
         stats["batches_in"] += 1
@@ -323,22 +344,23 @@ class Session:
             seq = unpack_header(header, self._in_key, payload)
         except ProtocolError as e:
             stats["bad_frames"] += 1
-            dropped = Dropped(f"bad batch header: {e}")
+            yield Dropped(f"bad batch header: {e}")
             if self._in_key:
                 # Not from whoever authenticated on this connection (or corrupted):
                 # nothing more that comes on it can be trusted.
-                return [dropped, Broken("a batch on its connection into this node failed "
-                                        "its MAC")]
+                yield Broken("a batch on its connection into this node failed its MAC")
+                return
             refused = self.strike(now)
-            return [dropped] if refused is None else [dropped, refused]
+            if refused is not None:
+                yield refused
+            return
         if seq != self.in_seq:
             stats["bad_frames"] += 1
-            return [Dropped(f"batch {seq} arrived when {self.in_seq} was due: data was lost"),
-                    Down("lost data on the connection")]
+            yield Dropped(f"batch {seq} arrived when {self.in_seq} was due: data was lost")
+            yield Down("lost data on the connection")
+            return
         self.in_seq += 1
         stats["bytes_in"] += len(payload)
-        events: list[Event] = []
-        ops: list[list[Any]] = []
         limit = self.max_message_size
         stream = self._stream
         for frame in stream.feed(payload):
@@ -346,39 +368,36 @@ class Session:
                 op = decode_op(frame, limit)
             except (DecodeError, ProtocolError) as e:
                 stats["bad_frames"] += 1
-                events.append(Dropped(str(e)))
+                yield Dropped(str(e))
                 refused = self.strike(now)
                 if refused is not None:
-                    return _ended(events, ops, refused)
+                    yield refused
+                    return
                 continue
             code = op[0]
             if code == SEND:  # the common case first
-                ops.append(op)
+                yield op
                 continue
             match code:
                 case w.TICK:  # it only keeps the connection alive
                     pass
                 case w.GOODBYE:
-                    return _ended(events, ops, Down("it stopped"))
+                    yield Down("it stopped")
+                    return
                 case w.NODES:
                     if self.mesh:
-                        if ops:
-                            events.append(Ops(ops))
-                            ops = []
-                        refused = self._meet(op[1], events, now)
+                        refused = yield from self._meet(op[1], now)
                         if refused is not None:
-                            return _ended(events, ops, refused)
+                            yield refused
+                            return
                 case _:
-                    ops.append(op)
-        if ops:
-            events.append(Ops(ops))
+                    yield op
         if stream.skipped:
-            self._oversized(stream, events)
-        return events
+            yield from self._oversized(stream)
 
-    def _meet(self, entries: list[Any], events: list[Event], now: float) -> Refused | None:
-        """Add a `Mesh` of the well-formed ``[name, endpoint]`` entries of a NODES op to
-        `events`; each other entry is dropped and struck."""
+    def _meet(self, entries: list[Any], now: float) -> Generator[Event, None, Refused | None]:
+        """A `Mesh` of the well-formed ``[name, endpoint]`` entries of a NODES op; each
+        other entry is dropped and struck. Returns the refusal, if the strikes reach it."""
         good: list[tuple[str, str]] = []
         refused = None
         for entry in entries:
@@ -388,27 +407,26 @@ class Session:
                     good.append((name, endpoint))
                 case _:
                     self.stats["bad_frames"] += 1
-                    events.append(Dropped(f"a bad entry in its list of peers: "
-                                          f"{shown(entry, 80)}"))
+                    yield Dropped(f"a bad entry in its list of peers: {shown(entry, 80)}")
                     refused = self.strike(now)
                     if refused is not None:
                         break
         if good:
-            events.append(Mesh(good))
+            yield Mesh(good)
         return refused
 
-    def _oversized(self, stream: OpStream, events: list[Event]) -> None:
+    def _oversized(self, stream: OpStream) -> Iterator[Event]:
         """Ops over max_message_size were skipped. A plain message is lost alone; a lost
         signal or reply would leave a link, monitor or call waiting for ever, so then the
         peer is down (its links, monitors and calls fire with noconnection)."""
         signals = stream.signals_skipped
         self.stats["oversized_in"] += len(stream.skipped)
-        events.append(Oversized(list(stream.skipped)))
+        sizes = list(stream.skipped)
         stream.skipped.clear()
         stream.signals_skipped = 0
+        yield Oversized(sizes)
         if signals and self.state is State.UP:
-            events.append(Down(f"it sent {signals} signal(s) or repl(ies) over "
-                               "max_message_size"))
+            yield Down(f"it sent {signals} signal(s) or repl(ies) over max_message_size")
 
     def strike(self, now: float) -> Refused | None:
         """The peer sent something malformed (each is reported where it is found): refuse
@@ -469,11 +487,3 @@ class Session:
         if lost is None or self.state is not State.UP:
             return None
         return Down(lost[1])
-
-
-def _ended(events: list[Event], ops: list[list[Any]], last: Event) -> list[Event]:
-    """`events`, then the ops decoded before `last` ended the batch, then `last`."""
-    if ops:
-        events.append(Ops(ops))
-    events.append(last)
-    return events

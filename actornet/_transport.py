@@ -61,7 +61,6 @@ from actornet._session import (
     Down,
     Dropped,
     Mesh,
-    Ops,
     Oversized,
     Refused,
     Session,
@@ -801,11 +800,17 @@ class Transport:
             self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
             self._strike(peer)
             return
-        for event in peer.session.receive(frames[1], frames[2], now):
-            match event:
-                case Ops(ops):
-                    if not self._deliver(peer, conn, ops):
-                        return  # it was dropped meanwhile (too many malformed ops)
+        procs, send = self.node._procs, w.SEND
+        for item in peer.session.feed(frames[1], frames[2], now):
+            if isinstance(item, list):  # an op for the node
+                if item[0] == send:  # the hot path, inline: a message to a local pid
+                    proc = procs.get(item[1])
+                    if proc is not None and proc.pid.creation == item[2]:
+                        proc.mailbox.put(item[3])
+                elif not self._dispatch(peer, conn, item):
+                    return  # it was dropped meanwhile (too many malformed ops)
+                continue
+            match item:
                 case Dropped(why):
                     log.error("node %s: dropped a frame from %s: %s", self.node.name,
                               peer.name, why)
@@ -826,29 +831,19 @@ class Transport:
         if peer.state is State.UP and peer.session.pending:
             self._flush(peer)
 
-    def _deliver(self, peer: Peer, conn: Inbound, ops: list[list[Any]]) -> bool:
-        """Hand `ops` from `peer` to the node; False if `peer` was dropped meanwhile."""
-        node = self.node
-        procs, send = node._procs, w.SEND
-        for op in ops:
-            if op[0] == send:  # the hot path, inline: a message to a local pid
-                proc = procs.get(op[1])
-                if proc is not None and proc.pid.creation == op[2]:
-                    proc.mailbox.put(op[3])
-                continue
-            try:
-                for why in dispatch(node, op):
-                    self._bad_frame(peer, why)
-                    if self._strike(peer):
-                        return False
-            except Exception:
-                self.stats["bad_frames"] += 1
-                log.exception("node %s: failed to handle %s from %s", node.name,
-                              w.shown(op[:2], 80), peer.name)
-                self._strike(peer)
-            if conn.state is not Conn.UP:
-                return False
-        return True
+    def _dispatch(self, peer: Peer, conn: Inbound, op: list[Any]) -> bool:
+        """Hand `op` from `peer` (not a SEND) to the node; False if `peer` was dropped."""
+        try:
+            for why in dispatch(self.node, op):
+                self._bad_frame(peer, why)
+                if self._strike(peer):
+                    return False
+        except Exception:
+            self.stats["bad_frames"] += 1
+            log.exception("node %s: failed to handle %s from %s", self.node.name,
+                          w.shown(op[:2], 80), peer.name)
+            self._strike(peer)
+        return conn.state is Conn.UP
 
     def _bad_frame(self, peer: Peer, why: str) -> None:
         self.stats["bad_frames"] += 1
