@@ -11,13 +11,13 @@ Out: ops queued (`queue`) are cut into batches of at most `_BATCH` ops and `MAX_
 bytes, numbered from 0 and, on a plain connection, MACed with the session key
 (`next_batch`, then `sent` once the socket took it).
 
-In: each batch (`receive`) must carry the next sequence number and, on a plain connection,
-a valid MAC; its ops are reassembled (`OpStream`), decoded and checked. What they mean
-comes back as events, in order: `Ops` for the node, `Mesh` (a peer's peers), `Down` (a
-GOODBYE, lost data, a signal over `max_message_size`), `Refused` (too many malformed ops),
-`Broken` (a batch that is not the peer's: the connection cannot be trusted), `Dropped`
-for each malformed thing dropped and `Oversized` for ops skipped (for the log). TICKs only
-keep it alive.
+In: each batch (`feed`, or `receive` for a list) must carry the next sequence number and,
+on a plain connection, a valid MAC; its ops are reassembled (`OpStream`), decoded and
+checked. What they mean comes back in order: the ops for the node (`Ops` from `receive`),
+`Mesh` (a peer's peers), `Down` (a GOODBYE, lost data, a signal over `max_message_size`),
+`Refused` (too many malformed ops), `Broken` (a batch that is not the peer's: the
+connection cannot be trusted), `Dropped` for each malformed thing dropped and `Oversized`
+for ops skipped (for the log). TICKs only keep it alive.
 
 Time: `tick` runs the failure detector (a connection attempt past its deadline; no
 connection back within `tick_time`; nothing heard for `tick_time`) and says when a TICK is
