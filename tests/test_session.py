@@ -348,6 +348,9 @@ def test_every_op_sent_comes_out_once_in_order_whatever_the_batch_boundaries(
                 out += delivered(b.receive(header, payload, now))
         else:
             now += arg
+            b.queue(w.encode_op([w.TICK]))  # b's ticks: a hears from it while time passes
+            for header, payload in batches(b, now):
+                assert a.receive(header, payload, now) == []
             assert not isinstance(a.tick(now), Down)
     for header, payload in batches(a, now):
         out += delivered(b.receive(header, payload, now))
