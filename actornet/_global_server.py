@@ -272,8 +272,7 @@ class _NameServer(GenServer):
         if home.node == self.gen_node.name:
             return home == self.gen_pid
         dist = self.gen_node._dist
-        peer = dist._peers.get(home.node) if dist is not None else None
-        return (peer is not None and peer.creation == home.creation
+        return (dist is not None and dist.creation(home.node) == home.creation
                 and home.node in dist.nodes())
 
     def _dead_here(self, pid: Pid) -> bool:

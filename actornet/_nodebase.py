@@ -26,6 +26,7 @@ from actornet.errors import NodeDown
 
 if TYPE_CHECKING:
     from actornet._scheduler import Scheduler
+    from actornet._transport import Transport
     from actornet.node import Node
 
 __all__ = ["NodeBase", "LOCAL_NODE_NAME"]
@@ -51,7 +52,7 @@ class NodeBase:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._running = True
-        self._dist: Any = None  # the ZeroMQ transport, once distributed
+        self._dist: Transport | None = None  # the ZeroMQ transport, once distributed
         self._closers: list[Callable[[], None]] = []  # run by stop(), e.g. port-mapper entry
         self._scheduler: Scheduler | None = None  # where lightweight processes run
         self._scheduler_lock = threading.Lock()
@@ -115,7 +116,7 @@ class NodeBase:
         """
         return [p.pid for p in list(self._procs.values())]
 
-    def _remote(self) -> Any:
+    def _remote(self) -> Transport:
         if self._dist is None:
             raise NodeDown(
                 f"node {self.name} is not distributed: start it with actornet.start_node("

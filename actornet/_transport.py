@@ -6,39 +6,21 @@ sends to it. So each direction of a node pair is its own connection with its
 own handshake (`_handshake`) and sequence numbers (`_wire`); a pair is
 *connected* once this side's DEALER is authenticated.
 
-Threads: process threads encode an operation (raising `TypeError` for an
-unsendable value, right at the `send`) and put ``(peer, bytes)`` on the outbox,
-a `SimpleQueue`, waking the I/O thread through an eventfd only when it sleeps.
-The I/O thread batches what it finds per peer into one ZeroMQ message, reads
-the ROUTER, runs handshakes and ticks, and calls the node's entry points
-(`Node._deliver` and friends) for what arrives. Nothing else touches a socket.
+The loop: poll, recv, feed the session, dispatch, send. Process threads hand ops to the
+I/O thread through the outbox (`_sendqueue`, which also holds back-pressure; libzmq holds at
+most `_dialer.SNDHWM` batches per peer before a peer's queue grows). The I/O thread gives what it
+finds per peer to that peer's session (`_session`), which cuts it into batches; it reads
+the ROUTER, runs handshakes, feeds each batch to its session, and hands the ops that come
+out to the node (`_dispatch`). The protocol (sequence numbers, MACs, ticks and failure
+detection, the lost-peer grace, the oversize policy, goodbye, strikes) is the session's;
+this module only moves bytes and acts on the session's events. Nothing else touches a
+socket.
 
-Back-pressure: when what is queued for a peer and not yet handed to ZeroMQ passes
-`busy_limit` bytes, or the outbox passes `_OUTBOX_ITEMS` ops, senders to that
-peer wait until it drains (as the BEAM suspends a sender on a busy distribution
-port); libzmq holds at most `_SNDHWM` batches per peer before that queue grows.
-A task on an event loop (a lightweight process) does not wait in the send: it owes
-the wait, and pays it at its next `actornet.aio` await (`_backpressure`).
-Nothing is dropped while the peer is connected.
-
-Inbound connections: the ROUTER names each by the routing id the peer presents
-(a peer may choose it), and libzmq gives that id to a new connection once the one
-that held it is gone. So an inbound entry is bound to the TCP connection of its
-first message (`_bind`), and a message counts as that entry's only if it came on
-that connection: the descriptor libzmq says it came from (``ZMQ_SRCFD``) is the
-entry's, and still holds the same socket (checked for every message; it is cheap).
-If that socket is closed, the message is still the entry's when no connection was
-accepted on that descriptor since (the ROUTER's monitor says so, with one I/O
-thread, before such a connection can send anything): it was sent before the close.
-Anything else is the first message of a new connection, which must authenticate.
-
-Before authenticating (`_admission`): on an encrypted node (the default) CurveZMQ lets in
-only clients that hold the cluster's key, which a ZAP handler here checks, so a stranger
-gets nothing past ZeroMQ's own handshake. On every node, each accepted TCP connection is
-tracked from libzmq's "accepted" event, before it sends anything: it is closed if it has
-not authenticated `handshake_timeout` seconds later, or once it has received more than a
-handshake takes (its byte count is looked at every 10 ms), whether or not any message of
-it ever reached this node. libzmq holds at most `_RCVHWM` messages (of at most
+Inbound connections: the ROUTER names each by the routing id the peer presents; which
+TCP connection a message came on, and what a connection may hold before it authenticates,
+is `_inbound`'s. On an encrypted node (the default) CurveZMQ lets in only clients that hold
+the cluster's key, which a ZAP handler here checks, so a stranger gets nothing past
+ZeroMQ's own handshake. libzmq holds at most `_RCVHWM` messages (of at most
 `MAX_FRAME` bytes) per connection that this node has not read. On a plain connection
 every batch carries a MAC made with the session key of its handshake (`_wire`), so
 authentication holds for the connection, not only for its first frames.
@@ -53,24 +35,39 @@ stops (loudly, leaving the port mapper) rather than live on deaf.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import zmq
 from zmq.utils import z85
 
-from actornet import _address, _admission, _backpressure, _tcpconn
+from actornet import _address, _admission, _tcpconn
 from actornet import _wire as w
-from actornet._handshake import Acceptor, Established, Failed, Initiator, Send, curve_keypair
+from actornet._dialer import ZMTP_FAILED, Dialer, stop_monitor, zmtp_failure
+from actornet._dispatch import dispatch
+from actornet._handshake import Acceptor, Established, Failed, Send, curve_keypair
 from actornet._ids import Pid, Ref
-from actornet.errors import ActornetError, DecodeError, ProtocolError
+from actornet._inbound import Inbounds
+from actornet._peer import Conn, Inbound, Peer
+from actornet._sendqueue import COUNTED, SendQueue
+from actornet._session import (
+    Broken,
+    Down,
+    Dropped,
+    Mesh,
+    Oversized,
+    Refused,
+    Session,
+    State,
+    Tick,
+)
+from actornet.errors import ActornetError
 
 if TYPE_CHECKING:
     from actornet.node import Node
@@ -80,22 +77,10 @@ __all__ = ["Transport"]
 log = logging.getLogger("actornet.dist")
 
 _HIDDEN = 2  # handshake flag bit: the node is hidden
-_BATCH = 512  # ops per ZeroMQ message at most
-# Batches libzmq holds per peer before the DEALER says "again" (at most 16 MiB at 256 KiB
-# a batch). Beyond that, ops wait in the peer's backlog, where `busy_limit` applies. More
-# made no difference to remote send throughput, and let a slow peer hold ~250 MiB here.
-_SNDHWM = 64
-_OUTBOX_ITEMS = 16384  # ops in the outbox (all peers) before senders wait for the I/O thread
-_COUNTED = 1024  # ops of this many bytes or more are counted in bytes while in the outbox
-# (so smaller ones, bounded by number, hold at most _OUTBOX_ITEMS KiB: 16 MiB)
 _READ_BUDGET = 2000  # messages read from the ROUTER per loop turn
 # The tick check runs every tick_time / _CHECKS seconds, so a silent peer is declared down
 # at most tick_time * (1 + 1 / _CHECKS) after its last frame (4.5 s with the default 4 s).
 _CHECKS = 8
-_REFUSED_LINGER = 0.5  # s a refused connection stays open, so that its REJECT goes out
-# s a peer whose outbound connection dropped stays up while its connection into this node
-# is still open, so that what it sent before (its last messages, a GOODBYE) is read first
-_LOST_GRACE = 0.2
 # s an outbound attempt may take before a connection from the peer that gets through
 # makes us start it over (`_inbound_up`); a healthy one takes milliseconds
 _STALE_ATTEMPT = 1.0
@@ -103,96 +88,9 @@ _LOST_READS = 50  # budgets of ROUTER reads before a lost peer is declared down 
 # Messages libzmq holds per inbound connection that this node has not read (at most
 # MAX_FRAME bytes each); then it stops reading that connection, and its sender waits.
 _RCVHWM = 16
-# Bytes a connection may receive before it authenticates: a handshake takes a few KiB
-# (ZeroMQ's greeting, a HELLO of at most 4 KiB, a RESPONSE, CurveZMQ's commands).
-_ADMIT_BUDGET = 16 * 1024
-_STRIKES = 100  # malformed ops from one peer within _STRIKE_WINDOW s before it is dropped
-_STRIKE_WINDOW = 60.0
 _CRASHES = 5  # failures of the I/O loop within _CRASH_WINDOW s before the node stops
 _CRASH_WINDOW = 10.0
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27), per context
-_SRCFD: int = getattr(zmq, "SRCFD", -1)  # -1: no such property, every check fails
-_FAIL_EVENTS = (
-    zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_CLOSED
-    | zmq.EVENT_CONNECT_RETRIED
-    | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
-    | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
-    | getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
-)
-_ZMTP_FAILED = _FAIL_EVENTS & ~(zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
-                                | zmq.EVENT_CONNECT_RETRIED)  # the handshake-failed events
-
-
-class _Peer:
-    """Everything about one remote node, as seen from here."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.state = "new"  # new | connecting | up | down
-        self.endpoint: str | None = None
-        self.dealer: zmq.Socket[Any] | None = None
-        self.monitor: zmq.Socket[Any] | None = None
-        self.handshake: Initiator | None = None
-        self.deadline = 0.0
-        self.ops: deque[bytes] = deque()  # encoded ops not yet handed to ZeroMQ
-        self.frames: deque[bytes] = deque()  # ops already cut into frames, not yet sent
-        self.backlog = 0  # bytes in `ops`
-        self.seq = 0
-        self.creation: int | None = None
-        self.inbound: _Inbound | None = None
-        self.up_since = 0.0
-        self.last_sent = 0.0
-        self.changed = threading.Condition()  # notified when a connection attempt ends
-        self.attempts_done = 0
-        # Bytes of its large ops (`_COUNTED`) in the outbox: put - taken. `put` is written by
-        # senders, under `put_lock`; `taken` by the I/O thread. Small ops in the outbox are
-        # bounded by their number instead (`_OUTBOX_ITEMS`), which costs a sender no lock.
-        self.put = 0
-        self.put_lock = threading.Lock()
-        self.taken = 0
-        self.waiters = 0  # senders waiting for its queue to drain (`Transport._wait_drained`)
-        self.drained = threading.Condition()
-        # lightweight senders' waits (`Transport._drain_waiter`), resolved on its loop
-        self.async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self.drain_waiter: _backpressure.Waiter | None = None
-        self.hard_limit_said = False  # a lightweight sender went past 2 x busy_limit
-        self.waiting_pollout = False
-        self.hidden = False  # a hidden node: not in nodes(), not meshed
-        self.address: str | None = None  # the endpoint a user gave for it, if any
-        self.key = b""  # the session key that MACs what goes out (plain connections)
-        self.strikes = 0  # malformed ops it sent since strikes_since
-        self.strikes_since = 0.0
-        self.failure: str | None = None  # why its last connection attempt failed (for ping)
-        self.attempt: object | None = None  # the current attempt (a late lookup is ignored)
-        self.attempt_at = 0.0  # when it started
-
-
-class _Inbound:
-    """One connection into our ROUTER, identified by its routing id."""
-
-    def __init__(self, rid: bytes, acceptor: Acceptor, now: float) -> None:
-        self.rid = rid
-        self.acceptor = acceptor
-        self.state = "handshake"  # handshake | up | dead
-        self.peer: _Peer | None = None
-        self.seq = 0
-        self.stream: w.OpStream | None = None  # reassembles ops once authenticated
-        self.started = now
-        self.last_seen = now
-        self.tcp: _tcpconn.TcpConn | None = None  # its TCP connection, if it can be closed
-        self.untracked = ""  # why `tcp` is None
-        self.close_at: float | None = None  # when to close it (refused before authenticating)
-        self.why = ""  # why it was refused
-        # The connection it is bound to (`Transport._bind`): its descriptor, the socket
-        # that descriptor held, and the serial of its accept (`Transport._accepts`).
-        self.fd = -1  # -1: bound to none
-        self.dev = self.ino = self.accept = 0
-        self.addr = ""  # "host:port" of its peer, for log lines
-        self.gone_at: float | None = None  # when libzmq said its connection closed
-        self.key = b""  # the session key that MACs what comes in (plain connections)
-
-
 class Transport:
     """ZeroMQ distribution for one node; created by `actornet.start_node`."""
 
@@ -211,7 +109,7 @@ class Transport:
         busy_limit: int = 8 * 1024 * 1024,
         mesh: bool = True,
         hidden: bool = False,
-        resolve: Any = None,
+        resolve: Callable[[str], str | None] | None = None,
     ) -> None:
         self.node = node
         self.cookie = cookie
@@ -224,9 +122,8 @@ class Transport:
         self.hidden = hidden
         # handshake flags: bit 0 secure (CURVE), bit 1 hidden (not part of the mesh)
         self._flags = (1 if secure else 0) | (_HIDDEN if hidden else 0)
-        self._resolve = resolve  # name -> endpoint (port mapper lookup), may block
         # One I/O thread: libzmq then says a connection was accepted before that connection
-        # can send anything (see "Inbound connections" above).
+        # can send anything (`_inbound`).
         self._ctx = zmq.Context(io_threads=1)
         self._zap: zmq.Socket[Any] | None = None
         if secure:
@@ -270,62 +167,73 @@ class Transport:
             self._ctx.term()
             raise ActornetError(f"cannot listen on {bind_ip}:{port or 'any port'}: {e}") from e
         self.endpoint = f"tcp://{advertise_host}:{self.port}"
-        self._peers: dict[str, _Peer] = {}
-        self._inbound: dict[bytes, _Inbound] = {}
-        self._tcp_owner: dict[int, _Inbound] = {}  # socket inode -> the connection it is
-        self._fd_owner: dict[int, _Inbound] = {}  # descriptor -> the entry last bound to it
-        self._accepts: dict[int, int] = {}  # descriptor -> serial of the last accept on it
-        self._accepted = 0  # accepts seen so far
-        self._srcfd_missing: str | None = None  # why inbound connections cannot be told apart
-        self._srcfd_works = False  # libzmq said which connection a message came from, once
+        self._peers: dict[str, Peer] = {}
+        # connections into the ROUTER, and those accepted but not yet authenticated
+        self._in = Inbounds(node.name, self.port, handshake_timeout, tick_time,
+                            self._on_router_event)
+        self._inbound = self._in.by_rid
+        self._pending = self._in.pending
         self._lock = threading.Lock()
-        self._outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
-        self._wake_lock = threading.Lock()  # a wake-up never writes to a closed (reused) fd
-        self._sleeping = False
-        self._running = True
+        self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
+                      "ticks_out": 0, "bad_frames": 0, "oversized_in": 0}
+        self._sendq = SendQueue(node.name, busy_limit)
+        self._outbox = self._sendq.outbox
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
-        self._poller.register(self._wake_fd, zmq.POLLIN)
+        self._poller.register(self._sendq.fd, zmq.POLLIN)
         if self._zap is not None:
             self._poller.register(self._zap, zmq.POLLIN)
-        # Accepted connections not yet authenticated
-        self._pending = _admission.Pending(handshake_timeout, _ADMIT_BUDGET)
         self._crashes: deque[float] = deque()  # when the I/O loop failed, lately
         # CURVE failures never reach our own handshake: this is their only trace here.
-        # Accepts and disconnections say which connection a descriptor holds (`_bind`).
+        # Accepts and disconnections say which connection a descriptor holds (`_inbound`).
         # libzmq's I/O thread blocks on a full monitor socket, freezing every connection:
         # this one is never full (RCVHWM 0), and is read whenever it has something.
         address = f"inproc://actornet-router-monitor-{id(self):x}"
-        self._router.monitor(address, _ZMTP_FAILED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._router.monitor(address, ZMTP_FAILED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self._router_monitor = self._ctx.socket(zmq.PAIR)
         self._router_monitor.setsockopt(zmq.RCVHWM, 0)
         self._router_monitor.setsockopt(zmq.LINGER, 0)
         self._router_monitor.connect(address)
         self._poller.register(self._router_monitor, zmq.POLLIN)
-        self._sockets: dict[Any, tuple[str, _Peer]] = {}
+        self._dialer = Dialer(self._ctx, self._poller,
+                              hello=(node.name, node.creation, self.endpoint, self._flags),
+                              cookie=cookie, secure=secure, handshake_timeout=handshake_timeout,
+                              resolve=resolve, command=self._sendq.command,
+                              up=self._outbound_up, fail=self._peer_down, lost=self._lost_peer)
         # fault injection: nodes we pretend cannot be reached -> when to heal (or None)
         self._cut: dict[str, float | None] = {}
-        # peers whose outbound connection dropped -> (when, why), until their inbound one
-        # closes too or _LOST_GRACE passes (`_settle_lost`)
-        self._lost: dict[_Peer, tuple[float, str]] = {}
-        self._busy: set[_Peer] = set()  # peers a sender waits on (`_wait_drained`)
-        self.stats = {"bytes_out": 0, "bytes_in": 0, "batches_out": 0, "batches_in": 0,
-                      "ticks_out": 0, "bad_frames": 0, "oversized_in": 0}
+        # peers whose outbound connection dropped, until their inbound one closes too or
+        # the session's grace passes (`_settle_lost`)
+        self._lost: set[Peer] = set()
         self._thread = threading.Thread(target=self._loop, name=f"actornet-io {node.name}",
                                         daemon=True)
+        self._sendq.io_thread = self._thread
         self._thread.start()
+
+    @property
+    def _running(self) -> bool:
+        return self._sendq.running
+
+    @property
+    def _resolve(self) -> Callable[[str], str | None] | None:
+        """name -> endpoint (a port-mapper look-up; may block)."""
+        return self._dialer.resolve
+
+    @_resolve.setter
+    def _resolve(self, resolve: Callable[[str], str | None] | None) -> None:
+        self._dialer.resolve = resolve
+
+    @property
+    def _srcfd_missing(self) -> str | None:
+        """Why inbound connections cannot be told apart here (None: they can)."""
+        return self._in.srcfd_missing
 
     # == API for other threads ===================================================
 
     def _wake(self) -> None:
-        if self._sleeping:
-            with self._wake_lock:  # the I/O thread may be closing the eventfd just now
-                if self._sleeping and self._wake_fd >= 0:
-                    self._sleeping = False
-                    os.eventfd_write(self._wake_fd, 1)  # type: ignore[attr-defined]
+        self._sendq.wake()
 
-    def _peer(self, name: str) -> _Peer:
+    def _peer(self, name: str) -> Peer:
         """The peer named `name`, made if new; `ValueError` if `name` is not a node name."""
         peer = self._peers.get(name)
         if peer is None:
@@ -333,10 +241,13 @@ class Transport:
             with self._lock:
                 peer = self._peers.get(name)
                 if peer is None:
-                    peer = self._peers[name] = _Peer(name)
+                    session = Session(name, tick_time=self.tick_time,
+                                      max_message_size=self.max_message_size, mesh=self.mesh,
+                                      stats=self.stats)
+                    peer = self._peers[name] = Peer(name, session)
         return peer
 
-    def _peer_at(self, address: str) -> tuple[_Peer, str | None]:
+    def _peer_at(self, address: str) -> tuple[Peer, str | None]:
         """The peer `address` names, and the endpoint it gives (None: none given). Raises
         `ValueError` for a malformed address, in the caller's thread: nothing malformed
         reaches the I/O thread (or libzmq)."""
@@ -356,78 +267,10 @@ class Transport:
             peer = self._peer_at(node)[0] if address else self._peer(node)
         data = w.encode_op(op, self.max_message_size)
         if not connect:
-            if peer.state in ("new", "down"):
+            if peer.idle:
                 return  # noconnect: no connection is made for it (one being made is used)
             data = _NoConnect(data)  # checked again when drained: the link may go meanwhile
-        if ((peer.waiters or self._outbox.qsize() > _OUTBOX_ITEMS
-                or peer.put - peer.taken + peer.backlog > self.busy_limit)
-                and threading.current_thread() is not self._thread
-                and not self._owed(peer)):
-            self._wait_drained(peer)
-        if len(data) >= _COUNTED:
-            with peer.put_lock:
-                peer.put += len(data)
-        self._outbox.put((peer, data))
-        if self._sleeping:
-            self._wake()
-
-    def _wait_drained(self, peer: _Peer) -> None:
-        """Wait until what is queued for `peer` has drained to half of `busy_limit` and the
-        outbox to half of `_OUTBOX_ITEMS`, or `peer` is down, or this node stops (as the
-        BEAM suspends a process that sends on a busy distribution port)."""
-        with peer.drained:
-            peer.waiters += 1  # while any waits, later senders queue up behind it
-            try:
-                while not self._drained(peer):
-                    self._busy.add(peer)  # (again) before every wait: see `_check_busy`
-                    self._wake()
-                    peer.drained.wait(0.5)  # normally `_check_busy` wakes it first
-            finally:
-                peer.waiters -= 1
-
-    def _owed(self, peer: _Peer) -> bool:
-        """Whether a sender on an event loop owes its wait for `peer` instead of waiting
-        (`_backpressure`): a task, while the queue is under twice the limit. Else it waits
-        here, loop and all, so that memory stays bounded."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False  # a thread process: it waits, as on the BEAM
-        task = asyncio.current_task(loop)
-        if task is None:
-            return False  # a plain callback: nothing to suspend later
-        if (peer.put - peer.taken + peer.backlog > 2 * self.busy_limit
-                or self._outbox.qsize() > 2 * _OUTBOX_ITEMS):
-            if not peer.hard_limit_said:
-                peer.hard_limit_said = True
-                log.warning("node %s: a task on an event loop went on sending to %s past "
-                            "twice busy_limit without awaiting an actornet.aio function; "
-                            "its loop waits until %s drains", self.node.name, peer.name,
-                            peer.name)
-            return False
-        wait = peer.drain_waiter
-        if wait is None:
-            wait = peer.drain_waiter = lambda loop: self._drain_waiter(peer, loop)
-        _backpressure.owe(task, wait)
-        return True
-
-    def _drain_waiter(self, peer: _Peer,
-                      loop: asyncio.AbstractEventLoop) -> asyncio.Future[None] | None:
-        """A future on `loop` that completes once `peer` has drained, or None if it has."""
-        fut = loop.create_future()
-        with peer.drained:
-            peer.async_waiters.append((loop, fut))
-            if self._drained(peer):  # checked after joining: see `_release`
-                peer.async_waiters.remove((loop, fut))
-                return None
-            self._busy.add(peer)
-        self._wake()
-        return fut
-
-    def _drained(self, peer: _Peer) -> bool:
-        return ((peer.put - peer.taken + peer.backlog <= self.busy_limit // 2
-                 and self._outbox.qsize() <= _OUTBOX_ITEMS // 2)
-                or peer.state in ("new", "down") or not self._running)
+        self._sendq.put(peer, data)
 
     def send(self, pid: Pid, msg: Any, connect: bool = True) -> None:
         self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg], connect)
@@ -450,11 +293,11 @@ class Transport:
     def exit(self, from_: Pid, to: Pid, reason: Any, *, linked: bool) -> None:
         self._enqueue(to.node, [w.EXIT if linked else w.EXIT2, from_, to, reason])
 
-    def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
+    def monitor(self, watcher: Pid, target: Pid | tuple[str, str], ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
         self._enqueue(node, [w.MONITOR, watcher, what, ref], address=not isinstance(target, Pid))
 
-    def demonitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
+    def demonitor(self, watcher: Pid, target: Pid | tuple[str, str], ref: Ref) -> None:
         node, what = (target.node, target) if isinstance(target, Pid) else (target[1], target[0])
         if isinstance(what, str) and what.startswith("$"):
             return  # the monitor of a pending remote spawn: nothing to undo remotely
@@ -482,19 +325,19 @@ class Transport:
         if _address.parse(node)[0] == self.node.name:
             return True
         peer, endpoint = self._peer_at(node)
-        if peer.state == "up":
+        if peer.state is State.UP:
             return True
         if not self._running:
             return False
         done = peer.attempts_done
-        self._outbox.put((None, ("connect", peer, endpoint)))
-        self._wake()
+        self._sendq.command(("connect", peer, endpoint))
         with peer.changed:
             peer.changed.wait_for(
-                lambda: peer.state == "up" or peer.attempts_done > done or not self._running,
+                lambda: peer.state is State.UP or peer.attempts_done > done
+                or not self._running,
                 timeout if timeout is not None else self.handshake_timeout + 6.0,
             )
-        return peer.state == "up"
+        return peer.state is State.UP
 
     def failure(self, node: str) -> str | None:
         """Why the last attempt to connect to `node` failed; None if it did not fail (or
@@ -502,12 +345,18 @@ class Transport:
         peer = self._peers.get(_base_name(node))
         return None if peer is None else peer.failure
 
+    def creation(self, node: str) -> int | None:
+        """The creation of the incarnation of `node` last connected in either direction,
+        or None if none was."""
+        peer = self._peers.get(node)
+        return None if peer is None else peer.creation
+
     def nodes(self) -> list[str]:
         """Peers connected in either direction (a peer that just connected to us
         counts at once, while our connection back to it is still being made)."""
         return sorted(
             p.name for p in list(self._peers.values())
-            if (p.state == "up" or (p.inbound is not None and p.inbound.state == "up"))
+            if (p.state is State.UP or (p.inbound is not None and p.inbound.state is Conn.UP))
             and not p.hidden
         )
 
@@ -527,9 +376,8 @@ class Transport:
     def peer_info(self) -> dict[str, dict[str, Any]]:
         # busy: a sender waits for it, or what is queued for it is over the limit (a
         # lightweight sender owes the wait then, `_backpressure`)
-        return {p.name: {"state": p.state, "backlog_bytes": p.backlog,
-                         "busy": p.waiters > 0 or (p.put - p.taken + p.backlog
-                                                   > self.busy_limit),
+        return {p.name: {"state": p.state.value, "backlog_bytes": p.backlog,
+                         "busy": self._sendq.busy_now(p),
                          "creation": p.creation, "endpoint": p.endpoint}
                 for p in list(self._peers.values())}
 
@@ -540,25 +388,21 @@ class Transport:
         this node connects to `node` again.
         """
         heal_at = None if heal_after is None else time.monotonic() + heal_after
-        self._outbox.put((None, ("cut", _address.parse(node)[0], heal_at)))
-        self._wake()
+        self._sendq.command(("cut", _address.parse(node)[0], heal_at))
 
     def heal(self, node: str) -> None:
         """Undo `cut`; the next use (or a ping) connects again."""
-        self._outbox.put((None, ("heal", _address.parse(node)[0])))
-        self._wake()
+        self._sendq.command(("heal", _address.parse(node)[0]))
 
     def disconnect(self, node: str) -> None:
         """Drop the connection to `node` as if it went down (Erlang `disconnect_node/1`)."""
-        self._outbox.put((None, ("disconnect", _address.parse(node)[0])))
-        self._wake()
+        self._sendq.command(("disconnect", _address.parse(node)[0]))
 
     def stop(self) -> None:
         """Tell connected peers we are leaving, close every socket, end the I/O thread."""
         if not self._running:
             return
-        self._outbox.put((None, ("stop",)))
-        self._wake()
+        self._sendq.command(("stop",))
         self._thread.join(5.0)
 
     # == the I/O thread ============================================================
@@ -595,29 +439,30 @@ class Transport:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_time / _CHECKS
+        sendq = self._sendq
         while self._running:
-            self._sleeping = True
+            sendq.sleeping = True
             now = time.monotonic()
             wake_at = next_tick
             deadline = self._pending.next_deadline()
             if deadline is not None:  # and their byte counts are looked at meanwhile
                 wake_at = min(wake_at, deadline, now + self._pending.interval)
             timeout = 0 if not self._outbox.empty() else max(0, int((wake_at - now) * 1000) + 1)
-            if self._lost or self._busy:
+            if self._lost or sendq.busy:
                 timeout = min(timeout, 20)
             ready = dict(self._poller.poll(timeout))
-            self._sleeping = False
-            if self._wake_fd in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self._wake_fd)  # type: ignore[attr-defined]
-            if self._router_monitor in ready:  # accepts first: see _admit
+            sendq.sleeping = False
+            if sendq.fd in ready:
+                sendq.woken()
+            if self._router_monitor in ready:  # accepts first: see `Inbounds.accepted`
                 self._on_router_event()
             if self._zap is not None and self._zap in ready:
                 self._on_zap()
             if self._router in ready:
                 self._read_router()
-            for sock in [s for s in ready if s in self._sockets]:
-                entry = self._sockets.get(sock)
+            sockets = self._dialer.sockets
+            for sock in [s for s in ready if s in sockets]:
+                entry = sockets.get(sock)
                 if entry is None:
                     continue  # closed by what handled a socket before it in this turn
                 kind, peer = entry
@@ -625,32 +470,32 @@ class Transport:
                     if kind == "dealer":
                         self._on_dealer(peer, ready[sock])
                     else:
-                        self._on_monitor_event(peer)
+                        self._dialer.on_monitor(peer)
                 except Exception as e:
                     self._contain(peer, f"its connection failed here: {e!r:.200}")
             if self._lost:  # after both ends' events of this turn: a killed peer at once
                 self._settle_lost()
             self._drain_outbox()
-            if self._busy:
-                self._check_busy()
+            if sendq.busy:
+                sendq.check_busy()
             now = time.monotonic()
             if now >= next_tick:
                 self._tick(now)
                 next_tick = now + self.tick_time / _CHECKS
             if deadline is not None:
-                self._watch_pending(now)
+                self._in.watch_pending(now)
 
-    def _contain(self, peer: _Peer, why: str) -> None:
+    def _contain(self, peer: Peer, why: str) -> None:
         """Something about `peer` failed in this thread: log it with its traceback, and
         drop the peer (its links and monitors fire) rather than the thread."""
         log.error("node %s: dropping %s: %s", self.node.name, peer.name, why, exc_info=True)
-        if peer.state in ("up", "connecting"):
+        if peer.state in (State.UP, State.CONNECTING):
             self._peer_down(peer, why)
 
     # -- outbound -----------------------------------------------------------------------
 
     def _drain_outbox(self) -> None:
-        touched: set[_Peer] = set()
+        touched: set[Peer] = set()
         get = self._outbox.get_nowait
         for _ in range(20000):
             try:
@@ -669,108 +514,68 @@ class Transport:
                 if not self._running:
                     return
                 continue
-            if len(item) >= _COUNTED:
-                peer.taken += len(item)
-            if item.__class__ is _NoConnect and peer.state in ("new", "down"):
+            if len(item) >= COUNTED:
+                peer.flow.taken += len(item)
+            if item.__class__ is _NoConnect and peer.idle:
                 continue  # noconnect, and the connection went down since it was sent
-            peer.ops.append(item)
-            peer.backlog += len(item)
+            peer.session.queue(item)
             touched.add(peer)
         self._send_touched(touched)
 
-    def _send_touched(self, touched: set[_Peer]) -> None:
+    def _send_touched(self, touched: set[Peer]) -> None:
         for peer in touched:
-            if peer.state == "up":
+            if peer.state is State.UP:
                 self._flush(peer)
-            elif peer.state in ("new", "down"):
+            elif peer.idle:
                 self._start_connect(peer, peer.address)
 
-    def _flush(self, peer: _Peer) -> None:
+    def _flush(self, peer: Peer) -> None:
+        """Hand what the session has for `peer` to its DEALER, until ZeroMQ says "again"."""
         dealer = peer.dealer
         assert dealer is not None
-        ops, frames = peer.ops, peer.frames
-        while frames or ops:
-            if not frames:  # cut the next ops into frames of at most MAX_FRAME bytes
-                taken = [ops.popleft()]
-                size = len(taken[0])
-                while (ops and len(taken) < _BATCH
-                       and size + len(ops[0]) + w.OP_OVERHEAD <= w.MAX_FRAME):
-                    op = ops.popleft()
-                    taken.append(op)
-                    size += len(op) + w.OP_OVERHEAD
-                frames.extend(w.cut_stream(taken))
-                peer.backlog -= sum(len(op) for op in taken)
-            frame = frames[0]
+        session, send = peer.session, dealer.send_multipart
+        while (batch := session.next_batch()) is not None:
             try:
-                dealer.send_multipart([w.pack_header(peer.seq, peer.key, frame), frame],
-                                      zmq.NOBLOCK)
+                send(batch, zmq.NOBLOCK)
             except zmq.Again:
                 if not peer.waiting_pollout:
                     peer.waiting_pollout = True
                     self._poller.modify(dealer, zmq.POLLIN | zmq.POLLOUT)
                 return
-            frames.popleft()
-            peer.seq += 1
-            peer.last_sent = time.monotonic()
-            self.stats["bytes_out"] += len(frame)
-            self.stats["batches_out"] += 1
+            session.sent(time.monotonic())
         if peer.waiting_pollout:
             peer.waiting_pollout = False
             self._poller.modify(dealer, zmq.POLLIN)
 
-    @staticmethod
-    def _queue(peer: _Peer, data: bytes) -> None:
-        """Queue one of the transport's own ops (counted in the backlog like any other)."""
-        peer.ops.append(data)
-        peer.backlog += len(data)
-
-    def _attempt_done(self, peer: _Peer) -> None:
+    def _attempt_done(self, peer: Peer) -> None:
         with peer.changed:
             peer.attempts_done += 1
             peer.changed.notify_all()
 
-    def _check_busy(self) -> None:
-        """Wake the senders waiting on a busy peer (`_wait_drained`) whose queue has drained.
-        Runs at the end of every loop turn. A waiting sender joins `_busy` before each wait,
-        holding the peer's lock from its own check to the wait, and wakes this thread: the
-        notify, which needs that lock, cannot fall between the two."""
-        for peer in list(self._busy):
-            if self._drained(peer):
-                self._release(peer)
-
-    def _release(self, peer: _Peer) -> None:
-        self._busy.discard(peer)
-        with peer.drained:
-            peer.drained.notify_all()
-            waiters, peer.async_waiters = peer.async_waiters, []
-        for loop, fut in waiters:
-            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
-                loop.call_soon_threadsafe(_resolve, fut)
-
     def _command(self, cmd: tuple[Any, ...]) -> None:
         match cmd:
-            case ("connect", _Peer() as peer, endpoint):
-                if peer.state in ("new", "down"):
+            case ("connect", Peer() as peer, endpoint):
+                if peer.idle:
                     self._start_connect(peer, endpoint)
-                elif peer.state == "up":
+                elif peer.state is State.UP:
                     self._attempt_done(peer)
-            case ("dial", _Peer() as peer, endpoint, error, attempt):
+            case ("dial", Peer() as peer, endpoint, error, attempt):
                 if attempt is peer.attempt:  # else a late answer of an abandoned attempt
-                    self._dial(peer, endpoint, error)
+                    self._dialer.dial(peer, endpoint, error)
             case ("cut", str() as name, heal_at):
                 self._cut[name] = heal_at
                 cut = self._peers.get(name)
-                if cut is not None and (cut.state in ("up", "connecting") or cut.inbound):
+                if cut is not None and (not cut.idle or cut.inbound):
                     self._peer_down(cut, "link cut (fault injection)")
             case ("heal", str() as name):
                 self._cut.pop(name, None)
             case ("disconnect", str() as name):
                 gone = self._peers.get(name)
-                if gone is not None and gone.state in ("up", "connecting"):
+                if gone is not None and not gone.idle:
                     self._peer_down(gone, "disconnected by request")
             case ("stop",):
                 self._goodbye()
-                self._running = False
+                self._sendq.running = False
 
     def _command_failed(self, cmd: tuple[Any, ...], error: Exception) -> None:
         """A command failed in this thread: log it; an attempt to connect fails with it
@@ -778,132 +583,35 @@ class Transport:
         log.error("node %s: %s failed: %r", self.node.name, cmd[0], error, exc_info=True)
         if cmd[0] in ("connect", "dial"):
             peer = cmd[1]
-            if peer.state == "connecting":
+            if peer.state is State.CONNECTING:
                 self._peer_down(peer, f"{cmd[0]} failed: {error!r:.200}")
             else:
                 self._attempt_done(peer)
 
-    def _start_connect(self, peer: _Peer, endpoint: str | None) -> None:
-        """Find the peer's endpoint (off this thread: a port-mapper lookup blocks), then dial.
-        `endpoint` is the one its address gave, if any."""
+    def _start_connect(self, peer: Peer, endpoint: str | None) -> None:
+        """Connect to `peer` (`Dialer`); `endpoint` is the one its address gave, if any."""
+        peer.attempt_at = time.monotonic()
+        peer.session.connect(peer.attempt_at, self.handshake_timeout + 5.0)
         if peer.name in self._cut:
-            peer.state = "connecting"
             self._peer_down(peer, "link cut (fault injection)")
             return
-        peer.state = "connecting"
-        peer.failure = None
-        peer.attempt = attempt = object()
-        peer.attempt_at = time.monotonic()
-        peer.deadline = peer.attempt_at + self.handshake_timeout + 5.0
+        self._dialer.look_up(peer, endpoint)
 
-        known = peer.endpoint
-
-        def resolve() -> None:
-            # An address with a port wins; else the port mapper; else the
-            # endpoint the peer had last time (a node started with port=).
-            found, error = endpoint, None
-            if found is None:
-                try:
-                    found = self._resolve(peer.name)
-                except Exception as e:  # reported as a failed connection
-                    error = str(e)
-                found = found or known
-                if found is None and error is None:
-                    error = f"cannot find node {peer.name}"
-            self._outbox.put((None, ("dial", peer, found, error, attempt)))
-            self._wake()
-
-        try:
-            threading.Thread(target=resolve, name=f"actornet-resolve {peer.name}",
-                             daemon=True).start()
-        except RuntimeError as e:  # no thread to be had (out of memory, or of threads)
-            self._peer_down(peer, f"cannot start a thread to look it up: {e}")
-
-    def _dial(self, peer: _Peer, endpoint: str | None, error: str | None) -> None:
-        if peer.state != "connecting" or peer.dealer is not None:
-            return  # a stale answer: this attempt ended, or another one is already dialling
-        if endpoint is None:
-            self._peer_down(peer, error or "no endpoint")
-            return
-        if not _address.is_endpoint(endpoint):  # from the port mapper: checked all the same
-            self._peer_down(peer, f"cannot dial {w.shown(endpoint, 80)}: not an endpoint")
-            return
-        dealer = monitor = None
-        try:
-            dealer = self._ctx.socket(zmq.DEALER)
-            dealer.setsockopt(zmq.LINGER, 0)
-            dealer.setsockopt(zmq.RECONNECT_IVL, -1)  # a broken connection stays broken
-            dealer.setsockopt(zmq.SNDHWM, _SNDHWM)
-            dealer.setsockopt(zmq.MAXMSGSIZE, 65536)  # it only ever reads handshake frames
-            dealer.setsockopt(zmq.HANDSHAKE_IVL, int(self.handshake_timeout * 1000))
-            if self.secure:
-                public, secret = curve_keypair(self.cookie)
-                dealer.curve_serverkey = public
-                dealer.curve_publickey = public
-                dealer.curve_secretkey = secret
-            monitor = dealer.get_monitor_socket(_FAIL_EVENTS)
-            dealer.connect(endpoint)
-        except zmq.ZMQError as e:
-            # Out of descriptors or sockets (EMFILE, ENFILE), or an endpoint libzmq refuses:
-            # this attempt fails, logged; the next use of the peer tries again.
-            log.warning("node %s: cannot dial %s at %s: %s", self.node.name, peer.name,
-                        endpoint, e)
-            _stop_monitor(dealer)
-            for sock in (monitor, dealer):
-                if sock is not None:
-                    sock.close(linger=0)
-            self._peer_down(peer, f"cannot dial {endpoint}: {e}")
-            return
-        peer.dealer, peer.monitor, peer.endpoint = dealer, monitor, endpoint
-        self._sockets[dealer] = ("dealer", peer)
-        self._sockets[monitor] = ("monitor", peer)
-        self._poller.register(dealer, zmq.POLLIN)
-        self._poller.register(monitor, zmq.POLLIN)
-        flags = self._flags
-        peer.handshake = Initiator(self.cookie, self.node.name, self.node.creation,
-                                   self.endpoint, peer.name, flags)
-        peer.deadline = time.monotonic() + self.handshake_timeout
-        # ZeroMQ drops the pipe of a connection that failed at once (no reconnect), maybe
-        # already: then this send fails, and the monitor's event takes the peer down.
-        with contextlib.suppress(zmq.ZMQError):
-            dealer.send(peer.handshake.start(), zmq.NOBLOCK)
-
-    def _on_dealer(self, peer: _Peer, events: int) -> None:
-        if events & zmq.POLLOUT and peer.state == "up":
+    def _on_dealer(self, peer: Peer, events: int) -> None:
+        if events & zmq.POLLOUT and peer.state is State.UP:
             self._flush(peer)
-        if not events & zmq.POLLIN or peer.dealer is None:
-            return
-        while peer.dealer is not None:
-            try:
-                frames = peer.dealer.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if peer.handshake is None or len(frames) != 1:
-                self._peer_down(peer, "unexpected frames on the outbound connection")
-                return
-            for event in peer.handshake.receive(frames[0]):
-                if isinstance(event, Send):
-                    with contextlib.suppress(zmq.ZMQError):  # broken: the monitor will say
-                        peer.dealer.send(event.frame, zmq.NOBLOCK)
-                elif isinstance(event, Established):
-                    self._outbound_up(peer, event)
-                elif isinstance(event, Failed):
-                    log.error("node %s: connection to %s refused: %s",
-                              self.node.name, peer.name, event.error)
-                    self._peer_down(peer, str(event.error))
-                    return
+        if events & zmq.POLLIN:
+            self._dialer.on_readable(peer)
 
-    def _outbound_up(self, peer: _Peer, event: Established) -> None:
+    def _outbound_up(self, peer: Peer, event: Established) -> None:
         if peer.creation is not None and peer.creation != event.peer_creation and peer.inbound:
             # The inbound connection belongs to an older incarnation.
-            peer.inbound.state = "dead"
+            peer.inbound.state = Conn.DEAD
             peer.inbound = None
+            peer.session.inbound_down()
         peer.creation = event.peer_creation
         peer.hidden = bool(event.peer_flags & _HIDDEN)
-        peer.key = b"" if self.secure else event.session_key
-        peer.state = "up"
-        peer.up_since = peer.last_sent = time.monotonic()
-        peer.handshake = None
+        peer.session.established(b"" if self.secure else event.session_key, time.monotonic())
         self._attempt_done(peer)
         log.info("node %s: connected to %s", self.node.name, peer.name)
         if not peer.hidden:
@@ -912,11 +620,11 @@ class Transport:
             # Erlang meshes transitively: the new peer learns our peers, and our
             # peers learn the new one, so everyone ends up connected to everyone.
             others = [p for p in self._peers.values()
-                      if p.state == "up" and p is not peer and p.endpoint and not p.hidden]
-            self._queue(peer, w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
+                      if p.state is State.UP and p is not peer and p.endpoint and not p.hidden]
+            peer.session.queue(w.encode_op([w.NODES, [[p.name, p.endpoint] for p in others]]))
             news = w.encode_op([w.NODES, [[peer.name, peer.endpoint]]])
             for other in others:
-                self._queue(other, news)
+                other.session.queue(news)
                 self._flush(other)
         self._flush(peer)
 
@@ -947,23 +655,16 @@ class Transport:
         if conn is None:
             self._new_inbound(head, frames)
             return
-        # Did it come on the connection `conn` is bound to? (module docstring)
-        try:
-            st = os.fstat(conn.fd)
-            same = (st.st_ino == conn.ino and head.get(_SRCFD) == conn.fd
-                    and st.st_dev == conn.dev)
-        except (OSError, zmq.ZMQError):  # a closed descriptor; no fd property
-            same = False
-        if not same:
-            found = self._elsewhere(conn, head, frames)
-            if found is None:
-                return
-            conn = found
-        if conn.state == "up":
+        # Did it come on the connection `conn` is bound to? (`_inbound`)
+        if not self._in.same_connection(conn, head) and not self._in.sent_before_close(
+                conn, head):
+            self._new_inbound(head, frames, replaces=conn)
+            return
+        if conn.state is Conn.UP:
             if conn.peer is not None and conn.peer.name in self._cut:
                 return
             self._on_batch(conn, frames)
-        elif conn.state == "dead":
+        elif conn.state is Conn.DEAD:
             self.stats["bad_frames"] += 1
             conn.last_seen = time.monotonic()
         else:
@@ -975,105 +676,42 @@ class Transport:
         authenticated peer struck (`_strike`)."""
         self.stats["bad_frames"] += 1
         conn = self._inbound.get(rid)
-        peer = conn.peer if conn is not None and conn.state == "up" else None
+        peer = conn.peer if conn is not None and conn.state is Conn.UP else None
         source = peer.name if peer is not None else (conn.addr if conn is not None else "") or "?"
         log.error("node %s: dropped a message from %s: handling it failed: %s", self.node.name,
                   source, w.shown(error, 200), exc_info=True)
         if peer is not None:
             self._strike(peer)
-        elif conn is not None and conn.state == "handshake":
-            self._refuse_inbound(conn, time.monotonic(), "handling its message failed")
-
-    def _elsewhere(self, conn: _Inbound, head: zmq.Frame, frames: list[bytes]) -> _Inbound | None:
-        """A message under `conn`'s routing id (`head` its first frame, `frames` all of them)
-        that `_read_router` did not place on `conn`'s connection at once: `conn` if it came on
-        it all the same (sent before that connection closed; or connections cannot be told
-        apart here), else None, once it is handled as the first of a new connection."""
-        if self._srcfd_missing is not None:
-            return conn
-        try:
-            fd = head.get(_SRCFD)
-        except zmq.ZMQError:
-            fd = -1
-        if conn.fd >= 0 and fd == conn.fd:
-            # The socket it was bound to is closed. Only a connection accepted since can
-            # have reused the descriptor, and libzmq has said so by now, if one was.
-            self._on_router_event()
-            if self._accepts.get(fd, 0) == conn.accept:
-                return conn
-        self._new_inbound(head, frames, replaces=conn)
-        return None
+        elif conn is not None and conn.state is Conn.HANDSHAKE:
+            self._in.refuse(conn, time.monotonic(), "handling its message failed")
 
     def _new_inbound(self, head: zmq.Frame, frames: list[bytes],
-                     replaces: _Inbound | None = None) -> None:
+                     replaces: Inbound | None = None) -> None:
         """Start the handshake of a new inbound connection from its first message (`head` its
         first frame, `frames` all of them), which came under the routing id of `replaces`,
         if given, on another connection."""
         rid, now = frames[0], time.monotonic()
         acceptor = Acceptor(self.cookie, self.node.name, self.node.creation, self._flags,
                             refuse=self._refuse)
-        conn = self._inbound[rid] = _Inbound(rid, acceptor, now)
-        unbound = self._bind(conn, head)
+        conn = self._inbound[rid] = Inbound(rid, acceptor, now)
+        unbound = self._in.bind(conn, head)
         if replaces is not None:
             self._replaced(replaces, conn)
-        if unbound is None or self._srcfd_missing is not None:
+        if unbound is None or self._in.srcfd_missing is not None:
             self._on_handshake_frame(conn, frames)
         elif unbound == _tcpconn.GONE:  # it closed before its first message was read
-            conn.state = "dead"
+            conn.state = Conn.DEAD
             self.stats["bad_frames"] += 1
         else:  # then nothing could be told to be from it: it cannot authenticate
             self.stats["bad_frames"] += 1
-            self._refuse_inbound(conn, now, f"which connection it is is unknown: {unbound}")
+            self._in.refuse(conn, now, f"which connection it is is unknown: {unbound}")
             log.warning("node %s: refused an incoming connection: which connection it is is "
                         "unknown (%s)", self.node.name, unbound)
 
-    def _bind(self, conn: _Inbound, head: zmq.Frame) -> str | None:
-        """Bind `conn` to the TCP connection its first message came on (`head`, its first
-        frame): only what comes on that connection is `conn`'s. Also note that connection,
-        so that it can be closed if it does not authenticate. None once bound, else why
-        not (`_tcpconn.GONE`: that connection is closed already)."""
-        if self._srcfd_missing is not None:
-            conn.untracked = self._srcfd_missing
-            return conn.untracked
-        self._on_router_event()  # so that `_accepts` has this connection's accept
-        try:
-            tcp = _tcpconn.source(head, self.port)
-        except _tcpconn.Unsupported as e:
-            if self._srcfd_works:  # libzmq says it for others: something about this one
-                conn.untracked = f"libzmq did not say which connection it is ({e})"
-                return conn.untracked
-            self._srcfd_missing = conn.untracked = f"libzmq cannot say which connection it is ({e})"
-            for entry in self._pending.entries():  # which of them authenticates is unknown
-                self._pending.closed(entry.fd)
-            log.warning("node %s: inbound connections cannot be told apart (%s): a connection "
-                        "that fails the handshake is ignored and stays open until its peer "
-                        "closes it, and one that presents the routing id of a closed "
-                        "connection that had authenticated is taken for it",
-                        self.node.name, e)
-            return conn.untracked
-        self._srcfd_works = True
-        if isinstance(tcp, str):
-            conn.untracked = tcp
-            return tcp
-        conn.fd, conn.ino, conn.dev, conn.addr = tcp.fd, tcp.inode, tcp.dev, str(tcp)
-        conn.accept = self._accepts.get(tcp.fd, 0)
-        self._fd_owner[tcp.fd] = conn
-        other = self._tcp_owner.pop(tcp.inode, None)
-        if other is not None:
-            # One socket cannot be two connections: one of them was closed before its first
-            # message was read here, and its descriptor reused. Close neither. (Each is still
-            # bound to it: what comes under either routing id must come on it.)
-            other.tcp = None
-            other.untracked = conn.untracked = "it cannot be told apart from another connection"
-            return None
-        conn.tcp = tcp
-        self._tcp_owner[tcp.inode] = conn
-        return None
-
-    def _replaced(self, old: _Inbound, new: _Inbound) -> None:
+    def _replaced(self, old: Inbound, new: Inbound) -> None:
         """`new`, a new connection, came under the routing id of `old`, whose connection is
         therefore gone (libzmq gives a routing id to one connection at a time): drop `old`."""
-        self._forget(old)
+        self._in.forget(old)
         source = f"from {new.addr}" if new.addr else "on a new connection"
         if old.peer is not None:
             name = old.peer.name
@@ -1081,308 +719,174 @@ class Transport:
                         "connection than the one %s authenticated on (from %s), which is gone; "
                         "that connection must authenticate itself", self.node.name, source,
                         name, name, old.addr or "?")
-        elif old.state != "dead":
+        elif old.state is not Conn.DEAD:
             log.info("node %s: a connection %s took the routing id of one that was still in "
                      "the handshake (from %s), which is gone; it starts over",
                      self.node.name, source, old.addr or "?")
         self._retire(old, "its connection to this node closed")
 
-    def _retire(self, conn: _Inbound, why: str) -> None:
+    def _retire(self, conn: Inbound, why: str) -> None:
         """`conn`'s connection is gone: mark it dead, and its peer down if it was up."""
         was = conn.state
-        conn.state = "dead"
+        conn.state = Conn.DEAD
         conn.last_seen = time.monotonic()
         peer = conn.peer
-        if was == "up" and peer is not None and peer.inbound is conn:
-            if peer.state == "up":
+        if was is Conn.UP and peer is not None and peer.inbound is conn:
+            if peer.state is State.UP:
                 self._peer_down(peer, why)
             else:
                 peer.inbound = None  # a connection this node is making to it goes on
+                peer.session.inbound_down()
 
-    def _forget(self, conn: _Inbound) -> None:
-        """Remove `conn` from the tables of connections by socket and by descriptor."""
-        if conn.tcp is not None and self._tcp_owner.get(conn.tcp.inode) is conn:
-            del self._tcp_owner[conn.tcp.inode]
-        if self._fd_owner.get(conn.fd) is conn:
-            del self._fd_owner[conn.fd]
-
-    def _on_handshake_frame(self, conn: _Inbound, frames: list[bytes]) -> None:
+    def _on_handshake_frame(self, conn: Inbound, frames: list[bytes]) -> None:
         now = time.monotonic()
         if len(frames) != 2:
             self.stats["bad_frames"] += 1
             log.warning("node %s: dropped a %d-frame message from an unauthenticated peer",
                         self.node.name, len(frames) - 1)
-            self._refuse_inbound(conn, now, f"it sent a {len(frames) - 1}-frame message")
+            self._in.refuse(conn, now, f"it sent a {len(frames) - 1}-frame message")
             return
         for event in conn.acceptor.receive(frames[1]):
             if isinstance(event, Send):
                 try:
                     self._router.send_multipart([conn.rid, event.frame], zmq.NOBLOCK)
                 except zmq.ZMQError:
-                    conn.state = "dead"  # ZeroMQ is dropping the connection already
+                    conn.state = Conn.DEAD  # ZeroMQ is dropping the connection already
             elif isinstance(event, Established):
                 self._inbound_up(conn, event, now)
             elif isinstance(event, Failed):
-                self._refuse_inbound(conn, now, str(event.error))
+                self._in.refuse(conn, now, str(event.error))
                 self.stats["bad_frames"] += 1
                 log.warning("node %s: refused an incoming connection: %s",
                             self.node.name, event.error)
 
-    def _refuse_inbound(self, conn: _Inbound, now: float, why: str) -> None:
-        """Drop an unauthenticated connection for `why`; it is closed a moment later, once
-        what was sent to it (a REJECT) has gone out."""
-        conn.state = "dead"
-        conn.last_seen = now
-        conn.why = why
-        conn.close_at = now + _REFUSED_LINGER
-
-    def _close_inbound(self, conn: _Inbound) -> str:
-        """Close the TCP connection of a dropped, unauthenticated connection; say what became
-        of it."""
-        conn.close_at = None
-        tcp, conn.tcp = conn.tcp, None
-        if tcp is None:
-            if conn.untracked == _tcpconn.GONE:
-                return conn.untracked
-            return f"left it open: {conn.untracked or 'which connection it is is unknown'}"
-        if self._tcp_owner.get(tcp.inode) is conn:
-            del self._tcp_owner[tcp.inode]
-        why_not = _tcpconn.shut_down(tcp)
-        if why_not is None:
-            return f"closed the connection from {tcp}"
-        if why_not == _tcpconn.GONE:
-            return f"the connection from {tcp}: {why_not}"
-        conn.untracked = why_not
-        return f"left the connection from {tcp} open: {why_not}"
-
     def _refuse(self, peer_name: str) -> str | None:
         return "the link is cut (fault injection)" if peer_name in self._cut else None
 
-    def _inbound_up(self, conn: _Inbound, event: Established, now: float) -> None:
+    def _inbound_up(self, conn: Inbound, event: Established, now: float) -> None:
         peer = self._peer(event.peer_name)
         old = peer.inbound
         if peer.creation is not None and peer.creation != event.peer_creation:
-            if peer.state in ("up", "connecting"):
+            if not peer.idle:
                 self._peer_down(peer, "it restarted (new incarnation)")
             peer = self._peer(event.peer_name)
         elif old is not None and old is not conn:
-            old.state = "dead"
-        conn.state = "up"
+            old.state = Conn.DEAD
+        conn.state = Conn.UP
         conn.peer = peer
         conn.last_seen = now
-        conn.key = b"" if self.secure else event.session_key
         peer.inbound = conn
+        peer.session.inbound_up(b"" if self.secure else event.session_key, now)
         peer.creation = event.peer_creation
         peer.hidden = bool(event.peer_flags & _HIDDEN)
-        if conn.fd >= 0:  # no longer bounded as a stranger
-            self._pending.authenticated(conn.fd, conn.accept)
-        if peer.state in ("new", "down") and event.peer_endpoint:
+        self._in.authenticated(conn)
+        if peer.idle and event.peer_endpoint:
             self._start_connect(peer, event.peer_endpoint)
-        elif (peer.state == "connecting" and event.peer_endpoint
+        elif (peer.state is State.CONNECTING and event.peer_endpoint
               and now - peer.attempt_at > _STALE_ATTEMPT):
             # Its connection got through while ours has been trying for a while: ours most
             # likely began during a silent cut that has healed since (TCP retries a lost
             # SYN only seconds later). Start over, towards where the peer says it is.
-            self._close_dealer(peer)
-            peer.state = "down"
+            self._dialer.close(peer)
             self._start_connect(peer, event.peer_endpoint)
 
-    def _on_batch(self, conn: _Inbound, frames: list[bytes]) -> None:
+    def _on_batch(self, conn: Inbound, frames: list[bytes]) -> None:
+        """A batch on an authenticated connection: its session says what it means."""
         peer = conn.peer
         assert peer is not None
-        conn.last_seen = time.monotonic()
-        self.stats["batches_in"] += 1
+        now = conn.last_seen = time.monotonic()
         if len(frames) != 3:
+            self.stats["batches_in"] += 1
             self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
             self._strike(peer)
             return
-        try:
-            seq = w.unpack_header(frames[1], conn.key, frames[2])
-        except ProtocolError as e:
-            self._bad_frame(peer, f"bad batch header: {e}")
-            if conn.key:
-                # Not from whoever authenticated on this connection (or corrupted):
-                # nothing more that comes on it can be trusted.
-                self._retire(conn, "a batch on its connection into this node failed its MAC")
-                log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
-            else:
-                self._strike(peer)
-            return
-        if seq != conn.seq:
-            self._bad_frame(peer, f"batch {seq} arrived when {conn.seq} was due: data was lost")
-            self._peer_down(peer, "lost data on the connection")
-            return
-        conn.seq += 1
-        node = self.node
-        self.stats["bytes_in"] += len(frames[2])
-        if conn.stream is None:
-            conn.stream = w.OpStream(self.max_message_size)
-        stream = conn.stream
-        ops = stream.feed(frames[2])
-        procs = node._procs
-        decode_op, limit, send = w.decode_op, self.max_message_size, w.SEND
-        for frame in ops:
-            try:
-                op = decode_op(frame, limit)
-            except (DecodeError, ProtocolError) as e:
-                self._bad_frame(peer, str(e))
-                if self._strike(peer):
-                    return  # refused: nothing more from this batch is taken
+        procs, send = self.node._procs, w.SEND
+        for item in peer.session.feed(frames[1], frames[2], now):
+            if isinstance(item, list):  # an op for the node
+                if item[0] == send:  # the hot path, inline: a message to a local pid
+                    proc = procs.get(item[1])
+                    if proc is not None and proc.pid.creation == item[2]:
+                        proc.mailbox.put(item[3])
+                elif not self._dispatch(peer, conn, item):
+                    return  # it was dropped meanwhile (too many malformed ops)
                 continue
-            if op[0] == send:  # the hot path, inline: a message to a local pid
-                proc = procs.get(op[1])
-                if proc is not None and proc.pid.creation == op[2]:
-                    proc.mailbox.put(op[3])
-                continue
-            try:
-                self._dispatch(node, peer, op)
-            except Exception:
-                self.stats["bad_frames"] += 1
-                log.exception("node %s: failed to handle %s from %s", node.name,
-                              w.shown(op[:2], 80), peer.name)
-                self._strike(peer)
-            if conn.state != "up":
-                return  # it was dropped meanwhile (a GOODBYE, too many malformed ops)
-        if stream.skipped:
-            self._oversized(peer, stream)
-        if peer.state == "up" and peer.ops:
+            match item:
+                case Dropped(why):
+                    log.error("node %s: dropped a frame from %s: %s", self.node.name,
+                              peer.name, why)
+                case Oversized(sizes):
+                    for size in sizes:
+                        log.error("node %s: dropped an op of %d bytes from %s: over "
+                                  "max_message_size (%d bytes)", self.node.name, size,
+                                  peer.name, self.max_message_size)
+                case Mesh(entries):
+                    self._meet(entries)
+                case Down(reason):
+                    self._peer_down(peer, reason)
+                case Refused(reason):
+                    self._refuse_peer(peer, reason)
+                case Broken(reason):
+                    self._retire(conn, reason)
+                    log.warning("node %s: %s", self.node.name, self._in.close(conn))
+        if peer.state is State.UP and peer.session.pending:
             self._flush(peer)
 
-    def _oversized(self, peer: _Peer, stream: w.OpStream) -> None:
-        """Note what `peer` sent over `max_message_size` (skipped by `stream`). A plain message
-        is lost alone; a lost signal or reply would leave a link, monitor or call waiting
-        for ever, so then the connection is closed and they fire with noconnection."""
-        signals = stream.signals_skipped
-        for size in stream.skipped:
-            self.stats["oversized_in"] += 1
-            log.error("node %s: dropped an op of %d bytes from %s: over max_message_size "
-                      "(%d bytes)", self.node.name, size, peer.name, self.max_message_size)
-        stream.skipped.clear()
-        stream.signals_skipped = 0
-        if signals and peer.state == "up":
-            self._peer_down(peer, f"it sent {signals} signal(s) or repl(ies) over "
-                                  "max_message_size")
+    def _dispatch(self, peer: Peer, conn: Inbound, op: list[Any]) -> bool:
+        """Hand `op` from `peer` (not a SEND) to the node; False if `peer` was dropped."""
+        try:
+            for why in dispatch(self.node, op):
+                self._bad_frame(peer, why)
+                if self._strike(peer):
+                    return False
+        except Exception:
+            self.stats["bad_frames"] += 1
+            log.exception("node %s: failed to handle %s from %s", self.node.name,
+                          w.shown(op[:2], 80), peer.name)
+            self._strike(peer)
+        return conn.state is Conn.UP
 
-    def _bad_frame(self, peer: _Peer, why: str) -> None:
+    def _bad_frame(self, peer: Peer, why: str) -> None:
         self.stats["bad_frames"] += 1
         log.error("node %s: dropped a frame from %s: %s", self.node.name, peer.name, why)
 
-    def _dispatch(self, node: Node, peer: _Peer, op: list[Any]) -> None:
-        """Run one op from `peer` (its shape checked by `w.decode_op`)."""
-        match op:
-            case [w.SEND, id_, creation, msg]:
-                proc = node._procs.get(id_)
-                if proc is not None and proc.pid.creation == creation:
-                    proc.mailbox.put(msg)
-            case [w.SEND_MANY, targets, msg]:
-                procs = node._procs
-                for target in targets:
-                    match target:
-                        case [int() as id_, int() as creation]:
-                            proc = procs.get(id_)
-                            if proc is not None and proc.pid.creation == creation:
-                                proc.mailbox.put(msg)
-                        case _:
-                            self._bad_frame(peer, f"a bad pid in a SEND_MANY: "
-                                                  f"{w.shown(target, 60)}")
-                            self._strike(peer)
-            case [w.REG_SEND, _, name, msg]:
-                node._deliver_name(name, msg)
-            case [w.ALIAS, _, ref, msg]:
-                node._deliver_alias(ref, msg)
-            case [w.TICK]:
-                pass
-            case [w.LINK, from_, to]:
-                node._signal_link(to, from_)
-            case [w.UNLINK, from_, to]:
-                node._signal_unlink(to, from_)
-            case [w.EXIT, from_, to, reason]:
-                node._signal_exit(to, from_, reason, linked=True)
-            case [w.EXIT2, from_, to, reason]:
-                node._signal_exit(to, from_, reason, linked=False)
-            case [w.MONITOR, watcher, target, ref]:
-                node._signal_monitor(target, watcher, ref)
-            case [w.DEMONITOR, _, target, ref]:
-                node._signal_demonitor(target, ref)
-            case [w.DOWN, watcher, ref, item, reason]:
-                node._signal_down(watcher, ref, item, reason)
-            case [w.SPAWN, *args]:
-                node._spawn_request(*args)
-            case [w.SPAWN_REPLY, *args]:
-                node._spawn_reply(*args)
-            case [w.GOODBYE]:
-                self._peer_down(peer, "it stopped")
-            case [w.NODES, entries] if self.mesh:
-                self._meet(peer, entries)
+    def _meet(self, entries: list[tuple[str, str]]) -> None:
+        """Connect to each node a peer says it is connected to (Erlang's transitive mesh;
+        the session checked the entries)."""
+        for name, endpoint in entries:
+            if name != self.node.name:
+                other = self._peer(name)
+                if other.idle:
+                    self._start_connect(other, endpoint)
 
-    def _meet(self, peer: _Peer, entries: list[Any]) -> None:
-        """Connect to each node `peer` says it is connected to (Erlang's transitive mesh);
-        an entry that is not ``[name, endpoint]`` is dropped, logged."""
-        for entry in entries:
-            match entry:
-                case [str() as name, str() as endpoint] if (
-                        _address.is_name(name) and _address.is_endpoint(endpoint)):
-                    if name == self.node.name:
-                        continue
-                    other = self._peer(name)
-                    if other.state in ("new", "down"):
-                        self._start_connect(other, endpoint)
-                case _:
-                    self._bad_frame(peer, f"a bad entry in its list of peers: "
-                                          f"{w.shown(entry, 80)}")
-                    self._strike(peer)
+    def _strike(self, peer: Peer) -> bool:
+        """`peer` sent something malformed (logged where it was found): True if it is
+        refused for it (`Session.strike`)."""
+        refused = peer.session.strike(time.monotonic())
+        if refused is None:
+            return False
+        self._refuse_peer(peer, refused.reason)
+        return True
 
-    def _strike(self, peer: _Peer) -> bool:
-        """`peer` sent something malformed (each is logged where it is found): disconnect
-        it once it has sent `_STRIKES` within `_STRIKE_WINDOW` seconds (then True)."""
-        now = time.monotonic()
-        if now - peer.strikes_since > _STRIKE_WINDOW:
-            peer.strikes, peer.strikes_since = 0, now
-        peer.strikes += 1
-        if peer.strikes >= _STRIKES:
-            why = (f"it sent {peer.strikes} malformed messages in {now - peer.strikes_since:.0f}"
-                   " s")
-            conn = peer.inbound
-            log.warning("node %s: refusing %s: %s", self.node.name, peer.name, why)
-            self._peer_down(peer, why)
-            peer.strikes = 0
-            if conn is not None:
-                conn.state = "dead"
-                log.warning("node %s: %s", self.node.name, self._close_inbound(conn))
-            return True
-        return False
+    def _refuse_peer(self, peer: Peer, why: str) -> None:
+        """Drop `peer` for sending too many malformed ops, and close its connection in."""
+        conn = peer.inbound
+        log.warning("node %s: refusing %s: %s", self.node.name, peer.name, why)
+        self._peer_down(peer, why)
+        if conn is not None:
+            conn.state = Conn.DEAD
+            log.warning("node %s: %s", self.node.name, self._in.close(conn))
 
     # -- failure detection --------------------------------------------------------------
 
-    def _on_monitor_event(self, peer: _Peer) -> None:
-        monitor = peer.monitor
-        while monitor is not None:
-            try:
-                frames = monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            event = int.from_bytes(frames[0][:2], "little")
-            value = int.from_bytes(frames[0][2:6], "little")
-            if event & _FAIL_EVENTS and peer.state in ("up", "connecting"):
-                if peer.state == "up" and not event & _ZMTP_FAILED:
-                    # Declared down once what it sent before is read (`_settle_lost`).
-                    self._lost.setdefault(peer, (time.monotonic(), "connection lost"))
-                    continue
-                what = "connection lost" if peer.state == "up" else "connection failed"
-                if event & _ZMTP_FAILED:
-                    what = _zmtp_failure(event, value, self.secure) or ""
-                    if what:
-                        log.error("node %s: connection to %s refused: %s",
-                                  self.node.name, peer.name, what)
-                    else:  # the peer saw the mismatch first and closed, or it went away
-                        what = "transport handshake failed (insecure=True on one side only" + (
-                            ", or another cookie?)" if self.secure else "?)")
-                self._peer_down(peer, what)
-                return
+    def _lost_peer(self, peer: Peer) -> None:
+        """`peer`'s outbound connection dropped: down once what it sent before is read
+        (`_settle_lost`)."""
+        peer.session.lost("connection lost", time.monotonic())
+        self._lost.add(peer)
 
     def _on_router_event(self) -> None:
         """Read what the ROUTER's monitor says: which descriptor a connection was accepted on
-        (`_bind`), which connection closed (its entry is then dropped once what it sent
+        (`Inbounds.bind`), which connection closed (its entry is then dropped once what it sent
         before closing is read: `_tick`), and which failed ZeroMQ's handshake for a
         configuration mismatch (logged: ZeroMQ cannot tell who the peer was)."""
         while True:
@@ -1393,78 +897,14 @@ class Transport:
             event = int.from_bytes(frames[0][:2], "little")
             value = int.from_bytes(frames[0][2:6], "little")  # the descriptor, for these two
             if event == zmq.EVENT_ACCEPTED:
-                self._accepted += 1
-                self._accepts[value] = self._accepted
-                self._admit(value, self._accepted)
+                self._in.accepted(value)
                 continue
             if event == zmq.EVENT_DISCONNECTED:
-                serial = self._accepts.get(value, 0)
-                self._pending.closed(value, serial)
-                conn = self._fd_owner.get(value)
-                if conn is not None and conn.accept == serial:
-                    del self._fd_owner[value]
-                    conn.gone_at = time.monotonic()
+                self._in.disconnected(value)
                 continue
-            why = _zmtp_failure(event, value, self.secure)
+            why = zmtp_failure(event, value, self.secure)
             if why:
                 log.warning("node %s: refused an incoming connection: %s", self.node.name, why)
-
-    # -- before authentication (`_admission`) ----------------------------------------------
-
-    def _admit(self, fd: int, serial: int) -> None:
-        """libzmq accepted a connection on `fd`: bound it until it authenticates (the
-        module docstring). Unless inbound connections cannot be told apart here: then
-        which one authenticated is unknown, and none could be closed safely."""
-        if self._srcfd_missing is not None:
-            return
-        tcp = _tcpconn.identify(fd, self.port)
-        if tcp == _tcpconn.GONE:
-            return  # closed already (its "disconnected" event follows)
-        self._pending.accepted(fd, serial, tcp if isinstance(tcp, _tcpconn.TcpConn) else None,
-                               time.monotonic())
-
-    def _watch_pending(self, now: float) -> None:
-        """Close the connections not authenticated in time, or over the byte budget."""
-        for entry in self._pending.expired(now):
-            self._drop_pending(entry, "dropped a connection that did not finish the "
-                                      f"handshake in {self.handshake_timeout:.1f} s")
-        for entry in self._pending.due(now):
-            if entry.conn is None:
-                continue  # not identified at its accept: the deadline holds
-            received = _tcpconn.bytes_received(entry.conn)
-            if not isinstance(received, int):
-                continue  # gone (its "disconnected" event follows), or unknown: the deadline
-            over = self._pending.over_budget(entry.fd, received)
-            if over is not None:
-                self._drop_pending(over, f"dropped a connection that sent {received} bytes "
-                                         "without finishing the handshake (at most "
-                                         f"{self._pending.budget})")
-
-    def _drop_pending(self, entry: _admission.Unauthenticated, what: str) -> None:
-        """Close a connection that did not authenticate in time or within the budget; its
-        entry, if a message of it was read, is dead."""
-        conn = self._fd_owner.get(entry.fd)
-        if conn is not None and conn.accept == entry.accept and conn.state != "up":
-            conn.state = "dead"
-            conn.last_seen = time.monotonic()
-            conn.close_at = None  # closed here, now
-            if conn.tcp is not None and self._tcp_owner.get(conn.tcp.inode) is conn:
-                del self._tcp_owner[conn.tcp.inode]
-            conn.tcp = None
-            conn.untracked = _tcpconn.GONE
-        tcp = entry.conn
-        if tcp is None:  # it could not be told at its accept: try again
-            tcp = _tcpconn.identify(entry.fd, self.port)
-            if not isinstance(tcp, _tcpconn.TcpConn):
-                if tcp != _tcpconn.GONE:
-                    log.warning("node %s: %s; left it open: %s", self.node.name, what, tcp)
-                return
-        why_not = _tcpconn.shut_down(tcp)
-        if why_not is None:
-            log.warning("node %s: %s; closed the connection from %s", self.node.name, what, tcp)
-        elif why_not != _tcpconn.GONE:
-            log.warning("node %s: %s; left the connection from %s open: %s", self.node.name,
-                        what, tcp, why_not)
 
     def _on_zap(self) -> None:
         """Answer libzmq's questions about CurveZMQ clients (`_admission.zap_reply`)."""
@@ -1486,171 +926,90 @@ class Transport:
             if heal_at is not None and now >= heal_at:
                 del self._cut[name]
                 peer = self._peers.get(name)
-                if peer is not None and peer.state in ("new", "down"):
+                if peer is not None and peer.idle:
                     self._start_connect(peer, peer.address)
         for peer in list(self._peers.values()):
-            if peer.state == "connecting" and now > peer.deadline:
-                self._peer_down(peer, "connection timed out")
-            elif peer.state == "up":
-                conn = peer.inbound
-                if conn is None or conn.state != "up":
-                    if now - peer.up_since > self.tick_time:
-                        self._peer_down(peer, "it never connected back")
-                        continue
-                elif now - conn.last_seen > self.tick_time:
-                    self._peer_down(peer, f"no tick for {now - conn.last_seen:.1f} s")
-                    continue
-                if now - peer.last_sent >= self.tick_time / 4:
-                    self._queue(peer, w.encode_op([w.TICK]))
-                    self.stats["ticks_out"] += 1
+            match peer.session.tick(now):
+                case Down(reason):
+                    self._peer_down(peer, reason)
+                case Tick():
                     self._flush(peer)
-        grace = self.tick_time / 4  # for what a closed connection sent to be read
-        for rid, conn in list(self._inbound.items()):
-            if (conn.gone_at is not None and conn.state != "dead"
-                    and now - conn.gone_at >= grace and now - conn.last_seen >= grace):
-                if conn.state == "up":
-                    self._retire(conn, "its connection to this node closed")
-                else:
-                    conn.state = "dead"
-                    conn.last_seen = now
-                    log.info("node %s: dropped a connection that closed during the handshake "
-                             "(from %s)", self.node.name, conn.addr or "?")
-            elif conn.state == "handshake" and now - conn.started > self.handshake_timeout:
-                conn.state = "dead"
-                conn.last_seen = now
-                log.warning("node %s: dropped a connection that did not finish the "
-                            "handshake in %.1f s; %s", self.node.name, self.handshake_timeout,
-                            self._close_inbound(conn))
-            elif conn.state != "dead":
-                continue
-            elif conn.close_at is not None:
-                if now >= conn.close_at:
-                    log.info("node %s: %s (refused: %s)", self.node.name,
-                             self._close_inbound(conn), conn.why)
-            elif now - conn.last_seen > 3 * self.tick_time:
-                # Kept a while after it died, so what the peer still sends on it
-                # (it learns we dropped it only when our ticks stop) is ignored
-                # quietly instead of looking like an unauthenticated stranger.
-                del self._inbound[rid]
-                self._forget(conn)
+        for conn in self._in.sweep(now):
+            self._retire(conn, "its connection to this node closed")
 
     def _settle_lost(self) -> None:
         """Declare down each peer whose outbound connection dropped (`_lost`), once its
-        connection into this node has closed too (libzmq reads a connection's data before
-        its end), or after _LOST_GRACE: what it sent before, such as its last messages
-        or the GOODBYE of a node that stopped, is handled first."""
+        session says so (`Session.settled`): what it sent before, such as its last
+        messages or the GOODBYE of a node that stopped, is handled first."""
         now = time.monotonic()
         ready = []
-        for peer, (since, why) in list(self._lost.items()):
+        for peer in list(self._lost):
             conn = peer.inbound
-            if (conn is None or conn.state != "up" or conn.gone_at is not None
-                    or now - since >= _LOST_GRACE):
-                ready.append((peer, why))
+            closed = conn is None or conn.state is not Conn.UP or conn.gone_at is not None
+            if peer.session.settled(now, closed):
+                ready.append(peer)
         if not ready:
             return
         for _ in range(_LOST_READS):  # all it sent, unless a flood keeps coming
             if not self._read_router():
                 break
-        for peer, why in ready:
-            if self._lost.pop(peer, None) is not None and peer.state == "up":
-                self._peer_down(peer, why)
+        for peer in ready:
+            if peer in self._lost:
+                self._lost.discard(peer)
+                down = peer.session.take_lost()
+                if down is not None:
+                    self._peer_down(peer, down.reason)
 
-    def _peer_down(self, peer: _Peer, why: str) -> None:
-        self._lost.pop(peer, None)
+    def _peer_down(self, peer: Peer, why: str) -> None:
+        self._lost.discard(peer)
         peer.failure = why
-        was_up = peer.state == "up"
+        was_up = peer.state is State.UP
+        goodbye = peer.session.down()
         linger = 0
         if was_up:
             log.warning("node %s: node %s is down: %s", self.node.name, peer.name, why)
-            if peer.dealer is not None:
-                # Tell the peer, on the connection being dropped: whatever made us give
-                # up on it (a cut, a request, silence after we were frozen), it then sees
+            if peer.dealer is not None and goodbye is not None:
+                # Sent on the connection being dropped: whatever made us give up on it
+                # (a cut, a request, silence after we were frozen), the peer then sees
                 # the link go too, instead of talking on into a link we no longer read.
-                goodbye = w.pack_ops([w.encode_op([w.GOODBYE])])
                 with contextlib.suppress(zmq.ZMQError):
-                    peer.dealer.send_multipart(
-                        [w.pack_header(peer.seq, peer.key, goodbye), goodbye], zmq.NOBLOCK)
+                    peer.dealer.send_multipart(goodbye, zmq.NOBLOCK)
                     linger = 500
         else:
             log.info("node %s: cannot connect to %s: %s", self.node.name, peer.name, why)
-        self._close_dealer(peer, linger)
-        peer.state = "down"
-        peer.ops.clear()
-        peer.frames.clear()
-        peer.backlog = 0
-        peer.seq = 0
-        peer.key = b""
+        self._dialer.close(peer, linger)
         if peer.inbound is not None:
-            peer.inbound.state = "dead"
+            peer.inbound.state = Conn.DEAD
             peer.inbound = None
         self._attempt_done(peer)
-        self._release(peer)
+        self._sendq.release(peer)
         self.node._node_down(peer.name, was_up and not peer.hidden)
-
-    def _close_dealer(self, peer: _Peer, linger: int = 0) -> None:
-        """Close the outbound connection of `peer` and its monitor, if any."""
-        _stop_monitor(peer.dealer)
-        for sock in (peer.dealer, peer.monitor):
-            if sock is not None:
-                self._poller.unregister(sock)
-                self._sockets.pop(sock, None)
-                sock.close(linger=linger if sock is peer.dealer else 0)
-        peer.dealer = peer.monitor = None
-        peer.handshake = None
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):
-            if peer.state == "up" and peer.dealer is not None:
-                self._queue(peer, w.encode_op([w.GOODBYE]))
+            if peer.state is State.UP and peer.dealer is not None:
+                peer.session.goodbye()
                 self._flush(peer)
                 peer.dealer.setsockopt(zmq.LINGER, 1000)
 
     def _close_all(self) -> None:
-        self._running = False
+        self._sendq.running = False
         for peer in list(self._peers.values()):
-            _stop_monitor(peer.dealer)
+            stop_monitor(peer.dealer)
             for sock in (peer.monitor, peer.dealer):
                 if sock is not None:
                     sock.close()
             peer.dealer = peer.monitor = None
-            peer.state = "down"
+            peer.session.down()
             self._attempt_done(peer)
-            self._release(peer)
-        _stop_monitor(self._router)
+            self._sendq.release(peer)
+        stop_monitor(self._router)
         self._router_monitor.close(linger=0)
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close(linger=0)
-        with self._wake_lock:
-            os.close(self._wake_fd)
-            self._wake_fd = -1
+        self._sendq.close()
         self._ctx.term()
-
-
-def _stop_monitor(sock: zmq.Socket[Any] | None) -> None:
-    """Stop `sock`'s monitor before its monitor socket is closed: ZeroMQ's I/O thread sends
-    events to it blocking, so one event for a closed monitor socket (a closing connection
-    has several) freezes every connection of the node, for good."""
-    if sock is not None and not sock.closed:
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disable_monitor()
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _zmtp_failure(event: int, value: int, secure: bool) -> str | None:
-    """What a failed ZeroMQ handshake (a socket monitor's `event` and `value`) surely says
-    about the configuration, or None (the peer closed first, or a network failure)."""
-    if event & getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0):
-        if value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
-            here = "encrypted" if secure else "insecure=True"
-            return f"transport handshake failed: insecure=True on one side only (here {here})"
-        if secure and value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
-            return "encrypted transport handshake failed: the peer has another cookie"
-    return None
 
 
 class _NoConnect(bytes):

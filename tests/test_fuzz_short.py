@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
-from actornet import _codec, _wire
+from actornet import _codec, _session, _wire
 from actornet import _handshake as hs
 from tests.fuzz import atheris_run, cli
 from tests.fuzz.harness import Fuzzer, Report, minimize, run_fuzz, signature_of, split_budget
 from tests.fuzz.targets import TARGETS, CodecTarget
 
 SEED = 20240611
-BUDGET = {"codec": 8000, "wire": 5000, "handshake": 7000, "dial": 3000, "dispatch": 1500}
+BUDGET = {"codec": 8000, "wire": 5000, "handshake": 7000, "session": 3000, "dial": 3000,
+          "dispatch": 1500}
 
 
 def run(budget: dict[str, int], findings: Path, **options: Any) -> Report:
@@ -42,6 +43,8 @@ def test_short_fuzz_run_finds_nothing(tmp_path: Path) -> None:
     assert any("decoded-3" in k for k in report.stats["wire"].outcomes)
     assert any(k.endswith("->established") and "established->" not in k
                for k in report.stats["handshake"].outcomes)  # fuzzing reaches the end too
+    # and the session's clauses: ops through, a goodbye, a refused batch
+    assert {"plain Ops", "plain Down", "plain Broken"} <= report.stats["session"].outcomes.keys()
     assert not list(tmp_path.iterdir())  # nothing saved
     assert "findings=0" in report.summary()
 
@@ -90,6 +93,9 @@ PLANTED = [
     ("handshake", hs, "_parse", _kind_0, _raise(KeyError("planted")), "OracleError"),
     # every digest "matches": handshakes succeed, on digests the protocol does not specify
     ("handshake", hs, "_digest", _always, lambda: b"\x00" * 32, "OracleError"),
+    # an exception out of the session's decoding, and a session that misreads every header
+    ("session", _session, "decode_op", _has_c1, _raise(KeyError("planted")), "KeyError"),
+    ("session", _session, "unpack_header", _always, lambda: 7, "OracleError"),
 ]
 
 

@@ -657,7 +657,7 @@ def inbound_of(node: actornet.Node, peer: str) -> tuple[bytes, int, bytes]:
     sequence number of the next batch due on it, and its session key (b"" if secure)."""
     for rid, conn in list(node._dist._inbound.items()):
         if conn.state == "up" and conn.peer is not None and conn.peer.name == peer:
-            return rid, conn.seq, conn.key
+            return rid, conn.peer.session.in_seq, conn.peer.session.in_key
     raise AssertionError(f"{node.name} has no authenticated connection from {peer}")
 
 

@@ -47,7 +47,7 @@ __all__ = [
 
 DEFAULT_FINDINGS: Final = Path(__file__).resolve().parent / "findings"
 # how `all` splits the inputs (dispatch goes through a real node: some 1000 inputs/s)
-WEIGHTS: Final = {"codec": 4, "wire": 3, "handshake": 3, "dial": 1, "dispatch": 1}
+WEIGHTS: Final = {"codec": 4, "wire": 3, "handshake": 3, "session": 2, "dial": 1, "dispatch": 1}
 _HERE: Final = str(Path(__file__).resolve().parent)
 _LIB: Final = str(Path(__file__).resolve().parents[2] / "actornet")
 

@@ -48,7 +48,7 @@ from .gen import (
 )
 
 __all__ = ["TARGETS", "CodecTarget", "DialTarget", "DispatchTarget", "HandshakeTarget",
-           "OracleError", "Target", "WireTarget"]
+           "OracleError", "SessionTarget", "Target", "WireTarget"]
 
 
 # -- codec -------------------------------------------------------------------------------
@@ -799,7 +799,9 @@ class HandshakeTarget(Target):
 
 
 from .io_targets import DialTarget, DispatchTarget  # noqa: E402 - they build on the above
+from .session_target import SessionTarget  # noqa: E402
 
 TARGETS: Final[dict[str, type[Target]]] = {
-    t.name: t for t in (CodecTarget, WireTarget, HandshakeTarget, DispatchTarget, DialTarget)
+    t.name: t for t in (CodecTarget, WireTarget, HandshakeTarget, SessionTarget, DispatchTarget,
+                        DialTarget)
 }
