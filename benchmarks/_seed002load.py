@@ -148,6 +148,28 @@ async def _say(server: str, nick: str, room: str, texts: Iterator[str], window: 
             "count": len(seqs)}
 
 
+def reports(tag: str, clients: int, expected: int, timeout: float,
+            ) -> tuple[list[float], int, int]:
+    """On the controller: each client's ``client_done`` report for round `tag`.
+
+    Returns when every client reported, or had `timeout` seconds to: the time each
+    finished, the deliveries missing (a client that never reported misses one), and how
+    many clients saw their messages out of order."""
+    ends: list[float] = []
+    lost = disorder = 0
+    for _ in range(clients):
+        try:
+            _, _, seen, in_order, at = actornet.receive(
+                lambda x: x[0] == "client_done" and x[1] == tag, timeout=timeout)
+        except actornet.Timeout:
+            lost += 1
+            continue
+        ends.append(at)
+        lost += expected - seen
+        disorder += not in_order
+    return ends, lost, disorder
+
+
 def _run_async(main: Any) -> Any:
     """Run coroutine function `main` in a lightweight process; its result here."""
     me = actornet.self()

@@ -306,17 +306,8 @@ class ManyPublishers:
         actornet.rpc.call(self.load.name, _seed002load.expect, self.receivers, tag,
                           out["counts"], timeout=WAIT)
         count = sum(out["counts"].values())
-        ends, lost, disorder = [], 0, 0
-        for _ in self.receivers:
-            try:
-                _, _, seen, in_order, at = actornet.receive(
-                    lambda x: x[0] == "client_done" and x[1] == tag, timeout=DELIVERY_WAIT)
-            except actornet.Timeout:
-                lost += 1
-                continue
-            ends.append(at)
-            lost += count - seen
-            disorder += not in_order
+        ends, lost, disorder = _seed002load.reports(tag, len(self.receivers), count,
+                                                    DELIVERY_WAIT)
         end = max(ends) if len(ends) == len(self.receivers) else t_acked
         return {"rate": count / (end - out["started"]),
                 "ack_rate": count / (t_acked - t0), "messages": count, "lost": lost,

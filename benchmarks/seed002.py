@@ -141,17 +141,7 @@ def _chat_cell(load: str, server: str, clients: list[actornet.Pid], k: int, m: i
         actornet.receive(lambda x: x == ("round_ok", tag), timeout=WAIT)
     out = actornet.rpc.call(load, _seed002load.publish, server, f"p{k}x{m}", tag, m, SIZE,
                             WINDOW, timeout=WAIT * 10)
-    ends, lost, disorder = [], 0, 0
-    for _ in range(k):
-        try:
-            _, _, seen, in_order, at = actornet.receive(
-                lambda x: x[0] == "client_done" and x[1] == tag, timeout=WAIT)
-        except actornet.Timeout:
-            lost += 1
-            continue
-        ends.append(at)
-        lost += m - seen
-        disorder += not in_order
+    ends, lost, disorder = _seed002load.reports(tag, k, m, WAIT)
     if lost or disorder or not out["ordered"]:
         problems.append(f"{m} messages to {k} clients: {lost} deliveries missing, "
                         f"{disorder} clients out of order")
