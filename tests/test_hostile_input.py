@@ -408,6 +408,10 @@ def test_running_out_of_descriptors_while_dialling_fails_that_dial_only(
     with start("t", mode) as t:
         b = cluster.start(unique("b"), extra=node_args(mode))
         assert actornet.ping(b.address) == "pong"
+        # b's own connection back to t must be up before b loses its descriptors: else it
+        # cannot make that socket either, and t rightly takes b for down ("it never
+        # connected back"). b's ping of t answers once that connection is up.
+        assert actornet.rpc.call(b.name, actornet.ping, f"{t.name}:{t.port}") == "pong"
         nowhere = [f"nobody{i}@127.0.0.1:1" for i in range(3)]
         answers = actornet.rpc.call(b.name, remote.ping_without_descriptors, nowhere,
                                     timeout=2 * DEADLINE)
