@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(node: actornet.Node, args: argparse.Namespace) -> int:
-    print(f"actornet node {node.name} listening on {node._remote().endpoint}", flush=True)
+    print(f"actornet node {node.name} listening on {node.transport().endpoint}", flush=True)
     for peer in args.connect:
         print(f"{peer}: {actornet.ping(peer)}", flush=True)
     namespace = _namespace()

@@ -23,13 +23,13 @@ _Slot = TypeVar("_Slot", ThreadSlot, TaskSlot)
 class Aliases(Signals):
     """The alias table of a node, and `reply`."""
 
-    def _new_alias(self, slot: _Slot) -> tuple[Ref, _Slot]:
+    def new_alias(self, slot: _Slot) -> tuple[Ref, _Slot]:
         """File `slot` under a new ref (see `actornet._callslot`)."""
         ref = self.make_ref()
         self._aliases[ref] = slot
         return ref, slot
 
-    def _deliver_alias(self, ref: Ref, value: Any) -> None:
+    def deliver_alias(self, ref: Ref, value: Any) -> None:
         """A reply for the pending call `ref` (transport entry); late ones are dropped."""
         slot = self._aliases.pop(ref, None)
         if slot is not None:
@@ -38,7 +38,8 @@ class Aliases(Signals):
                 slot.watcher.pop_monitor(ref)
             slot.set(REPLY, value)
 
-    def _drop_alias(self, ref: Ref) -> bool:
+    def drop_alias(self, ref: Ref) -> bool:
+        """Forget the slot filed under `ref` (a call that gave up); True if it was there."""
         return self._aliases.pop(ref, None) is not None
 
     def reply(self, from_: tuple[Pid, Ref], value: Any) -> None:
@@ -58,7 +59,7 @@ class Aliases(Signals):
         pid, ref = from_
         if pid.node == self.name:
             check_term(value)
-            self._deliver_alias(ref, value)
+            self.deliver_alias(ref, value)
         else:
             check_term(value)
-            self._remote().alias_send(pid, ref, value)
+            self.transport().alias_send(pid, ref, value)

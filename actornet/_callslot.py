@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from actornet._ids import Ref
 from actornet._scheduler import TIMEOUT
 
 if TYPE_CHECKING:
-    from actornet._process import Process
     from actornet._scheduler import Scheduler
 
 __all__ = ["ThreadSlot", "TaskSlot", "REPLY", "DOWN"]
+
+class Watcher(Protocol):
+    """The caller's process, as a slot knows it: it holds the monitor that guards the call."""
+
+    def pop_monitor(self, ref: Ref) -> Any: ...
+
 
 REPLY = "reply"
 DOWN = "down"
@@ -44,7 +50,7 @@ class ThreadSlot:
         self._lock.acquire()
         self.kind = ""  # REPLY or DOWN once set
         self.value: Any = None
-        self.watcher: Process | None = None  # whose monitor guards the request
+        self.watcher: Watcher | None = None  # whose monitor guards the request
 
     def set(self, kind: str, value: Any) -> None:
         self.kind = kind
@@ -68,7 +74,7 @@ class TaskSlot:
         self._future: asyncio.Future[Any] | None = None
         self.kind = ""
         self.value: Any = None
-        self.watcher: Process | None = None
+        self.watcher: Watcher | None = None
 
     def set(self, kind: str, value: Any) -> None:
         self.kind = kind

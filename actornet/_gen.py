@@ -23,11 +23,18 @@ from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._ids import Pid, Ref
 from actornet._runtime import current_node
 from actornet._scheduler import TIMEOUT
-from actornet.errors import ActornetError, CallDeadlock, CallError, NodeDown, NoProc, Timeout
+from actornet.errors import (
+    ActornetError,
+    BadArg,
+    CallDeadlock,
+    CallError,
+    NodeDown,
+    NoProc,
+    Timeout,
+)
 
 if TYPE_CHECKING:
-    from actornet._process import Process
-    from actornet.node import Node
+    from actornet._process import NodeApi, Process
 
 Slot = TypeVar("Slot", ThreadSlot, TaskSlot)
 
@@ -37,6 +44,7 @@ __all__ = ["call", "cast", "reply", "wait_exit", "multi_call", "timeout_arg", "a
 CALL = "$gen_call"
 CAST = "$gen_cast"
 STOP = "$gen_stop"
+BADARG = "$badarg"  # a server's answer to a request it has no clause for (`badarg`)
 
 
 def timeout_arg(timeout: object, what: str, *, zero_ok: bool = False) -> float | None:
@@ -118,44 +126,56 @@ def call_any(server: Any, request: Any, timeout: float | None, *, check: bool) -
     return call_outcome(node, me, server, target, request, ref, slot)
 
 
-def begin_call(node: Node, me: Process, server: Any, request: Any, slot: Slot,
+def begin_call(node: NodeApi, me: Process, server: Any, request: Any, slot: Slot,
                check: bool = True) -> tuple[Any, Ref, Slot]:
     """Resolve `server`, monitor it under a new alias and send it the call: the part of
     a call before its wait (`actornet.call` and `actornet.aio.call` share it)."""
-    target = node._resolve(server)
+    target = node.resolve(server)
     if target == me.pid:
         raise CallDeadlock(
             f"process {me.pid!r} called itself ({server!r}): it can never answer its own "
             "call; handle the request directly or reply later with NOREPLY"
         )
-    ref, slot = node._new_alias(slot)
+    ref, slot = node.new_alias(slot)
     slot.watcher = me
-    node._monitor(me, target, ref)
+    node.monitor_as(me, target, ref)
     try:
-        node._send(target, (CALL, (me.pid, ref), request), check)
+        node.route(target, (CALL, (me.pid, ref), request), check)
     except BaseException:
-        node._drop_alias(ref)
+        node.drop_alias(ref)
         node.demonitor(ref)
         raise
     return target, ref, slot
 
 
-def abandon(node: Node, ref: Ref) -> bool:
+def abandon(node: NodeApi, ref: Ref) -> bool:
     """Give up a request whose wait ended without an answer (a timeout, a cancelled
     task): True if it was still pending, False if its answer is being set right now."""
-    if node._drop_alias(ref):
+    if node.drop_alias(ref):
         node.demonitor(ref)
         return True
     return False
 
 
-def call_outcome(node: Node, me: Process, server: Any, target: Any, request: Any, ref: Ref,
+def call_outcome(node: NodeApi, me: Process, server: Any, target: Any, request: Any, ref: Ref,
                  slot: Slot) -> Any:
     """The reply in `slot`, or the error its DOWN means."""
     if slot.kind == REPLY:
-        node._demonitor_target(target, ref, me.pid)
-        return slot.value
+        node.demonitor_target(target, ref, me.pid)
+        return checked_reply(server, slot.value)
     raise _call_failed(server, target, request, slot.value)
+
+
+def badarg(why: str) -> tuple[str, str]:
+    """The reply to a request the server does not understand: its `call` raises `BadArg`."""
+    return (BADARG, why)
+
+
+def checked_reply(server: Any, value: Any) -> Any:
+    """`value`, unless it is a `badarg` answer: then `BadArg`, naming the server."""
+    if value.__class__ is tuple and len(value) == 2 and value[0] == BADARG:
+        raise BadArg(f"call to {server!r} failed: badarg: {value[1]}")
+    return value
 
 
 def refuse_blocking(what: str, twin: str) -> None:
@@ -218,7 +238,8 @@ def reply(from_: tuple[Pid, Ref], value: Any) -> None:
     current_node().reply(from_, value)
 
 
-def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None) -> Any:
+def wait_exit(server: Any, message: Any, timeout: float | None,
+              node: NodeApi | None = None) -> Any:
     """Monitor `server`, send it `message`, and wait for it to exit; return its reason.
 
     `node` is the node acting (default: the current one); `Node.stop` passes itself.
@@ -235,15 +256,15 @@ def wait_exit(server: Any, message: Any, timeout: float | None, node: Any = None
     return exit_outcome(server, slot)
 
 
-def begin_exit(node: Node, me: Process, server: Any, message: Any,
+def begin_exit(node: NodeApi, me: Process, server: Any, message: Any,
                slot: Slot) -> tuple[Ref, Slot]:
     """Monitor `server` under a new alias and send it `message` (`wait_exit`'s start)."""
-    target = node._resolve(server)
+    target = node.resolve(server)
     if target == me.pid:
         raise CallDeadlock(f"process {me.pid!r} cannot wait for its own exit")
-    ref, slot = node._new_alias(slot)
+    ref, slot = node.new_alias(slot)
     slot.watcher = me
-    node._monitor(me, target, ref)
+    node.monitor_as(me, target, ref)
     node.send(target, message)
     return ref, slot
 
@@ -287,29 +308,29 @@ def multi_call(servers: list[Any], request: Any, timeout: float | None = 5.0,
 _Pending = tuple[Any, Any, Any]  # (target, ref, slot), or (None, None, None): no such server
 
 
-def begin_multi(node: Node, me: Process, servers: list[Any], request: Any,
+def begin_multi(node: NodeApi, me: Process, servers: list[Any], request: Any,
                 new_slot: Callable[[], Slot]) -> list[_Pending]:
     pending: list[_Pending] = []
     for server in servers:
         try:
-            target = node._resolve(server)
+            target = node.resolve(server)
         except NoProc:
             pending.append((None, None, None))
             continue
-        ref, slot = node._new_alias(new_slot())
+        ref, slot = node.new_alias(new_slot())
         slot.watcher = me
-        node._monitor(me, target, ref)
+        node.monitor_as(me, target, ref)
         node.send(target, (CALL, (me.pid, ref), request))
         pending.append((target, ref, slot))
     return pending
 
 
-def multi_outcome(node: Node, me: Process, target: Any, ref: Any,
+def multi_outcome(node: NodeApi, me: Process, target: Any, ref: Any,
                   slot: ThreadSlot | TaskSlot | None) -> tuple[str, Any]:
     if slot is None:
         return ("down", "noproc") if target is None else ("timeout", None)
     if slot.kind == REPLY:
-        node._demonitor_target(target, ref, me.pid)
+        node.demonitor_target(target, ref, me.pid)
     return (slot.kind, slot.value)
 
 
@@ -327,7 +348,7 @@ async def acall(server: Any, request: Any, timeout: float | None = 5.0, *,
     if me is None:
         me = current_node().current()
     node = me.node
-    slot = TaskSlot(me.mailbox.sched)
+    slot = TaskSlot(me.light_mailbox.sched)
     target, ref, slot = begin_call(node, me, server, request, slot, check)
     armed = slot.arm(seconds)
     if armed is not None:
@@ -356,7 +377,7 @@ async def await_exit(server: Any, message: Any, timeout: float | None, *,
     if me is None:
         me = current_node().current()
     node = me.node
-    ref, slot = begin_exit(node, me, server, message, TaskSlot(me.mailbox.sched))
+    ref, slot = begin_exit(node, me, server, message, TaskSlot(me.light_mailbox.sched))
     if not await await_slot(node, ref, slot, seconds):
         raise Timeout(f"{server!r} did not exit within {timeout} s")
     return exit_outcome(server, slot)
@@ -370,7 +391,7 @@ async def amulti_call(servers: list[Any], request: Any, timeout: float | None = 
         await settle()
     node = current_node()
     me = node.current()
-    pending = begin_multi(node, me, servers, request, lambda: TaskSlot(me.mailbox.sched))
+    pending = begin_multi(node, me, servers, request, lambda: TaskSlot(me.light_mailbox.sched))
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
     results: list[tuple[str, Any]] = []
@@ -390,7 +411,7 @@ async def amulti_call(servers: list[Any], request: Any, timeout: float | None = 
     return results
 
 
-async def await_slot(node: Node, ref: Ref, slot: TaskSlot, seconds: float | None) -> bool:
+async def await_slot(node: NodeApi, ref: Ref, slot: TaskSlot, seconds: float | None) -> bool:
     """The wait of every awaited request: True once answered, False on a timeout. A
     cancelled waiter (an exit signal ended its process) gives up the request."""
     try:
@@ -407,4 +428,4 @@ async def await_slot(node: Node, ref: Ref, slot: TaskSlot, seconds: float | None
 
 def task_slot() -> TaskSlot:
     """A slot for the calling lightweight process (or asyncio task) to await."""
-    return TaskSlot(current_node().current().mailbox.sched)
+    return TaskSlot(current_node().current().light_mailbox.sched)

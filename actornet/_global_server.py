@@ -12,10 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from actornet import _system
+from actornet import _system, process
 from actornet._ids import Pid, Ref
 from actornet._wire import shown
-from actornet.gen_server import GenServer
+from actornet.gen_server import GenServer, badarg
 
 log = logging.getLogger("actornet.global")
 
@@ -27,6 +27,8 @@ SERVER = "global_name_server"
 PROTOCOL = 2
 _DECISIONS_KEPT = 1000  # conflicts the decider remembers, to answer repeated reports alike
 
+__all__ = ["NameServer", "PROTOCOL", "Resolve", "SERVER", "load_resolver", "pid_order"]
+
 Resolve = Callable[[Any, Pid, Pid], "Pid | None"]
 # One registration: the pid, its resolve method by reference, and its home: the name
 # server of the node (incarnation) that registered it, which settles conflicts over it,
@@ -36,18 +38,16 @@ T = TypeVar("T")
 _PENDING = "pending"
 
 
-def _order(pid: Pid) -> tuple[str, int, int]:
+def pid_order(pid: Pid) -> tuple[str, int, int]:
     """The order conflicts are settled in: node name, then incarnation, then id."""
     return (pid.node, pid.creation, pid.id)
 
 
-class _NameServer(GenServer):
+class NameServer(GenServer):
     """One node's replica of the global table, and its lock table."""
 
     def init(self) -> None:
-        import actornet
-
-        actornet.trap_exit(True)
+        process.trap_exit(True)
         self.names: dict[Any, Pid] = {}
         self.methods: dict[Any, str | None] = {}  # each name's resolve method, by reference
         self.homes: dict[Any, Pid] = {}  # each name's home: the name server that registered it
@@ -57,9 +57,9 @@ class _NameServer(GenServer):
         self.decisions: OrderedDict[tuple[Any, Pid, Pid], Any] = OrderedDict()
         self.watched: dict[Pid, Ref] = {}
         self.other_versions: set[str] = set()  # nodes whose server speaks another version
-        self.gen_node._global = self
+        self.gen_node.global_server = self
         self.gen_node.monitor_nodes(True)
-        for peer in actornet.nodes():
+        for peer in process.nodes():
             # A first start, or a restart after a crash: either way this table is empty,
             # and every peer's answer fills it (this node's own registrations included).
             self._send_table(peer, reply=True)
@@ -84,7 +84,7 @@ class _NameServer(GenServer):
                 self._drop(name)
                 return "ok"
         self._not_understood("call", request)
-        return ("error", f"unknown request {_shown(request)}")
+        return badarg(f"unknown request {_shown(request)}")
 
     def handle_cast(self, request: Any) -> None:
         match request:
@@ -185,22 +185,18 @@ class _NameServer(GenServer):
 
     def _watch(self, pid: Pid) -> None:
         if pid not in self.watched and pid.node == self.gen_node.name:
-            import actornet
-
-            self.watched[pid] = actornet.monitor(pid)
+            self.watched[pid] = process.monitor(pid)
 
     def _forget_pid(self, pid: Pid) -> None:
         """`pid` died: drop its names everywhere, and any lock it held here."""
-        import actornet
-
         for name in [n for n, p in self.names.items() if p == pid]:
             self._drop(name)
-            for peer in actornet.nodes():
+            for peer in process.nodes():
                 # "if it is still this pid's": a conflict resolved meanwhile may
                 # have given the name to another pid, which must keep it.
                 # connecting if need be: global_ has no full resync that would repair a
                 # lost removal, so this one must arrive
-                actornet.send((SERVER, peer), ("dead", name, pid))
+                process.send((SERVER, peer), ("dead", name, pid))
         for name in [n for n, (owner, _) in self.locks.items() if owner == pid]:
             del self.locks[name]
 
@@ -215,18 +211,14 @@ class _NameServer(GenServer):
 
     def _send_table(self, peer: str, *, reply: bool) -> None:
         """Send this replica to `peer`'s name server; with `reply`, ask for its own back."""
-        import actornet
-
         # With this server's pid and the names locked here now (registrations in flight),
         # so that the peer can tell which of this node's registrations are gone.
         table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names],
                  self.gen_pid, list(self.locks), reply, PROTOCOL)
-        actornet.send((SERVER, peer), table, noconnect=True)
+        process.send((SERVER, peer), table, noconnect=True)
 
     def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, Pid]], server: Pid,
                locked: list[Any]) -> None:
-        import actornet
-
         if self._home_is_up(server):
             # The peer speaks for the registrations it made: one of them that we hold and it
             # lists neither as registered nor as in flight (locked) was unregistered, or its
@@ -250,20 +242,18 @@ class _NameServer(GenServer):
                 # Every node of the pair's two sides may find this same conflict: all
                 # hand it to one decider, so it is settled once, with one method.
                 first, second = sorted([self._entry(name), (pid, method, home)],
-                                       key=lambda entry: _order(entry[0]))
+                                       key=lambda entry: pid_order(entry[0]))
                 log.warning("global name conflict for %r between %r and %r",
                             name, first[0], second[0])
                 decider = self._reachable(first[2].node, second[2].node)
                 if decider == self.gen_node.name:
                     self._decide(name, first, second)
                 else:
-                    actornet.send((SERVER, decider), ("conflict", name, first, second))
+                    process.send((SERVER, decider), ("conflict", name, first, second))
 
     def _reachable(self, *homes: str) -> str:
         """The first of `homes` that is this node or connected to it, else this node."""
-        import actornet
-
-        up = {self.gen_node.name, *actornet.nodes()}
+        up = {self.gen_node.name, *process.nodes()}
         return next((home for home in homes if home in up), self.gen_node.name)
 
     def _home_is_up(self, home: Pid) -> bool:
@@ -271,18 +261,16 @@ class _NameServer(GenServer):
         incarnation (a registration by an earlier one has no live home)."""
         if home.node == self.gen_node.name:
             return home == self.gen_pid
-        dist = self.gen_node._dist
+        dist = self.gen_node.dist
         return (dist is not None and dist.creation(home.node) == home.creation
                 and home.node in dist.nodes())
 
     def _dead_here(self, pid: Pid) -> bool:
         """True if `pid` was a process of this node that has ended."""
-        return pid.node == self.gen_node.name and self.gen_node._local(pid) is None
+        return pid.node == self.gen_node.name and self.gen_node.local_process(pid) is None
 
     def _decide(self, name: Any, first: _Entry, second: _Entry) -> None:
         """Settle a conflict once (this node is the decider `_merge` chose) and announce it."""
-        import actornet
-
         key = (name, first[0], second[0])
         decided = self.decisions.get(key)
         if decided == _PENDING:
@@ -309,31 +297,27 @@ class _NameServer(GenServer):
                 keep = _run_resolver(method, name, first[0], second[0])
                 kept = first if keep == first[0] else second if keep == second[0] else None
             finally:  # always an answer: else the conflict would stay pending for ever
-                actornet.send(server, ("decided", key, kept))
+                process.send(server, ("decided", key, kept))
 
-        actornet.spawn(resolver)  # user code: never run inside the name server
+        process.spawn(resolver)  # user code: never run inside the name server
 
     def _announce(self, key: tuple[Any, Pid, Pid], kept: _Entry | None) -> None:
         """Have the decision told to every node, by the kept registration's home."""
-        import actornet
-
         name, first, second = key
         pids = (first, second)
         home = self._reachable(kept[2].node) if kept is not None else self.gen_node.name
         if home == self.gen_node.name:
             self._confirm(name, pids, kept)
         else:
-            actornet.send((SERVER, home), ("confirm", name, pids, kept))
+            process.send((SERVER, home), ("confirm", name, pids, kept))
 
     def _confirm(self, name: Any, pids: tuple[Pid, Pid], kept: _Entry | None) -> None:
         """Tell every node the outcome; a kept pid that died here meanwhile keeps nothing."""
-        import actornet
-
         if kept is not None and self._dead_here(kept[0]):
             kept = None
         self._apply(name, pids, kept)
-        for other in actornet.nodes():
-            actornet.send((SERVER, other), ("resolved", name, pids, kept))
+        for other in process.nodes():
+            process.send((SERVER, other), ("resolved", name, pids, kept))
 
     def _apply(self, name: Any, pids: tuple[Pid, Pid], kept: _Entry | None) -> None:
         current = self.names.get(name)
@@ -371,7 +355,7 @@ def _shown(value: Any) -> str:
 def _run_resolver(method: str | None, name: Any, first: Pid, second: Pid) -> Pid | None:
     """Run one conflict's resolve method: the pid to keep, or None to drop the name."""
     try:
-        fn = _exit_loser if method is None else _load(method)
+        fn = _exit_loser if method is None else load_resolver(method)
         keep = fn(name, first, second)
     except Exception:
         log.exception("global: resolve method %s for %r failed; dropping the name",
@@ -381,23 +365,21 @@ def _run_resolver(method: str | None, name: Any, first: Pid, second: Pid) -> Pid
         log.error("global: resolve method %s for %r returned %r, neither pid; dropping the "
                   "name", method, name, keep)
         return None
-    return keep  # type: ignore[no-any-return]
+    return keep
 
 
 def _exit_loser(name: Any, pid1: Pid, pid2: Pid) -> Pid:
     """The default: the pid that sorts first keeps the name, the other gets an exit."""
-    import actornet
-
-    keep, lose = sorted((pid1, pid2), key=_order)
-    actornet.exit(lose, ("global_name_conflict", name))
+    keep, lose = sorted((pid1, pid2), key=pid_order)
+    process.exit(lose, ("global_name_conflict", name))
     return keep
 
 
-def _load(ref: str) -> Resolve:
+def load_resolver(ref: str) -> Resolve:
     """The function named by ``"module:qualname"``, imported if need be."""
-    from actornet.rpc import _import
+    from actornet._erpc import import_function
 
     module, sep, qualname = ref.partition(":")
     if not sep or not module or not qualname:
         raise ValueError(f"a resolve method is named 'module:qualname', got {ref!r}")
-    return _import(module, qualname)
+    return import_function(module, qualname)

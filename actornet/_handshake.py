@@ -140,7 +140,8 @@ def _nonce() -> bytes:
 
 
 def _frame(kind: int, body: dict[str, Any]) -> bytes:
-    return _MAGIC + bytes([PROTOCOL_VERSION, kind]) + msgpack.packb(body, use_bin_type=True)
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return _MAGIC + bytes([PROTOCOL_VERSION, kind]) + packed
 
 
 def _parse(frame: object, peer: str) -> tuple[int, dict[str, Any]]:

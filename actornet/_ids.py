@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Final
 
-__all__ = ["Pid", "Ref"]
+__all__ = ["Pid", "Ref", "next_ref_id"]
 
 
 class Pid:
@@ -46,9 +46,9 @@ class Pid:
         if other.__class__ is not Pid:
             return NotImplemented
         return (
-            self.id == other.id  # type: ignore[attr-defined,misc]
-            and self.node == other.node  # type: ignore[attr-defined,misc]
-            and self.creation == other.creation  # type: ignore[attr-defined,misc]
+            self.id == other.id
+            and self.node == other.node
+            and self.creation == other.creation
         )
 
     def __hash__(self) -> int:
@@ -97,9 +97,9 @@ class Ref:
         if other.__class__ is not Ref:
             return NotImplemented
         return (
-            self.id == other.id  # type: ignore[attr-defined,misc]
-            and self.node == other.node  # type: ignore[attr-defined,misc]
-            and self.creation == other.creation  # type: ignore[attr-defined,misc]
+            self.id == other.id
+            and self.node == other.node
+            and self.creation == other.creation
         )
 
     def __hash__(self) -> int:
@@ -120,16 +120,17 @@ class Ref:
 _set_pid_node = Pid.node.__set__  # type: ignore[attr-defined,misc]
 _set_pid_id = Pid.id.__set__  # type: ignore[attr-defined,misc]
 _set_pid_creation = Pid.creation.__set__  # type: ignore[attr-defined,misc]
-_set_pid_hash = Pid._hash.__set__  # type: ignore[attr-defined,misc]
+_set_pid_hash = Pid._hash.__set__  # type: ignore[attr-defined]
 _set_ref_node = Ref.node.__set__  # type: ignore[attr-defined,misc]
 _set_ref_id = Ref.id.__set__  # type: ignore[attr-defined,misc]
 _set_ref_creation = Ref.creation.__set__  # type: ignore[attr-defined,misc]
-_set_ref_hash = Ref._hash.__set__  # type: ignore[attr-defined,misc]
+_set_ref_hash = Ref._hash.__set__  # type: ignore[attr-defined]
 
 # One counter per interpreter for refs: refs only need to be unique per node
 # incarnation, and a shared counter keeps several in-process nodes simple.
 _ref_ids: Final = itertools.count(1)
 
 
-def _next_ref_id() -> int:
+def next_ref_id() -> int:
+    """A number no other reference made in this OS process has."""
     return next(_ref_ids)

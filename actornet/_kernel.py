@@ -17,9 +17,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from actornet import _system, global_, pg
+from actornet import _system, gen_server, pg
+from actornet._global_server import SERVER, NameServer
+from actornet._pg_scope import ScopeServer
+from actornet.node import Node
 from actornet.supervisor import Supervisor, child_spec
 
 __all__ = ["NAME", "start"]
@@ -29,12 +32,12 @@ MAX_RESTARTS: Final = 10
 MAX_SECONDS: Final = 10.0
 
 
-def start(node: Any) -> None:
+def start(node: Node) -> None:
     """Start `node`'s kernel supervisor and its children (done by `start_node`)."""
     children = [
-        child_spec(global_.SERVER, global_._NameServer, name=global_.SERVER),
-        child_spec(pg.DEFAULT_SCOPE, pg._Scope, pg.DEFAULT_SCOPE, name=pg.DEFAULT_SCOPE),
+        child_spec(SERVER, NameServer, name=SERVER),
+        child_spec(pg.DEFAULT_SCOPE, ScopeServer, pg.DEFAULT_SCOPE, name=pg.DEFAULT_SCOPE),
     ]
-    Supervisor._gen_start((children,), {"max_restarts": MAX_RESTARTS,
+    gen_server.start_server(Supervisor, (children,), {"max_restarts": MAX_RESTARTS,
                                         "max_seconds": MAX_SECONDS}, NAME, link=False,
                           node=node)

@@ -32,7 +32,7 @@ from actornet._scheduler import scheduler_of
 from actornet.errors import Crash, ProcessExit
 
 if TYPE_CHECKING:
-    from actornet.node import Node
+    from actornet._process import NodeApi
 
 __all__ = ["classify", "is_async_function", "start", "new_task", "adopt_task",
            "check_function"]
@@ -82,7 +82,7 @@ def check_function(fn: Any, what: str) -> None:
 
 def start(proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """Run ``fn(*args)`` as `proc`'s task on its node's scheduler (from any thread)."""
-    sched = proc.mailbox.sched
+    sched = proc.light_mailbox.sched
     if _get_ident() == sched.thread_id:
         _create(proc, fn, args)
     else:
@@ -102,7 +102,7 @@ def _create(proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
 
 def new_task(proc: Process, coro: Coroutine[Any, Any, Any]) -> ProcessTask:
     """Start `coro` as the task of `proc` on its scheduler's loop (on that loop)."""
-    task = ProcessTask(coro, loop=proc.mailbox.sched.loop)
+    task = ProcessTask(coro, loop=proc.light_mailbox.sched.loop)
     task.actornet_proc = proc
     proc.task = task
     return task
@@ -137,17 +137,17 @@ def _done(task: ProcessTask) -> None:
             log.error("process %r crashed (%s) running %s", proc.pid, reason, proc.function,
                       exc_info=error)
     if proc.node.running:
-        proc.node._exit(proc, reason)
+        proc.node.end_process(proc, reason)
 
 
-def adopt_task(node: Node) -> Process:
+def adopt_task(node: NodeApi) -> Process:
     """Make the running asyncio task a process of `node` (see the module docstring)."""
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError("actornet needs a process here, and code on an asyncio loop "
                            "outside any task cannot be one: call it from a task")
     loop = task.get_loop()
-    proc = node._new_process(ADOPTED_TASK, LightMailbox(scheduler_of(loop)))
+    proc = node.new_process(ADOPTED_TASK, LightMailbox(scheduler_of(loop)))
     proc.task = task
     proc.function = f"task {task.get_name()}"
     _runtime.bind_task(task, proc)
@@ -160,4 +160,4 @@ def _adopted_task_done(task: asyncio.Task[Any]) -> None:
     # exception are its owner's business (asyncio still reports an unretrieved one).
     proc = _runtime.process_of_task(task)
     if proc is not None and proc.alive and proc.node.running:
-        proc.node._exit(proc, "normal")
+        proc.node.end_process(proc, "normal")

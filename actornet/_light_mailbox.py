@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actornet._backpressure import owing, settle
 from actornet._scheduler import TIMEOUT
@@ -25,13 +25,20 @@ from actornet.errors import Timeout
 if TYPE_CHECKING:
     import asyncio
 
-    from actornet._process import Process
     from actornet._scheduler import Scheduler
 
-__all__ = ["LightMailbox"]
+__all__ = ["LightMailbox", "Owner"]
 
 _COMPACT = 256  # taken slots at the head before the list is compacted
 _get_ident = threading.get_ident
+
+
+class Owner(Protocol):
+    """The process a mailbox belongs to, as the mailbox sees it."""
+
+    waiting: bool
+
+    def check_alive(self) -> None: ...
 
 
 class LightMailbox:
@@ -47,7 +54,7 @@ class LightMailbox:
         self.sched = sched
         # The owning process (it sets this): checked whenever the owner wakes, so a
         # receive ends at once with `Killed` if an exit signal ended the process.
-        self.owner: Process | None = None
+        self.owner: Owner | None = None
         self.closed = False
 
     def put(self, msg: Any) -> None:

@@ -20,14 +20,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from actornet._callslot import TaskSlot, ThreadSlot
-from actornet._ids import Pid, Ref, _next_ref_id
+from actornet._ids import Pid, Ref, next_ref_id
 from actornet._process import Process
 from actornet.errors import NodeDown
 
 if TYPE_CHECKING:
+    from actornet._process import NodeApi
     from actornet._scheduler import Scheduler
     from actornet._transport import Transport
-    from actornet.node import Node
 
 __all__ = ["NodeBase", "LOCAL_NODE_NAME"]
 
@@ -42,25 +42,30 @@ class NodeBase:
             raise ValueError(f"node name must look like 'name@host', got {name!r}")
         self.name = name
         self.creation = creation if creation is not None else _new_creation()
-        self._procs: dict[int, Process] = {}
+        self.procs: dict[int, Process] = {}
         self._names: dict[str, Process] = {}
         self._aliases: dict[Ref, ThreadSlot | TaskSlot] = {}
         self._node_monitors: dict[str, list[Pid]] = {}
         self._nodes_watchers: list[Pid] = []  # monitor_nodes subscribers
-        self._global: Any = None  # this node's global_ name server, once started
-        self._pg_scopes: dict[str, Any] = {}  # pg scope servers by scope name
+        self.global_server: Any = None  # this node's global_ name server, once started
+        self.pg_scopes: dict[str, Any] = {}  # pg scope servers by scope name
         self._ids = itertools.count(1)
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._running = True
-        self._dist: Transport | None = None  # the ZeroMQ transport, once distributed
-        self._closers: list[Callable[[], None]] = []  # run by stop(), e.g. port-mapper entry
+        self.dist: Transport | None = None  # the ZeroMQ transport, once distributed
+        self.closers: list[Callable[[], None]] = []  # run by stop(), e.g. port-mapper entry
         self._scheduler: Scheduler | None = None  # where lightweight processes run
         self._scheduler_lock = threading.Lock()
 
-    def _deliver(self, pid: Pid, msg: Any) -> None:
-        """Put `msg` in the mailbox of local `pid`, if it lives (transport entry)."""
-        proc = self._procs.get(pid.id)
-        if proc is not None and proc.pid.creation == pid.creation:
+    def deliver(self, id_: int, creation: int, msg: Any) -> None:
+        """Put `msg` in the mailbox of the local process `id_` of incarnation `creation`,
+        if it lives: the one place a message enters a mailbox, whatever sent it (a local
+        `send` to a pid or a name, `send_each`, a peer's `SEND`, `REG_SEND` or `SEND_MANY`,
+        a node monitor's news); exit signals and monitors' DOWNs become messages in
+        `actornet._signals`, after their own rules.
+        A message to a dead process is dropped, as in Erlang."""
+        proc = self.procs.get(id_)
+        if proc is not None and proc.pid.creation == creation:
             proc.mailbox.put(msg)
 
     def current(self) -> Process:
@@ -76,19 +81,20 @@ class NodeBase:
             ...     n.make_ref() == n.make_ref()
             False
         """
-        return Ref(self.name, _next_ref_id(), self.creation)
+        return Ref(self.name, next_ref_id(), self.creation)
 
-    def _new_process(self, kind: str, mailbox: Any = None) -> Process:
+    def new_process(self, kind: str, mailbox: Any = None) -> Process:
+        """File a new process of `kind` (see `actornet._process`) under a fresh pid."""
         if not self._running:
             raise RuntimeError(f"node {self.name} is stopped")
         pid = Pid(self.name, next(self._ids), self.creation)
-        proc = Process(pid, cast("Node", self), kind, mailbox)
-        self._procs[pid.id] = proc
+        proc = Process(pid, cast("NodeApi", self), kind, mailbox)
+        self.procs[pid.id] = proc
         return proc
 
-    def _local(self, pid: Pid) -> Process | None:
+    def local_process(self, pid: Pid) -> Process | None:
         """The live local process for `pid`, or None (dead, or not ours)."""
-        proc = self._procs.get(pid.id)
+        proc = self.procs.get(pid.id)
         if proc is not None and proc.pid.creation == pid.creation and pid.node == self.name:
             return proc
         return None
@@ -114,15 +120,26 @@ class NodeBase:
             ...     n.processes() == [me]
             True
         """
-        return [p.pid for p in list(self._procs.values())]
+        return [p.pid for p in list(self.procs.values())]
 
-    def _remote(self) -> Transport:
-        if self._dist is None:
+    def transport(self) -> Transport:
+        """The node's distribution (its ZeroMQ transport); `NodeDown` if it has none.
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     try:
+            ...         n.transport()
+            ...     except actornet.NodeDown as e:
+            ...         print(str(e).split(":")[0])
+            node doc@localhost is not distributed
+        """
+        if self.dist is None:
             raise NodeDown(
                 f"node {self.name} is not distributed: start it with actornet.start_node("
                 "'name@host') to reach other nodes"
             )
-        return self._dist
+        return self.dist
 
 
 def _new_creation() -> int:

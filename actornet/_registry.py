@@ -1,18 +1,50 @@
-"""Registered names: a node's table of local names (Erlang's `register/2` and friends)."""
+"""Registered names: a node's table of local names (Erlang's `register/2` and friends).
+
+Names registered cluster-wide, ``("global", name)``, belong to `actornet.global_`,
+which is built on the node; it hands the node its lookup with `use_global` when
+it is imported, so that the node can resolve them without importing it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actornet._ids import Pid
 from actornet._nodebase import NodeBase
-from actornet.errors import AlreadyRegistered, NoProc
+from actornet.errors import ActornetError, AlreadyRegistered, NoProc
 
-__all__ = ["Registry"]
+if TYPE_CHECKING:
+    from actornet._steps import Steps
+
+__all__ = ["Registry", "GlobalNames", "use_global", "global_names"]
+
+
+class GlobalNames(Protocol):
+    """What the node needs of `actornet.global_`."""
+
+    def whereis_name(self, name: Any) -> Pid | None: ...
+
+    def register_name_steps(self, name: Any, pid: Pid) -> Steps[str]: ...
+
+
+_global: GlobalNames | None = None
+
+
+def use_global(names: GlobalNames) -> None:
+    """Resolve ``("global", name)`` through `names` (done by `actornet.global_`)."""
+    global _global
+    _global = names
+
+
+def global_names() -> GlobalNames:
+    """The cluster-wide names, as `use_global` was given them."""
+    if _global is None:
+        raise ActornetError("('global', name) needs actornet.global_, which is not loaded")
+    return _global
 
 
 class Registry(NodeBase):
-    """A node's registered names; `_resolve` turns any destination into a pid."""
+    """A node's registered names; `resolve` turns any destination into a pid."""
 
     def register(self, name: str, pid: Pid) -> bool:
         """Register `pid` (a live local process) as `name` on this node; True, as in Erlang.
@@ -31,8 +63,8 @@ class Registry(NodeBase):
             raise TypeError(f"register needs a Pid, got {type(pid).__name__!r}")
         if not self.is_local(pid):
             raise ValueError(f"cannot register {pid!r}: it is not a process of {self.name}")
-        with self._lock:
-            proc = self._local(pid)
+        with self.lock:
+            proc = self.local_process(pid)
             if proc is None or not proc.alive:
                 raise NoProc(f"cannot register {name!r}: process {pid!r} is not alive")
             holder = self._names.get(name)
@@ -55,7 +87,7 @@ class Registry(NodeBase):
             ...     n.registered()
             []
         """
-        with self._lock:
+        with self.lock:
             proc = self._names.pop(name, None)
             if proc is None:
                 raise NoProc(f"no process is registered as {name!r} on {self.name}")
@@ -85,10 +117,10 @@ class Registry(NodeBase):
         """
         return sorted(self._names)
 
-    def _resolve(self, dest: Any) -> Pid | tuple[str, str]:
+    def resolve(self, dest: Any) -> Pid | tuple[str, str]:
         """A pid for `dest`, or `(name, node)` for a remote name; raises NoProc."""
         if dest.__class__ is Pid:
-            return dest  # type: ignore[no-any-return]
+            return dest
         if isinstance(dest, str):
             proc = self._names.get(dest)
             if proc is None:
@@ -97,14 +129,12 @@ class Registry(NodeBase):
         if isinstance(dest, tuple) and len(dest) == 2:
             name, node = dest
             if name == "global":
-                from actornet import global_
-
-                pid = global_.whereis_name(node)
+                pid = global_names().whereis_name(node)
                 if pid is None:
                     raise NoProc(f"no process is globally registered as {node!r}")
                 return pid
             if isinstance(name, str) and isinstance(node, str):
-                return self._resolve(name) if node == self.name else (name, node)
+                return self.resolve(name) if node == self.name else (name, node)
         raise TypeError(
             f"{dest!r} is not a process: expected a Pid, a registered name, (name, node) "
             "or ('global', name)"

@@ -17,14 +17,13 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from actornet._scheduler import _loop_threads
+from actornet._scheduler import loop_threads
 
 if TYPE_CHECKING:
-    from actornet._process import Process
-    from actornet.node import Node
+    from actornet._process import NodeApi, Process
 
 _local = threading.local()
-_nodes: list[Node] = []
+_nodes: list[NodeApi] = []
 _nodes_lock = threading.Lock()
 
 
@@ -46,13 +45,13 @@ def running_task() -> asyncio.Task[Any] | None:
     ``_get_running_loop`` makes a ``getpid`` system call each time (fork safety):
     this runs on every API call of a lightweight process.
     """
-    loop = _loop_threads.get(_get_ident())
+    loop = loop_threads.get(_get_ident())
     if loop is not None:
         task = _task_of_loop(loop)
         if task is not None:
             return task  # type: ignore[no-any-return]
     loop = _get_running_loop()
-    return None if loop is None else _task_of_loop(loop)  # type: ignore[no-any-return]
+    return None if loop is None else _task_of_loop(loop)
 
 
 class ProcessTask(asyncio.Task):  # type: ignore[type-arg]
@@ -75,7 +74,7 @@ def process_of_task(task: asyncio.Task[Any] | None) -> Process | None:
     proc = getattr(task, "actornet_proc", None)
     if proc is None and _other_tasks and task is not None:
         return _other_tasks.get(task)
-    return proc  # type: ignore[no-any-return]
+    return proc
 
 
 def task_process() -> Process | None:
@@ -108,7 +107,7 @@ class _AdoptedThread:
     def __del__(self) -> None:
         proc = self.proc
         if proc.alive and proc.node.running:
-            proc.node._exit(proc, "normal")
+            proc.node.end_process(proc, "normal")
 
 
 def adopt(proc: Process) -> None:
@@ -122,15 +121,15 @@ def adopt(proc: Process) -> None:
     adopted[id(proc.node)] = _AdoptedThread(proc)
 
 
-def forget(node: Node) -> None:
+def forget(node: NodeApi) -> None:
     """Drop the calling thread's adopted process on `node` (which is stopping)."""
     getattr(_local, "adopted", {}).pop(id(node), None)
 
 
-def adopted_process(node: Node) -> Process | None:
+def adopted_process(node: NodeApi) -> Process | None:
     """The calling thread's adopted process on `node`, if any."""
     holder = getattr(_local, "adopted", {}).get(id(node))
-    return None if holder is None else holder.proc  # type: ignore[no-any-return]
+    return None if holder is None else holder.proc
 
 
 def thread_process() -> Process | None:
@@ -138,30 +137,30 @@ def thread_process() -> Process | None:
     return getattr(_local, "proc", None)
 
 
-def node_started(node: Node) -> None:
+def node_started(node: NodeApi) -> None:
     with _nodes_lock:
         _nodes.append(node)
 
 
-def node_stopped(node: Node) -> None:
+def node_stopped(node: NodeApi) -> None:
     with _nodes_lock:
         if node in _nodes:
             _nodes.remove(node)
 
 
-def current_node() -> Node:
+def current_node() -> NodeApi:
     """The node the calling thread acts on (see the module docstring)."""
     proc = getattr(_local, "proc", None)
     # A thread that runs a process belongs to its node; any other thread (the
     # main thread, a REPL) follows the default node, so start_node() after
     # earlier local use moves it over, as `net_kernel:start` would.
-    if proc is not None and proc.node._running:
+    if proc is not None and proc.node.running:
         return proc.node  # type: ignore[no-any-return]
     task = running_task()
     if task is not None:  # in a lightweight process, or another asyncio task
         proc = process_of_task(task)
-        if proc is not None and proc.node._running:
-            return proc.node  # type: ignore[no-any-return]
+        if proc is not None and proc.node.running:
+            return proc.node
     nodes = _nodes
     for node in nodes:
         if node.name != "nonode@nohost":
@@ -174,22 +173,22 @@ def current_node() -> Node:
         return _default_node()
 
 
-def _no_factory() -> Node:
+def _no_factory() -> NodeApi:
     raise RuntimeError("no node module loaded: import actornet")
 
 
 # Makes the default local node; actornet.node sets it when imported (so this module,
 # which the node imports, does not import the node back).
-_default_node: Callable[[], Node] = _no_factory
+_default_node: Callable[[], NodeApi] = _no_factory
 
 
-def set_default_node_factory(factory: Callable[[], Node]) -> None:
+def set_default_node_factory(factory: Callable[[], NodeApi]) -> None:
     """Tell `current_node` how to make the default local node (done by actornet.node)."""
     global _default_node
     _default_node = factory
 
 
-def running_nodes() -> list[Node]:
+def running_nodes() -> list[NodeApi]:
     """Every running node of this interpreter, oldest first."""
     with _nodes_lock:
         return list(_nodes)

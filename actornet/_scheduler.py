@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 __all__ = ["Scheduler", "Deadlines", "scheduler_of", "on_loop_thread", "BLOCKED_AFTER",
-           "TIMEOUT"]
+           "TIMEOUT", "loop_threads"]
 
 log = logging.getLogger("actornet")
 
@@ -46,7 +46,7 @@ _schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Scheduler] = (
     weakref.WeakKeyDictionary()
 )
 _schedulers_lock = threading.Lock()
-_loop_threads: dict[int, asyncio.AbstractEventLoop] = {}  # thread id -> the loop it runs
+loop_threads: dict[int, asyncio.AbstractEventLoop] = {}  # thread id -> the loop it runs
 
 
 class Deadlines:
@@ -256,14 +256,14 @@ def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
 def _register(sched: Scheduler) -> None:
     with _schedulers_lock:
         _schedulers[sched.loop] = sched
-        _loop_threads[sched.thread_id] = sched.loop
+        loop_threads[sched.thread_id] = sched.loop
 
 
 def _unregister(sched: Scheduler) -> None:
     with _schedulers_lock:
         _schedulers.pop(sched.loop, None)
-        if _loop_threads.get(sched.thread_id) is sched.loop:
-            del _loop_threads[sched.thread_id]
+        if loop_threads.get(sched.thread_id) is sched.loop:
+            del loop_threads[sched.thread_id]
 
 
 def scheduler_of(loop: asyncio.AbstractEventLoop) -> Scheduler:
@@ -275,7 +275,7 @@ def scheduler_of(loop: asyncio.AbstractEventLoop) -> Scheduler:
             if sched is None:
                 sched = Scheduler(loop, threading.get_ident(), "an asyncio loop")
                 _schedulers[loop] = sched
-                _loop_threads[sched.thread_id] = loop
+                loop_threads[sched.thread_id] = loop
     return sched
 
 

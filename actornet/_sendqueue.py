@@ -75,7 +75,7 @@ class SendQueue:
         self.node_name = node_name
         self.busy_limit = busy_limit
         self.outbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK)  # type: ignore[attr-defined]
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK)
         self._wake_lock = threading.Lock()  # a wake-up never writes to a closed (reused) fd
         self.sleeping = False  # the I/O thread is (about to be) asleep in poll
         self.running = True
@@ -88,12 +88,12 @@ class SendQueue:
             with self._wake_lock:  # the I/O thread may be closing the eventfd just now
                 if self.sleeping and self.fd >= 0:
                     self.sleeping = False
-                    os.eventfd_write(self.fd, 1)  # type: ignore[attr-defined]
+                    os.eventfd_write(self.fd, 1)
 
     def woken(self) -> None:
         """The I/O thread saw the eventfd readable: reset it."""
         with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self.fd)  # type: ignore[attr-defined]
+            os.eventfd_read(self.fd)
 
     def close(self) -> None:
         """The I/O thread is gone: close the eventfd (a late wake-up writes nowhere)."""

@@ -20,23 +20,23 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pykka
 
 from actornet import _gen, _runtime
 from actornet._ids import Pid
-from actornet._light_mailbox import LightMailbox
-from actornet._mailbox import WAKE, Mailbox
-from actornet._process import LIGHT_SERVER, SERVER, Killed, Process
+from actornet._light import new_task
+from actornet._mailbox import WAKE
+from actornet._process import Killed, Process
+from actornet._registry import global_names
 from actornet._steps import Steps
 from actornet.errors import AlreadyRegistered, Crash, ProcessExit
 
 if TYPE_CHECKING:
-    from actornet.gen_server import GenServer
-    from actornet.node import Node
+    from actornet._process import NodeApi
 
-__all__ = ["Boot", "NOREPLY", "start", "route"]
+__all__ = ["Boot", "Callbacks", "NOREPLY", "start", "route"]
 
 log = logging.getLogger("actornet")
 
@@ -51,13 +51,33 @@ class _NoReply:
 NOREPLY: Any = _NoReply()
 
 
+class Callbacks(Protocol):
+    """A server as its loop sees it: a `GenServer` (``actornet.gen_server``)."""
+
+    @property
+    def gen_pid(self) -> Pid: ...
+
+    @property
+    def gen_parent(self) -> Pid | None: ...
+
+    def init(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def handle_call(self, request: Any, from_: tuple[Pid, Any]) -> Any: ...
+
+    def handle_cast(self, request: Any) -> Any: ...
+
+    def handle_info(self, msg: Any) -> Any: ...
+
+    def terminate(self, reason: Any) -> Any: ...
+
+
 class Boot:
     """A server being started: what `init` gets, and how the starter learns the outcome."""
 
     __slots__ = ("args", "error", "future", "kwargs", "name", "node", "parent", "pid",
                  "started", "waker")
 
-    def __init__(self, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any],
+    def __init__(self, node: NodeApi, args: tuple[Any, ...], kwargs: dict[str, Any],
                  name: Any, parent: Process | None) -> None:
         self.node = node
         self.args = args
@@ -77,24 +97,6 @@ class Boot:
             self.waker(self.future)
 
 
-def prepare(cls: type[GenServer], boot: Boot) -> tuple[GenServer, Process]:
-    """Make the server object and its process (registered, linked to the starter)."""
-    node = boot.node
-    light = cls._gen_light
-    server = cls.__new__(cls)
-    if light:
-        proc = node._new_process(LIGHT_SERVER, LightMailbox(node.scheduler()))
-    else:
-        proc = node._new_process(SERVER, Mailbox())
-    proc.server = server
-    proc.function = f"{cls.__module__}.{cls.__qualname__}"
-    server.gen_pid = boot.pid = proc.pid
-    server.gen_node = node
-    server._gen_proc = proc
-    server._gen_parent = boot.parent.pid if boot.parent is not None else None
-    return server, proc
-
-
 def register(boot: Boot, proc: Process) -> Steps[None]:
     """Take the server's name and link it to its starter (in the starter), as steps: a
     global name waits for the cluster (`actornet._steps`)."""
@@ -104,40 +106,36 @@ def register(boot: Boot, proc: Process) -> Steps[None]:
         if isinstance(name, str):
             node.register(name, proc.pid)
         elif isinstance(name, tuple) and len(name) == 2 and name[0] == "global":
-            from actornet import global_
-
-            if (yield from global_.register_name_steps(name[1], proc.pid)) != "yes":
+            if (yield from global_names().register_name_steps(name[1], proc.pid)) != "yes":
                 raise AlreadyRegistered(f"global name {name[1]!r} is already registered")
         elif name is not None:
             raise TypeError(f"name must be None, a str or ('global', name), got {name!r}")
     except BaseException:
-        node._exit(proc, "normal")
+        node.end_process(proc, "normal")
         raise
     link_parent(boot, proc)
 
 
 def link_parent(boot: Boot, proc: Process) -> None:
     if boot.parent is not None:
-        with boot.node._lock:
+        with boot.node.lock:
             boot.parent.add_link(proc.pid)
             proc.add_link(boot.parent.pid)
 
 
-def start(server: GenServer, proc: Process, boot: Boot) -> None:
+def start(server: Callbacks, proc: Process, boot: Boot) -> None:
     """Start the server's loop: a pykka thread, or a task on the node's scheduler."""
     if proc.light:
-        proc.mailbox.sched.call(_create_task, server, proc, boot)
+        proc.light_mailbox.sched.call(_create_task, server, proc, boot)
     else:
         _PykkaRunner.start(server, proc, boot)
 
 
-def _create_task(server: GenServer, proc: Process, boot: Boot) -> None:
-    from actornet._light import new_task
-
+def _create_task(server: Callbacks, proc: Process, boot: Boot) -> None:
     new_task(proc, _light_server_main(server, proc, boot))
 
 
-def route(server: GenServer, message: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
+def route(server: Callbacks, message: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
     """The callback `message` goes to, its arguments, and whom to reply to (a call's
     `from_`, else None). Raises `ProcessExit` for a stop, or the parent's exit."""
     if message.__class__ is tuple:
@@ -148,12 +146,12 @@ def route(server: GenServer, message: Any) -> tuple[Callable[..., Any], tuple[An
                 return server.handle_cast, (request,), None
             case (_gen.STOP, reason):
                 raise ProcessExit(reason)
-            case ("EXIT", pid, reason) if pid == server._gen_parent:
+            case ("EXIT", pid, reason) if pid == server.gen_parent:
                 raise ProcessExit(reason)  # OTP: the parent's exit ends a trapping server
     return server.handle_info, (message,), None
 
 
-def _crash_reason(server: GenServer, error: BaseException, message: Any) -> Crash:
+def _crash_reason(server: Callbacks, error: BaseException, message: Any) -> Crash:
     crash = Crash.from_exception(error)
     log.error("GenServer %s %r terminating: %s (last message: %r)",
               type(server).__name__, server.gen_pid, crash, message, exc_info=error)
@@ -165,10 +163,10 @@ def _refuse_to_start(boot: Boot, proc: Process, error: BaseException) -> None:
     boot.error = error
     reason = error.reason if isinstance(error, ProcessExit) else Crash.from_exception(error)
     if boot.parent is not None:
-        with boot.node._lock:
+        with boot.node.lock:
             proc.remove_link(boot.parent.pid)
             boot.parent.remove_link(proc.pid)
-    boot.node._exit(proc, reason)
+    boot.node.end_process(proc, reason)
 
 
 # -- the thread kind: a private pykka actor ---------------------------------------------
@@ -179,9 +177,10 @@ class _PykkaRunner(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, server: GenServer, proc: Process, boot: Boot) -> None:
+    def __init__(self, server: Callbacks, proc: Process, boot: Boot) -> None:
         super().__init__()
-        self.actor_inbox = proc.mailbox  # pykka's loop reads the process's own mailbox
+        # pykka types its inbox by its private Envelope; ours yields letters of that shape.
+        self.actor_inbox = cast(Any, proc.thread_mailbox)  # pykka's loop reads our mailbox
         self.server = server
         self.proc = proc
         self.boot: Boot | None = boot
@@ -242,7 +241,7 @@ class _PykkaRunner(pykka.ThreadingActor):
             reason = Crash.from_exception(e)
             log.error("GenServer %s %r crashed in terminate: %s",
                       type(server).__name__, server.gen_pid, reason, exc_info=e)
-        proc.node._exit(proc, reason)
+        proc.node.end_process(proc, reason)
         self._halt()
 
     def _halt(self) -> None:
@@ -256,7 +255,7 @@ class _PykkaRunner(pykka.ThreadingActor):
 # -- the lightweight kind: an asyncio task ----------------------------------------------
 
 
-async def _light_server_main(server: GenServer, proc: Process, boot: Boot) -> None:
+async def _light_server_main(server: Callbacks, proc: Process, boot: Boot) -> None:
     try:
         await _maybe_await(server.init(*boot.args, **boot.kwargs))
     except BaseException as e:
@@ -268,7 +267,7 @@ async def _light_server_main(server: GenServer, proc: Process, boot: Boot) -> No
         boot.done()
         return
     boot.done()
-    mailbox: LightMailbox = proc.mailbox
+    mailbox = proc.light_mailbox
     message: Any = None
     reason: Any
     try:
@@ -299,7 +298,7 @@ async def _light_server_main(server: GenServer, proc: Process, boot: Boot) -> No
         reason = Crash.from_exception(e)
         log.error("GenServer %s %r crashed in terminate: %s",
                   type(server).__name__, server.gen_pid, reason, exc_info=e)
-    proc.node._exit(proc, reason)
+    proc.node.end_process(proc, reason)
 
 
 async def _maybe_await(result: Any) -> Any:

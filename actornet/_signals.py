@@ -23,21 +23,21 @@ __all__ = ["Signals"]
 class Signals(Registry):
     """Links, exits, monitors and node monitors of a node's processes."""
 
-    def _exit(self, proc: Process, reason: Any) -> bool:
+    def end_process(self, proc: Process, reason: Any) -> bool:
         """Mark `proc` dead with `reason` and fire its links and monitors. Once."""
-        with self._lock:
+        with self.lock:
             if not proc.alive:
                 return False
             proc.alive = False
             proc.exit_reason = reason
-            self._procs.pop(proc.pid.id, None)
+            self.procs.pop(proc.pid.id, None)
             if proc.name is not None:
                 self._names.pop(proc.name, None)
             links, mine, watchers = proc.take_links_and_monitors()
         proc.mailbox.closed = True
         pid = proc.pid
         for ref, target in mine.items():
-            self._demonitor_target(target, ref, pid)
+            self.demonitor_target(target, ref, pid)
         for other in links:
             self._route_exit(other, pid, reason, linked=True)
         for ref, watcher in watchers.items():
@@ -51,7 +51,7 @@ class Signals(Registry):
         dead pid, say), nothing is raised here, mid-bookkeeping: the API call
         in progress ends with `check_alive`, and a receive wakes and raises.
         """
-        if self._exit(proc, reason):
+        if self.end_process(proc, reason):
             proc.interrupt()
 
     def link(self, pid: Pid) -> None:
@@ -70,18 +70,18 @@ class Signals(Registry):
         if pid == me.pid:
             return
         if not self.is_local(pid):
-            with self._lock:
+            with self.lock:
                 me.add_link(pid)
-            self._remote().link(me.pid, pid)
+            self.transport().link(me.pid, pid)
             return
-        with self._lock:
-            other = self._local(pid)
+        with self.lock:
+            other = self.local_process(pid)
             if other is not None:
                 me.add_link(pid)
                 other.add_link(me.pid)
                 return
         # Linking to a dead process: an exit signal with reason noproc.
-        self._signal_exit(me.pid, pid, "noproc", linked=True, force=True)
+        self.signal_exit(me.pid, pid, "noproc", linked=True, force=True)
         me.check_alive()
 
     def unlink(self, pid: Pid) -> None:
@@ -97,26 +97,27 @@ class Signals(Registry):
         """
         _require_pid(pid, "unlink")
         me = self.current()
-        with self._lock:
+        with self.lock:
             me.remove_link(pid)
-            other = self._local(pid) if self.is_local(pid) else None
+            other = self.local_process(pid) if self.is_local(pid) else None
             if other is not None:
                 other.remove_link(me.pid)
         if not self.is_local(pid):
-            self._remote().unlink(me.pid, pid)
+            self.transport().unlink(me.pid, pid)
 
-    def _signal_link(self, to: Pid, from_: Pid) -> None:
+    def signal_link(self, to: Pid, from_: Pid) -> None:
         """A remote process `from_` linked to local `to` (transport entry)."""
-        with self._lock:
-            proc = self._local(to)
+        with self.lock:
+            proc = self.local_process(to)
             if proc is not None:
                 proc.add_link(from_)
                 return
         self._route_exit(from_, to, "noproc", linked=True)
 
-    def _signal_unlink(self, to: Pid, from_: Pid) -> None:
-        with self._lock:
-            proc = self._local(to)
+    def signal_unlink(self, to: Pid, from_: Pid) -> None:
+        """`from_` unlinked from local `to` (transport entry)."""
+        with self.lock:
+            proc = self.local_process(to)
             if proc is not None:
                 proc.remove_link(from_)
 
@@ -135,18 +136,18 @@ class Signals(Registry):
         check_term(reason)
         me = self.current()
         if self.is_local(pid):
-            self._signal_exit(pid, me.pid, reason, linked=False)
+            self.signal_exit(pid, me.pid, reason, linked=False)
         else:
-            self._remote().exit(me.pid, pid, reason, linked=False)
+            self.transport().exit(me.pid, pid, reason, linked=False)
         me.check_alive()
 
     def _route_exit(self, to: Pid, from_: Pid, reason: Any, *, linked: bool) -> None:
         if self.is_local(to):
-            self._signal_exit(to, from_, reason, linked=linked)
-        elif self._dist is not None:
-            self._dist.exit(from_, to, reason, linked=linked)
+            self.signal_exit(to, from_, reason, linked=linked)
+        elif self.dist is not None:
+            self.dist.exit(from_, to, reason, linked=linked)
 
-    def _signal_exit(
+    def signal_exit(
         self, to: Pid, from_: Pid, reason: Any, *, linked: bool, force: bool = False
     ) -> None:
         """Exit signal from `from_` to local `to`, with Erlang's rules (transport entry).
@@ -154,11 +155,11 @@ class Signals(Registry):
         `linked` signals come from a link and are void once the link is gone
         (`force` skips that check, for the noproc of linking to a dead pid).
         """
-        proc = self._local(to)
+        proc = self.local_process(to)
         if proc is None:
             return
         if linked and not force:
-            with self._lock:
+            with self.lock:
                 if from_ not in proc.links:
                     return  # unlinked meanwhile: the signal is void
                 proc.remove_link(from_)
@@ -199,28 +200,30 @@ class Signals(Registry):
         """
         me = self.current()
         ref = self.make_ref()
-        self._monitor(me, target, ref)
+        self.monitor_as(me, target, ref)
         return ref
 
-    def _monitor(self, me: Process, target: Any, ref: Ref) -> None:
+    def monitor_as(self, me: Process, target: Any, ref: Ref) -> None:
+        """`me` monitors `target` under `ref` (a call monitors its server under the
+        call's own ref); a target that does not exist is DOWN at once, ``noproc``."""
         try:
-            resolved = self._resolve(target)
+            resolved = self.resolve(target)
         except NoProc:
             item = (target, self.name) if isinstance(target, str) else target
             me.add_monitor(ref, item)
-            self._signal_down(me.pid, ref, item, "noproc")
+            self.signal_down(me.pid, ref, item, "noproc")
             return
-        with self._lock:
+        with self.lock:
             me.add_monitor(ref, resolved)
-            if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
-                proc = self._local(resolved)  # type: ignore[arg-type]
+            if resolved.__class__ is Pid and self.is_local(resolved):
+                proc = self.local_process(resolved)
                 if proc is not None:
                     proc.add_watcher(ref, me.pid)
                     return
-        if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
-            self._signal_down(me.pid, ref, resolved, "noproc")
+        if resolved.__class__ is Pid and self.is_local(resolved):
+            self.signal_down(me.pid, ref, resolved, "noproc")
             return
-        self._remote().monitor(me.pid, resolved, ref)
+        self.transport().monitor(me.pid, resolved, ref)
 
     def demonitor(self, ref: Ref) -> bool:
         """Stop a monitor; no DOWN for it arrives afterwards. True if it was active.
@@ -235,42 +238,48 @@ class Signals(Registry):
         if not isinstance(ref, Ref):
             raise TypeError(f"demonitor needs a Ref, got {type(ref).__name__!r}")
         me = self.current()
-        with self._lock:
+        with self.lock:
             target = me.pop_monitor(ref)
         if target is None:
             return False
-        self._demonitor_target(target, ref, me.pid)
+        self.demonitor_target(target, ref, me.pid)
         return True
 
-    def _demonitor_target(self, target: Any, ref: Ref, watcher: Pid) -> None:
+    def demonitor_target(self, target: Any, ref: Ref, watcher: Pid) -> None:
+        """Tell `target`'s side that `watcher` dropped its monitor `ref`."""
         if target.__class__ is Pid and self.is_local(target):
-            self._signal_demonitor(target, ref)
-        elif self._dist is not None:
-            self._dist.demonitor(watcher, target, ref)
+            self.signal_demonitor(target, ref)
+        elif self.dist is not None:
+            self.dist.demonitor(watcher, target, ref)
 
-    def _signal_monitor(self, target: Any, watcher: Pid, ref: Ref) -> None:
+    def signal_monitor(self, target: Any, watcher: Pid, ref: Ref) -> None:
         """A remote `watcher` monitors local `target` (pid or name) (transport entry)."""
-        with self._lock:
-            proc = self._names.get(target) if isinstance(target, str) else self._local(target)
+        with self.lock:
+            proc = self._watched(target)
             if proc is not None:
                 proc.add_watcher(ref, watcher)
                 return
         item = (target, self.name) if isinstance(target, str) else target
         self._route_down(watcher, ref, item, "noproc")
 
-    def _signal_demonitor(self, target: Any, ref: Ref) -> None:
-        with self._lock:
-            proc = self._names.get(target) if isinstance(target, str) else self._local(target)
+    def _watched(self, target: Any) -> Process | None:
+        """The live local process a monitor's `target` (a pid or a registered name) is."""
+        return self._names.get(target) if isinstance(target, str) else self.local_process(target)
+
+    def signal_demonitor(self, target: Any, ref: Ref) -> None:
+        """A watcher dropped its monitor `ref` of local `target` (transport entry)."""
+        with self.lock:
+            proc = self._watched(target)
             if proc is not None:
                 proc.pop_watcher(ref)
 
     def _route_down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
         if self.is_local(watcher):
-            self._signal_down(watcher, ref, item, reason)
-        elif self._dist is not None:
-            self._dist.down(watcher, ref, item, reason)
+            self.signal_down(watcher, ref, item, reason)
+        elif self.dist is not None:
+            self.dist.down(watcher, ref, item, reason)
 
-    def _signal_down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
+    def signal_down(self, watcher: Pid, ref: Ref, item: Any, reason: Any) -> None:
         """Monitor `ref` of local `watcher` fired (transport entry)."""
         slot = self._aliases.pop(ref, None)
         if slot is not None:
@@ -279,10 +288,10 @@ class Signals(Registry):
                 slot.watcher.pop_monitor(ref)
             slot.set(DOWN, reason)
             return
-        proc = self._local(watcher)
+        proc = self.local_process(watcher)
         if proc is None:
             return
-        with self._lock:
+        with self.lock:
             if proc.pop_monitor(ref) is None:
                 return  # demonitored meanwhile
         proc.mailbox.put(("DOWN", ref, "process", item, reason))
@@ -299,24 +308,24 @@ class Signals(Registry):
         """
         me = self.current()
         address, node = node, _base_node_name(node)
-        with self._lock:
+        with self.lock:
             subs = self._node_monitors.setdefault(node, [])
             if flag:
                 subs.append(me.pid)
             elif me.pid in subs:
                 subs.remove(me.pid)
         if flag and node != self.name and (
-            self._dist is None or not self._dist.connect(address)
+            self.dist is None or not self.dist.connect(address)
         ):
             # The failed attempt may have told us already (it fires every
             # subscription of `node`): say it once.
-            with self._lock:
+            with self.lock:
                 subs = self._node_monitors.get(node, [])
                 still = me.pid in subs
                 if still:
                     subs.remove(me.pid)
             if still:
-                self._deliver(me.pid, ("nodedown", node))
+                self.deliver(me.pid.id, me.pid.creation, ("nodedown", node))
 
     def monitor_nodes(self, flag: bool = True) -> None:
         """``("nodeup", n)`` and ``("nodedown", n)`` for every node, to the caller.
@@ -328,30 +337,30 @@ class Signals(Registry):
             ...     n.monitor_nodes(False)
         """
         me = self.current()
-        with self._lock:
+        with self.lock:
             if flag:
                 self._nodes_watchers.append(me.pid)
             elif me.pid in self._nodes_watchers:
                 self._nodes_watchers.remove(me.pid)
 
-    def _node_up(self, node: str) -> None:
+    def node_up(self, node: str) -> None:
         """A connection to `node` came up (transport entry)."""
         for pid in list(self._nodes_watchers):
-            self._deliver(pid, ("nodeup", node))
+            self.deliver(pid.id, pid.creation, ("nodeup", node))
 
-    def _node_down(self, node: str, was_up: bool = True) -> None:
+    def node_down(self, node: str, was_up: bool = True) -> None:
         """Every link, monitor and call towards `node` fires with noconnection."""
-        with self._lock:
+        with self.lock:
             subscribers = self._node_monitors.pop(node, [])
-            procs = list(self._procs.values())
+            procs = list(self.procs.values())
             self._nodes_watchers = [p for p in self._nodes_watchers if p.node != node]
             watchers = list(self._nodes_watchers) if was_up else []
         for pid in subscribers:
-            self._deliver(pid, ("nodedown", node))
+            self.deliver(pid.id, pid.creation, ("nodedown", node))
         for pid in watchers:
-            self._deliver(pid, ("nodedown", node))
+            self.deliver(pid.id, pid.creation, ("nodedown", node))
         for proc in procs:
-            with self._lock:
+            with self.lock:
                 dead_links = [p for p in proc.links if p.node == node]
                 dead_mons = [
                     (ref, t) for ref, t in proc.monitors.items() if _node_of(t) == node
@@ -359,9 +368,9 @@ class Signals(Registry):
                 for ref in [r for r, w in proc.monitored_by.items() if w.node == node]:
                     proc.pop_watcher(ref)
             for ref, target in dead_mons:
-                self._signal_down(proc.pid, ref, target, "noconnection")
+                self.signal_down(proc.pid, ref, target, "noconnection")
             for other in dead_links:
-                self._signal_exit(proc.pid, other, "noconnection", linked=True)
+                self.signal_exit(proc.pid, other, "noconnection", linked=True)
 
 
 def _base_node_name(address: str) -> str:
@@ -372,7 +381,7 @@ def _base_node_name(address: str) -> str:
 
 def _node_of(target: Any) -> str:
     if target.__class__ is Pid:
-        return target.node  # type: ignore[no-any-return]
+        return target.node
     # (name, "node@host:port") is filed under the node, whatever address reached it
     return _base_node_name(target[1]) if isinstance(target, tuple) else ""
 

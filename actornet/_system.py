@@ -17,9 +17,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from actornet.errors import AlreadyRegistered, NoProc
+
+if TYPE_CHECKING:
+    from actornet._process import NodeApi
 
 __all__ = ["KERNEL_SUP", "announce", "ensure"]
 
@@ -37,7 +40,7 @@ def announce() -> None:
         _changed.notify_all()
 
 
-def ensure(node: Any, name: str, ready: Callable[[], T | None], start: Callable[[], Any],
+def ensure(node: NodeApi, name: str, ready: Callable[[], T | None], start: Callable[[], Any],
            timeout: float = RESTART_WAIT) -> T:
     """The running system server registered as `name` on `node`, as `ready()` gives it.
 

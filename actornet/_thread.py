@@ -20,21 +20,21 @@ from actornet._process import ADOPTED, Killed, Process
 from actornet.errors import Crash, ProcessExit
 
 if TYPE_CHECKING:
-    from actornet.node import Node
+    from actornet._process import NodeApi
 
 __all__ = ["start", "adopt"]
 
 log = logging.getLogger("actornet")
 
 
-def start(node: Node, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def start(node: NodeApi, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """Run ``fn(*args)`` as `proc` on a thread of its own."""
     thread = threading.Thread(target=_run, args=(node, proc, fn, args),
                               name=f"actornet{proc.pid!r}", daemon=True)
     thread.start()
 
 
-def _run(node: Node, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _run(node: NodeApi, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     proc.thread_id = threading.get_ident()
     _runtime.bind(proc)
     reason: Any = "normal"
@@ -55,12 +55,12 @@ def _run(node: Node, proc: Process, fn: Callable[..., Any], args: tuple[Any, ...
                   exc_info=e)
     finally:
         _runtime.unbind()
-    node._exit(proc, reason)
+    node.end_process(proc, reason)
 
 
-def adopt(node: Node) -> Process:
+def adopt(node: NodeApi) -> Process:
     """Make the calling thread a process of `node` (one it did not start)."""
-    proc = node._new_process(ADOPTED)
+    proc = node.new_process(ADOPTED)
     proc.thread_id = threading.get_ident()
     proc.function = threading.current_thread().name
     _runtime.adopt(proc)

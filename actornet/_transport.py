@@ -70,7 +70,7 @@ from actornet._session import (
 from actornet.errors import ActornetError
 
 if TYPE_CHECKING:
-    from actornet.node import Node
+    from actornet._process import NodeApi as Node
 
 __all__ = ["Transport"]
 
@@ -615,7 +615,7 @@ class Transport:
         self._attempt_done(peer)
         log.info("node %s: connected to %s", self.node.name, peer.name)
         if not peer.hidden:
-            self.node._node_up(peer.name)
+            self.node.node_up(peer.name)
         if self.mesh and not peer.hidden:
             # Erlang meshes transitively: the new peer learns our peers, and our
             # peers learn the new one, so everyone ends up connected to everyone.
@@ -800,7 +800,7 @@ class Transport:
             self._bad_frame(peer, f"a batch has 2 frames, this one {len(frames) - 1}")
             self._strike(peer)
             return
-        procs, send = self.node._procs, w.SEND
+        procs, send = self.node.procs, w.SEND
         for item in peer.session.feed(frames[1], frames[2], now):
             if isinstance(item, list):  # an op for the node
                 if item[0] == send:  # the hot path, inline: a message to a local pid
@@ -983,7 +983,7 @@ class Transport:
             peer.inbound = None
         self._attempt_done(peer)
         self._sendq.release(peer)
-        self.node._node_down(peer.name, was_up and not peer.hidden)
+        self.node.node_down(peer.name, was_up and not peer.hidden)
 
     def _goodbye(self) -> None:
         for peer in list(self._peers.values()):

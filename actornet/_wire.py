@@ -300,7 +300,7 @@ def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[An
     # The common case first, checked inline: [SEND, id, creation, msg].
     if (op.__class__ is list and len(op) == 4 and op[0].__class__ is int and op[0] == SEND
             and op[1].__class__ is int and op[2].__class__ is int):
-        return op  # type: ignore[no-any-return]
+        return op
     if op.__class__ is not list or not op or op[0].__class__ is not int:
         raise ProtocolError("an operation is a list starting with an op code, got "
                             f"{shown(op, 80)}")
@@ -313,7 +313,7 @@ def decode_op(frame: bytes | memoryview, max_size: int | None = None) -> list[An
         if want is not object and (not isinstance(arg, want) or (
                 arg.__class__ is Pid and not is_name(arg.node))):
             raise ProtocolError(f"op {op[0]}: bad argument {shown(arg, 60)}")
-    return op  # type: ignore[no-any-return]
+    return op
 
 
 _REPR = reprlib.Repr()  # bounded in time: a few items of each container, a few levels

@@ -14,6 +14,7 @@ __all__ = [
     "ActornetError",
     "AlreadyRegistered",
     "AuthenticationError",
+    "BadArg",
     "CallError",
     "CallDeadlock",
     "Crash",
@@ -22,6 +23,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProcessExit",
     "ProtocolError",
+    "RemoteImportError",
     "DecodeError",
     "Timeout",
 ]
@@ -113,6 +115,24 @@ class CallDeadlock(ActornetError, RuntimeError):
     """
 
 
+class BadArg(ActornetError, ValueError):
+    """A server was asked for something it does not understand (Erlang's ``badarg``).
+
+    A server answers a request it has no clause for with `actornet.gen_server.badarg`;
+    the caller's `call` raises this, and the server keeps serving.
+
+    Example:
+        >>> import actornet
+        >>> sup = actornet.Supervisor.start([])
+        >>> try:
+        ...     actornet.call(sup, "no such request")
+        ... except actornet.BadArg as e:
+        ...     print(e)
+        call to ... failed: badarg: unknown supervisor request 'no such request'
+        >>> actornet.GenServer.stop(sup)
+    """
+
+
 class AlreadyRegistered(ActornetError, ValueError):
     """A name is already registered, or a process already has a name.
 
@@ -174,6 +194,19 @@ class AuthenticationError(ProtocolError):
 
     Example:
         >>> issubclass(AuthenticationError, ActornetError)
+        True
+    """
+
+
+class RemoteImportError(ActornetError, ImportError):
+    """The remote node could not import the function it was asked to run.
+
+    `actornet.rpc.call` raises it; a process spawned on another node with a
+    function that node cannot import crashes with it.
+
+    Example:
+        >>> from actornet.errors import RemoteImportError
+        >>> issubclass(RemoteImportError, ImportError)
         True
     """
 

@@ -8,27 +8,53 @@ tell them apart: `call`, `cast`, `stop`, names, deferred replies and crash
 semantics are the same (`actornet._server` runs both).
 
 Framework attributes on a server carry the ``gen_`` prefix (``gen_pid``,
-``gen_node``), private ones ``_gen_``, so they never clash with user fields.
+``gen_node``, ``gen_parent``), so they never clash with user fields.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from actornet import _gen, _runtime, _server
+from actornet import _gen, _server
 from actornet._ids import Pid
 from actornet._light import is_async_function
+from actornet._light_mailbox import LightMailbox
+from actornet._mailbox import Mailbox
+from actornet._process import LIGHT_SERVER, SERVER, Process
 from actornet._server import NOREPLY, Boot
 from actornet._steps import run
+from actornet.node import Node, current_node
 
-if TYPE_CHECKING:
-    from actornet._process import Process
-    from actornet.node import Node
-
-__all__ = ["GenServer", "NOREPLY", "call", "cast", "reply"]
+__all__ = ["GenServer", "NOREPLY", "badarg", "call", "cast", "reply"]
 
 log = logging.getLogger("actornet")
+
+
+def badarg(why: str) -> Any:
+    """The reply to a request a server has no clause for: the caller's `call` raises
+    `actornet.BadArg` with `why`, and the server keeps serving (Erlang's ``badarg``).
+
+    Example:
+        >>> import actornet
+        >>> from actornet.gen_server import badarg
+        >>> class Counter(actornet.GenServer):
+        ...     def handle_call(self, request, from_):
+        ...         match request:
+        ...             case "get":
+        ...                 return 0
+        ...         return badarg(f"unknown request {request!r}")
+        >>> pid = Counter.start()
+        >>> try:
+        ...     actornet.call(pid, "set")
+        ... except actornet.BadArg as e:
+        ...     print(e)
+        call to ... failed: badarg: unknown request 'set'
+        >>> actornet.call(pid, "get")
+        0
+        >>> actornet.GenServer.stop(pid)
+    """
+    return _gen.badarg(why)
 
 call = _gen.call
 cast = _gen.cast
@@ -66,13 +92,14 @@ class GenServer:
     """The server's pid."""
     gen_node: Node
     """The node the server runs on."""
-    _gen_proc: Process
-    _gen_parent: Pid | None
-    _gen_light: ClassVar[bool] = False  # any callback is `async def`: a lightweight process
+    gen_parent: Pid | None
+    """The pid of the process that started the server linked, or None."""
+    gen_light: ClassVar[bool] = False
+    """True when a callback is ``async def``: the server runs as a lightweight process."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._gen_light = any(is_async_function(getattr(cls, cb)) for cb in _CALLBACKS)
+        cls.gen_light = any(is_async_function(getattr(cls, cb)) for cb in _CALLBACKS)
 
     # -- callbacks (override these) -----------------------------------------------
 
@@ -193,7 +220,7 @@ class GenServer:
         """
         _gen.refuse_blocking(f"{cls.__name__}.start()",
                              f"await actornet.aio.start({cls.__name__}, ...)")
-        return cls._gen_start(args, kwargs, name, link=False)
+        return start_server(cls, args, kwargs, name, link=False)
 
     @classmethod
     def start_link(cls, *args: Any, name: Any = None, **kwargs: Any) -> Pid:
@@ -214,7 +241,7 @@ class GenServer:
         """
         _gen.refuse_blocking(f"{cls.__name__}.start_link()",
                              f"await actornet.aio.start_link({cls.__name__}, ...)")
-        return cls._gen_start(args, kwargs, name, link=True)
+        return start_server(cls, args, kwargs, name, link=True)
 
     @staticmethod
     def stop(server: Any, reason: Any = "normal", timeout: float | None = 5.0) -> None:
@@ -239,17 +266,36 @@ class GenServer:
     cast = staticmethod(_gen.cast)
     reply = staticmethod(_gen.reply)
 
-    @classmethod
-    def _gen_start(cls, args: tuple[Any, ...], kwargs: dict[str, Any], name: Any,
-                   *, link: bool, node: Any = None) -> Pid:
-        node = node if node is not None else _runtime.current_node()
-        parent = node.current() if link else None
-        boot = Boot(node, args, kwargs, name, parent)
-        server, proc = _server.prepare(cls, boot)
-        run(_server.register(boot, proc), f"{cls.__name__}.start()",
-            f"await actornet.aio.start({cls.__name__}, ...)")
-        _server.start(server, proc, boot)
-        boot.started.wait()
-        if boot.error is not None:
-            raise boot.error
-        return proc.pid
+
+def start_server(cls: type[GenServer], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 name: Any, *, link: bool, node: Node | None = None) -> Pid:
+    """Start a server of `cls` on `node` (the current node if None): `GenServer.start`,
+    for the runtime's own servers, which start on the node they serve."""
+    node = node if node is not None else current_node()
+    parent = node.current() if link else None
+    boot = Boot(node, args, kwargs, name, parent)
+    server, proc = prepare(cls, node, boot)
+    run(_server.register(boot, proc), f"{cls.__name__}.start()",
+        f"await actornet.aio.start({cls.__name__}, ...)")
+    _server.start(server, proc, boot)
+    boot.started.wait()
+    if boot.error is not None:
+        raise boot.error
+    return proc.pid
+
+
+def prepare(cls: type[GenServer], node: Node, boot: Boot) -> tuple[GenServer, Process]:
+    """Make the server object and its process on `node` (`boot.node`), for `start_server`
+    and ``actornet.aio.start``; `actornet._server.register` names and links it next."""
+    light = cls.gen_light
+    server = cls.__new__(cls)
+    if light:
+        proc = node.new_process(LIGHT_SERVER, LightMailbox(node.scheduler()))
+    else:
+        proc = node.new_process(SERVER, Mailbox())
+    proc.server = server
+    proc.function = f"{cls.__module__}.{cls.__qualname__}"
+    server.gen_pid = boot.pid = proc.pid
+    server.gen_node = node
+    server.gen_parent = boot.parent.pid if boot.parent is not None else None
+    return server, proc

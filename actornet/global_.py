@@ -47,18 +47,18 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from actornet import _gen, _system
+from actornet import _gen, _registry, _system, gen_server, process
 from actornet._global_server import (
     SERVER,
+    NameServer,
     Resolve,
-    _load,
-    _NameServer,
-    _order,
+    load_resolver,
+    pid_order,
 )
 from actornet._ids import Pid
-from actornet._runtime import current_node
 from actornet._steps import MultiCall, Sleep, Steps, run
 from actornet.errors import ActornetError, NoProc, Timeout
+from actornet.node import Node, current_node
 
 __all__ = [
     "register_name",
@@ -90,10 +90,8 @@ def random_exit_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
         >>> global_.random_exit_name("doc_name", b, a) == min(a, b, key=lambda p: p.id)
         True
     """
-    import actornet
-
-    keep, lose = sorted((pid1, pid2), key=_order)
-    actornet.exit(lose, "kill")
+    keep, lose = sorted((pid1, pid2), key=pid_order)
+    process.exit(lose, "kill")
     return keep
 
 
@@ -112,10 +110,8 @@ def random_notify_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
         >>> keep == min(me, other, key=lambda p: p.id)
         True
     """
-    import actornet
-
-    keep, lose = sorted((pid1, pid2), key=_order)
-    actornet.send(lose, ("global_name_conflict", name))
+    keep, lose = sorted((pid1, pid2), key=pid_order)
+    process.send(lose, ("global_name_conflict", name))
     return keep
 
 
@@ -134,10 +130,8 @@ def notify_all_name(name: Any, pid1: Pid, pid2: Pid) -> None:
         >>> actornet.receive(timeout=1) == ("global_name_conflict", "doc_name", other)
         True
     """
-    import actornet
-
-    actornet.send(pid1, ("global_name_conflict", name, pid2))
-    actornet.send(pid2, ("global_name_conflict", name, pid1))
+    process.send(pid1, ("global_name_conflict", name, pid2))
+    process.send(pid2, ("global_name_conflict", name, pid1))
 
 
 def _method_ref(resolve: Resolve | str | None) -> str | None:
@@ -146,7 +140,7 @@ def _method_ref(resolve: Resolve | str | None) -> str | None:
         return None
     if isinstance(resolve, str):
         try:
-            _load(resolve)
+            load_resolver(resolve)
         except Exception as e:
             raise TypeError(f"resolve {resolve!r} does not name an importable function: {e}"
                             ) from e
@@ -176,25 +170,25 @@ def _server() -> Any:
     node = current_node()
 
     def ready() -> Any:
-        server = node._global
-        return server if server is not None and node._local(server.gen_pid) else None
+        server = node.global_server
+        return server if server is not None and node.local_process(server.gen_pid) else None
 
     return _system.ensure(node, SERVER, ready, lambda: start_server(node))
 
 
-def start_server(node: Any) -> None:
+def start_server(node: Node) -> None:
     """Start `node`'s name server (done by `start_node`, or on first use)."""
-    _NameServer._gen_start((), {}, SERVER, link=False, node=node)
+    gen_server.start_server(NameServer, (), {}, SERVER, link=False, node=node)
 
 
 def _servers() -> list[Any]:
     server = _server()
     node = server.gen_node
-    if not node._dist:
+    if not node.dist:
         return [SERVER]
     # The name servers of another protocol version are left out: they would not
     # understand the lock round (and their names are not shared).
-    peers = [n for n in node._dist.nodes() if n not in server.other_versions]
+    peers = [n for n in node.dist.nodes() if n not in server.other_versions]
     return [(SERVER, n) for n in [node.name, *peers]]
 
 
@@ -273,7 +267,7 @@ def register_name_steps(name: Any, pid: Pid, resolve: Resolve | str | None = Non
     if not isinstance(pid, Pid):
         raise TypeError(f"register_name needs a Pid, got {type(pid).__name__!r}")
     node = _server_node()
-    if node.is_local(pid) and node._local(pid) is None:
+    if node.is_local(pid) and node.local_process(pid) is None:
         raise NoProc(f"cannot register {name!r}: process {pid!r} is not alive")
 
     def register(servers: list[Any], holders: list[Any]) -> Steps[str]:
@@ -389,3 +383,16 @@ def send(name: Any, msg: Any) -> Pid:
         raise NoProc(f"no process is globally registered as {name!r}")
     current_node().send(pid, msg)
     return pid
+
+
+class _Names:
+    """This module as the node's registry sees it (`actornet._registry.use_global`)."""
+
+    def whereis_name(self, name: Any) -> Pid | None:
+        return whereis_name(name)
+
+    def register_name_steps(self, name: Any, pid: Pid) -> Steps[str]:
+        return register_name_steps(name, pid)
+
+
+_registry.use_global(_Names())

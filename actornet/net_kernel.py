@@ -18,11 +18,11 @@ import stat
 import tempfile
 from pathlib import Path
 
-from actornet import _address, _wire
-from actornet._runtime import current_node
+from actornet import _address, _kernel, _wire
 from actornet._transport import Transport
 from actornet.errors import ActornetError
-from actornet.node import Node
+from actornet.node import Node, current_node
+from actornet.process import node, nodes
 
 __all__ = [
     "start_node",
@@ -160,15 +160,13 @@ def start_node(
             hidden=hidden,
             resolve=_lookup,
         )
-        n._dist = transport
+        n.dist = transport
         # Like kernel's global and pg, the name server and default scope always run,
         # supervised.
-        from actornet import _kernel
-
         _kernel.start(n)
         if use_epmd:
             registration = epmd.register(short, transport.port)
-            n._closers.append(registration.close)
+            n.closers.append(registration.close)
             registration.watch(f"node {name}")
         # Said once the node can be found by name: scripts and tests wait for this line.
         reach = ("loopback only: other hosts cannot connect" if bind_ip.startswith("127.")
@@ -239,32 +237,6 @@ def _lookup(name: str) -> str:
     return f"tcp://{host}:{port}"
 
 
-def node() -> str:
-    """This node's name, ``"nonode@nohost"`` when not distributed (Erlang `node/0`).
-
-    Example:
-        >>> import actornet
-        >>> isinstance(actornet.node(), str)
-        True
-    """
-    return current_node().name
-
-
-def nodes() -> list[str]:
-    """The nodes this one is connected to, not itself (Erlang `nodes/0`).
-
-    Hidden nodes are left out, as in Erlang.
-
-    Example:
-        >>> import actornet
-        >>> with actornet.start_node("nodesdoc@127.0.0.1", cookie="c", port=0):
-        ...     actornet.nodes()
-        []
-    """
-    dist = current_node()._dist
-    return [] if dist is None else dist.nodes()  # type: ignore[no-any-return]
-
-
 def ping(name: str, timeout: float | None = None) -> str:
     """Connect to `name` if needed: ``"pong"`` if it answers, else ``"pang"`` (`net_adm:ping/1`).
 
@@ -281,16 +253,16 @@ def ping(name: str, timeout: float | None = None) -> str:
     here = current_node()
     if target == here.name:
         return "pong"
-    if here._dist is None:
+    if here.dist is None:
         log.warning("ping %s: pang: this node (%s) is not distributed; start_node first",
                     name, here.name)
         return "pang"
-    if here._dist.connect(name, timeout):
+    if here.dist.connect(name, timeout):
         return "pong"
     # Said where a user sees it (a warning shows with Python's default logging): a bare
     # "pang" does not tell a missing port mapper from a wrong cookie or a cut network.
-    waited = timeout if timeout is not None else here._dist.handshake_timeout + 6.0
-    why = here._dist.failure(name) or f"no answer within {waited:g} s; still trying"
+    waited = timeout if timeout is not None else here.dist.handshake_timeout + 6.0
+    why = here.dist.failure(name) or f"no answer within {waited:g} s; still trying"
     log.warning("node %s: ping %s: pang: %s", here.name, name, why)
     return "pang"
 
@@ -340,7 +312,7 @@ def disconnect_node(name: str) -> None:
         ...     actornet.nodes()
         []
     """
-    dist = current_node()._dist
+    dist = current_node().dist
     if dist is not None:
         dist.disconnect(name)
 

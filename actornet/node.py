@@ -16,10 +16,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from actornet import _gen, _light, _runtime, _thread
+from actornet import _wire as w
 from actornet._aliases import Aliases
+from actornet._erpc import arpc_runner, arun_named, rpc_runner, run_named
 from actornet._ids import Pid, Ref
 from actornet._light_mailbox import LightMailbox
 from actornet._nodebase import LOCAL_NODE_NAME
@@ -28,7 +30,7 @@ from actornet._scheduler import Scheduler
 from actornet._terms import check_term
 from actornet.errors import ActornetError, NoProc, Timeout
 
-__all__ = ["Node", "LOCAL_NODE_NAME"]
+__all__ = ["Node", "LOCAL_NODE_NAME", "current_node"]
 
 log = logging.getLogger("actornet")
 
@@ -71,7 +73,7 @@ class Node(Aliases):
             ...     n.port is None  # not distributed
             True
         """
-        return None if self._dist is None else int(self._dist.port)
+        return None if self.dist is None else int(self.dist.port)
 
     @property
     def running(self) -> bool:
@@ -108,24 +110,24 @@ class Node(Aliases):
             return
         sched = self._scheduler
         if sched is not None and sched.on_loop() and any(
-                p.kind == LIGHT_SERVER for p in list(self._procs.values())):
+                p.kind == LIGHT_SERVER for p in list(self.procs.values())):
             raise ActornetError(
                 f"Node.stop() of {self.name} was called on its scheduler's loop, where it "
                 "would wait for its own lightweight servers: use `await "
                 "actornet.aio.stop_node(node)` there")
         deadline = None if seconds is None else time.monotonic() + seconds
         # Oldest first: a supervisor stops its own children before we reach them.
-        for proc in sorted(self._procs.values(), key=lambda p: p.pid.id):
+        for proc in sorted(self.procs.values(), key=lambda p: p.pid.id):
             if proc.alive and proc.server is not None:
                 remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
                 with contextlib.suppress(Exception):
                     _gen.wait_exit(proc.pid, (_gen.STOP, "shutdown"), remaining, node=self)
-        for proc in list(self._procs.values()):
+        for proc in list(self.procs.values()):
             self._kill(proc, "shutdown")
         self._running = False
-        if self._dist is not None:
-            self._dist.stop()
-        for close in self._closers:
+        if self.dist is not None:
+            self.dist.stop()
+        for close in self.closers:
             with contextlib.suppress(Exception):
                 close()
         if sched is not None:
@@ -209,7 +211,7 @@ class Node(Aliases):
             ...     n.receive(timeout=5)
             'from a process'
         """
-        return self._spawn(fn, args)[0]
+        return self.spawn_opt(fn, args)[0]
 
     def spawn_link(self, fn: Callable[..., Any], *args: Any) -> Pid:
         """Like `spawn`, atomically linked to the calling process.
@@ -222,7 +224,7 @@ class Node(Aliases):
             ...     n.receive(timeout=5)[2]
             'normal'
         """
-        return self._spawn(fn, args, link=True)[0]
+        return self.spawn_opt(fn, args, link=True)[0]
 
     def spawn_monitor(self, fn: Callable[..., Any], *args: Any) -> tuple[Pid, Ref]:
         """Like `spawn`, atomically monitored by the calling process.
@@ -234,11 +236,11 @@ class Node(Aliases):
             ...     n.receive(timeout=5)[4]
             'normal'
         """
-        pid, ref = self._spawn(fn, args, monitor=True)
+        pid, ref = self.spawn_opt(fn, args, monitor=True)
         assert ref is not None
         return pid, ref
 
-    def _spawn(
+    def spawn_opt(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
@@ -246,17 +248,29 @@ class Node(Aliases):
         link: bool = False,
         monitor: bool = False,
     ) -> tuple[Pid, Ref | None]:
+        """Spawn ``fn(*args)``, linked and/or monitored by the caller (Erlang's
+        `spawn_opt/2` with ``link`` and ``monitor``): its pid, and the monitor's
+        ref (None without `monitor`).
+
+        Example:
+            >>> import actornet
+            >>> with actornet.Node("doc@localhost") as n:
+            ...     pid, ref = n.spawn_opt(print, ("spawned",), monitor=True)
+            ...     n.receive(lambda m: m[:2] == ("DOWN", ref), timeout=5)[4]
+            spawned
+            'normal'
+        """
         light = _light.classify(fn, "spawn")
         parent = self.current() if (link or monitor) else None
         if light:
             sched = self._scheduler or self.scheduler()
-            proc = self._new_process(LIGHT, LightMailbox(sched))
+            proc = self.new_process(LIGHT, LightMailbox(sched))
         else:
-            proc = self._new_process(FUNCTION)
+            proc = self.new_process(FUNCTION)
         proc.function = getattr(fn, "__qualname__", None) or repr(fn)
         ref = None
         if parent is not None:
-            with self._lock:
+            with self.lock:
                 if link:
                     parent.add_link(proc.pid)
                     proc.add_link(parent.pid)
@@ -273,19 +287,16 @@ class Node(Aliases):
         else:
             _thread.start(self, proc, fn, args)
 
-    def _spawn_request(self, requester: Pid, ref: Ref, module: str, qualname: str,
+    def spawn_request(self, requester: Pid, ref: Ref, module: str, qualname: str,
                        args: tuple[Any, ...], flags: int) -> None:
         """A peer asks for a process running ``module.qualname(*args)`` here."""
-        from actornet import _wire as w
-        from actornet.rpc import arpc_runner, arun_named, rpc_runner, run_named
-
         light = bool(flags & w.SPAWN_LIGHT)
         if light:
-            proc = self._new_process(LIGHT, LightMailbox(self.scheduler()))
+            proc = self.new_process(LIGHT, LightMailbox(self.scheduler()))
         else:
-            proc = self._new_process(FUNCTION)
+            proc = self.new_process(FUNCTION)
         proc.function = f"{module}.{qualname}"
-        with self._lock:
+        with self.lock:
             if flags & w.SPAWN_LINK:
                 proc.add_link(requester)
             if flags & (w.SPAWN_MONITOR | w.SPAWN_RPC):
@@ -296,18 +307,16 @@ class Node(Aliases):
             return
         # The reply goes out before the process can run, so a link's EXIT can
         # never overtake it on the wire.
-        self._remote().spawn_reply(requester, ref, proc.pid, flags)
+        self.transport().spawn_reply(requester, ref, proc.pid, flags)
         self._start(proc, arun_named if light else run_named, (module, qualname, args))
 
-    def _spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
+    def spawn_reply(self, requester: Pid, ref: Ref, result: Any, flags: int) -> None:
         """The answer to our spawn request (transport entry, in wire order)."""
-        from actornet import _wire as w
-
-        proc = self._local(requester)
+        proc = self.local_process(requester)
         if proc is not None and flags & w.SPAWN_LINK and result.__class__ is Pid:
-            with self._lock:
+            with self.lock:
                 proc.add_link(result)
-        self._deliver_alias(ref, result)
+        self.deliver_alias(ref, result)
 
     def send(self, dest: Any, msg: Any, *, noconnect: bool = False) -> None:
         """Send `msg` to a pid, a registered name, or `(name, node)`.
@@ -327,9 +336,9 @@ class Node(Aliases):
             ...     n.receive(timeout=1)
             'note'
         """
-        self._send(dest, msg, True, not noconnect)
+        self.route(dest, msg, True, not noconnect)
 
-    def _send(self, dest: Any, msg: Any, check: bool, connect: bool = True) -> None:
+    def route(self, dest: Any, msg: Any, check: bool, connect: bool = True) -> None:
         """`send`; with `check` False a local message may hold any Python object
         (the runtime's own messages, e.g. a child spec with its start function)."""
         cls = dest.__class__
@@ -338,11 +347,9 @@ class Node(Aliases):
             if node is self.name or node == self.name:
                 if check:
                     check_term(msg)
-                proc = self._procs.get(dest.id)
-                if proc is not None and proc.pid.creation == dest.creation:
-                    proc.mailbox.put(msg)
+                self.deliver(dest.id, dest.creation, msg)
                 return  # sending to a dead pid is not an error, as in Erlang
-            self._remote().send(dest, msg, connect)
+            self.transport().send(dest, msg, connect)
             return
         if cls is str:
             if check:
@@ -350,20 +357,18 @@ class Node(Aliases):
             proc = self._names.get(dest)
             if proc is None:
                 raise NoProc(f"no process is registered as {dest!r} on {self.name}")
-            proc.mailbox.put(msg)
+            self.deliver(proc.pid.id, proc.pid.creation, msg)
             return
         if cls is tuple and len(dest) == 2:
             name, node = dest
             if name == "global":
-                from actornet import global_
-
-                global_.send(node, msg)
+                self.route(self.resolve(dest), msg, check, connect)
                 return
             if isinstance(name, str) and isinstance(node, str):
                 if node == self.name:
-                    self._send(name, msg, check)
+                    self.route(name, msg, check)
                 else:
-                    self._remote().send_name(self.current().pid, name, node, msg, connect)
+                    self.transport().send_name(self.current().pid, name, node, msg, connect)
                 return
         raise TypeError(
             f"cannot send to {dest!r}: a destination is a Pid, a registered name (str), "
@@ -385,23 +390,23 @@ class Node(Aliases):
         """
         check_term(msg)
         elsewhere: dict[str, list[Pid]] = {}
-        procs = self._procs
+        deliver = self.deliver
         for pid in pids:
             if pid.__class__ is not Pid:
                 raise TypeError(f"send_each: not a pid: {pid!r}")
             if pid.node == self.name:
-                proc = procs.get(pid.id)
-                if proc is not None and proc.pid.creation == pid.creation:
-                    proc.mailbox.put(msg)
+                deliver(pid.id, pid.creation, msg)
             else:
                 elsewhere.setdefault(pid.node, []).append(pid)
         for node, there in elsewhere.items():
-            self._remote().send_many(node, there, msg)
+            self.transport().send_many(node, there, msg)
 
-    def _deliver_name(self, name: str, msg: Any) -> None:
+    def deliver_name(self, name: str, msg: Any) -> None:
+        """A message for the local name `name`, from another node: dropped if no
+        process has that name, as Erlang drops it (transport entry)."""
         proc = self._names.get(name)
         if proc is not None:
-            proc.mailbox.put(msg)
+            self.deliver(proc.pid.id, proc.pid.creation, msg)
 
     def receive(self, match: Callable[[Any], object] | None = None,
                 timeout: float | None = None) -> Any:
@@ -450,7 +455,7 @@ class Node(Aliases):
                              "async for msg in actornet.aio.receiving(...)")
         proc = self.current()
         proc.check_alive()
-        return proc.mailbox.offer(seconds)
+        return proc.thread_mailbox.offer(seconds)
 
     def process_info(self, pid: Pid) -> dict[str, Any] | None:
         """What this node knows of its process `pid`, or None if it is not alive.
@@ -461,10 +466,10 @@ class Node(Aliases):
             ...     n.process_info(n.current().pid)["message_queue_len"]
             0
         """
-        proc = self._local(pid)
+        proc = self.local_process(pid)
         if proc is None:
             return None
-        with self._lock:
+        with self.lock:
             links = sorted(proc.links)
             monitors = [t for t in proc.monitors.values() if t.__class__ is Pid or
                         (isinstance(t, tuple) and not str(t[0]).startswith("$"))]
@@ -492,7 +497,7 @@ class Node(Aliases):
             ...     info["name"], info["distributed"]
             ('doc@localhost', False)
         """
-        procs = list(self._procs.values())
+        procs = list(self.procs.values())
         info: dict[str, Any] = {
             "name": self.name,
             "creation": self.creation,
@@ -503,11 +508,26 @@ class Node(Aliases):
             "largest_queues": sorted(
                 ((len(p.mailbox), p.pid) for p in procs), reverse=True)[:5],
             "threads": threading.active_count(),
-            "distributed": self._dist is not None,
+            "distributed": self.dist is not None,
         }
-        if self._dist is not None:
-            info.update(self._dist.info())
+        if self.dist is not None:
+            info.update(self.dist.info())
         return info
 
 
 _runtime.set_default_node_factory(Node)
+
+
+def current_node() -> Node:
+    """The node the calling thread acts on (`actornet._runtime.current_node`).
+
+    The runtime keeps its nodes by the protocol its own modules see them by
+    (`actornet._process.NodeApi`); every one of them is a `Node`, started here.
+
+    Example:
+        >>> import actornet
+        >>> from actornet.node import current_node
+        >>> current_node().name == actornet.node()
+        True
+    """
+    return cast(Node, _runtime.current_node())

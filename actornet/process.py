@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from actornet._ids import Pid, Ref
-from actornet._runtime import current_node
+from actornet.node import current_node
 
 __all__ = [
+    "node",
+    "nodes",
     "spawn",
     "spawn_link",
     "spawn_monitor",
@@ -58,7 +60,7 @@ def spawn(fn: Callable[..., Any], *args: Any, node: str | None = None) -> Pid:
         from actornet import rpc
 
         return rpc.spawn(node, fn, args, link=False)
-    return here._spawn(fn, args)[0]
+    return here.spawn_opt(fn, args)[0]
 
 
 def spawn_link(fn: Callable[..., Any], *args: Any, node: str | None = None) -> Pid:
@@ -78,7 +80,7 @@ def spawn_link(fn: Callable[..., Any], *args: Any, node: str | None = None) -> P
         from actornet import rpc
 
         return rpc.spawn(node, fn, args, link=True)
-    return here._spawn(fn, args, link=True)[0]
+    return here.spawn_opt(fn, args, link=True)[0]
 
 
 def spawn_monitor(fn: Callable[..., Any], *args: Any) -> tuple[Pid, Ref]:
@@ -90,7 +92,7 @@ def spawn_monitor(fn: Callable[..., Any], *args: Any) -> tuple[Pid, Ref]:
         >>> actornet.receive(lambda m: m[1] == ref, timeout=5)[4]
         'normal'
     """
-    pid, ref = current_node()._spawn(fn, args, monitor=True)
+    pid, ref = current_node().spawn_opt(fn, args, monitor=True)
     assert ref is not None
     return pid, ref
 
@@ -122,7 +124,7 @@ def send(dest: Pid | str | tuple[str, str], msg: Any, *, noconnect: bool = False
         >>> actornet.receive(timeout=1)
         ('ping', 1)
     """
-    current_node()._send(dest, msg, True, not noconnect)
+    current_node().route(dest, msg, True, not noconnect)
     return msg
 
 
@@ -372,7 +374,7 @@ def is_alive(pid: Pid) -> bool:
     """
     node = current_node()
     if node.is_local(pid):
-        return node._local(pid) is not None
+        return node.local_process(pid) is not None
     if pid.node == node.name:
         return False  # an older incarnation of this node
     from actornet import errors, rpc
@@ -437,3 +439,29 @@ def node_info() -> dict[str, Any]:
         True
     """
     return current_node().node_info()
+
+
+def node() -> str:
+    """This node's name, ``"nonode@nohost"`` when not distributed (Erlang `node/0`).
+
+    Example:
+        >>> import actornet
+        >>> isinstance(actornet.node(), str)
+        True
+    """
+    return current_node().name
+
+
+def nodes() -> list[str]:
+    """The nodes this one is connected to, not itself (Erlang `nodes/0`).
+
+    Hidden nodes are left out, as in Erlang.
+
+    Example:
+        >>> import actornet
+        >>> with actornet.start_node("nodesdoc@127.0.0.1", cookie="c", port=0):
+        ...     actornet.nodes()
+        []
+    """
+    dist = current_node().dist
+    return [] if dist is None else dist.nodes()

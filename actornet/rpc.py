@@ -11,7 +11,6 @@ Erlang: the cookie is full trust.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -23,8 +22,8 @@ from actornet._callslot import REPLY, TaskSlot, ThreadSlot
 from actornet._gen import timeout_arg
 from actornet._ids import Pid, Ref
 from actornet._light import is_async_function
-from actornet._runtime import current_node
-from actornet.errors import ActornetError, CallError, Crash, NodeDown, Timeout
+from actornet.errors import ActornetError, CallError, Crash, NodeDown, RemoteImportError, Timeout
+from actornet.node import current_node
 
 if TYPE_CHECKING:
     from actornet._process import Process
@@ -33,10 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["call", "RemoteImportError", "function_name"]
 
 _Slot = TypeVar("_Slot", ThreadSlot, TaskSlot)
-
-
-class RemoteImportError(ActornetError, ImportError):
-    """The remote node could not import the function it was asked to run."""
 
 
 def function_name(fn: Callable[..., Any]) -> tuple[str, str]:
@@ -137,15 +132,15 @@ async def arequest(node: str, module: str, qualname: str, args: tuple[Any, ...],
 def _begin(here: Node, me: Process, node: str, module: str, qualname: str,
            args: tuple[Any, ...], flags: int, slot: _Slot) -> tuple[Ref, _Slot]:
     """Ask `node` to spawn ``module.qualname(*args)``, answering to a new alias."""
-    transport = here._remote()
-    ref, slot = here._new_alias(slot)
+    transport = here.transport()
+    ref, slot = here.new_alias(slot)
     slot.watcher = me
     # Filed under a pseudo-target on `node`, so the node going down fails the wait.
     me.add_monitor(ref, ("$spawn", node))
     try:
         transport.spawn_request(node, me.pid, ref, module, qualname, tuple(args), flags)
     except BaseException:
-        here._drop_alias(ref)
+        here.drop_alias(ref)
         me.pop_monitor(ref)
         raise
     return ref, slot
@@ -160,42 +155,3 @@ def _outcome(node: str, module: str, qualname: str, slot: ThreadSlot | TaskSlot)
     if isinstance(reason, Crash) and reason.type == "RemoteImportError":
         raise RemoteImportError(reason.message)
     raise CallError(f"{module}.{qualname} on {node} failed: {reason}", reason)
-
-
-def _import(module: str, qualname: str) -> Callable[..., Any]:
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except Exception as e:
-        here = current_node().name
-        raise RemoteImportError(
-            f"node {here} cannot import {module}.{qualname}: {type(e).__name__}: {e}"
-        ) from e
-    if not callable(obj):
-        raise RemoteImportError(f"{module}.{qualname} on {current_node().name} is not callable")
-    return obj  # type: ignore[no-any-return]
-
-
-def run_named(module: str, qualname: str, args: tuple[Any, ...]) -> Any:
-    """A remotely spawned thread process: ``module.qualname(*args)``."""
-    return _import(module, qualname)(*args)
-
-
-async def arun_named(module: str, qualname: str, args: tuple[Any, ...]) -> Any:
-    """A remotely spawned lightweight process: ``await module.qualname(*args)``."""
-    return await _import(module, qualname)(*args)
-
-
-def rpc_runner(requester: Pid, ref: Ref, module: str, qualname: str,
-               args: tuple[Any, ...]) -> None:
-    """Run an rpc in a thread process and answer the caller."""
-    result = _import(module, qualname)(*args)
-    current_node().reply((requester, ref), ("ok", result))
-
-
-async def arpc_runner(requester: Pid, ref: Ref, module: str, qualname: str,
-                      args: tuple[Any, ...]) -> None:
-    """Run an rpc of an ``async def`` function in a lightweight process."""
-    result = await _import(module, qualname)(*args)
-    current_node().reply((requester, ref), ("ok", result))

@@ -29,8 +29,9 @@ from typing import Any
 from actornet import process
 from actornet._gen import call_any
 from actornet._ids import Pid
+from actornet._wire import shown
 from actornet.errors import ActornetError, ProcessExit, Timeout
-from actornet.gen_server import GenServer, call
+from actornet.gen_server import GenServer, badarg, call
 
 __all__ = ["Supervisor", "ChildSpec", "child_spec"]
 
@@ -231,7 +232,7 @@ class Supervisor(GenServer):
             >>> actornet.GenServer.stop(sup)
         """
         # A spec holds its start function: a local-only message.
-        return _checked(call_any(sup, ("start_child", _as_spec(spec)), timeout, check=False))
+        return _started(call_any(sup, ("start_child", _as_spec(spec)), timeout, check=False))
 
     @staticmethod
     def terminate_child(sup: Any, id: Any, timeout: float = 30.0) -> None:  # noqa: A002
@@ -260,7 +261,7 @@ class Supervisor(GenServer):
             True
             >>> actornet.GenServer.stop(sup)
         """
-        return _checked(call(sup, ("restart_child", id), timeout))
+        return _started(call(sup, ("restart_child", id), timeout))
 
     @staticmethod
     def delete_child(sup: Any, id: Any, timeout: float = 5.0) -> None:  # noqa: A002
@@ -312,7 +313,7 @@ class Supervisor(GenServer):
                 if found is None:
                     return ("error", f"no child with id {child_id!r}")
                 return self._manage(op, found)
-        return ("error", f"unknown supervisor request {request!r}")
+        return badarg(f"unknown supervisor request {shown(request, 200)}")
 
     def _manage(self, op: str, child: _Child) -> Any:
         match op:
@@ -474,6 +475,14 @@ def _as_spec(spec: Any) -> ChildSpec:
     if isinstance(spec, tuple) and len(spec) >= 2:
         return child_spec(spec[0], spec[1], *spec[2:])
     raise TypeError(f"a child is a ChildSpec or an (id, target, *args) tuple, got {spec!r}")
+
+
+def _started(result: Any) -> Pid:
+    """The pid of a child the supervisor started; its refusal as `ActornetError`."""
+    pid = _checked(result)
+    if not isinstance(pid, Pid):
+        raise ActornetError(f"the supervisor answered {shown(pid, 200)}, not a pid")
+    return pid
 
 
 def _checked(result: Any) -> Any:

@@ -15,7 +15,7 @@ Example (a three-node cluster split into {a} and {b, c}, then healed)::
 
 from __future__ import annotations
 
-from actornet._runtime import current_node
+from actornet.node import current_node
 
 __all__ = ["cut", "heal", "partition", "heal_partition"]
 
@@ -31,7 +31,7 @@ def cut(node: str, heal_after: float | None = None) -> None:
         assert "b@127.0.0.1" not in actornet.nodes()   # once its nodedown is seen
         testing.heal("b@127.0.0.1")
     """
-    current_node()._remote().cut(node, heal_after)
+    current_node().transport().cut(node, heal_after)
 
 
 def heal(node: str) -> None:
@@ -42,7 +42,7 @@ def heal(node: str) -> None:
         testing.heal("b@127.0.0.1")   # after testing.cut("b@127.0.0.1")
     """
     here = current_node()
-    here._remote().heal(node)
+    here.transport().heal(node)
 
 
 def _on(node: str, fn: object, *args: object) -> None:

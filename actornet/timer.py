@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from actornet._ids import Ref
-from actornet._runtime import current_node
+from actornet.node import current_node
 
 __all__ = ["send_after", "cancel_timer"]
 

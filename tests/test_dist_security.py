@@ -304,7 +304,7 @@ def test_a_late_wake_up_after_stop_writes_nowhere() -> None:
     """A thread that saw the I/O thread asleep just before it stopped and closed its eventfd
     (whose number the OS may already have reused) must not write to that fd."""
     n = actornet.start_node(unique("t"), cookie=COOKIE, port=0)
-    transport = n._dist
+    transport = n.dist
     n.stop()
     transport._sendq.sleeping = True  # as that thread saw it
     transport._wake()
@@ -346,7 +346,7 @@ def test_secure_nodes_encrypt_what_goes_on_the_wire(cluster: Cluster, mode: str)
           RecordingProxy(b.port) as proxy):
         # Our DEALER dials b through the proxy; the HELLO still names b itself.
         assert actornet.ping(f"{b.name}:{proxy.port}") == "pong"
-        assert here._dist.peer_info()[b.name]["endpoint"] == f"tcp://127.0.0.1:{proxy.port}"
+        assert here.dist.peer_info()[b.name]["endpoint"] == f"tcp://127.0.0.1:{proxy.port}"
         echo = actornet.rpc.call(b.name, remote.start_echo, "echo")
         actornet.send(echo, (actornet.self(), canary))
         # b got it (through the proxy, which records before forwarding) and echoed it back
@@ -425,7 +425,7 @@ def test_port_mapper_registers_finds_refuses_duplicates_and_forgets(
     try:
         x_short = x.name.partition("@")[0]
         # the first node on the host started a port mapper, and registered with it
-        assert (x_short, x._dist.port) in epmd.names()
+        assert (x_short, x.dist.port) in epmd.names()
         b = cluster.start(unique("b"), port=None)
         b_short = b.name.partition("@")[0]
         assert actornet.ping(b.name) == "pong"  # found by name alone
@@ -444,7 +444,7 @@ def test_port_mapper_registers_finds_refuses_duplicates_and_forgets(
             text=True, timeout=2 * DEADLINE, env=dict(os.environ),
         )
         assert listing.returncode == 0, listing.stderr
-        assert f"name {x_short} at port {x._dist.port}" in listing.stdout
+        assert f"name {x_short} at port {x.dist.port}" in listing.stdout
         assert f"name {b_short} at port {b.port}" in listing.stdout
         # SIGKILL: the kernel closes b's registration connection, the entry goes
         b.kill()
@@ -601,14 +601,14 @@ def test_cookie_file_is_created_private_refused_when_open_and_env_wins(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         cookie = path.read_bytes().strip()
         assert len(cookie) >= 16
-        assert n._dist.cookie == cookie
+        assert n.dist.cookie == cookie
     assert actornet.net_kernel.load_cookie(None) == cookie, "the file is reused, not rewritten"
     path.chmod(0o644)
     with pytest.raises(ActornetError, match="chmod 600"):
         actornet.start_node(unique("c"), cookie=None, port=0)
     monkeypatch.setenv("ACTORNET_COOKIE", "from-the-environment")
     with actornet.start_node(unique("c"), cookie=None, port=0) as n:
-        assert n._dist.cookie == b"from-the-environment"
+        assert n.dist.cookie == b"from-the-environment"
 
 
 def _first_use(barrier: threading.Barrier, results: list[object]) -> None:

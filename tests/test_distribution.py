@@ -578,7 +578,7 @@ def test_a_node_listens_on_its_host_address_and_says_so(
 ) -> None:
     caplog.set_level("INFO", logger="actornet.dist")
     with actornet.start_node(unique("l"), cookie=COOKIE, port=0) as n:
-        assert n._dist.endpoint.startswith("tcp://127.0.0.1:")
+        assert n.dist.endpoint.startswith("tcp://127.0.0.1:")
         assert any("loopback only" in r.getMessage() and n.name in r.getMessage()
                    for r in caplog.records)
 
@@ -588,13 +588,13 @@ def test_noconnect_sends_never_make_a_connection(local: actornet.Node) -> None:
     message for a node that is not connected instead of connecting (Erlang's noconnect)."""
     quiet = actornet.Pid("quiet@127.0.0.1", 1, 1)
     actornet.send(quiet, "dropped", noconnect=True)
-    assert "quiet@127.0.0.1" not in local._dist.peer_info() or \
-        local._dist.peer_info()["quiet@127.0.0.1"]["state"] == "new"
+    assert "quiet@127.0.0.1" not in local.dist.peer_info() or \
+        local.dist.peer_info()["quiet@127.0.0.1"]["state"] == "new"
     actornet.send(("anyone", "loud@127.0.0.1:1"), "connects")  # the control: it tries
     # (port 1: nothing listens there)
-    wait_until(lambda: local._dist.peer_info().get("loud@127.0.0.1", {}).get("state")
+    wait_until(lambda: local.dist.peer_info().get("loud@127.0.0.1", {}).get("state")
                in ("connecting", "down"), what="an ordinary send to start a connection")
-    assert local._dist.peer_info().get("quiet@127.0.0.1", {"state": "new"})["state"] == "new"
+    assert local.dist.peer_info().get("quiet@127.0.0.1", {"state": "new"})["state"] == "new"
 
 
 def test_a_cut_that_heals_by_itself_connects_again() -> None:
@@ -610,4 +610,4 @@ def test_a_cut_that_heals_by_itself_connects_again() -> None:
         assert actornet.receive(timeout=10) == ("nodedown", b.name)
         wait_until(lambda: actornet.nodes() == [b.name], 10, what="the link to come back")
         assert actornet.rpc.call(b.name, remote.add, 1, 2) == 3
-        assert a.name in b._dist.nodes()
+        assert a.name in b.dist.nodes()

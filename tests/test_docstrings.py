@@ -9,6 +9,9 @@
   code blocks, which doctest does not run.
 - Every public name of ``actornet.__all__``, and every public method of its
   classes, has a docstring with an example, so the rule cannot silently erode.
+  The node's entry points for the runtime (`actornet._process.NodeApi`), which
+  applications do not call, are documented by that protocol instead; the list
+  of them here is checked against it, so it cannot hide an application method.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pytest
 import actornet
 import examples.chatty
 from actornet import _runtime
+from actornet._process import NodeApi
 from actornet.node import LOCAL_NODE_NAME
 
 
@@ -91,6 +95,12 @@ def test_docstring_example_passes(test: doctest.DocTest, fresh_default_node: set
 
 # pykka calls these by name on the GenServer class; they are not actornet's API.
 PYKKA_HOOKS = {"on_start", "on_receive"}
+RUNTIME_ENTRY_POINTS = {
+    "deliver", "deliver_alias", "deliver_name", "demonitor_target", "drop_alias", "end_process",
+    "local_process", "monitor_as", "new_alias", "new_process", "node_down", "node_up",
+    "resolve", "route", "signal_demonitor", "signal_down", "signal_exit", "signal_link",
+    "signal_monitor", "signal_unlink", "spawn_reply", "spawn_request",
+}
 
 
 
@@ -111,7 +121,8 @@ def _public_api() -> Iterator[tuple[str, Any]]:
             if not cls.__module__.startswith("actornet"):
                 continue  # pykka's and Python's own methods
             for attr, raw in vars(cls).items():
-                if attr.startswith("_") or attr in PYKKA_HOOKS:
+                if attr.startswith("_") or attr in PYKKA_HOOKS or (
+                        obj is actornet.Node and attr in RUNTIME_ENTRY_POINTS):
                     continue
                 if isinstance(raw, property) or callable(raw) or isinstance(
                         raw, (staticmethod, classmethod)):
@@ -126,6 +137,13 @@ def test_the_public_api_is_covered() -> None:
     for name in ("spawn", "receive", "GenServer.start", "GenServer.handle_call",
                  "Supervisor.which_children", "Node.stop", "Node.port", "NoProc"):
         assert name in PUBLIC, name
+
+
+def test_the_runtime_entry_points_left_out_are_the_nodes_and_documented_there() -> None:
+    for name in RUNTIME_ENTRY_POINTS:
+        assert name in vars(NodeApi), f"Node.{name} is not a runtime entry point"
+        assert callable(getattr(actornet.Node, name))
+        assert inspect.getdoc(getattr(actornet.Node, name)), f"Node.{name} says nothing"
 
 
 @pytest.mark.parametrize("name", sorted(PUBLIC))

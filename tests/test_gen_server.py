@@ -356,3 +356,47 @@ def test_many_concurrent_callers() -> None:
         t.join(10)
     assert len(results) == 8
     assert actornet.call(pid, "get") == 400
+
+
+@pytest.mark.parametrize("which", ["supervisor", "pg scope", "global name server", "user"])
+def test_a_request_a_server_has_no_clause_for_raises_badarg_and_it_keeps_serving(
+        which: str) -> None:
+    """OTP's badarg: the caller gets a clear error, never a reply that looks like an
+    answer, and the server is still there for the next request."""
+    from actornet import global_, pg
+    from actornet.gen_server import badarg
+
+    class Strict(GenServer):
+        def handle_call(self, request: Any, from_: Any) -> Any:
+            match request:
+                case "ping":
+                    return "pong"
+            return badarg(f"unknown request {request!r}")
+
+    match which:
+        case "supervisor":
+            server = actornet.Supervisor.start([])
+            good, answer = ("which_children",), []
+        case "pg scope":
+            server = pg.start("badarg_scope")
+            good, answer = ("demonitor", actornet.make_ref()), "false"
+        case "global name server":
+            global_.whereis_name("nobody")  # started on first use
+            server = actornet.whereis(global_.SERVER)
+            good, answer = None, None
+        case _:
+            server = Strict.start()
+            good, answer = "ping", "pong"
+    try:
+        with pytest.raises(actornet.BadArg, match=r"badarg: unknown .*request.*frobnicate"):
+            actornet.call(server, ("frobnicate", 1))
+        assert actornet.is_alive(server)
+        if good is not None:
+            assert actornet.call(server, good) == answer
+        else:
+            assert global_.register_name("badarg_name", actornet.self()) == "yes"
+            assert global_.whereis_name("badarg_name") == actornet.self()
+            global_.unregister_name("badarg_name")
+    finally:
+        if which != "global name server":
+            GenServer.stop(server)

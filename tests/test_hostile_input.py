@@ -198,7 +198,7 @@ def test_what_a_stranger_sends_is_bounded_and_closed_in_time(
                 holder, _ = zmtp.dealer(port, b"\x01taken")
                 # The holder's routing id is taken once the node has it (the holder has sent
                 # nothing yet: only its accept says it is there)
-                wait_until(lambda: len(t._dist._pending) == 1, DEADLINE, what="the accept")
+                wait_until(lambda: len(t.dist._pending) == 1, DEADLINE, what="the accept")
                 attacker, _ = zmtp.dealer(port, b"\x01taken")
                 sent = stream(attacker, WHOLE, 3.0)
             else:
@@ -229,7 +229,7 @@ def test_what_a_stranger_sends_is_bounded_and_closed_in_time(
                                           "(at most"), DEADLINE, what="the drop's line")
         assert memory.grew < 48 * 2**20, (
             f"the node grew by {memory.grew / 2**20:.0f} MiB ({sent / 2**20:.0f} MiB sent)")
-        wait_until(lambda: len(t._dist._pending) == 0, DEADLINE, what="the table to empty")
+        wait_until(lambda: len(t.dist._pending) == 0, DEADLINE, what="the table to empty")
         still_serves(t, mode)
 
 
@@ -320,8 +320,8 @@ def test_a_peers_values_that_used_to_kill_the_io_thread_are_dropped_and_logged(
             assert any("an int of 16610 bits" in line for line in lines), lines
             assert any("99999" in line for line in lines) and any("no-at-sign" in line
                                                                    for line in lines)
-            assert t._dist._thread.is_alive()
-            assert "x@127.0.0.1" not in t._dist.peer_info()  # nothing dialled
+            assert t.dist._thread.is_alive()
+            assert "x@127.0.0.1" not in t.dist.peer_info()  # nothing dialled
         still_serves(t, mode)
 
 
@@ -338,9 +338,9 @@ def test_a_peer_that_keeps_sending_malformed_ops_is_disconnected(
             bad = w.encode_op([99, "unknown op"])
             send_batch(sock, key, 0, *[bad] * 99, w.encode_op([w.SEND, pid.id, pid.creation, 1]))
             assert got.get(timeout=DEADLINE) == 1  # 99: still connected
-            assert name in t._dist.nodes()
+            assert name in t.dist.nodes()
             send_batch(sock, key, 1, bad, w.encode_op([w.SEND, pid.id, pid.creation, 2]))
-            wait_until(lambda: name not in t._dist.nodes(), DEADLINE, what="the peer refused")
+            wait_until(lambda: name not in t.dist.nodes(), DEADLINE, what="the peer refused")
             assert dist_lines(caplog, t.name, f"refusing {name}: it sent 100 malformed messages")
             assert got.empty(), "a message after the 100th malformed op was delivered"
         still_serves(t, mode)
@@ -369,7 +369,7 @@ def test_a_handshake_with_a_name_or_endpoint_a_node_cannot_use_is_refused(
         assert reply[4] == hs.REJECT
         reason = msgpack.unpackb(reply[5:])["reason"]
         assert f"{field!r} must be" in reason and bad[:20] in reason, reason
-        assert t._dist._thread.is_alive()
+        assert t.dist._thread.is_alive()
         still_serves(t, mode)
 
 
@@ -395,7 +395,7 @@ def test_a_malformed_address_is_a_value_error_in_the_caller(mode: str) -> None:
         errors = on(t, misuse)
         assert len(errors) == 5, errors
         assert all("looks like 'name@host" in e for e in errors), errors
-        assert t._dist._thread.is_alive()
+        assert t.dist._thread.is_alive()
         assert on(t, actornet.ping, f"{b.name}:{b.port}") == "pong"
 
 
@@ -434,7 +434,7 @@ def test_a_failing_io_loop_restarts_and_one_that_keeps_failing_stops_the_node(
     try:
         short = name.partition("@")[0]
         assert short in dict(epmd.names())
-        dist = t._dist
+        dist = t.dist
         real_tick = dist._tick
         failures: list[float] = []
 
@@ -506,7 +506,7 @@ def test_a_message_crafted_to_decode_slowly_does_not_stop_a_nodes_ticks(
         probe.spawn(probing)
         wait_until(lambda: len(waits) >= 3, DEADLINE, what="the probe to start")
         op = msgpack.packb([w.SEND, target.id, target.creation, colliding_set(50_000)])
-        dist = attacker._dist  # handed to the transport encoded, as a crafted peer would
+        dist = attacker.dist  # handed to the transport encoded, as a crafted peer would
         dist._outbox.put((dist._peers[b.name], op))
         dist._wake()
         b.wait_output(r"dropped a frame from .*over 32 set elements share one hash value",

@@ -191,7 +191,7 @@ def recv_frames(sock: zmq.Socket[Any], timeout: float = DEADLINE) -> list[bytes]
 def states(node: actornet.Node) -> list[str]:
     """The states of the node's inbound connections ("handshake", "up", "dead"). Read from
     this thread while the I/O thread changes the table: retried if it changed meanwhile."""
-    table = node._dist._inbound
+    table = node.dist._inbound
     for _ in range(100):
         try:
             return [conn.state for conn in list(table.values())]
@@ -222,7 +222,7 @@ def reset_on_send(sock: socket.socket, data: bytes) -> bool:
 def inbound_inodes(node: actornet.Node, state: str) -> list[int]:
     """The socket inodes of the node's inbound connections in `state` whose TCP connection
     it knows (so that it can close them). Read from this thread as `states` is."""
-    table = node._dist._inbound
+    table = node.dist._inbound
     for _ in range(100):
         try:
             return [tcp.inode for c in list(table.values())
@@ -246,7 +246,7 @@ def open_socket_inodes() -> set[int]:
 def skip_unless_it_can_close(node: actornet.Node) -> None:
     """Skip the test if `node` cannot close one inbound connection (it finds out at the first
     message of a connection: call this after one)."""
-    why = node._dist._srcfd_missing
+    why = node.dist._srcfd_missing
     if why is not None:
         pytest.skip(f"the node cannot close a connection that fails its handshake: {why}")
 
@@ -274,7 +274,7 @@ def test_half_open_peer_is_dropped_after_the_handshake_timeout(
             wait_until(lambda: dist_lines(caplog, t.name, "refused an incoming connection",
                                           "insecure=True on one side only"),
                        DEADLINE, 0.05, "the refusal to be logged")
-            assert states(t) == [] and t._dist.stats["bad_frames"] == 0
+            assert states(t) == [] and t.dist.stats["bad_frames"] == 0
             with start("l", mode) as legit:
                 assert on(legit, actornet.ping, f"{t.name}:{t.port}") == "pong"
                 assert on(legit, actornet.rpc.call, t.name, remote.add, 2, 3) == 5
@@ -300,14 +300,14 @@ def test_half_open_peer_is_dropped_after_the_handshake_timeout(
             wait_closed(raw)
             # The connection cannot start over: a new HELLO on it meets a reset (the node's
             # end is gone), and the node never saw it.
-            bad = t._dist.stats["bad_frames"]
+            bad = t.dist.stats["bad_frames"]
             wait_until(lambda: reset_on_send(raw, zmtp_frame(hello(t.name))), DEADLINE, 0.05,
                        "the node's end of the connection to reset a new HELLO")
-            assert t._dist.stats["bad_frames"] == bad
+            assert t.dist.stats["bad_frames"] == bad
         # the entry goes after 3 ticks
         wait_until(lambda: states(t) == [], 3 * tick + DEADLINE, 0.05,
                    "the inbound table to forget the connection")
-        assert t._dist.stats["bad_frames"] == bad
+        assert t.dist.stats["bad_frames"] == bad
         # and the node still welcomes a real peer
         with start("l", mode) as legit:
             assert on(legit, actornet.ping, f"{t.name}:{t.port}") == "pong"
@@ -445,7 +445,7 @@ def test_a_thousand_half_open_peers_do_not_stop_legitimate_nodes(
         assert not dist_lines(caplog, "did not finish the handshake"), (
             "the legitimate checks ran after the drops began: the flood was not all open")
         assert states(t).count("handshake") == FLOOD, "an attacker got further"
-        closes = t._dist._srcfd_missing is None  # else they are only ignored
+        closes = t.dist._srcfd_missing is None  # else they are only ignored
         attackers = inbound_inodes(t, "handshake")
         assert len(attackers) == (FLOOD if closes else 0)
 
@@ -570,7 +570,7 @@ def test_a_relay_of_a_real_nodes_handshake_cannot_inject_a_message(
         # back directly); t dials back to b directly.
         assert on(u, actornet.ping, b.address) == "pong"
         assert on(u, actornet.rpc.call, b.name, actornet.ping, f"{t.name}:{relay.port}") == "pong"
-        wait_until(lambda: b.name in t._dist.nodes(), DEADLINE, 0.05, f"{t.name} to take b in")
+        wait_until(lambda: b.name in t.dist.nodes(), DEADLINE, 0.05, f"{t.name} to take b in")
         # b's data goes through the relay; the next batch number due is what it counted
         on(u, actornet.rpc.call, b.name, actornet.send, pid, "from b")
         assert got.get(timeout=DEADLINE) == "from b"
@@ -638,7 +638,7 @@ def authenticated_peer(
         key = authenticate(peer, t.name, name, dial_back, mode)
         # The node sends its last handshake frame, then marks the connection up: the peer
         # can be done first.
-        wait_until(lambda: states(t) == ["up"] and name in t._dist.nodes(), DEADLINE, 0.01,
+        wait_until(lambda: states(t) == ["up"] and name in t.dist.nodes(), DEADLINE, 0.01,
                    f"{t.name} to finish the handshake with {name}")
         yield t, pid, got, peer, key
 
@@ -657,7 +657,7 @@ def recorder(node: actornet.Node) -> tuple[actornet.Pid, queue.Queue[Any]]:
 def inbound_of(node: actornet.Node, peer: str) -> tuple[bytes, int, bytes]:
     """The routing id of the authenticated connection `peer` has into `node`, the
     sequence number of the next batch due on it, and its session key (b"" if secure)."""
-    for rid, conn in list(node._dist._inbound.items()):
+    for rid, conn in list(node.dist._inbound.items()):
         if conn.state == "up" and conn.peer is not None and conn.peer.name == peer:
             return rid, conn.peer.session.in_seq, conn.peer.session.in_key
     raise AssertionError(f"{node.name} has no authenticated connection from {peer}")
@@ -734,7 +734,7 @@ def test_a_new_connection_cannot_take_over_an_authenticated_routing_id(
         try:
             assert_not_delivered(t, pid, got)
             assert all("refused to take a message" in line for line in lines()), lines()
-            wait_until(lambda: name not in t._dist.nodes(), DEADLINE, 0.05,
+            wait_until(lambda: name not in t.dist.nodes(), DEADLINE, 0.05,
                        f"{t.name} to drop {name}")
             skip_unless_it_can_close(t)
             assert intruder.closed(), "the intruder's connection stays open"
@@ -765,8 +765,8 @@ def test_an_authenticated_connection_that_closes_is_dropped_at_once(
         assert got.get(timeout=DEADLINE) == "last words"
         wait_until(lambda: states(t) == ["dead"], 2 * tick + DEADLINE / 2, 0.05,
                    "the node to drop the closed connection")
-        assert name not in t._dist.nodes()
-        assert t._dist.stats["bad_frames"] == 0
+        assert name not in t.dist.nodes()
+        assert t.dist.stats["bad_frames"] == 0
 
 
 def test_a_dropped_node_connection_cannot_be_taken_over(
@@ -785,7 +785,7 @@ def test_a_dropped_node_connection_cannot_be_taken_over(
         # directly); t dials back to b directly.
         assert on(u, actornet.ping, b.address) == "pong"
         assert on(u, actornet.rpc.call, b.name, actornet.ping, f"{t.name}:{proxy.port}") == "pong"
-        wait_until(lambda: t._dist.peer_info().get(b.name, {}).get("state") == "up", DEADLINE,
+        wait_until(lambda: t.dist.peer_info().get(b.name, {}).get("state") == "up", DEADLINE,
                    0.05, f"{t.name} to connect back to {b.name}")
         pid, got = recorder(t)
         on(u, actornet.rpc.call, b.name, actornet.send, pid, "legit")
@@ -799,7 +799,7 @@ def test_a_dropped_node_connection_cannot_be_taken_over(
         try:
             assert_not_delivered(t, pid, got)
             assert all("refused to take a message" in line for line in lines()), lines()
-            wait_until(lambda: b.name not in t._dist.nodes(), DEADLINE, 0.05,
+            wait_until(lambda: b.name not in t.dist.nodes(), DEADLINE, 0.05,
                        f"{t.name} to see {b.name} down")
             skip_unless_it_can_close(t)
             assert intruder.closed(), "the intruder's connection stays open"
@@ -828,10 +828,10 @@ def test_a_refused_peer_that_comes_back_under_its_routing_id_is_closed_again(
             first.close()
         assert states(t) == ["dead"]  # kept a while, to ignore what still comes on it
 
-        bad = t._dist.stats["bad_frames"]
+        bad = t.dist.stats["bad_frames"]
         lines = lambda: dist_lines(caplog, t.name, "dropped a 2-frame message")  # noqa: E731
         again = present(zctx, port_of(t), rid, batch(0, send_op(pid, "intruder")),
-                        lambda _: bool(lines()) or t._dist.stats["bad_frames"] > bad, mode)
+                        lambda _: bool(lines()) or t.dist.stats["bad_frames"] > bad, mode)
         try:
             wait_until(lines, DEADLINE, 0.05, "the new connection to be refused")
             assert again.closed(), "the new connection stays open"
@@ -859,9 +859,9 @@ def test_a_malformed_op_from_an_authenticated_peer_is_dropped_and_the_rest_deliv
         assert got.get(timeout=DEADLINE) == "valid"
         lines = dist_lines(caplog, t.name, f"dropped a frame from {name}")
         assert len(lines) == 3, lines
-        assert t._dist.stats["bad_frames"] == 3
+        assert t.dist.stats["bad_frames"] == 3
         peer.send_multipart(batch(1, send_op(pid, "next batch"), key=key))
         assert got.get(timeout=DEADLINE) == "next batch"
-        assert name in t._dist.nodes()
+        assert name in t.dist.nodes()
         assert not dist_lines(caplog, t.name, "is down")
         peer.close(linger=0)

@@ -164,7 +164,7 @@ def test_a_node_named_after_an_address_others_cannot_reach(hosts: Hosts) -> None
     hosts.net["alpha"].set_hosts({"alpha-lo": "127.0.1.1"})
     code = ("import actornet\n"
             "n = actornet.start_node('lo@alpha-lo', cookie='c')\n"
-            "print(n._dist.endpoint)\n")
+            "print(n.dist.endpoint)\n")
     out, err = run_python(hosts.net["alpha"], code)
     assert out.startswith("tcp://alpha-lo:"), (out, err)
     assert re.search(r"node lo@alpha-lo: alpha-lo resolves to 127\.0\.1\.1 here, a loopback "

@@ -242,7 +242,7 @@ class Cycler:
         # its way when the disconnect happens dials again at once (pg in OTP sends those
         # with noconnect). Either way each cycle connects, sends, and disconnects a
         # connection that was up on both sides.
-        if self.here._dist._peers[b.name].state != "down":
+        if self.here.dist._peers[b.name].state != "down":
             self.reconnected += 1
         assert actornet.ping(b.address) == "pong", f"cycle {i}: no pong"
         actornet.send(("echo", b.name), (actornet.self(), i))
@@ -260,7 +260,7 @@ class Cycler:
     def quiet(self) -> None:
         """Stop every connection between the two for good (a late sync would reconnect
         them), and wait until this side forgot the connections it had."""
-        b, transport = self.b, self.here._dist
+        b, transport = self.b, self.here.dist
         actornet.disconnect_node(b.name)
         testing.cut(b.name)  # this side refuses b, and never dials it
         wait_until(lambda: b.name not in actornet.nodes()
@@ -351,7 +351,7 @@ def test_a_node_started_and_stopped_50_times_leaves_nothing_behind(
                 assert on(s, work) == (("echo", i), i + 1)
             finally:
                 s.stop()
-            assert here._dist._thread.is_alive(), f"life {i}: {here.name} lost its I/O thread"
+            assert here.dist._thread.is_alive(), f"life {i}: {here.name} lost its I/O thread"
             # a stopping node says goodbye: both see it go at once
             wait_until(lambda: s.name not in actornet.nodes(), DEADLINE / 2,
                        what=f"{here.name} to see life {i} end")
@@ -371,7 +371,7 @@ def test_a_node_started_and_stopped_50_times_leaves_nothing_behind(
         assert [n.name for n in _runtime.running_nodes()] == [here.name]
         assert [th.name for th in threading.enumerate()
                 if any(name in th.name for name in names)] == []
-        assert here._dist._thread.is_alive(), "the I/O thread of the long-lived node died"
+        assert here.dist._thread.is_alive(), "the I/O thread of the long-lived node died"
         assert actornet.rpc.call(b.name, remote.add, 1, 1) == 2
     finally:
         here.stop()

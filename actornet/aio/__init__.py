@@ -42,19 +42,20 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from actornet import _gen, _runtime, _server, _wire
+from actornet import _gen, _runtime, _server, _wire, gen_server, net_kernel
+from actornet import rpc as rpc_
 from actornet._ids import Pid
 from actornet._light import is_async_function
-from actornet._runtime import current_node
 from actornet._scheduler import scheduler_of
 from actornet._steps import arun
 from actornet.aio import global_, pg, rpc
 from actornet.aio._node import start_node, stop_node
 from actornet.errors import ActornetError
+from actornet.gen_server import GenServer
+from actornet.node import current_node
 
 if TYPE_CHECKING:
     from actornet._process import Process
-    from actornet.gen_server import GenServer
 
 __all__ = [
     "receive",
@@ -78,7 +79,7 @@ __all__ = [
 def _me(what: str, blocking_twin: str) -> Process:
     """The calling task's process (made on first use); an error outside any task."""
     proc = _runtime.task_process()
-    if proc is not None and proc.node._running:
+    if proc is not None and proc.node.running:
         return proc  # the fast path: a lightweight process asking for itself
     return _light_self(what, blocking_twin)
 
@@ -120,7 +121,7 @@ def receive(match: Callable[[Any], object] | None = None,
     me = _me("receive()", "actornet.receive()")
     if not me.alive:
         me.check_alive()
-    return me.mailbox.receive(match, seconds)  # type: ignore[no-any-return]
+    return me.light_mailbox.receive(match, seconds)
 
 
 def receiving(timeout: float | None = None) -> AsyncIterator[Any]:
@@ -151,7 +152,7 @@ def receiving(timeout: float | None = None) -> AsyncIterator[Any]:
     seconds = _gen.timeout_arg(timeout, "aio.receiving()", zero_ok=True)
     me = _light_self("receiving()", "actornet.receiving()")
     me.check_alive()
-    return me.mailbox.offer(seconds)  # type: ignore[no-any-return]
+    return me.light_mailbox.offer(seconds)
 
 
 def call(server: Any, request: Any, timeout: float | None = 5.0) -> Awaitable[Any]:
@@ -212,8 +213,6 @@ async def ping(node: str, timeout: float | None = None) -> str:
         >>> asyncio.run(aio.ping(actornet.node()))
         'pong'
     """
-    from actornet import net_kernel
-
     _light_self("ping()", "actornet.ping()")
     # The transport's connect waits on a condition; a worker thread waits for us.
     return await asyncio.to_thread(net_kernel.ping, node, timeout)
@@ -265,7 +264,7 @@ async def _start(cls: type[GenServer], args: tuple[Any, ...], kwargs: dict[str, 
     me = _light_self("start()", f"{cls.__name__}.start()")
     node = current_node()
     boot = _server.Boot(node, args, kwargs, name, me if link else None)
-    server, proc = _server.prepare(cls, boot)
+    server, proc = gen_server.prepare(cls, node, boot)
     await arun(_server.register(boot, proc))
     loop = asyncio.get_running_loop()
     boot.future = loop.create_future()
@@ -337,13 +336,11 @@ async def _spawn(fn: Callable[..., Any], args: tuple[Any, ...], node: str | None
                  link: bool) -> Pid:
     here = current_node()
     if node is None or node == here.name:
-        return here._spawn(fn, args, link=link)[0]
-    from actornet import rpc as _rpc
-
-    module, qualname = _rpc.function_name(fn)
+        return here.spawn_opt(fn, args, link=link)[0]
+    module, qualname = rpc_.function_name(fn)
     flags = (_wire.SPAWN_LINK if link else 0) | (
         _wire.SPAWN_LIGHT if is_async_function(fn) else 0)
-    pid = await _rpc.arequest(node, module, qualname, args, flags, 10.0)
+    pid = await rpc_.arequest(node, module, qualname, args, flags, 10.0)
     if not isinstance(pid, Pid):
         raise ActornetError(f"spawn on {node} failed: {pid!r}")
     return pid

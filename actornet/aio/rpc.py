@@ -18,7 +18,7 @@ from typing import Any
 from actornet import _wire
 from actornet._gen import timeout_arg
 from actornet._light import is_async_function
-from actornet._runtime import current_node
+from actornet.node import current_node
 from actornet.rpc import arequest, function_name
 
 __all__ = ["call"]

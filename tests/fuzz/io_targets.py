@@ -119,7 +119,7 @@ class DispatchTarget(Target):
         node = actornet.start_node(f"fuzz{id(self) % 100000}@127.0.0.1", cookie=_COOKIE,
                                    port=0, insecure=True, handshake_timeout=30.0,
                                    tick_time=60.0)
-        node._dist._resolve = lambda name: None  # no port mapper, no DNS: nothing is looked up
+        node.dist._resolve = lambda name: None  # no port mapper, no DNS: nothing is looked up
         self._node = node
         got: queue.Queue[Any] = queue.Queue()
 
@@ -193,7 +193,7 @@ class DispatchTarget(Target):
         if self._node is None:
             self._start()
         payload = _wire.pack_ops([_harmless(bytes(op)) for op in ops])
-        dist = self._node._dist
+        dist = self._node.dist
         before = (len(self._failures.lines), len(dist._crashes))
         token = ("control", self._peers, self._seq)
         self._send(payload)
@@ -217,7 +217,7 @@ class DispatchTarget(Target):
                 # The input may have ended the connection (a GOODBYE, too many malformed
                 # ops, a signal over max_message_size): then the node says so, and a new
                 # peer goes on.
-                if self._name not in self._node._dist.nodes():
+                if self._name not in self._node.dist.nodes():
                     self._connect()
                     return "peer-dropped"
                 continue
