@@ -239,7 +239,7 @@ def stall_attack(node_args: list[str], count: int = 50_000) -> str:
                 hostile = msgpack.ExtType(2, msgpack.packb(items))  # a set
                 op = msgpack.packb([1, target.id, target.creation, hostile])  # SEND
                 # Handed to the transport as encoded, as a peer that crafts bytes would
-                transport = attacker._dist
+                transport = attacker.dist
                 transport._outbox.put((transport._peers[child.name], op))
                 transport._wake()
                 attacked_at[0] = time.monotonic()

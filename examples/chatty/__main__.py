@@ -84,7 +84,7 @@ def cmd_node(args: argparse.Namespace) -> int:
                       fsync=args.fsync == "always", grace=args.grace,
                       tick_time=args.tick_time, max_rooms=args.max_rooms,
                       max_rooms_per_user=args.max_rooms_per_user)
-        print(f"chatty node {node.name} ready on {node._dist.endpoint}", flush=True)
+        print(f"chatty node {node.name} ready on {node.dist.endpoint}", flush=True)
         if args.gateway is not None or args.web is not None:
             _start_gateway(args, node.name.partition("@")[2])
         stop.wait()
