@@ -50,6 +50,11 @@ class Peer:
         return self.session.state
 
     @property
+    def up(self) -> bool:
+        """Connected: its outbound connection is authenticated."""
+        return self.session.state is State.UP
+
+    @property
     def backlog(self) -> int:
         return self.session.backlog
 
