@@ -35,7 +35,7 @@ class Ops:
 
     def __init__(self, peers: Peers, sendq: SendQueue, max_message_size: int) -> None:
         self.peers = peers
-        self._sendq = sendq
+        self.sendq = sendq
         self.max_message_size = max_message_size
 
     def _enqueue(self, node: str, op: list[object], connect: bool = True,
@@ -51,7 +51,7 @@ class Ops:
             if peer.idle:
                 return  # noconnect: no connection is made for it (one being made is used)
             data = NoConnect(data)  # checked again when drained: the link may go meanwhile
-        self._sendq.put(peer, data)
+        self.sendq.put(peer, data)
 
     def send(self, pid: Pid, msg: object, connect: bool = True) -> None:
         self._enqueue(pid.node, [w.SEND, pid.id, pid.creation, msg], connect)

@@ -145,7 +145,7 @@ class Transport(Ops):
 
     @property
     def _running(self) -> bool:
-        return self._sendq.running
+        return self.sendq.running
 
     @property
     def _resolve(self) -> Callable[[str], str | None] | None:
@@ -164,7 +164,7 @@ class Transport(Ops):
     # == API for other threads ===================================================
 
     def _wake(self) -> None:
-        self._sendq.wake()
+        self.sendq.wake()
 
     def connect(self, node: str, timeout: float | None = None) -> bool:
         """Connect to `node` if needed (`Peers.connect`); True once connected."""
@@ -205,21 +205,21 @@ class Transport(Ops):
         this node connects to `node` again.
         """
         heal_at = None if heal_after is None else time.monotonic() + heal_after
-        self._sendq.command(("cut", _address.parse(node)[0], heal_at))
+        self.sendq.command(("cut", _address.parse(node)[0], heal_at))
 
     def heal(self, node: str) -> None:
         """Undo `cut`; the next use (or a ping) connects again."""
-        self._sendq.command(("heal", _address.parse(node)[0]))
+        self.sendq.command(("heal", _address.parse(node)[0]))
 
     def disconnect(self, node: str) -> None:
         """Drop the connection to `node` as if it went down (Erlang `disconnect_node/1`)."""
-        self._sendq.command(("disconnect", _address.parse(node)[0]))
+        self.sendq.command(("disconnect", _address.parse(node)[0]))
 
     def stop(self) -> None:
         """Tell connected peers we are leaving, close every socket, end the I/O thread."""
         if not self._running:
             return
-        self._sendq.command(("stop",))
+        self.sendq.command(("stop",))
         self._thread.join(5.0)
 
     # == the I/O thread ============================================================
@@ -256,7 +256,7 @@ class Transport(Ops):
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_time / _CHECKS
-        sendq = self._sendq
+        sendq = self.sendq
         while self._running:
             sendq.sleeping = True
             now = time.monotonic()
@@ -370,7 +370,7 @@ class Transport(Ops):
     def _command(self, cmd: tuple[object, ...]) -> None:
         if cmd == ("stop",):
             self.peers.goodbye()
-            self._sendq.running = False
+            self.sendq.running = False
         else:
             self.peers.command(cmd)
 
@@ -473,9 +473,9 @@ class Transport(Ops):
         log.error("node %s: dropped a frame from %s: %s", self.node.name, peer.name, why)
 
     def _close_all(self) -> None:
-        self._sendq.running = False
+        self.sendq.running = False
         self.peers.close_all()
         self._listener.close()
-        self._sendq.close()
+        self.sendq.close()
         self._ctx.term()
 
