@@ -1,5 +1,5 @@
 """What a node's I/O thread knows about each remote node and each connection into it:
-records only, kept by the transport (`_transport`); the protocol is the session's
+records only, kept by the peer table (`_peers`); the protocol is the session's
 (`_session`), the identity of inbound connections `_inbound`'s."""
 
 from __future__ import annotations
