@@ -1,6 +1,6 @@
 """Who may hold what of a node before authenticating. Pure: no sockets, no clocks.
 
-Two parts, used by the transport (`_transport`):
+Two parts, used by the transport (ZAP by `_listener`, pending connections by `_inbound`):
 
 **ZAP** (ZeroMQ's authentication protocol, RFC 27): on an encrypted node, libzmq asks
 before it lets a CurveZMQ client in. `zap_reply` admits a client only if its public key is

@@ -1,5 +1,6 @@
-"""Which TCP connection each message into a node's ROUTER came on, and what may come in
-before authenticating. Runs on the I/O thread; the ROUTER itself is the transport's.
+"""Connections into a node's ROUTER: which TCP connection each message came on, what may
+come in before authenticating, and the acceptor's side of the handshake (`Arrivals`). Runs
+on the I/O thread; the ROUTER itself is the transport's.
 
 Inbound connections: the ROUTER names each by the routing id the peer presents (a peer may
 choose it), and libzmq gives that id to a new connection once the one that held it is gone.
@@ -20,6 +21,10 @@ whether or not any message of it ever reached this node.
 
 Dropped entries are kept a while (`Inbounds.sweep`), so that what a peer still sends on
 them is ignored quietly instead of looking like an unauthenticated stranger.
+
+`Arrivals` places each message the ROUTER reads: on an authenticated connection it goes to
+the peer's session, on a new one to the handshake (`_handshake.Acceptor`), whose success
+hands the connection to its peer (`_peers.Peers.inbound_up`).
 """
 
 from __future__ import annotations
@@ -32,9 +37,12 @@ from collections.abc import Callable
 import zmq
 
 from actornet import _admission, _tcpconn
-from actornet._peer import Conn, Inbound
+from actornet import _wire as w
+from actornet._dialer import zmtp_failure
+from actornet._handshake import Acceptor, Established, Failed, Send
+from actornet._peer import Conn, Inbound, Peer
 
-__all__ = ["ADMIT_BUDGET", "Inbounds"]
+__all__ = ["ADMIT_BUDGET", "Arrivals", "Inbounds"]
 
 log = logging.getLogger("actornet.dist")
 
@@ -53,17 +61,18 @@ class Inbounds:
         port: the node's port (to tell its accepted connections from others).
         handshake_timeout: seconds a connection has to authenticate.
         tick_time: dead entries are forgotten `3 * tick_time` after their last message.
-        read_events: reads the ROUTER's monitor now (its accepts, `accepted`), so that an
+        monitor: the ROUTER's monitor socket (``ZMTP_FAILED``, accepts, disconnections),
+            read now and then (`read_monitor`) as well as when it is readable, so that an
             accept is known before a message of that connection is placed.
     """
 
     def __init__(self, node_name: str, port: int, handshake_timeout: float, tick_time: float,
-                 read_events: Callable[[], None]) -> None:
+                 monitor: zmq.Socket[bytes], secure: bool) -> None:
         self.node_name = node_name
         self.port = port
         self.handshake_timeout = handshake_timeout
         self.tick_time = tick_time
-        self._read_events = read_events
+        self._monitor, self._secure = monitor, secure
         self.by_rid: dict[bytes, Inbound] = {}
         self.pending = _admission.Pending(handshake_timeout, ADMIT_BUDGET)
         self._tcp_owner: dict[int, Inbound] = {}  # socket inode -> the connection it is
@@ -99,7 +108,7 @@ class Inbounds:
         if conn.fd >= 0 and fd == conn.fd:
             # The socket it was bound to is closed. Only a connection accepted since can
             # have reused the descriptor, and libzmq has said so by now, if one was.
-            self._read_events()
+            self.read_monitor()
             return self._accepts.get(fd, 0) == conn.accept
         return False
 
@@ -111,7 +120,7 @@ class Inbounds:
         if self.srcfd_missing is not None:
             conn.untracked = self.srcfd_missing
             return conn.untracked
-        self._read_events()  # so that `_accepts` has this connection's accept
+        self.read_monitor()  # so that `_accepts` has this connection's accept
         try:
             tcp = _tcpconn.source(head, self.port)
         except _tcpconn.Unsupported as e:
@@ -159,6 +168,28 @@ class Inbounds:
             self.pending.authenticated(conn.fd, conn.accept)
 
     # -- the ROUTER's monitor -----------------------------------------------------------------
+
+    def read_monitor(self) -> None:
+        """Read what the ROUTER's monitor says: which descriptor a connection was accepted on
+        (`accepted`), which connection closed (`disconnected`), and which failed ZeroMQ's
+        handshake for a configuration mismatch (logged: ZeroMQ cannot tell who the peer
+        was)."""
+        while True:
+            try:
+                frames = self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int.from_bytes(frames[0][:2], "little")
+            value = int.from_bytes(frames[0][2:6], "little")  # the descriptor, for these two
+            if event == zmq.EVENT_ACCEPTED:
+                self.accepted(value)
+                continue
+            if event == zmq.EVENT_DISCONNECTED:
+                self.disconnected(value)
+                continue
+            why = zmtp_failure(event, value, self._secure)
+            if why:
+                log.warning("node %s: refused an incoming connection: %s", self.node_name, why)
 
     def accepted(self, fd: int) -> None:
         """libzmq accepted a connection on `fd`: bound it until it authenticates. Unless
@@ -292,3 +323,126 @@ class Inbounds:
                 del self.by_rid[rid]
                 self.forget(conn)
         return closed
+
+
+class Arrivals:
+    """Every message the ROUTER reads, placed on its connection: an authenticated one's go
+    to its peer's session (`batch`), a dead one's are dropped, and a new connection runs the
+    acceptor's side of the handshake until it authenticates (`up`).
+
+    Args:
+        inbounds: the connections into the node.
+        acceptor: a new `Acceptor` for a new connection.
+        reply: sends a handshake frame to a routing id (`zmq.ZMQError` if it cannot).
+        batch: a message on an authenticated connection.
+        up: a connection authenticated (`Peers.inbound_up`).
+        retire: a connection is gone (`Peers.retire`).
+        strike: its peer sent something malformed (`Peers.strike`).
+        stats: the transport's counters (``bad_frames``).
+    """
+
+    def __init__(self, inbounds: Inbounds, *, acceptor: Callable[[], Acceptor],
+                 reply: Callable[[bytes, bytes], None],
+                 batch: Callable[[Inbound, list[bytes]], None],
+                 up: Callable[[Inbound, Established, float], None],
+                 retire: Callable[[Inbound, str], None], strike: Callable[[Peer], bool],
+                 stats: dict[str, int]) -> None:
+        self.inbounds = inbounds
+        self.node_name = inbounds.node_name
+        self._acceptor, self._reply, self._batch = acceptor, reply, batch
+        self._up, self._retire, self._strike = up, retire, strike
+        self.stats = stats
+
+    def on_message(self, head: zmq.Frame, frames: list[bytes]) -> None:
+        """Handle one message from the ROUTER (`head` its first frame, `frames` all)."""
+        conn = self.inbounds.by_rid.get(frames[0])
+        if conn is None:
+            self._new_inbound(head, frames)
+            return
+        # Did it come on the connection `conn` is bound to?
+        if not self.inbounds.same_connection(conn, head) and not self.inbounds.sent_before_close(
+                conn, head):
+            self._new_inbound(head, frames, replaces=conn)
+            return
+        if conn.state is Conn.UP:
+            self._batch(conn, frames)
+        elif conn.state is Conn.DEAD:
+            self.stats["bad_frames"] += 1
+            conn.last_seen = time.monotonic()
+        else:
+            self._on_handshake_frame(conn, frames)
+
+    def failed(self, rid: bytes, error: Exception) -> None:
+        """Handling a message under routing id `rid` failed: log it, naming where it came
+        from; the message is dropped; an unauthenticated connection is refused, and an
+        authenticated peer struck (`Peers.strike`)."""
+        self.stats["bad_frames"] += 1
+        conn = self.inbounds.by_rid.get(rid)
+        peer = conn.peer if conn is not None and conn.state is Conn.UP else None
+        source = peer.name if peer is not None else (conn.addr if conn is not None else "") or "?"
+        log.error("node %s: dropped a message from %s: handling it failed: %s", self.node_name,
+                  source, w.shown(error, 200), exc_info=True)
+        if peer is not None:
+            self._strike(peer)
+        elif conn is not None and conn.state is Conn.HANDSHAKE:
+            self.inbounds.refuse(conn, time.monotonic(), "handling its message failed")
+
+    def _new_inbound(self, head: zmq.Frame, frames: list[bytes],
+                     replaces: Inbound | None = None) -> None:
+        """Start the handshake of a new inbound connection from its first message (`head` its
+        first frame, `frames` all of them), which came under the routing id of `replaces`,
+        if given, on another connection."""
+        rid, now = frames[0], time.monotonic()
+        conn = self.inbounds.by_rid[rid] = Inbound(rid, self._acceptor(), now)
+        unbound = self.inbounds.bind(conn, head)
+        if replaces is not None:
+            self._replaced(replaces, conn)
+        if unbound is None or self.inbounds.srcfd_missing is not None:
+            self._on_handshake_frame(conn, frames)
+        elif unbound == _tcpconn.GONE:  # it closed before its first message was read
+            conn.state = Conn.DEAD
+            self.stats["bad_frames"] += 1
+        else:  # then nothing could be told to be from it: it cannot authenticate
+            self.stats["bad_frames"] += 1
+            self.inbounds.refuse(conn, now, f"which connection it is is unknown: {unbound}")
+            log.warning("node %s: refused an incoming connection: which connection it is is "
+                        "unknown (%s)", self.node_name, unbound)
+
+    def _replaced(self, old: Inbound, new: Inbound) -> None:
+        """`new`, a new connection, came under the routing id of `old`, whose connection is
+        therefore gone (libzmq gives a routing id to one connection at a time): drop `old`."""
+        self.inbounds.forget(old)
+        source = f"from {new.addr}" if new.addr else "on a new connection"
+        if old.peer is not None:
+            name = old.peer.name
+            log.warning("node %s: refused to take a message %s as %s's: it came on another "
+                        "connection than the one %s authenticated on (from %s), which is gone; "
+                        "that connection must authenticate itself", self.node_name, source,
+                        name, name, old.addr or "?")
+        elif old.state is not Conn.DEAD:
+            log.info("node %s: a connection %s took the routing id of one that was still in "
+                     "the handshake (from %s), which is gone; it starts over",
+                     self.node_name, source, old.addr or "?")
+        self._retire(old, "its connection to this node closed")
+
+    def _on_handshake_frame(self, conn: Inbound, frames: list[bytes]) -> None:
+        now = time.monotonic()
+        if len(frames) != 2:
+            self.stats["bad_frames"] += 1
+            log.warning("node %s: dropped a %d-frame message from an unauthenticated peer",
+                        self.node_name, len(frames) - 1)
+            self.inbounds.refuse(conn, now, f"it sent a {len(frames) - 1}-frame message")
+            return
+        for event in conn.acceptor.receive(frames[1]):
+            if isinstance(event, Send):
+                try:
+                    self._reply(conn.rid, event.frame)
+                except zmq.ZMQError:
+                    conn.state = Conn.DEAD  # ZeroMQ is dropping the connection already
+            elif isinstance(event, Established):
+                self._up(conn, event, now)
+            elif isinstance(event, Failed):
+                self.inbounds.refuse(conn, now, str(event.error))
+                self.stats["bad_frames"] += 1
+                log.warning("node %s: refused an incoming connection: %s",
+                            self.node_name, event.error)

@@ -1,5 +1,5 @@
 """What a node's I/O thread knows about each remote node and each connection into it:
-records only, kept by the transport (`_transport`); the protocol is the session's
+records only, kept by the peer table (`_peers`); the protocol is the session's
 (`_session`), the identity of inbound connections `_inbound`'s."""
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class Peer:
     @property
     def state(self) -> State:
         return self.session.state
+
+    @property
+    def up(self) -> bool:
+        """Connected: its outbound connection is authenticated."""
+        return self.session.state is State.UP
 
     @property
     def backlog(self) -> int:

@@ -2,7 +2,7 @@
 
 A bound ROUTER cannot disconnect one peer. libzmq says which descriptor a message came from
 (``ZMQ_SRCFD``): `source` records the connection behind it when a connection's first
-message arrives (the transport binds the connection's entry to it: see `_transport`);
+message arrives (the transport binds the connection's entry to it: see `_inbound`);
 `shut_down` later shuts that connection down, if the descriptor still holds the very same
 connection (libzmq may have closed it and reused the number). libzmq then reads EOF, closes
 its descriptor and forgets the peer. Nothing here ever closes libzmq's descriptor: only

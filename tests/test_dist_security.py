@@ -306,7 +306,7 @@ def test_a_late_wake_up_after_stop_writes_nowhere() -> None:
     n = actornet.start_node(unique("t"), cookie=COOKIE, port=0)
     transport = n.dist
     n.stop()
-    transport._sendq.sleeping = True  # as that thread saw it
+    transport.sendq.sleeping = True  # as that thread saw it
     transport._wake()
 
 
