@@ -3,8 +3,9 @@
 A `Node` (actornet's BEAM VM) is assembled from one class per concept, each in
 its own module, each building on the one before: this base (the process table
 and the identifiers), `Registry` (registered names), `Signals` (links, exits,
-monitors, node monitors), `Aliases` (the replies of pending calls), and the
-`Node` facade (lifecycle, spawning, messages). The state they share lives here.
+monitors, node monitors), `Aliases` (the replies of pending calls), `Info`
+(`process_info`, `node_info`), and the `Node` facade (lifecycle, spawning,
+messages). The state they share lives here.
 
 Concurrency: process-table and link/monitor bookkeeping is guarded by one node
 lock; message delivery to a local pid takes no lock (a dict lookup and a

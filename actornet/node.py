@@ -1,8 +1,8 @@
 """A node: actornet's BEAM VM, one per OS process (or several in one, for tests).
 
 `Node` is the facade the rest of actornet uses. It is built from one class per
-concept (see `actornet._nodebase`): the process table, `Registry`, `Signals`
-and `Aliases`; here are its lifecycle, spawning (thread processes by
+concept (see `actornet._nodebase`): the process table, `Registry`, `Signals`,
+`Aliases` and `Info`; here are its lifecycle, spawning (thread processes by
 `actornet._thread`, lightweight ones by `actornet._light`), messages and
 introspection.
 """
@@ -13,16 +13,15 @@ import asyncio
 import contextlib
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from actornet import _gen, _light, _runtime, _thread
 from actornet import _wire as w
-from actornet._aliases import Aliases
 from actornet._erpc import arpc_runner, arun_named, rpc_runner, run_named
 from actornet._ids import Pid, Ref
+from actornet._info import Info
 from actornet._light_mailbox import LightMailbox
 from actornet._nodebase import LOCAL_NODE_NAME
 from actornet._process import ADOPTED_TASK, FUNCTION, LIGHT, LIGHT_SERVER, Process
@@ -35,7 +34,7 @@ __all__ = ["Node", "LOCAL_NODE_NAME", "current_node"]
 log = logging.getLogger("actornet")
 
 
-class Node(Aliases):
+class Node(Info):
     """One actornet node: processes, names, and (once started) distribution.
 
     Most programs never touch a `Node` directly: `actornet.spawn`, `send` and
@@ -456,63 +455,6 @@ class Node(Aliases):
         proc = self.current()
         proc.check_alive()
         return proc.thread_mailbox.offer(seconds)
-
-    def process_info(self, pid: Pid) -> dict[str, Any] | None:
-        """What this node knows of its process `pid`, or None if it is not alive.
-
-        Example:
-            >>> import actornet
-            >>> with actornet.Node("doc@localhost") as n:
-            ...     n.process_info(n.current().pid)["message_queue_len"]
-            0
-        """
-        proc = self.local_process(pid)
-        if proc is None:
-            return None
-        with self.lock:
-            links = sorted(proc.links)
-            monitors = [t for t in proc.monitors.values() if t.__class__ is Pid or
-                        (isinstance(t, tuple) and not str(t[0]).startswith("$"))]
-            monitored_by = sorted(set(proc.monitored_by.values()))
-        return {
-            "pid": pid,
-            "registered_name": proc.name,
-            "status": "waiting" if proc.waiting else "running",
-            "message_queue_len": len(proc.mailbox),
-            "links": links,
-            "monitors": monitors,
-            "monitored_by": monitored_by,
-            "trap_exit": proc.trap_exit,
-            "current_function": proc.function,
-            "kind": proc.kind,
-        }
-
-    def node_info(self) -> dict[str, Any]:
-        """A snapshot of this node: processes, names, connections and traffic.
-
-        Example:
-            >>> import actornet
-            >>> with actornet.Node("doc@localhost") as n:
-            ...     info = n.node_info()
-            ...     info["name"], info["distributed"]
-            ('doc@localhost', False)
-        """
-        procs = list(self.procs.values())
-        info: dict[str, Any] = {
-            "name": self.name,
-            "creation": self.creation,
-            "running": self._running,
-            "processes": len(procs),
-            "registered": self.registered(),
-            "message_queue_total": sum(len(p.mailbox) for p in procs),
-            "largest_queues": sorted(
-                ((len(p.mailbox), p.pid) for p in procs), reverse=True)[:5],
-            "threads": threading.active_count(),
-            "distributed": self.dist is not None,
-        }
-        if self.dist is not None:
-            info.update(self.dist.info())
-        return info
 
 
 _runtime.set_default_node_factory(Node)
