@@ -170,7 +170,7 @@ def test_the_dispatch_target_reports_what_raises_in_the_io_thread(
     def planted(self: Node, *args: Any) -> None:
         raise KeyError("planted")
 
-    monkeypatch.setattr(Node, "_signal_link", planted)
+    monkeypatch.setattr(Node, "signal_link", planted)
     report = run({"dispatch": 300}, tmp_path)
     assert not report.ok and {f.kind for f in report.findings} == {"OracleError"}
     assert "something raised in the I/O thread" in report.findings[0].message

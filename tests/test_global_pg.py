@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import actornet
-from actornet import _kernel, global_, pg, testing
+from actornet import _kernel, _pg_scope, global_, pg, testing
 
 from . import remote
 from .cluster import COOKIE, Cluster, NodeProc, unique
@@ -684,10 +684,10 @@ def test_a_pg_scope_shares_members_only_with_scopes_of_its_protocol_version(
     [b] = connected(cluster, "b")
     with caplog.at_level("WARNING", logger="actornet.pg"):
         others = actornet.rpc.call(b.name, remote.pg_discover_versions, local.name,
-                                   [None, 1, pg.PROTOCOL + 1])
+                                   [None, 1, _pg_scope.PROTOCOL + 1])
         assert others == []
         mine = actornet.rpc.call(b.name, remote.pg_discover_versions, local.name,
-                                 [pg.PROTOCOL])
+                                 [_pg_scope.PROTOCOL])
         assert mine == [local.name]
     said = [r.getMessage() for r in caplog.records if "speaks pg protocol" in r.getMessage()]
     assert len(said) == 1 and b.name in said[0], said
