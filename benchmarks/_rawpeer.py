@@ -18,7 +18,10 @@ serves one command at a time (msgpack lists):
 ``["redis_open", port, channel, k]``
     Subscribe `k` Redis connections (redis.asyncio, on a loop in a thread) to
     `channel`; answer ``["ready"]`` once Redis confirmed every subscription.
-    ``["redis_count", m]`` and ``["redis_close"]`` work as for ``sub``.
+    ``["redis_count", m]`` and ``["redis_close"]`` work as for ``sub``; the messages
+    are ``(kind, i, payload)`` and ``["wait"]`` is answered ``["done", total,
+    disordered]``, `disordered` counting the connections on which some `i` was not
+    the one after the previous.
 ``["redis_stream", publishers]``
     Answer ``["go"]``; every subscribed connection then reads messages
     ``(publisher, i, payload)`` until it has seen the end marker (``i == -1``) of
@@ -169,19 +172,22 @@ class _RedisSubs:
                     break
 
     def start_count(self, m: int) -> Any:
-        """Start decoding `m` messages on every connection; a future of the total."""
+        """Start decoding `m` messages on every connection; a future of the total and of
+        the connections that saw them out of order."""
 
-        async def one(ps: Any) -> int:
+        async def one(ps: Any) -> tuple[int, bool]:
             n = 0
+            in_order = True
             while n < m:
                 msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
                 if msg is not None:
-                    unpackb(msg["data"])
+                    in_order = in_order and unpackb(msg["data"])[1] == n
                     n += 1
-            return n
+            return n, in_order
 
-        async def every() -> int:
-            return sum(await asyncio.gather(*(one(ps) for ps in self.subs)))
+        async def every() -> list[int]:
+            counts = await asyncio.gather(*(one(ps) for ps in self.subs))
+            return [sum(n for n, _ in counts), sum(not ok for _, ok in counts)]
 
         return asyncio.run_coroutine_threadsafe(every(), self.loop)
 
@@ -282,7 +288,7 @@ def main() -> int:
             future = rsubs.start_count(cmd[1])
             ctl.send(packb(["go"]))
             ctl.recv()  # "wait"
-            ctl.send(packb(["done", future.result()]))
+            ctl.send(packb(["done", *future.result()]))
         elif op == "redis_stream" and rsubs is not None:
             future = rsubs.start_stream(cmd[1])
             ctl.send(packb(["go"]))
