@@ -20,8 +20,8 @@ serves one command at a time (msgpack lists):
     `channel`; answer ``["ready"]`` once Redis confirmed every subscription.
     ``["redis_count", m]`` and ``["redis_close"]`` work as for ``sub``; the messages
     are ``(kind, i, payload)`` and ``["wait"]`` is answered ``["done", total,
-    disordered]``, `disordered` counting the connections on which some `i` was not
-    the one after the previous.
+    disordered, errors]``, `disordered` counting the connections on which some `i` was
+    not the one after the previous, `errors` saying why connections stopped early.
 ``["redis_stream", publishers]``
     Answer ``["go"]``; every subscribed connection then reads messages
     ``(publisher, i, payload)`` until it has seen the end marker (``i == -1``) of
@@ -175,19 +175,24 @@ class _RedisSubs:
         """Start decoding `m` messages on every connection; a future of the total and of
         the connections that saw them out of order."""
 
-        async def one(ps: Any) -> tuple[int, bool]:
+        async def one(ps: Any) -> tuple[int, bool, str]:
             n = 0
             in_order = True
-            while n < m:
-                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
-                if msg is not None:
-                    in_order = in_order and unpackb(msg["data"])[1] == n
-                    n += 1
-            return n, in_order
+            try:
+                while n < m:
+                    msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if msg is not None:
+                        in_order = in_order and unpackb(msg["data"])[1] == n
+                        n += 1
+            except Exception as e:  # a connection Redis dropped: report what it got, and why
+                return n, in_order, f"{type(e).__name__}: {e}"
+            return n, in_order, ""
 
-        async def every() -> list[int]:
+        async def every() -> list[Any]:
             counts = await asyncio.gather(*(one(ps) for ps in self.subs))
-            return [sum(n for n, _ in counts), sum(not ok for _, ok in counts)]
+            errors = sorted({why for _, _, why in counts if why})
+            return [sum(n for n, _, _ in counts), sum(not ok for _, ok, _ in counts),
+                    errors[:3]]
 
         return asyncio.run_coroutine_threadsafe(every(), self.loop)
 

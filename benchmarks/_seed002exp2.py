@@ -135,6 +135,11 @@ def experiment2(cfg: Config, kids: Children, env: dict[str, str], names: list[st
                         results[REDIS] = [r]
                 if why_not is not None:
                     theirs[(k, m)] = why_not
+                redis_seconds = theirs[(k, m)]
+                cfg.log(f"   {PREFIX}: {m:,} messages to {k:,} subscribers: "
+                        f"{sample['seconds']:.2f} s, Redis "
+                        + (f"{redis_seconds:.2f} s" if isinstance(redis_seconds, float)
+                           else f"- ({redis_seconds})"))
                 rows.append(row(
                     f"seed 002, exp. 2: {m:,} messages to {k:,} subscribers", "seconds", "s",
                     results, higher_is_better=False,
@@ -228,16 +233,20 @@ def _redis_cell(raws: list[RawPeer], publisher: Any, k: int, m: int,
     for i in range(m):  # one at a time, each answered, like ours
         publisher.publish(ROOM, msgpack.packb(("msg", i, payload)))
     total = disorder = 0
+    errors: list[str] = []
     for raw in raws:
         try:
-            _, got, bad = raw.request("wait", timeout=WAIT * 10)
+            _, got, bad, why = raw.request("wait", timeout=WAIT * 10)
         except TimeoutError:
-            return None, f"its subscribers did not have every message within {WAIT * 10:.0f} s"
-        total, disorder = total + got, disorder + bad
+            return None, (f"its subscribers did not have every message within "
+                          f"{WAIT * 10:.0f} s (a subscriber process died?)")
+        total, disorder, errors = total + got, disorder + bad, errors + why
     seconds = time.perf_counter() - t0
     if total != k * m or disorder:
         problems.append(f"{m} messages to {k} subscribers: {k * m - total} deliveries "
-                        f"missing, {disorder} subscribers out of order")
+                        f"missing, {disorder} subscribers out of order"
+                        + (f" ({'; '.join(errors)})" if errors else ""))
+        return None, f"Redis dropped subscribers: {'; '.join(errors) or 'no error said'}"
     return {"seconds": seconds}, None
 
 
