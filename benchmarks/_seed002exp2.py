@@ -121,6 +121,7 @@ def experiment2(cfg: Config, kids: Children, env: dict[str, str], names: list[st
             why_not = broken or _redis_open(raws, publisher, redis_port, redis_why, k)
             opened = why_not is None
             for n, m in enumerate(messages):
+                lost_before = len(problems)
                 sample = _chat_cell(loads, names[0], everyone, k, m, n == 0, window, problems)
                 mine[(k, m)] = sample["seconds"]
                 results: dict[str, list[Sample]] = {ACTORNET: [sample]}
@@ -139,7 +140,8 @@ def experiment2(cfg: Config, kids: Children, env: dict[str, str], names: list[st
                 cfg.log(f"   {PREFIX}: {m:,} messages to {k:,} subscribers: "
                         f"{sample['seconds']:.2f} s, Redis "
                         + (f"{redis_seconds:.2f} s" if isinstance(redis_seconds, float)
-                           else f"- ({redis_seconds})"))
+                           else f"- ({redis_seconds})")
+                        + "".join(f"; MESSAGES LOST: {x}" for x in problems[lost_before:]))
                 rows.append(row(
                     f"seed 002, exp. 2: {m:,} messages to {k:,} subscribers", "seconds", "s",
                     results, higher_is_better=False,
