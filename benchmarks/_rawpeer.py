@@ -18,7 +18,10 @@ serves one command at a time (msgpack lists):
 ``["redis_open", port, channel, k]``
     Subscribe `k` Redis connections (redis.asyncio, on a loop in a thread) to
     `channel`; answer ``["ready"]`` once Redis confirmed every subscription.
-    ``["redis_count", m]`` and ``["redis_close"]`` work as for ``sub``.
+    ``["redis_count", m]`` and ``["redis_close"]`` work as for ``sub``; the messages
+    are ``(kind, i, payload)`` and ``["wait"]`` is answered ``["done", total,
+    disordered, errors]``, `disordered` counting the connections on which some `i` was
+    not the one after the previous, `errors` saying why connections stopped early.
 ``["redis_stream", publishers]``
     Answer ``["go"]``; every subscribed connection then reads messages
     ``(publisher, i, payload)`` until it has seen the end marker (``i == -1``) of
@@ -169,19 +172,27 @@ class _RedisSubs:
                     break
 
     def start_count(self, m: int) -> Any:
-        """Start decoding `m` messages on every connection; a future of the total."""
+        """Start decoding `m` messages on every connection; a future of the total and of
+        the connections that saw them out of order."""
 
-        async def one(ps: Any) -> int:
+        async def one(ps: Any) -> tuple[int, bool, str]:
             n = 0
-            while n < m:
-                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
-                if msg is not None:
-                    unpackb(msg["data"])
-                    n += 1
-            return n
+            in_order = True
+            try:
+                while n < m:
+                    msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if msg is not None:
+                        in_order = in_order and unpackb(msg["data"])[1] == n
+                        n += 1
+            except Exception as e:  # a connection Redis dropped: report what it got, and why
+                return n, in_order, f"{type(e).__name__}: {e}"
+            return n, in_order, ""
 
-        async def every() -> int:
-            return sum(await asyncio.gather(*(one(ps) for ps in self.subs)))
+        async def every() -> list[Any]:
+            counts = await asyncio.gather(*(one(ps) for ps in self.subs))
+            errors = sorted({why for _, _, why in counts if why})
+            return [sum(n for n, _, _ in counts), sum(not ok for _, ok, _ in counts),
+                    errors[:3]]
 
         return asyncio.run_coroutine_threadsafe(every(), self.loop)
 
@@ -282,7 +293,7 @@ def main() -> int:
             future = rsubs.start_count(cmd[1])
             ctl.send(packb(["go"]))
             ctl.recv()  # "wait"
-            ctl.send(packb(["done", future.result()]))
+            ctl.send(packb(["done", *future.result()]))
         elif op == "redis_stream" and rsubs is not None:
             future = rsubs.start_stream(cmd[1])
             ctl.send(packb(["go"]))

@@ -12,6 +12,14 @@ it sees, checks they come once each and in order, and reports once it has all it
 was told to expect. A publisher is one more client that says its messages in
 order with up to `window` of them unanswered (1: each acknowledged before the
 next, as a user would), each answered with its number in the room's order.
+
+Every member of a room hears every join, so filling a room with n clients
+delivers n²/2 join notices. A client started *parked* (seed 002's experiment 2,
+thousands of subscribers) waits on its node's gate instead of its mailbox
+while the others join: a notice to a process that is not waiting is one list
+append, where waking one costs a task switch. It takes its backlog once the
+gate opens (`open_gate`), before it answers the next round; ``"park"`` sends it
+back to the gate (`close_gate` first).
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ from typing import Any
 import actornet
 from actornet import aio
 
-__all__ = ["ROOM", "expect", "publish", "publish_for", "start_clients", "stop_clients"]
+__all__ = ["ROOM", "close_gate", "expect", "open_gate", "publish", "publish_for",
+           "start_clients", "stop_clients"]
 
 ROOM = "seed002"
 WAIT = 60.0  # seconds any one call of the setup may take
@@ -45,9 +54,21 @@ def _text(tag: str, key: str, index: int, size: int) -> str:
     return text + "x" * (size - len(text))
 
 
-async def _client(server: str, nick: str, starter: actornet.Pid, room: str) -> None:
+_gate: list[asyncio.Event] = []  # this node's gate, made on its loop when first needed
+
+
+def _the_gate() -> asyncio.Event:
+    if not _gate:
+        _gate.append(asyncio.Event())
+    return _gate[0]
+
+
+async def _client(server: str, nick: str, starter: actornet.Pid, room: str,
+                  parked: bool = False) -> None:
     """A member of `room`: per round, counts the round's messages it sees, per publisher."""
     actornet.send(starter, await _connect(server, nick, room))
+    if parked:
+        await _the_gate().wait()
     tag: str | None = None
     seen: dict[str, int] = {}
     expected: dict[str, int] | None = None
@@ -76,6 +97,8 @@ async def _client(server: str, nick: str, starter: actornet.Pid, room: str) -> N
                 in_order = in_order and index == seen.get(key, 0)
                 seen[key] = seen.get(key, 0) + 1
                 report_if_done()
+            case "park":
+                await _the_gate().wait()
             case "stop":
                 await aio.call(("chatty", server), ("quit",), timeout=WAIT)
                 return
@@ -83,13 +106,19 @@ async def _client(server: str, nick: str, starter: actornet.Pid, room: str) -> N
                 pass  # joins, history, the previous round's stragglers
 
 
-def start_clients(servers: list[str], count: int, prefix: str,
-                  room: str = ROOM) -> list[actornet.Pid]:
-    """Start `count` clients, spread over `servers` in turn, each connected and in `room`."""
+def start_clients(servers: list[str], count: int, prefix: str, room: str = ROOM,
+                  window: int = 1, parked: bool = False) -> list[actornet.Pid]:
+    """Start `count` clients, spread over `servers` in turn, each connected and in `room`,
+    up to `window` of them joining at once (the first alone: if `room` is new, it is made
+    on the first server); `parked`: each waits at the gate once in."""
     me = actornet.self()
-    pids = []
-    for i in range(count):
-        actornet.spawn(_client, servers[i % len(servers)], f"{prefix}{i}", me, room)
+    pids: list[actornet.Pid] = []
+    started = 0
+    while len(pids) < count:
+        while started < count and started - len(pids) < (window if pids else 1):
+            actornet.spawn(_client, servers[started % len(servers)], f"{prefix}{started}", me,
+                           room, parked)
+            started += 1
         match actornet.receive(lambda m: m[0] in ("client_ready", "client_failed"),
                                timeout=WAIT):
             case ("client_ready", pid):
@@ -97,6 +126,24 @@ def start_clients(servers: list[str], count: int, prefix: str,
             case ("client_failed", nick, why):
                 raise RuntimeError(f"chat client {nick} could not start: {why}")
     return pids
+
+
+async def _open() -> None:
+    _the_gate().set()
+
+
+async def _close() -> None:
+    _the_gate().clear()
+
+
+def open_gate() -> None:
+    """Let this node's parked clients take their mailboxes."""
+    _run_async(_open)
+
+
+def close_gate() -> None:
+    """Make ``"park"`` send this node's clients back to the gate."""
+    _run_async(_close)
 
 
 def stop_clients(pids: list[actornet.Pid]) -> None:
@@ -189,11 +236,11 @@ def _run_async(main: Any) -> Any:
 
 
 def publish(server: str, nick: str, tag: str, count: int, size: int,
-            window: int = 1) -> dict[str, Any]:
-    """Say `count` messages of `size` characters in `ROOM` through `server`, in order, up to
+            window: int = 1, room: str = ROOM) -> dict[str, Any]:
+    """Say `count` messages of `size` characters in `room` through `server`, in order, up to
     `window` unanswered; the acknowledged sequence numbers' order and the time it took."""
     texts = (_text(tag, "", i, size) for i in range(count))
-    return _run_async(lambda: _say(server, nick, ROOM, texts, window))  # type: ignore[no-any-return]
+    return _run_async(lambda: _say(server, nick, room, texts, window))  # type: ignore[no-any-return]
 
 
 def publish_for(servers: list[str], prefix: str, publishers: int, tag: str, seconds: float,

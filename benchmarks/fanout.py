@@ -49,8 +49,11 @@ BCAST = "actornet, pg.broadcast"
 
 
 @contextlib.contextmanager
-def redis_server(kids: Children) -> Iterator[tuple[int | None, str]]:
-    """A real redis-server on a free loopback port: ``(port, "")``, or ``(None, why not)``."""
+def redis_server(kids: Children, maxclients: int = 4096) -> Iterator[tuple[int | None, str]]:
+    """A real redis-server on a free loopback port: ``(port, "")``, or ``(None, why not)``.
+
+    It takes up to `maxclients` connections, fewer if its descriptor limit is lower (it
+    says so: ``CONFIG GET maxclients``)."""
     exe = shutil.which("redis-server")
     if exe is None:
         yield None, "redis-server not installed"
@@ -62,7 +65,7 @@ def redis_server(kids: Children) -> Iterator[tuple[int | None, str]]:
         return
     port = free_port()
     child = kids.start([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--maxclients", "4096", "--daemonize", "no"])
+                        "--appendonly", "no", "--maxclients", str(maxclients), "--daemonize", "no"])
     client = redis.Redis(host="127.0.0.1", port=port)
     deadline = time.monotonic() + 15
     while True:

@@ -44,6 +44,15 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert any(n.startswith("chat: delivered: all ") for n in chat_notes), chat_notes
     assert any(n.startswith("chat, many publishers: delivered: all ") for n in chat_notes), \
         chat_notes
+    # seed 002's two tables: every client and every subscriber got every message, in order
+    seed_notes = results["figures"]["seed002"]["notes"]
+    assert "seed002: delivered: every client got every message once, in order, in every " \
+        "cell" in seed_notes, seed_notes
+    assert "seed002, experiment 2: delivered: every subscriber got every message once, in " \
+        "order, in every cell" in seed_notes, seed_notes
+    assert not any("MESSAGES LOST" in n for n in seed_notes), seed_notes
+    assert any(r["label"].startswith("seed 002, exp. 2: ")
+               for r in results["figures"]["seed002"]["rows"])
     assert "| figure |" in proc.stdout  # the table was printed
     if find_spec("matplotlib") is not None:
         assert chart.read_bytes()[:4] == b"\x89PNG"
