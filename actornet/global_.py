@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 _LOCK_TIMEOUT = 10.0
+_NO_SERVER = ("down", "noproc")  # a call's outcome on a node that runs no name server
 T = TypeVar("T")
 
 def random_exit_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
@@ -226,9 +227,15 @@ def _with_locks(name: Any, timeout: float,
                            if kind == "reply" and value[1] is not None]
                 written = []  # until the write's outcome is known: assume it missed all
                 value, wrote = yield from action(granted, holders)
-                written = None if wrote is None else [
-                    _node_of(s, node) for s, (kind, _) in zip(granted, wrote, strict=True)
-                    if kind == "reply"]
+                if wrote is not None:  # and a node that runs no name server needs no table
+                    written = [_node_of(s, node) for s, outcome in zip(granted, wrote,
+                                                                       strict=True)
+                               if outcome[0] == "reply" or outcome == _NO_SERVER]
+                    written += [_node_of(s, node) for s, outcome in zip(servers, results,
+                                                                        strict=True)
+                                if outcome == _NO_SERVER]
+                else:
+                    written = None
                 return value
         finally:
             for server in granted:
