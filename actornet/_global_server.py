@@ -23,8 +23,9 @@ SERVER = "global_name_server"
 # The version of the name servers' messages to one another, carried in the table each
 # sends on connecting (version 1 had none). A server keeps to those of its own version
 # (and says once which it leaves out), so a change to these messages never refuses a
-# node at the connection's handshake, which covers the framing only.
-PROTOCOL = 2
+# node at the connection's handshake, which covers the framing only. Version 3: an
+# unlock names the nodes the round wrote to (a server tells the others again).
+PROTOCOL = 3
 _DECISIONS_KEPT = 1000  # conflicts the decider remembers, to answer repeated reports alike
 
 __all__ = ["NameServer", "PROTOCOL", "Resolve", "SERVER", "load_resolver", "pid_order"]
@@ -52,6 +53,9 @@ class NameServer(GenServer):
         self.methods: dict[Any, str | None] = {}  # each name's resolve method, by reference
         self.homes: dict[Any, Pid] = {}  # each name's home: the name server that registered it
         self.locks: dict[Any, tuple[Pid, Ref]] = {}
+        # peers sent this table while a name was locked here: the write the lock guards
+        # may come after it, so each is sent the table again when the lock is released
+        self.told_while_locked: dict[Any, set[str]] = {}
         # conflicts this node decided (or is deciding): (name, first, second) ->
         # _PENDING, or a 1-tuple of the registration kept (None: the name is dropped)
         self.decisions: OrderedDict[tuple[Any, Pid, Pid], Any] = OrderedDict()
@@ -88,9 +92,11 @@ class NameServer(GenServer):
 
     def handle_cast(self, request: Any) -> None:
         match request:
-            case ("unlock", name, owner) if _hashable(name):
+            case ("unlock", name, owner, written) if _hashable(name) and (
+                    written is None or (isinstance(written, list)
+                                        and all(isinstance(n, str) for n in written))):
                 if self.locks.get(name) == owner:
-                    del self.locks[name]
+                    self._release(name, written)
             case _:
                 self._not_understood("cast", request)
 
@@ -198,7 +204,7 @@ class NameServer(GenServer):
                 # lost removal, so this one must arrive
                 process.send((SERVER, peer), ("dead", name, pid))
         for name in [n for n, (owner, _) in self.locks.items() if owner == pid]:
-            del self.locks[name]
+            self._release(name, [])  # its round may have written to some nodes only
 
     def _node_gone(self, node: str) -> None:
         names = {n: p for n, p in self.names.items() if p.node != node}
@@ -207,7 +213,21 @@ class NameServer(GenServer):
             self.methods = {n: m for n, m in self.methods.items() if n in names}
             self.homes = {n: h for n, h in self.homes.items() if n in names}
         for name in [n for n, (owner, _) in self.locks.items() if owner.node == node]:
-            del self.locks[name]
+            self._release(name, [])  # its round may have written to some nodes only
+
+    def _release(self, name: Any, written: list[str] | None) -> None:
+        """Release `name`'s lock, and tell this table again to each peer whose copy may
+        lack the write the lock guarded: one that was sent the table while the name was
+        locked (perhaps before the write), and, if the round wrote (to the servers of
+        `written`), one connected here that it did not write to: it came (back) up during
+        the round, after the round chose its servers or after its lock call was lost."""
+        del self.locks[name]
+        stale = self.told_while_locked.pop(name, set())
+        up = set(process.nodes()) - self.other_versions
+        if written is not None:
+            stale |= up - set(written)
+        for peer in sorted(stale & up):
+            self._send_table(peer, reply=False)
 
     def _send_table(self, peer: str, *, reply: bool) -> None:
         """Send this replica to `peer`'s name server; with `reply`, ask for its own back."""
@@ -215,6 +235,8 @@ class NameServer(GenServer):
         # so that the peer can tell which of this node's registrations are gone.
         table = ("table", self.gen_node.name, [(n, *self._entry(n)) for n in self.names],
                  self.gen_pid, list(self.locks), reply, PROTOCOL)
+        for name in self.locks:
+            self.told_while_locked.setdefault(name, set()).add(peer)
         process.send((SERVER, peer), table, noconnect=True)
 
     def _merge(self, peer: str, table: list[tuple[Any, Pid, str | None, Pid]], server: Pid,

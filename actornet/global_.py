@@ -10,7 +10,9 @@ everywhere, writes it on every node and waits for each to acknowledge, then
 releases the locks. So of two nodes racing for a name exactly one wins, and
 the name is visible on every connected node once `register_name` returns. A
 lock whose owner dies or whose node goes down is released; a refused lock is
-released everywhere and retried after a random back-off.
+released everywhere and retried after a random back-off. A node that (re)connects
+during the round, or whose lock call was lost with its connection, is left out of
+the write; each server, on releasing the lock, sends such peers its table again.
 
 A name disappears everywhere when its process dies (the node hosting it
 broadcasts the removal) or when its node goes down (every node drops the names
@@ -74,6 +76,7 @@ __all__ = [
 ]
 
 _LOCK_TIMEOUT = 10.0
+_NO_SERVER = ("down", "noproc")  # a call's outcome on a node that runs no name server
 T = TypeVar("T")
 
 def random_exit_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
@@ -192,13 +195,20 @@ def _servers() -> list[Any]:
     return [(SERVER, n) for n in [node.name, *peers]]
 
 
+_Wrote = tuple[T, list[tuple[str, Any]] | None]
+
+
 def _with_locks(name: Any, timeout: float,
-                action: Callable[[list[Any], list[Any]], Steps[T]]) -> Steps[T]:
+                action: Callable[[list[Any], list[Any]], Steps[_Wrote[T]]]) -> Steps[T]:
     """Hold `name`'s lock on every connected node while `action(servers, holders)` runs.
 
     `servers` are those that granted the lock: one whose node went down during the
-    round is left out (it gets the table when it connects again), as calling it
-    again would reconnect, and on a hung node wait for the handshake to time out."""
+    round is left out, as calling it again would reconnect, and on a hung node wait
+    for the handshake to time out. `action` returns its value and the outcome of its
+    write to each of `servers` (None if it wrote nothing). Each unlock names the nodes
+    written to: a server tells its table again, once the lock is released, to its peers
+    that the write missed (one that came back up during the round), and to those it sent
+    the table to while the name was locked (perhaps before the write)."""
     node = _server_node()
     me = node.current().pid
     owner = (me, node.make_ref())
@@ -210,18 +220,35 @@ def _with_locks(name: Any, timeout: float,
         granted = [s for s, (kind, value) in zip(servers, results, strict=True)
                    if kind == "reply" and value[0] == "ok"]
         refused = any(kind == "reply" and value[0] == "busy" for kind, value in results)
+        written: list[str] | None = None
         try:
             if not refused:
                 holders = [value[1] for kind, value in results
                            if kind == "reply" and value[1] is not None]
-                return (yield from action(granted, holders))
+                written = []  # until the write's outcome is known: assume it missed all
+                value, wrote = yield from action(granted, holders)
+                if wrote is not None:  # and a node that runs no name server needs no table
+                    written = [_node_of(s, node) for s, outcome in zip(granted, wrote,
+                                                                       strict=True)
+                               if outcome[0] == "reply" or outcome == _NO_SERVER]
+                    written += [_node_of(s, node) for s, outcome in zip(servers, results,
+                                                                        strict=True)
+                                if outcome == _NO_SERVER]
+                else:
+                    written = None
+                return value
         finally:
             for server in granted:
-                _gen.cast(server, ("unlock", name, owner))
+                _gen.cast(server, ("unlock", name, owner, written))
         attempt += 1
         if time.monotonic() > deadline:
             raise Timeout(f"could not lock global name {name!r} within {timeout} s")
         yield Sleep(random.uniform(0.001, 0.005) * min(attempt, 20))  # back off, then retry
+
+
+def _node_of(server: Any, node: Node) -> str:
+    """The node of a name server as `_servers` names it."""
+    return server[1] if isinstance(server, tuple) else node.name
 
 
 def _check_name(name: Any) -> None:
@@ -270,14 +297,15 @@ def register_name_steps(name: Any, pid: Pid, resolve: Resolve | str | None = Non
     if node.is_local(pid) and node.local_process(pid) is None:
         raise NoProc(f"cannot register {name!r}: process {pid!r} is not alive")
 
-    def register(servers: list[Any], holders: list[Any]) -> Steps[str]:
+    def register(servers: list[Any], holders: list[Any]) -> Steps[_Wrote[str]]:
         if holders:
-            return "no"
+            return "no", None
         request = ("register", name, pid, method, node.whereis(SERVER))
-        for kind, value in (yield MultiCall(servers, request, _LOCK_TIMEOUT)):
+        wrote = yield MultiCall(servers, request, _LOCK_TIMEOUT)
+        for kind, value in wrote:
             if kind == "down" and value not in ("noconnection", "noproc"):
                 raise ActornetError(f"global registration of {name!r} failed: {value}")
-        return "yes"
+        return "yes", wrote
 
     return str((yield from _with_locks(name, _LOCK_TIMEOUT, register)))
 
@@ -306,8 +334,9 @@ def re_register_name_steps(name: Any, pid: Pid, resolve: Resolve | str | None = 
     method = _method_ref(resolve)
     home = _server_node().whereis(SERVER)
 
-    def register(servers: list[Any], holders: list[Any]) -> Steps[None]:
-        yield MultiCall(servers, ("register", name, pid, method, home), _LOCK_TIMEOUT)
+    def register(servers: list[Any], holders: list[Any]) -> Steps[_Wrote[None]]:
+        return None, (yield MultiCall(servers, ("register", name, pid, method, home),
+                                      _LOCK_TIMEOUT))
 
     yield from _with_locks(name, _LOCK_TIMEOUT, register)
 
@@ -326,8 +355,8 @@ def unregister_name(name: Any) -> None:
 def unregister_name_steps(name: Any) -> Steps[None]:
     """`unregister_name` as steps (`actornet._steps`)."""
 
-    def unregister(servers: list[Any], holders: list[Any]) -> Steps[None]:
-        yield MultiCall(servers, ("unregister", name), _LOCK_TIMEOUT)
+    def unregister(servers: list[Any], holders: list[Any]) -> Steps[_Wrote[None]]:
+        return None, (yield MultiCall(servers, ("unregister", name), _LOCK_TIMEOUT))
 
     yield from _with_locks(name, _LOCK_TIMEOUT, unregister)
 

@@ -11,6 +11,7 @@ import pytest
 
 import actornet
 from actornet import _kernel, _pg_scope, global_, pg, testing
+from actornet._steps import MultiCall
 
 from . import remote
 from .cluster import COOKIE, Cluster, NodeProc, unique
@@ -284,6 +285,68 @@ def test_a_name_unregistered_during_a_split_stays_gone_after_the_heal(
     wait_until(lambda: on_each(nodes, remote.global_whereis, "gone") == [None] * 3,
                what="the unregistered name to be gone everywhere")
     assert actornet.is_alive(pid), "only the name went"
+
+
+@pytest.mark.parametrize("reconnects", ["while_locked", "before_the_lock"])
+def test_a_peer_that_reconnects_during_an_unregister_does_not_keep_the_name(
+        local: actornet.Node, cluster: Cluster, reconnects: str) -> None:
+    """The short soak once ended with a name held on one node only, for good. Its home
+    unregistered it in a lock round whose call to a peer was lost (the peer had declared
+    the home down, during a pause, and was reconnecting); the peer came back while the
+    round ran and got the home's table, name and all, before the write; the write then
+    went to the servers that had granted the lock, not to the peer; and the process's
+    death later told nobody, its name being gone at home. The round is run here step by
+    step (global_'s own steps), with b reconnecting either while the name is locked here
+    or just before the lock is taken (after the round's servers were chosen)."""
+    from actornet import _gen
+
+    (b,) = connected(cluster, "b")
+    wait_until(lambda: b.name in actornet.nodes(), what="b connected")
+    pid = actornet.spawn(remote.wait_forever)
+    assert global_.register_name("moved", pid) == "yes"
+
+    def held_on_b() -> Any:
+        return actornet.rpc.call(b.name, remote.global_whereis, "moved")
+
+    assert held_on_b() == pid
+
+    def cut_b() -> None:
+        testing.cut(b.name)
+        wait_until(lambda: b.name not in actornet.nodes(), what="b down")
+
+    def reconnect_b() -> None:
+        # b dropped the name at its nodedown (the pid is of this node); holding it again
+        # proves it merged this node's table, sent on its nodeup, before the write
+        testing.heal(b.name)
+        wait_until(lambda: held_on_b() == pid, what="b to get this node's table")
+
+    steps = global_.unregister_name_steps("moved")
+    if reconnects == "before_the_lock":
+        cut_b()
+    lock = next(steps)
+    assert isinstance(lock, MultiCall) and lock.request[0] == "lock"
+    if reconnects == "while_locked":
+        assert len(lock.servers) == 2, "b is in the round"
+        cut_b()
+    results = _gen.multi_call(lock.servers, lock.request, lock.timeout)
+    assert results[0] == ("reply", ("ok", pid))
+    if reconnects == "while_locked":
+        assert results[1][0] == "down", "b's lock is lost with its connection"
+        reconnect_b()
+    else:
+        assert len(lock.servers) == 1, "b was not connected when the round began"
+        reconnect_b()
+    write = steps.send(results)
+    assert isinstance(write, MultiCall) and write.request == ("unregister", "moved")
+    assert write.servers == [lock.servers[0]], "written here only"
+    with pytest.raises(StopIteration):
+        steps.send(_gen.multi_call(write.servers, write.request, write.timeout))
+    assert global_.whereis_name("moved") is None
+    actornet.exit(pid, "kill")  # as the soak's worker did: its death must not matter
+    wait_until(lambda: held_on_b() is None, timeout=5.0,
+               what="b to drop the name unregistered at its home")
+    assert global_.register_name("moved", actornet.self()) == "yes", "free everywhere"
+    assert held_on_b() == actornet.self()
 
 
 def test_resolve_must_be_importable_everywhere(local: actornet.Node) -> None:
