@@ -69,10 +69,11 @@ class Signals(Registry):
         me = self.current()
         if pid == me.pid:
             return
-        if not self.is_local(pid):
+        if pid.node != self.name:
+            remote = self._remote()  # no distribution: refused before any bookkeeping
             with self._lock:
                 me.add_link(pid)
-            self._remote().link(me.pid, pid)
+            remote.link(me.pid, pid)
             return
         with self._lock:
             other = self._local(pid)
@@ -99,10 +100,10 @@ class Signals(Registry):
         me = self.current()
         with self._lock:
             me.remove_link(pid)
-            other = self._local(pid) if self.is_local(pid) else None
+            other = self._local(pid)
             if other is not None:
                 other.remove_link(me.pid)
-        if not self.is_local(pid):
+        if pid.node != self.name:
             self._remote().unlink(me.pid, pid)
 
     def _signal_link(self, to: Pid, from_: Pid) -> None:
@@ -134,7 +135,7 @@ class Signals(Registry):
         _require_pid(pid, "exit")
         check_term(reason)
         me = self.current()
-        if self.is_local(pid):
+        if pid.node == self.name:  # of an earlier incarnation: dead, the signal is void
             self._signal_exit(pid, me.pid, reason, linked=False)
         else:
             self._remote().exit(me.pid, pid, reason, linked=False)
@@ -210,17 +211,20 @@ class Signals(Registry):
             me.add_monitor(ref, item)
             self._signal_down(me.pid, ref, item, "noproc")
             return
-        with self._lock:
-            me.add_monitor(ref, resolved)
-            if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
+        # A pid of this node's name is local even from an earlier incarnation (then dead).
+        if resolved.__class__ is Pid and resolved.node == self.name:  # type: ignore[union-attr]
+            with self._lock:
+                me.add_monitor(ref, resolved)
                 proc = self._local(resolved)  # type: ignore[arg-type]
                 if proc is not None:
                     proc.add_watcher(ref, me.pid)
                     return
-        if resolved.__class__ is Pid and self.is_local(resolved):  # type: ignore[union-attr]
             self._signal_down(me.pid, ref, resolved, "noproc")
             return
-        self._remote().monitor(me.pid, resolved, ref)
+        remote = self._remote()  # no distribution: refused before any bookkeeping
+        with self._lock:
+            me.add_monitor(ref, resolved)
+        remote.monitor(me.pid, resolved, ref)
 
     def demonitor(self, ref: Ref) -> bool:
         """Stop a monitor; no DOWN for it arrives afterwards. True if it was active.
