@@ -1,9 +1,9 @@
 """Signals: links, exit signals, monitors and node monitors, with Erlang's rules.
 
-Each signal has one entry point taking pids (`_signal_exit`, `_signal_down`,
+Each signal has one entry point taking pids (`signal_exit`, `signal_down`,
 ...), which the local API and the distribution layer both call, so a remote
 pid behaves like a local one; `_route_*` sends a signal to a pid wherever it
-lives. A process that dies (`_exit`) fires its links and monitors once.
+lives. A process that dies (`end_process`) fires its links and monitors once.
 """
 
 from __future__ import annotations
@@ -69,10 +69,11 @@ class Signals(Registry):
         me = self.current()
         if pid == me.pid:
             return
-        if not self.is_local(pid):
+        if pid.node != self.name:
+            remote = self.transport()  # no distribution: refused before any bookkeeping
             with self.lock:
                 me.add_link(pid)
-            self.transport().link(me.pid, pid)
+            remote.link(me.pid, pid)
             return
         with self.lock:
             other = self.local_process(pid)
@@ -99,10 +100,10 @@ class Signals(Registry):
         me = self.current()
         with self.lock:
             me.remove_link(pid)
-            other = self.local_process(pid) if self.is_local(pid) else None
+            other = self.local_process(pid)
             if other is not None:
                 other.remove_link(me.pid)
-        if not self.is_local(pid):
+        if pid.node != self.name:
             self.transport().unlink(me.pid, pid)
 
     def signal_link(self, to: Pid, from_: Pid) -> None:
@@ -135,7 +136,7 @@ class Signals(Registry):
         _require_pid(pid, "exit")
         check_term(reason)
         me = self.current()
-        if self.is_local(pid):
+        if pid.node == self.name:  # of an earlier incarnation: dead, the signal is void
             self.signal_exit(pid, me.pid, reason, linked=False)
         else:
             self.transport().exit(me.pid, pid, reason, linked=False)
@@ -213,17 +214,20 @@ class Signals(Registry):
             me.add_monitor(ref, item)
             self.signal_down(me.pid, ref, item, "noproc")
             return
-        with self.lock:
-            me.add_monitor(ref, resolved)
-            if resolved.__class__ is Pid and self.is_local(resolved):
+        # A pid of this node's name is local even from an earlier incarnation (then dead).
+        if resolved.__class__ is Pid and resolved.node == self.name:
+            with self.lock:
+                me.add_monitor(ref, resolved)
                 proc = self.local_process(resolved)
                 if proc is not None:
                     proc.add_watcher(ref, me.pid)
                     return
-        if resolved.__class__ is Pid and self.is_local(resolved):
             self.signal_down(me.pid, ref, resolved, "noproc")
             return
-        self.transport().monitor(me.pid, resolved, ref)
+        remote = self.transport()  # no distribution: refused before any bookkeeping
+        with self.lock:
+            me.add_monitor(ref, resolved)
+        remote.monitor(me.pid, resolved, ref)
 
     def demonitor(self, ref: Ref) -> bool:
         """Stop a monitor; no DOWN for it arrives afterwards. True if it was active.

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from actornet._ids import Ref
+from actornet._ids import Pid, Ref
 from actornet.node import current_node
 
 __all__ = ["send_after", "cancel_timer"]
@@ -28,7 +28,8 @@ _thread: threading.Thread | None = None
 def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
     """Send `msg` to `dest` after `seconds`; returns a ref for `cancel_timer`.
 
-    The message is checked now (a `TypeError` for an unsendable value) and sent
+    The message and the destination are checked now (a `TypeError` for an
+    unsendable value or what is no destination) and the message is sent
     later from the current node; a dead destination drops it, as `send` does.
     `seconds` must be finite (``math.inf`` or NaN raise `ValueError`): a timer
     that never fires is no timer.
@@ -44,6 +45,7 @@ def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
         raise ValueError(f"send_after needs a finite number of seconds >= 0, got {seconds!r}")
     from actornet._terms import check_term
 
+    _check_dest(dest)
     check_term(msg)
     node = current_node()
     ref = node.make_ref()
@@ -57,6 +59,18 @@ def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
             _thread.start()
         _cond.notify()
     return ref
+
+
+def _check_dest(dest: Any) -> None:
+    """Refuse what `send` would refuse when the timer fires (Erlang's badarg, at the call)."""
+    if dest.__class__ is Pid or dest.__class__ is str:
+        return
+    if (dest.__class__ is tuple and len(dest) == 2
+            and dest[0].__class__ is str and dest[1].__class__ is str):
+        return
+    raise TypeError(
+        f"send_after cannot send to {dest!r}: a destination is a Pid, a registered name "
+        "(str), a (name, node) tuple or ('global', name)")
 
 
 def cancel_timer(ref: Ref) -> float | bool:
