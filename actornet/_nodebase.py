@@ -26,6 +26,8 @@ from actornet._process import Process
 from actornet.errors import NodeDown
 
 if TYPE_CHECKING:
+    from actornet._light_mailbox import LightMailbox
+    from actornet._mailbox import Mailbox
     from actornet._process import NodeApi
     from actornet._scheduler import Scheduler
     from actornet._transport import Transport
@@ -84,7 +86,7 @@ class NodeBase:
         """
         return Ref(self.name, next_ref_id(), self.creation)
 
-    def new_process(self, kind: str, mailbox: Any = None) -> Process:
+    def new_process(self, kind: str, mailbox: Mailbox | LightMailbox | None = None) -> Process:
         """File a new process of `kind` (see `actornet._process`) under a fresh pid."""
         if not self._running:
             raise RuntimeError(f"node {self.name} is stopped")

@@ -88,14 +88,15 @@ class Process:
         "waiting",
     )
 
-    def __init__(self, pid: Pid, node: NodeApi, kind: str, mailbox: Any = None) -> None:
+    def __init__(self, pid: Pid, node: NodeApi, kind: str,
+                 mailbox: Mailbox | LightMailbox | None = None) -> None:
         self.pid = pid
         self.node = node
         self.kind = kind
         self.light = kind in LIGHT_KINDS
         # a `Mailbox` (thread kinds) or a `LightMailbox` (lightweight kinds, always given)
-        box: Any = mailbox if mailbox is not None else Mailbox()
-        if self.light:
+        box = mailbox if mailbox is not None else Mailbox()
+        if isinstance(box, LightMailbox):
             box.owner = self  # a LightMailbox checks its owner when it wakes
         else:
             box.check = self.check_alive
@@ -252,7 +253,7 @@ class NodeApi(Protocol):
     # -- processes ---------------------------------------------------------------------
     def current(self) -> Process: ...
 
-    def new_process(self, kind: str, mailbox: Any = None) -> Process: ...
+    def new_process(self, kind: str, mailbox: Mailbox | LightMailbox | None = None) -> Process: ...
 
     def end_process(self, proc: Process, reason: Any) -> bool: ...
 
