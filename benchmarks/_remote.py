@@ -16,6 +16,14 @@ def sink(report_to: actornet.Pid, count: int) -> None:
     actornet.send(report_to, ("sink_done", actornet.self()))
 
 
+def named_sink(report_to: actornet.Pid, count: int, name: str) -> None:
+    """`sink`, registered as `name` first (and saying so with ``("sink_ready", self())``),
+    for sends to ``(name, node)``."""
+    actornet.register(name, actornet.self())
+    actornet.send(report_to, ("sink_ready", actornet.self()))
+    sink(report_to, count)
+
+
 def batch_sink(report_to: actornet.Pid, batch: int) -> None:
     """Forever: receive `batch` messages, then send ``"batch"`` to `report_to`."""
     receive = actornet.receive

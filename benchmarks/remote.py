@@ -106,20 +106,31 @@ def remote_send(cfg: Config) -> dict[str, Any]:
     with Children() as kids, _pairs(kids, "bench_send") as pairs:
         raw = RawPeer(kids)
         try:
-            for label, payload in _payloads().items():
+            payloads = _payloads()
+            cases = [(f"remote send {label}", payload, False)
+                     for label, payload in payloads.items()]
+            cases.append(("remote send 100 B to (name, node)", payloads["100 B"], True))
+            for title, payload, by_name in cases:
                 size = len(payload)
 
-                def an(rep: int, payload: bytes = payload, insecure: bool = False) -> Sample:
+                def an(rep: int, payload: bytes = payload, insecure: bool = False,
+                       by_name: bool = by_name) -> Sample:
                     node, far = pairs[insecure]
                     count = n if rep >= 0 else n // 10
 
                     def run() -> Sample:
                         me = actornet.self()
-                        pid = actornet.spawn(_remote.sink, me, count, node=far.name)
+                        if by_name:
+                            pid = actornet.spawn(_remote.named_sink, me, count, "bench_sink",
+                                                 node=far.name)
+                            await_msg(lambda m: m == ("sink_ready", pid), 30)
+                            dest: Any = ("bench_sink", far.name)
+                        else:
+                            dest = pid = actornet.spawn(_remote.sink, me, count, node=far.name)
                         send = actornet.send
                         t0 = time.perf_counter()
                         for i in range(count):
-                            send(pid, ("msg", i, payload))
+                            send(dest, ("msg", i, payload))
                         await_msg(lambda m: m == ("sink_done", pid), 300)
                         return {"rate": count / (time.perf_counter() - t0)}
 
@@ -138,16 +149,17 @@ def remote_send(cfg: Config) -> dict[str, Any]:
                     sock.close()
                     return {"rate": rate}
 
-                erl = None if cfg.erlang is None else (
+                erl = None if cfg.erlang is None or by_name else (
                     lambda rep, size=size: cfg.erlang.run("remote_send", n, size))
                 results = interleave(cfg, {
                     ACTORNET: an, PLAIN: lambda rep, p=payload: an(rep, p, insecure=True),
                     "pyzmq PUSH/PULL": push, ERLANG: erl})
                 rows.append(row(
-                    f"remote send {label}", "rate", "msgs/s", results, higher_is_better=True,
-                    skipped={ERLANG: cfg.erlang_note},
+                    title, "rate", "msgs/s", results, higher_is_better=True,
+                    skipped={ERLANG: "sends to pids only" if by_name else cfg.erlang_note},
                     goal=("pyzmq PUSH/PULL", 0.4, ">= 0.4 x raw"),
-                    note=f"{n:,} messages ('msg', i, <{size} bytes>) per repetition, "
+                    note=f"{n:,} messages ('msg', i, <{size} bytes>) per repetition"
+                         f"{' to a registered name' if by_name else ''}, "
                          "until the far side has received (and decoded) the last; "
                          f"actornet encrypted (the default) and {PLAIN} (plain text)",
                 ))
