@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import actornet
+
 
 def wait_until(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.005,
                what: str = "condition") -> Any:
@@ -32,3 +34,12 @@ def pump_lines(stream: Iterable[str], lines: list[str], changed: threading.Condi
     with changed:
         at_eof()
         changed.notify_all()
+
+
+def nothing_left(node: actornet.Node) -> bool:
+    """True if `node`'s calling process has no message waiting; else fails naming it."""
+    try:
+        msg = node.receive(timeout=0)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"unexpected message {msg!r}")

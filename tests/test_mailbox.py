@@ -72,6 +72,21 @@ class Feed:
         self.seq += 1
         return (self.seq, tag)
 
+    def put(self, op: Any, box: Any, model: list[Any]) -> bool:
+        """Carry out a ``put`` or ``burst`` op on `box` and `model` alike; False for others."""
+        match op:
+            case ("put", tag):
+                tags = [tag]
+            case ("burst", n):
+                tags = list(range(n))
+            case _:
+                return False
+        for tag in tags:
+            msg = self.next(tag)
+            box.put(msg)
+            model.append(msg)
+        return True
+
 
 # -- Mailbox (a thread process's) ----------------------------------------------------------
 
@@ -83,16 +98,8 @@ def test_a_thread_mailbox_takes_and_keeps_what_a_list_says(plan: list[Any]) -> N
     model: list[Any] = []
     feed = Feed()
     for op in plan:
+        feed.put(op, box, model)
         match op:
-            case ("put", tag):
-                msg = feed.next(tag)
-                box.put(msg)
-                model.append(msg)
-            case ("burst", n):
-                for i in range(n):
-                    msg = feed.next(i)
-                    box.put(msg)
-                    model.append(msg)
             case ("receive", spec):
                 expected = model_take(model, match_of(spec))
                 if expected is None:
@@ -272,16 +279,8 @@ def test_a_light_mailbox_takes_and_keeps_what_a_list_says(plan: list[Any]) -> No
         model: list[Any] = []
         feed = Feed()
         for op in plan:
+            feed.put(op, box, model)
             match op:
-                case ("put", tag):
-                    msg = feed.next(tag)
-                    box.put(msg)
-                    model.append(msg)
-                case ("burst", n):
-                    for i in range(n):
-                        msg = feed.next(i)
-                        box.put(msg)
-                        model.append(msg)
                 case ("receive", spec):
                     expected = model_take(model, match_of(spec))
                     if expected is None:

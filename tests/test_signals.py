@@ -16,6 +16,8 @@ import pytest
 import actornet
 from actornet import NodeDown, Pid, ProcessExit, Ref
 
+from .helpers import nothing_left
+
 
 def down(node: actornet.Node, ref: Ref, timeout: float = 5) -> tuple[Any, ...]:
     return node.receive(lambda m: m[0] == "DOWN" and m[1] == ref, timeout=timeout)  # type: ignore[no-any-return]
@@ -23,14 +25,6 @@ def down(node: actornet.Node, ref: Ref, timeout: float = 5) -> tuple[Any, ...]:
 
 def exit_from(node: actornet.Node, pid: Pid, timeout: float = 5) -> tuple[Any, ...]:
     return node.receive(lambda m: m[0] == "EXIT" and m[1] == pid, timeout=timeout)  # type: ignore[no-any-return]
-
-
-def nothing_left(node: actornet.Node) -> bool:
-    try:
-        msg = node.receive(timeout=0)
-    except TimeoutError:
-        return True
-    raise AssertionError(f"unexpected message {msg!r}")
 
 
 def info(node: actornet.Node, pid: Pid) -> dict[str, Any]:

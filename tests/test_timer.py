@@ -22,13 +22,7 @@ from hypothesis import strategies as st
 import actornet
 from actornet import cancel_timer, send_after
 
-
-def nothing_left(node: actornet.Node) -> bool:
-    try:
-        msg = node.receive(timeout=0)
-    except TimeoutError:
-        return True
-    raise AssertionError(f"unexpected message {msg!r}")
+from .helpers import nothing_left
 
 
 def test_timers_due_at_once_fire_in_the_order_they_were_set(node: actornet.Node) -> None:
