@@ -318,6 +318,9 @@ def test_a_peer_that_reconnects_during_an_unregister_does_not_keep_the_name(
         # b dropped the name at its nodedown (the pid is of this node); holding it again
         # proves it merged this node's table, sent on its nodeup, before the write
         testing.heal(b.name)
+        # connected again first: a call made while the cut connection is still being torn
+        # down fails with NodeDown rather than waiting
+        wait_until(lambda: actornet.ping(b.address) == "pong", what="b reachable again")
         wait_until(lambda: held_on_b() == pid, what="b to get this node's table")
 
     steps = global_.unregister_name_steps("moved")
