@@ -143,21 +143,40 @@ def _request(sock: socket.socket, where: str, timeout: float, **request: Any) ->
             data += chunk
         complete = data.endswith(b"\n")
         reply = json.loads(data) if complete else None
+    except ConnectionError as e:  # reset or closed under us: it may have been evicted
+        raise _Closed(f"port mapper at {where} failed: {e}") from None
     except (OSError, ValueError) as e:
         raise EpmdError(f"port mapper at {where} failed: {e}") from None
     if not complete:
-        raise EpmdError(f"port mapper at {where} closed the connection without a full reply")
+        raise _Closed(f"port mapper at {where} closed the connection without a full reply")
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         raise EpmdError(f"port mapper at {where} sent an invalid reply: {reply!r}")
     return reply
 
 
+class _Closed(EpmdError):
+    """The port mapper closed a request's connection before answering it."""
+
+
+_ATTEMPTS = 3
+
+
 def _call(host: str, port: int | None, timeout: float, **request: Any) -> dict[str, Any]:
+    """One request, asked again (up to `_ATTEMPTS` times, within `timeout`) if the port
+    mapper closed its connection unanswered: it closes the oldest connections of an
+    address that holds too many, so a client sharing an address with a flood of idle
+    connections can lose a fresh one to the next of them."""
     port = _resolve(port)
     deadline = time.monotonic() + timeout
-    with _connect(host, port, timeout) as sock:
-        remaining = max(0.001, deadline - time.monotonic())
-        return _request(sock, f"{host}:{port}", remaining, **request)
+    for attempt in range(1, _ATTEMPTS + 1):
+        with _connect(host, port, max(0.001, deadline - time.monotonic())) as sock:
+            remaining = max(0.001, deadline - time.monotonic())
+            try:
+                return _request(sock, f"{host}:{port}", remaining, **request)
+            except _Closed:
+                if attempt == _ATTEMPTS or time.monotonic() >= deadline:
+                    raise
+    raise AssertionError("unreachable")
 
 
 class Registration:

@@ -607,3 +607,55 @@ def _answers(port: int) -> bool:
     except epmd.EpmdError:
         return False
     return True
+
+
+def test_a_lookup_whose_connection_is_closed_unanswered_asks_again() -> None:
+    """The port mapper closes the oldest connections of an address that holds too many, so
+    a client beside a flood of idle connections from its own host can lose a fresh one
+    before the answer: the lookup asks again on a new connection (a bounded number of
+    times) instead of reporting the node missing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    served: list[str] = []
+
+    def serve() -> None:
+        for n in range(3):
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                conn.recv(4096)
+                if n < 2:
+                    served.append("closed")  # evicted: closed with no answer
+                else:
+                    served.append("answered")
+                    conn.sendall(json.dumps({"ok": True, "port": 4242}).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert epmd.lookup("a", "127.0.0.1", epmd_port=port, timeout=5) == 4242
+        assert served == ["closed", "closed", "answered"]
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+def test_a_lookup_gives_up_after_its_attempts() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(epmd._ATTEMPTS):
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                conn.recv(4096)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(epmd.EpmdError, match="without a full reply"):
+            epmd.lookup("a", "127.0.0.1", epmd_port=port, timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
