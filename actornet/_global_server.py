@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from actornet import _system, process
+from actornet._erpc import import_function
 from actornet._ids import Pid, Ref
 from actornet._wire import shown
 from actornet.gen_server import GenServer, badarg
@@ -399,7 +400,6 @@ def _exit_loser(name: Any, pid1: Pid, pid2: Pid) -> Pid:
 
 def load_resolver(ref: str) -> Resolve:
     """The function named by ``"module:qualname"``, imported if need be."""
-    from actornet._erpc import import_function
 
     module, sep, qualname = ref.partition(":")
     if not sep or not module or not qualname:

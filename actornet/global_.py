@@ -59,8 +59,10 @@ from actornet._global_server import (
 )
 from actornet._ids import Pid
 from actornet._steps import MultiCall, Sleep, Steps, run
+from actornet._terms import check_term
 from actornet.errors import ActornetError, NoProc, Timeout
 from actornet.node import Node, current_node
+from actornet.rpc import function_name
 
 __all__ = [
     "register_name",
@@ -148,8 +150,6 @@ def _method_ref(resolve: Resolve | str | None) -> str | None:
             raise TypeError(f"resolve {resolve!r} does not name an importable function: {e}"
                             ) from e
         return resolve
-    from actornet.rpc import function_name
-
     try:
         module, qualname = function_name(resolve)
     except TypeError as e:
@@ -252,8 +252,6 @@ def _node_of(server: Any, node: Node) -> str:
 
 
 def _check_name(name: Any) -> None:
-    from actornet._terms import check_term
-
     check_term(name)
     hash(name)
 

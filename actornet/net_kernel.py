@@ -18,7 +18,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from actornet import _address, _kernel, _wire
+from actornet import _address, _kernel, _wire, epmd
 from actornet._transport import Transport
 from actornet.errors import ActornetError
 from actornet.node import Node, current_node
@@ -139,8 +139,6 @@ def start_node(
     bind_ip = _address_of(name, host)
     use_epmd = port is None
     # Imported here: `python -m actornet.epmd` must not find itself half-imported.
-    from actornet import epmd
-
     if use_epmd:
         epmd.ensure_running()
         _check_name_free(short)
@@ -185,8 +183,6 @@ def start_node(
 
 
 def _check_name_free(short: str) -> None:
-    from actornet import epmd
-
     if epmd.lookup(short, "127.0.0.1") is not None:
         raise epmd.NameInUse(
             f"a node named {short!r} is already running on this host "
@@ -222,8 +218,6 @@ def _address_of(name: str, host: str) -> str:
 def _lookup(name: str) -> str:
     """The endpoint of node `name`, from the port mapper of its host; raises `EpmdError`
     naming the host (and the address it resolves to) when it cannot be found."""
-    from actornet import epmd
-
     short, _, host = name.partition("@")
     port = epmd.lookup(short, host)
     if port is None:

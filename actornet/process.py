@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from actornet import errors, rpc
 from actornet._ids import Pid, Ref
 from actornet.node import current_node
 
@@ -57,8 +58,6 @@ def spawn(fn: Callable[..., Any], *args: Any, node: str | None = None) -> Pid:
     """
     here = current_node()
     if node is not None and node != here.name:
-        from actornet import rpc
-
         return rpc.spawn(node, fn, args, link=False)
     return here.spawn_opt(fn, args)[0]
 
@@ -77,8 +76,6 @@ def spawn_link(fn: Callable[..., Any], *args: Any, node: str | None = None) -> P
     """
     here = current_node()
     if node is not None and node != here.name:
-        from actornet import rpc
-
         return rpc.spawn(node, fn, args, link=True)
     return here.spawn_opt(fn, args, link=True)[0]
 
@@ -377,8 +374,6 @@ def is_alive(pid: Pid) -> bool:
         return node.local_process(pid) is not None
     if pid.node == node.name:
         return False  # an older incarnation of this node
-    from actornet import errors, rpc
-
     try:
         return bool(rpc.call(pid.node, is_alive, pid))
     except errors.NodeDown:
@@ -424,8 +419,6 @@ def process_info(pid: Pid) -> dict[str, Any] | None:
     node = current_node()
     if node.is_local(pid) or pid.node == node.name:
         return node.process_info(pid)
-    from actornet import rpc
-
     return rpc.call(pid.node, process_info, pid)  # type: ignore[no-any-return]
 
 

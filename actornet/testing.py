@@ -15,6 +15,7 @@ Example (a three-node cluster split into {a} and {b, c}, then healed)::
 
 from __future__ import annotations
 
+from actornet import net_kernel, rpc
 from actornet.node import current_node
 
 __all__ = ["cut", "heal", "partition", "heal_partition"]
@@ -48,8 +49,6 @@ def heal(node: str) -> None:
 def _on(node: str, fn: object, *args: object) -> None:
     """Run `fn(*args)` on `node` without waiting for it: a node that cuts itself
     off from us could not send a result back."""
-    from actornet import rpc
-
     if node == current_node().name:
         fn(*args)  # type: ignore[operator]
     else:
@@ -82,8 +81,6 @@ def heal_partition(side_a: list[str], side_b: list[str]) -> None:
         testing.heal_partition(["a@127.0.0.1", "b@127.0.0.1"], ["c@127.0.0.1"])
     """
     _everywhere(side_a, side_b, _heal_all, None)
-    from actornet import net_kernel
-
     for a in side_a:
         for b in side_b:
             _on(a, net_kernel.ping, b)

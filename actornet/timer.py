@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from actornet._ids import Pid, Ref
+from actornet._terms import check_term
 from actornet.node import current_node
 
 __all__ = ["send_after", "cancel_timer"]
@@ -43,8 +44,6 @@ def send_after(seconds: float, dest: Any, msg: Any) -> Ref:
     if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
             or not 0 <= seconds < threading.TIMEOUT_MAX):  # also refuses NaN and inf
         raise ValueError(f"send_after needs a finite number of seconds >= 0, got {seconds!r}")
-    from actornet._terms import check_term
-
     _check_dest(dest)
     check_term(msg)
     node = current_node()
