@@ -54,7 +54,7 @@ from actornet._session import Broken, Down, Dropped, Mesh, Oversized, Refused, S
 from actornet.errors import ActornetError
 
 if TYPE_CHECKING:
-    from actornet._process import NodeApi as Node
+    from actornet._process import NodeApi
 
 __all__ = ["Transport"]
 
@@ -73,7 +73,7 @@ class Transport(Ops):
 
     def __init__(
         self,
-        node: Node,
+        node: NodeApi,
         *,
         bind_ip: str,
         advertise_host: str,

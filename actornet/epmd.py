@@ -168,15 +168,16 @@ def _call(host: str, port: int | None, timeout: float, **request: Any) -> dict[s
     connections can lose a fresh one to the next of them."""
     port = _resolve(port)
     deadline = time.monotonic() + timeout
-    for attempt in range(1, _ATTEMPTS + 1):
+    attempt = 1
+    while True:
         with _connect(host, port, max(0.001, deadline - time.monotonic())) as sock:
-            remaining = max(0.001, deadline - time.monotonic())
             try:
-                return _request(sock, f"{host}:{port}", remaining, **request)
+                return _request(sock, f"{host}:{port}",
+                                max(0.001, deadline - time.monotonic()), **request)
             except _Closed:
                 if attempt == _ATTEMPTS or time.monotonic() >= deadline:
                     raise
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 class Registration:
