@@ -7,7 +7,8 @@ it is imported, so that the node can resolve them without importing it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from actornet._ids import Pid
 from actornet._nodebase import NodeBase
@@ -19,12 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["Registry", "GlobalNames", "use_global", "global_names"]
 
 
-class GlobalNames(Protocol):
-    """What the node needs of `actornet.global_`."""
+class GlobalNames(NamedTuple):
+    """What the node needs of `actornet.global_`: its two functions of these names."""
 
-    def whereis_name(self, name: Any) -> Pid | None: ...
-
-    def register_name_steps(self, name: Any, pid: Pid) -> Steps[str]: ...
+    whereis_name: Callable[[Any], Pid | None]
+    register_name_steps: Callable[[Any, Pid], Steps[str]]
 
 
 _global: GlobalNames | None = None

@@ -412,14 +412,4 @@ def send(name: Any, msg: Any) -> Pid:
     return pid
 
 
-class _Names:
-    """This module as the node's registry sees it (`actornet._registry.use_global`)."""
-
-    def whereis_name(self, name: Any) -> Pid | None:
-        return whereis_name(name)
-
-    def register_name_steps(self, name: Any, pid: Pid) -> Steps[str]:
-        return register_name_steps(name, pid)
-
-
-_registry.use_global(_Names())
+_registry.use_global(_registry.GlobalNames(whereis_name, register_name_steps))
