@@ -162,7 +162,7 @@ def call_outcome(node: NodeApi, me: Process, server: Any, target: Any, request: 
     """The reply in `slot`, or the error its DOWN means."""
     if slot.kind == REPLY:
         node.demonitor_target(target, ref, me.pid)
-        return checked_reply(server, slot.value)
+        return _checked_reply(server, slot.value)
     raise _call_failed(server, target, request, slot.value)
 
 
@@ -171,7 +171,7 @@ def badarg(why: str) -> tuple[str, str]:
     return (BADARG, why)
 
 
-def checked_reply(server: Any, value: Any) -> Any:
+def _checked_reply(server: Any, value: Any) -> Any:
     """`value`, unless it is a `badarg` answer: then `BadArg`, naming the server."""
     if value.__class__ is tuple and len(value) == 2 and value[0] == BADARG:
         raise BadArg(f"call to {server!r} failed: badarg: {value[1]}")
